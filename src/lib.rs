@@ -1,0 +1,8 @@
+//! cairn: a terminal coding agent whose every step is a git commit.
+//!
+//! The library holds all the logic; `src/main.rs` only parses arguments and maps errors
+//! to exit codes. Dependencies point one way: `cli → agent → {checkpoint, llm, memory}`.
+//! `checkpoint` knows nothing of models and `llm` nothing of git.
+
+pub mod checkpoint;
+pub mod cli;
