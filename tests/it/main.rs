@@ -1,0 +1,4 @@
+//! One integration test binary (so the suite links once), a module per area.
+
+#[path = "../support/mod.rs"]
+mod support;
