@@ -1,1 +1,696 @@
 //! The git layer: snapshots of the workspace, step commits on hidden refs, rewind.
+//!
+//! [`Store`] is the API the agent and the commands use. It never changes `HEAD`, the
+//! index, branches, tags or the stash, and never writes to the workspace except when asked
+//! to rewind it.
+
+mod address;
+mod error;
+mod ignore;
+pub mod refs;
+pub mod restore;
+pub mod snapshot;
+mod stat;
+mod stat_cache;
+pub mod step;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+
+pub use address::Checkpoint;
+use error::{Context, IoContext};
+pub use error::{Error, Result};
+pub use snapshot::{Skipped, Snapshot};
+pub use step::{SessionInfo, StepKind, Trailers};
+
+/// Default for `[snapshot] max_new_file_size`.
+pub const DEFAULT_MAX_NEW_FILE_SIZE: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Untracked files larger than this are left out of snapshots.
+    pub max_new_file_size: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { max_new_file_size: DEFAULT_MAX_NEW_FILE_SIZE }
+    }
+}
+
+/// A repository's checkpoint store, opened from a directory inside its working tree.
+pub struct Store {
+    sync: gix::ThreadSafeRepository,
+    repo: gix::Repository,
+    root: PathBuf,
+    /// `<git common dir>/cairn`: private caches, never pushed, safe to delete.
+    private_dir: PathBuf,
+    /// This worktree's part of the private directory (the stat cache, the current session).
+    worktree_dir: PathBuf,
+    options: StoreOptions,
+    /// Entries visited by the running snapshot, for progress display.
+    pub progress: Arc<AtomicUsize>,
+}
+
+/// A session as the caller holds it: its identity and the tip it last saw.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub info: SessionInfo,
+    /// The newest step's commit; `None` until the first step is recorded.
+    pub tip: Option<ObjectId>,
+    /// The number of the newest step (0 before the first).
+    pub steps: u64,
+    messages: usize,
+}
+
+/// What the workspace part of a step is.
+#[derive(Debug, Clone)]
+pub enum Changes {
+    /// Scan the whole workspace (incrementally).
+    Scan,
+    /// Only these paths (relative to the root) changed since the session's tip.
+    Paths(Vec<PathBuf>),
+    /// The workspace is as the tip recorded it.
+    Unchanged,
+}
+
+/// One step, as a caller describes it.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub kind: StepKind,
+    pub subject: String,
+    pub body: String,
+    pub changes: Changes,
+    /// Messages to append to the conversation, in order.
+    pub messages: Vec<serde_json::Value>,
+    /// Fields merged into `step.json` (tool calls and results, usage, timings).
+    pub details: serde_json::Map<String, serde_json::Value>,
+    pub tools: Vec<String>,
+    pub model: Option<String>,
+    /// Other files under `.cairn/` (memory), by path; `None` removes one.
+    pub state_files: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl StepRecord {
+    pub fn new(kind: StepKind, subject: impl Into<String>, changes: Changes) -> Self {
+        StepRecord {
+            kind,
+            subject: subject.into(),
+            body: String::new(),
+            changes,
+            messages: Vec::new(),
+            details: serde_json::Map::new(),
+            tools: Vec::new(),
+            model: None,
+            state_files: Vec::new(),
+        }
+    }
+}
+
+/// A recorded step.
+#[derive(Debug, Clone)]
+pub struct RecordedStep {
+    pub commit: ObjectId,
+    pub number: u64,
+    pub skipped: Vec<Skipped>,
+    pub reserved_path_present: bool,
+}
+
+/// A step as listings show it, read from its commit alone.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepSummary {
+    pub session: String,
+    pub step: u64,
+    pub kind: StepKind,
+    pub commit: String,
+    pub subject: String,
+    pub tools: Vec<String>,
+    pub model: Option<String>,
+    /// Commit time, seconds since the epoch.
+    pub time: i64,
+}
+
+/// A session as `cairn sessions` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionSummary {
+    pub id: String,
+    pub title: String,
+    pub steps: u64,
+    pub base: Option<String>,
+    pub tip: String,
+    pub created: String,
+    /// Time of the newest step, seconds since the epoch.
+    pub updated: i64,
+}
+
+/// A step's recorded state, read back from its tree.
+#[derive(Debug, Clone)]
+pub struct StepState {
+    pub session: SessionInfo,
+    pub step: serde_json::Value,
+    pub messages: Vec<serde_json::Value>,
+}
+
+/// What a rewind did.
+#[derive(Debug, Clone)]
+pub struct RewindOutcome {
+    pub session: String,
+    pub target: Checkpoint,
+    /// The step that recorded unsaved workspace changes first, if there were any.
+    pub saved_edits: Option<RecordedStep>,
+    /// Where the old tip was kept.
+    pub archived_as: Option<String>,
+    pub applied: restore::Applied,
+}
+
+impl Store {
+    /// Opens the repository that contains `dir`.
+    pub fn discover(dir: &Path, options: StoreOptions) -> Result<Store> {
+        let sync = gix::ThreadSafeRepository::discover(dir)
+            .map_err(|_| Error::NotARepository(dir.to_owned()))?;
+        let repo = sync.to_thread_local();
+        let Some(root) = repo.workdir().map(Path::to_owned) else {
+            return Err(Error::BareRepository(repo.git_dir().to_owned()));
+        };
+        let private_dir = repo.common_dir().join("cairn");
+        let worktree_name = if repo.git_dir() == repo.common_dir() {
+            "main".to_string()
+        } else {
+            let name = repo
+                .git_dir()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("linked-{name}")
+        };
+        let worktree_dir = private_dir.join("worktrees").join(worktree_name);
+        Ok(Store { sync, repo, root, private_dir, worktree_dir, options, progress: Arc::default() })
+    }
+
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn repo(&self) -> &gix::Repository {
+        &self.repo
+    }
+
+    /// `<git common dir>/cairn`, for other private caches.
+    pub fn private_dir(&self) -> &Path {
+        &self.private_dir
+    }
+
+    /// Snapshots the whole workspace (incrementally, through the stat cache).
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let cache_path = self.worktree_dir.join("stat-cache");
+        snapshot::scan(&snapshot::ScanContext {
+            repo: &self.sync,
+            root: &self.root,
+            cache_path: &cache_path,
+            max_new_file_size: self.options.max_new_file_size,
+            progress: &self.progress,
+        })
+    }
+
+    /// Begins a new session on top of the current `HEAD`. Nothing is written until its
+    /// first step is recorded.
+    pub fn start_session(
+        &self,
+        title: &str,
+        model: Option<String>,
+        agent: Option<String>,
+    ) -> Result<Session> {
+        let now = jiff::Timestamp::now();
+        let mut id = step::new_session_id(now);
+        while refs::read_ref(&self.repo, &refs::session_ref(&id))?.is_some() {
+            id = step::new_session_id(now);
+        }
+        let base = self.repo.head_id().ok().map(|id| id.to_string());
+        let info = SessionInfo {
+            id,
+            title: step::one_line(title),
+            created: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            base,
+            model,
+            agent,
+            cairn_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        Ok(Session { info, tip: None, steps: 0, messages: 0 })
+    }
+
+    /// Opens an existing session at its tip.
+    pub fn open_session(&self, id: &str) -> Result<Session> {
+        let tip = refs::read_ref(&self.repo, &refs::session_ref(id))?
+            .ok_or_else(|| Error::UnknownSession(id.into()))?;
+        self.session_at(id, tip)
+    }
+
+    /// A session handle positioned at `commit` (one of its steps).
+    fn session_at(&self, id: &str, commit: ObjectId) -> Result<Session> {
+        let trailers = self.trailers(commit, &format!("session {id}"))?;
+        let cairn = self.cairn_tree(commit)?;
+        let info = self.read_session_info(commit, cairn)?;
+        let messages = match cairn {
+            Some(tree) => self.subtree_len(tree, step::MESSAGES_DIR)?,
+            None => 0,
+        };
+        Ok(Session { info, tip: Some(commit), steps: trailers.step, messages })
+    }
+
+    /// The session this worktree last ran or resumed.
+    pub fn current_session(&self) -> Result<Option<String>> {
+        match std::fs::read_to_string(self.worktree_dir.join("current-session")) {
+            Ok(id) => Ok(Some(id.trim().to_string()).filter(|id| !id.is_empty())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(Error::io("reading the current session", err)),
+        }
+    }
+
+    pub fn set_current_session(&self, id: &str) -> Result<()> {
+        std::fs::create_dir_all(&self.worktree_dir)
+            .io_context(|| format!("creating {}", self.worktree_dir.display()))?;
+        let path = self.worktree_dir.join("current-session");
+        let mut file = tempfile::NamedTempFile::new_in(&self.worktree_dir)
+            .io_context(|| "recording the current session".into())?;
+        std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes())
+            .io_context(|| "recording the current session".into())?;
+        file.persist(&path).map_err(|err| Error::io("recording the current session", err.error))?;
+        Ok(())
+    }
+
+    /// Records one step on `session` and moves its ref (compare-and-swap against the tip
+    /// the session handle saw). On success the handle points at the new step.
+    pub fn record_step(&self, session: &mut Session, record: StepRecord) -> Result<RecordedStep> {
+        self.record_step_with(session, record, None)
+    }
+
+    fn record_step_with(
+        &self,
+        session: &mut Session,
+        record: StepRecord,
+        scanned: Option<Snapshot>,
+    ) -> Result<RecordedStep> {
+        let number = session.steps + 1;
+        let (base_tree, skipped, reserved_path_present) =
+            match (&record.changes, session.tip, scanned) {
+                (_, _, Some(snapshot)) => {
+                    (snapshot.tree, snapshot.skipped, snapshot.reserved_path_present)
+                }
+                // The tip's tree still holds its `.cairn`, which is replaced below.
+                (Changes::Unchanged, Some(tip), None) => {
+                    (self.commit_tree(tip)?, Vec::new(), false)
+                }
+                (Changes::Paths(paths), Some(tip), None) => {
+                    let base = self.commit_tree(tip)?;
+                    match snapshot::apply_paths(
+                        &self.repo,
+                        &self.root,
+                        base,
+                        paths,
+                        self.options.max_new_file_size,
+                    )? {
+                        Some(paths) => (paths.tree, paths.skipped, false),
+                        None => self.scan_parts()?,
+                    }
+                }
+                _ => self.scan_parts()?,
+            };
+
+        let previous_cairn = match session.tip {
+            Some(tip) => self.cairn_tree(tip)?,
+            None => None,
+        };
+        let mut cairn = self
+            .repo
+            .edit_tree(
+                previous_cairn.unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1)),
+            )
+            .context(|| "editing the .cairn tree".into())?;
+        if previous_cairn.is_none() {
+            let toml = toml::to_string(&session.info).map_err(|err| Error::Git {
+                context: "encoding session.toml".into(),
+                message: err.to_string(),
+            })?;
+            let id = self.write_blob(toml.as_bytes())?;
+            cairn
+                .upsert(step::SESSION_FILE, EntryKind::Blob, id)
+                .context(|| "adding session.toml".into())?;
+        }
+        let mut step_json = serde_json::Map::new();
+        step_json.insert("session".into(), session.info.id.clone().into());
+        step_json.insert("number".into(), number.into());
+        step_json.insert("kind".into(), record.kind.as_str().into());
+        if !skipped.is_empty() {
+            step_json.insert("skipped".into(), serde_json::to_value(&skipped).unwrap_or_default());
+        }
+        step_json.extend(record.details);
+        let step_bytes = serde_json::to_vec_pretty(&step_json).unwrap_or_default();
+        cairn
+            .upsert(step::STEP_FILE, EntryKind::Blob, self.write_blob(&step_bytes)?)
+            .context(|| "adding step.json".into())?;
+        let mut messages = session.messages;
+        for message in &record.messages {
+            messages += 1;
+            let role = message.get("role").and_then(|r| r.as_str()).unwrap_or("message");
+            let path =
+                format!("{}/{}", step::MESSAGES_DIR, step::message_file_name(messages, role));
+            let bytes = serde_json::to_vec_pretty(message).unwrap_or_default();
+            cairn
+                .upsert(path.as_str(), EntryKind::Blob, self.write_blob(&bytes)?)
+                .context(|| "adding a message".into())?;
+        }
+        for (path, content) in &record.state_files {
+            match content {
+                Some(bytes) => {
+                    cairn
+                        .upsert(path.as_str(), EntryKind::Blob, self.write_blob(bytes)?)
+                        .context(|| format!("adding .cairn/{path}"))?;
+                }
+                None => {
+                    cairn.remove(path.as_str()).context(|| format!("removing .cairn/{path}"))?;
+                }
+            }
+        }
+        let cairn_tree = cairn.write().context(|| "writing the .cairn tree".into())?.detach();
+        let mut root = self.repo.edit_tree(base_tree).context(|| "editing the step tree".into())?;
+        root.upsert(snapshot::RESERVED_DIR, EntryKind::Tree, cairn_tree)
+            .context(|| "adding .cairn".into())?;
+        let tree = root.write().context(|| "writing the step tree".into())?.detach();
+
+        let model = record.model.clone().or_else(|| session.info.model.clone());
+        let trailers = Trailers {
+            session: session.info.id.clone(),
+            step: number,
+            kind: record.kind,
+            tools: record.tools.clone(),
+            model: model.clone(),
+        };
+        let message = step::compose_message(&record.subject, &record.body, &trailers);
+        let parent = session.tip.or_else(|| {
+            session.info.base.as_deref().and_then(|b| ObjectId::from_hex(b.as_bytes()).ok())
+        });
+        let commit = self.write_commit(tree, parent, &message, model.as_deref())?;
+        let reflog =
+            format!("cairn: step {number} ({}): {}", record.kind, step::one_line(&record.subject));
+        refs::compare_and_swap(
+            &self.repo,
+            &refs::session_ref(&session.info.id),
+            session.tip,
+            commit,
+            &reflog,
+            self.committer().to_ref(&mut gix::date::parse::TimeBuf::default()),
+        )?;
+
+        session.tip = Some(commit);
+        session.steps = number;
+        session.messages = messages;
+        Ok(RecordedStep { commit, number, skipped, reserved_path_present })
+    }
+
+    fn scan_parts(&self) -> Result<(ObjectId, Vec<Skipped>, bool)> {
+        let snapshot = self.snapshot()?;
+        Ok((snapshot.tree, snapshot.skipped, snapshot.reserved_path_present))
+    }
+
+    fn write_blob(&self, bytes: &[u8]) -> Result<ObjectId> {
+        Ok(self.repo.write_blob(bytes).context(|| "writing a blob".into())?.detach())
+    }
+
+    fn author(model: Option<&str>) -> gix::actor::Signature {
+        let name = match model {
+            Some(model) => format!("cairn ({model})"),
+            None => "cairn".to_string(),
+        };
+        gix::actor::Signature {
+            name: name.into(),
+            email: "cairn@localhost".into(),
+            time: gix::date::Time::now_local_or_utc(),
+        }
+    }
+
+    /// The user from git config, falling back to cairn itself when none is set.
+    fn committer(&self) -> gix::actor::Signature {
+        match self.repo.committer() {
+            Some(Ok(user)) => gix::actor::Signature {
+                name: user.name.to_owned(),
+                email: user.email.to_owned(),
+                time: gix::date::Time::now_local_or_utc(),
+            },
+            _ => Self::author(None),
+        }
+    }
+
+    fn write_commit(
+        &self,
+        tree: ObjectId,
+        parent: Option<ObjectId>,
+        message: &str,
+        model: Option<&str>,
+    ) -> Result<ObjectId> {
+        let commit = gix::objs::Commit {
+            tree,
+            parents: parent.into_iter().collect(),
+            author: Self::author(model),
+            committer: self.committer(),
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
+        Ok(self.repo.write_object(&commit).context(|| "writing a step commit".into())?.detach())
+    }
+
+    /// The trailers of a step commit, or [`Error::NotAStep`].
+    fn trailers(&self, commit: ObjectId, what: &str) -> Result<Trailers> {
+        let not_a_step = || Error::NotAStep { what: what.to_string(), commit: commit.to_string() };
+        let object = self.repo.find_commit(commit).map_err(|_| not_a_step())?;
+        let message = object.message_raw().map_err(|_| not_a_step())?;
+        step::parse_trailers(&message.to_str_lossy()).ok_or_else(not_a_step)
+    }
+
+    /// The `.cairn` subtree of a step commit.
+    fn cairn_tree(&self, commit: ObjectId) -> Result<Option<ObjectId>> {
+        let tree = self.commit_tree(commit)?;
+        let tree = self.repo.find_tree(tree).context(|| format!("reading the tree of {commit}"))?;
+        let entry = tree.find_entry(snapshot::RESERVED_DIR);
+        Ok(entry.filter(|e| e.mode().is_tree()).map(|e| e.oid().to_owned()))
+    }
+
+    fn commit_tree(&self, commit: ObjectId) -> Result<ObjectId> {
+        let object =
+            self.repo.find_commit(commit).context(|| format!("reading commit {commit}"))?;
+        object.tree_id().map(|id| id.detach()).context(|| format!("reading the tree of {commit}"))
+    }
+
+    /// The tree of a step commit (workspace plus `.cairn/`).
+    pub fn step_tree(&self, commit: ObjectId) -> Result<ObjectId> {
+        self.commit_tree(commit)
+    }
+
+    fn blob_at(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+        let tree = self.repo.find_tree(tree).context(|| format!("reading tree {tree}"))?;
+        let Some(entry) =
+            tree.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?
+        else {
+            return Ok(None);
+        };
+        let blob = self.repo.find_blob(entry.oid()).context(|| format!("reading {path}"))?;
+        Ok(Some(blob.data.clone()))
+    }
+
+    fn subtree_len(&self, tree: ObjectId, path: &str) -> Result<usize> {
+        let tree = self.repo.find_tree(tree).context(|| format!("reading tree {tree}"))?;
+        let Some(entry) =
+            tree.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?
+        else {
+            return Ok(0);
+        };
+        let sub = self.repo.find_tree(entry.oid()).context(|| format!("reading {path}"))?;
+        Ok(sub.decode().context(|| format!("decoding {path}"))?.entries.len())
+    }
+
+    fn read_session_info(&self, commit: ObjectId, cairn: Option<ObjectId>) -> Result<SessionInfo> {
+        let corrupt = |reason: String| Error::CorruptState { commit: commit.to_string(), reason };
+        let cairn = cairn.ok_or_else(|| corrupt("it has no .cairn directory".into()))?;
+        let bytes = self
+            .blob_at(cairn, step::SESSION_FILE)?
+            .ok_or_else(|| corrupt("it has no .cairn/session.toml".into()))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| corrupt("session.toml is not UTF-8".into()))?;
+        toml::from_str(&text).map_err(|err| corrupt(format!("session.toml: {err}")))
+    }
+
+    /// Reads a step's state back: the session, `step.json` and the conversation so far.
+    pub fn read_state(&self, commit: ObjectId) -> Result<StepState> {
+        let corrupt = |reason: String| Error::CorruptState { commit: commit.to_string(), reason };
+        let cairn = self.cairn_tree(commit)?;
+        let session = self.read_session_info(commit, cairn)?;
+        let cairn = cairn.ok_or_else(|| corrupt("it has no .cairn directory".into()))?;
+        let step_bytes = self
+            .blob_at(cairn, step::STEP_FILE)?
+            .ok_or_else(|| corrupt("it has no step.json".into()))?;
+        let step = serde_json::from_slice(&step_bytes)
+            .map_err(|err| corrupt(format!("step.json: {err}")))?;
+        let mut messages = Vec::new();
+        let tree = self.repo.find_tree(cairn).context(|| "reading .cairn".into())?;
+        if let Some(entry) =
+            tree.lookup_entry_by_path(step::MESSAGES_DIR).context(|| "reading messages".into())?
+        {
+            let dir = self.repo.find_tree(entry.oid()).context(|| "reading messages".into())?;
+            for message in dir.decode().context(|| "decoding messages".into())?.entries {
+                let blob =
+                    self.repo.find_blob(message.oid).context(|| "reading a message".into())?;
+                let value = serde_json::from_slice(&blob.data)
+                    .map_err(|err| corrupt(format!("message {}: {err}", message.filename)))?;
+                messages.push(value);
+            }
+        }
+        Ok(StepState { session, step, messages })
+    }
+
+    /// Summarises one step from its commit.
+    pub fn step_summary(&self, commit: ObjectId) -> Result<StepSummary> {
+        let trailers = self.trailers(commit, &format!("commit {commit}"))?;
+        let object =
+            self.repo.find_commit(commit).context(|| format!("reading commit {commit}"))?;
+        let message = object
+            .message_raw()
+            .context(|| "reading a commit message".into())?
+            .to_str_lossy()
+            .into_owned();
+        let time = object.time().map(|t| t.seconds).unwrap_or_default();
+        Ok(StepSummary {
+            session: trailers.session,
+            step: trailers.step,
+            kind: trailers.kind,
+            commit: commit.to_string(),
+            subject: message.lines().next().unwrap_or_default().to_string(),
+            tools: trailers.tools,
+            model: trailers.model,
+            time,
+        })
+    }
+
+    /// The parent of a step within its session, if it has one.
+    pub fn parent_step(&self, commit: ObjectId) -> Result<Option<ObjectId>> {
+        let trailers = self.trailers(commit, &format!("commit {commit}"))?;
+        if trailers.step <= 1 {
+            return Ok(None);
+        }
+        let object =
+            self.repo.find_commit(commit).context(|| format!("reading commit {commit}"))?;
+        Ok(object.parent_ids().next().map(|id| id.detach()))
+    }
+
+    /// The steps of a session, oldest first.
+    pub fn steps(&self, id: &str) -> Result<Vec<StepSummary>> {
+        let tip = refs::read_ref(&self.repo, &refs::session_ref(id))?
+            .ok_or_else(|| Error::UnknownSession(id.into()))?;
+        let mut out = Vec::new();
+        let mut current = Some(tip);
+        while let Some(commit) = current {
+            let summary = self.step_summary(commit)?;
+            if summary.session != id {
+                break;
+            }
+            current = self.parent_step(commit)?;
+            out.push(summary);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// All sessions, newest first.
+    pub fn sessions(&self) -> Result<Vec<SessionSummary>> {
+        let mut out = Vec::new();
+        for (name, tip) in refs::list(&self.repo, refs::SESSIONS_PREFIX)? {
+            let id = name.trim_start_matches(refs::SESSIONS_PREFIX).to_string();
+            let summary = self.step_summary(tip)?;
+            let info = self.read_session_info(tip, self.cairn_tree(tip)?)?;
+            out.push(SessionSummary {
+                id,
+                title: info.title,
+                steps: summary.step,
+                base: info.base,
+                tip: tip.to_string(),
+                created: info.created,
+                updated: summary.time,
+            });
+        }
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(out)
+    }
+
+    /// Resolves a checkpoint name (SPEC 2): a session id or prefix, `<session>@<n>`, `@`,
+    /// `@~k`, or a git revision naming a cairn step.
+    pub fn resolve(&self, name: &str) -> Result<Checkpoint> {
+        address::resolve(self, name)
+    }
+
+    /// Rewinds the target's session to it (SPEC 3): records unsaved workspace edits first,
+    /// keeps the old tip under `refs/cairn/archive/`, moves the ref, and makes the
+    /// workspace equal the target, touching only paths that differ.
+    pub fn rewind(&self, target: &Checkpoint) -> Result<RewindOutcome> {
+        let mut session = self.open_session(&target.session)?;
+        let tip = session.tip.ok_or_else(|| Error::UnknownSession(target.session.clone()))?;
+        let snapshot = self.snapshot()?;
+        let current = snapshot.tree;
+        let unsaved =
+            !restore::diff_trees(&self.repo, Some(current), Some(self.commit_tree(tip)?))?
+                .is_empty();
+        let saved_edits = if unsaved {
+            let record =
+                StepRecord::new(StepKind::UserEdits, "user edits before rewind", Changes::Scan);
+            Some(self.record_step_with(&mut session, record, Some(snapshot))?)
+        } else {
+            None
+        };
+        let tip = session.tip.unwrap_or(tip);
+        let mut archived_as = None;
+        if tip != target.commit {
+            let mut seconds = jiff::Timestamp::now().as_second();
+            let name = loop {
+                let name = format!("{}{}/{seconds}", refs::ARCHIVE_PREFIX, target.session);
+                if refs::read_ref(&self.repo, &name)?.is_none() {
+                    break name;
+                }
+                seconds += 1;
+            };
+            let committer = self.committer();
+            let mut buf = gix::date::parse::TimeBuf::default();
+            refs::compare_and_swap(
+                &self.repo,
+                &name,
+                None,
+                tip,
+                &format!("cairn: archive before rewind to step {}", target.step),
+                committer.to_ref(&mut buf),
+            )?;
+            refs::compare_and_swap(
+                &self.repo,
+                &refs::session_ref(&target.session),
+                Some(tip),
+                target.commit,
+                &format!("cairn: rewind to step {}", target.step),
+                committer.to_ref(&mut buf),
+            )?;
+            archived_as = Some(name);
+        }
+        let to = self.commit_tree(target.commit)?;
+        let changes = restore::diff_trees(&self.repo, Some(current), Some(to))?;
+        let applied = restore::apply(&self.repo, &self.root, &changes)?;
+        self.set_current_session(&target.session)?;
+        Ok(RewindOutcome {
+            session: target.session.clone(),
+            target: target.clone(),
+            saved_edits,
+            archived_as,
+            applied,
+        })
+    }
+}

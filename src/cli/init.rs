@@ -15,11 +15,11 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         Some(path) => path,
         None => std::env::current_dir()?,
     };
-    if let Ok(repo) = gix::discover(&path) {
-        if repo.workdir().is_some_and(|dir| same_dir(dir, &path)) {
-            println!("Already a git repository: {}", path.display());
-            return Ok(ExitCode::SUCCESS);
-        }
+    if let Ok(repo) = gix::discover(&path)
+        && repo.workdir().is_some_and(|dir| same_dir(dir, &path))
+    {
+        println!("Already a git repository: {}", path.display());
+        return Ok(ExitCode::SUCCESS);
     }
     gix::init(&path).map_err(|err| {
         CommandError::user(format!("could not create a repository at {}: {err}", path.display()))

@@ -1,8 +1,16 @@
 //! The command line: one file per command. Each command parses its arguments, calls the
 //! library, and prints; no logic of its own beyond presentation.
 
+mod checkpoint;
+mod common;
+mod diff;
 mod error;
 mod init;
+mod log;
+mod render;
+mod rewind;
+mod sessions;
+mod show;
 
 use std::process::ExitCode;
 
@@ -22,6 +30,18 @@ pub struct Cli {
 enum Command {
     /// Create a git repository here (the equivalent of `git init`).
     Init(init::Args),
+    /// Record the workspace now as a step of the current session.
+    Checkpoint(checkpoint::Args),
+    /// List the sessions in this repository.
+    Sessions(sessions::Args),
+    /// List the steps of a session.
+    Log(log::Args),
+    /// Show one step: its message, tool calls and diff.
+    Show(show::Args),
+    /// Show the workspace difference between two checkpoints.
+    Diff(diff::Args),
+    /// Move a session back to one of its steps, workspace included.
+    Rewind(rewind::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -45,5 +65,11 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     match cli.command {
         Command::Init(args) => init::run(args),
+        Command::Checkpoint(args) => checkpoint::run(args),
+        Command::Sessions(args) => sessions::run(args),
+        Command::Log(args) => log::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Rewind(args) => rewind::run(args),
     }
 }

@@ -1,0 +1,78 @@
+//! The errors of the checkpoint layer.
+//!
+//! Each variant says what happened in a user's terms; `is_user_error` tells the command
+//! line whether the user can fix it (a bad name, a missing repository) or whether something
+//! failed underneath (I/O, a corrupt object).
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not inside a git repository: {}", .0.display())]
+    NotARepository(PathBuf),
+    #[error("{} is a bare repository; cairn needs a working tree", .0.display())]
+    BareRepository(PathBuf),
+    #[error("no checkpoint named '{0}'")]
+    UnknownCheckpoint(String),
+    #[error("'{name}' is ambiguous; it could be any of: {}", .candidates.join(", "))]
+    AmbiguousCheckpoint { name: String, candidates: Vec<String> },
+    #[error("'{name}' is not a valid checkpoint name: {reason}")]
+    InvalidCheckpointName { name: String, reason: String },
+    #[error("{what} points at {commit}, which is not a cairn step")]
+    NotAStep { what: String, commit: String },
+    #[error("session {0} does not exist")]
+    UnknownSession(String),
+    #[error("there is no current session in this worktree")]
+    NoCurrentSession,
+    #[error("the corrupt state of step {commit}: {reason}")]
+    CorruptState { commit: String, reason: String },
+    #[error("session {session} was moved by another process (expected {expected}, found {found})")]
+    ConcurrentUpdate { session: String, expected: String, found: String },
+    #[error("session {session} is busy: process {pid} is recording a step")]
+    SessionBusy { session: String, pid: u32 },
+    #[error("invalid path '{path}': {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("git: {context}: {message}")]
+    Git { context: String, message: String },
+}
+
+impl Error {
+    /// Whether the user can act on this error (as opposed to an internal failure).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Error::Io { .. } | Error::Git { .. })
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+/// Attaches a description of what was being done to a gix or I/O error.
+pub(crate) trait Context<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|err| Error::Git { context: context(), message: err.to_string() })
+    }
+}
+
+/// Like [`Context`], for I/O errors, keeping the source error.
+pub(crate) trait IoContext<T> {
+    fn io_context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn io_context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io { context: context(), source })
+    }
+}

@@ -1,0 +1,101 @@
+//! Ref names and ref moves. Every move is a compare-and-swap against the value the caller
+//! last saw, and writes a reflog entry (forced: git only keeps reflogs for `refs/heads`
+//! and a few others by default).
+
+use gix::ObjectId;
+use gix::refs::Target;
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+
+use super::error::{Context, Error, Result};
+
+pub const SESSIONS_PREFIX: &str = "refs/cairn/sessions/";
+pub const ARCHIVE_PREFIX: &str = "refs/cairn/archive/";
+
+pub fn session_ref(id: &str) -> String {
+    format!("{SESSIONS_PREFIX}{id}")
+}
+
+/// Moves `name` from `expected` (`None`: it must not exist yet) to `new`.
+pub fn compare_and_swap(
+    repo: &gix::Repository,
+    name: &str,
+    expected: Option<ObjectId>,
+    new: ObjectId,
+    reflog_message: &str,
+    committer: gix::actor::SignatureRef<'_>,
+) -> Result<()> {
+    let full_name: gix::refs::FullName =
+        name.try_into().context(|| format!("'{name}' is not a valid ref name"))?;
+    let edit = RefEdit {
+        change: Change::Update {
+            log: LogChange {
+                mode: RefLog::AndReference,
+                force_create_reflog: true,
+                message: reflog_message.replace('\n', " ").into(),
+            },
+            expected: match expected {
+                Some(id) => PreviousValue::MustExistAndMatch(Target::Object(id)),
+                None => PreviousValue::MustNotExist,
+            },
+            new: Target::Object(new),
+        },
+        name: full_name,
+        deref: false,
+    };
+    match repo.edit_references_as(Some(edit), Some(committer)) {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let found = read_ref(repo, name)?;
+            if found != expected {
+                let show =
+                    |id: Option<ObjectId>| id.map_or("nothing".to_string(), |id| id.to_string());
+                return Err(Error::ConcurrentUpdate {
+                    session: name.trim_start_matches(SESSIONS_PREFIX).to_string(),
+                    expected: show(expected),
+                    found: show(found),
+                });
+            }
+            Err(Error::Git { context: format!("updating {name}"), message: err.to_string() })
+        }
+    }
+}
+
+/// The object a ref points at, or `None` if there is no such ref.
+pub fn read_ref(repo: &gix::Repository, name: &str) -> Result<Option<ObjectId>> {
+    let reference = repo.try_find_reference(name).context(|| format!("reading {name}"))?;
+    Ok(reference.and_then(|r| r.target().try_id().map(ToOwned::to_owned)))
+}
+
+/// All refs under `prefix`, as (name, target) pairs sorted by name.
+pub fn list(repo: &gix::Repository, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
+    let platform = repo.references().context(|| "listing refs".into())?;
+    let iter = platform.prefixed(prefix).context(|| format!("listing {prefix}"))?;
+    let mut out = Vec::new();
+    for reference in iter {
+        let reference = reference.map_err(|err| Error::Git {
+            context: format!("listing {prefix}"),
+            message: err.to_string(),
+        })?;
+        if let Some(id) = reference.target().try_id() {
+            out.push((reference.name().as_bstr().to_string(), id.to_owned()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Deletes `name` if it still points at `expected`.
+pub fn delete(repo: &gix::Repository, name: &str, expected: ObjectId) -> Result<()> {
+    let full_name: gix::refs::FullName =
+        name.try_into().context(|| format!("'{name}' is not a valid ref name"))?;
+    let edit = RefEdit {
+        change: Change::Delete {
+            expected: PreviousValue::MustExistAndMatch(Target::Object(expected)),
+            log: RefLog::AndReference,
+        },
+        name: full_name,
+        deref: false,
+    };
+    repo.edit_reference(edit).context(|| format!("deleting {name}"))?;
+    Ok(())
+}

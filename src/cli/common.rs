@@ -1,0 +1,112 @@
+//! What the commands share: opening the store, mapping library errors to messages with
+//! hints, color and progress on a terminal.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::checkpoint::{self, Store, StoreOptions};
+
+use super::CommandError;
+
+/// Opens the store for the current directory.
+pub fn open_store() -> Result<Store, CommandError> {
+    let cwd = std::env::current_dir()?;
+    Store::discover(&cwd, StoreOptions::default()).map_err(CommandError::from)
+}
+
+impl From<checkpoint::Error> for CommandError {
+    fn from(err: checkpoint::Error) -> Self {
+        use checkpoint::Error as E;
+        let hint = match &err {
+            E::NotARepository(_) => {
+                Some("run `cairn init` to create one here (the equivalent of `git init`)")
+            }
+            E::BareRepository(_) => {
+                Some("run cairn inside a clone or a worktree of it (`git worktree add`)")
+            }
+            E::UnknownCheckpoint(_) | E::UnknownSession(_) => {
+                Some("`cairn sessions` lists sessions; `cairn log SESSION` lists their steps")
+            }
+            E::AmbiguousCheckpoint { .. } => Some("type more of the session id"),
+            E::InvalidCheckpointName { .. } => {
+                Some("name a checkpoint as SESSION, SESSION@N, @, @~K, or a git revision of a step")
+            }
+            E::NoCurrentSession => {
+                Some("start one with `cairn checkpoint --new`, or name a session")
+            }
+            E::ConcurrentUpdate { .. } | E::SessionBusy { .. } => {
+                Some("another cairn process is working on it; try again")
+            }
+            E::NotAStep { .. } => Some(
+                "cairn refs must point at cairn step commits; `git log` the ref to see what moved it",
+            ),
+            _ => None,
+        };
+        let mut out = if err.is_user_error() {
+            CommandError::user(err.to_string())
+        } else {
+            CommandError::internal(err.to_string())
+        };
+        if let Some(hint) = hint {
+            out = out.with_hint(hint);
+        }
+        out
+    }
+}
+
+/// Whether to color stdout: a terminal, and `NO_COLOR` unset.
+pub fn color_stdout() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Runs `work`, showing a spinner with a count on stderr if it takes longer than a
+/// second and stderr is a terminal. Piped output stays clean.
+pub fn with_progress<T>(label: &str, counter: &Arc<AtomicUsize>, work: impl FnOnce() -> T) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work();
+    }
+    counter.store(0, Ordering::Relaxed);
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let done = Arc::clone(&done);
+        let counter = Arc::clone(counter);
+        let label = label.to_string();
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(1) {
+                if done.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let bar = indicatif::ProgressBar::new_spinner();
+            while !done.load(Ordering::Relaxed) {
+                bar.set_message(format!("{label}: {} files", counter.load(Ordering::Relaxed)));
+                bar.tick();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        })
+    };
+    let out = work();
+    done.store(true, Ordering::Relaxed);
+    let _ = ticker.join();
+    out
+}
+
+/// Prints a value as one line of JSON.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), CommandError> {
+    let text =
+        serde_json::to_string(value).map_err(|err| CommandError::internal(err.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// A timestamp for humans: `2026-11-24 15:30`.
+pub fn format_time(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}

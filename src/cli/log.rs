@@ -1,0 +1,72 @@
+//! `cairn log`: the steps of a session, oldest first, optionally with each step's diff.
+
+use std::process::ExitCode;
+
+use gix::ObjectId;
+
+use crate::checkpoint::Store;
+
+use super::common::{color_stdout, format_time, open_store, print_json};
+use super::{CommandError, render};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The session (default: the current one).
+    session: Option<String>,
+    /// Print the steps as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Show each step's diff.
+    #[arg(short = 'p', long = "patch")]
+    patch: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    let store = open_store()?;
+    let session = match args.session {
+        Some(name) => store.resolve(&name)?.session,
+        None => store.current_session()?.ok_or(crate::checkpoint::Error::NoCurrentSession)?,
+    };
+    let steps = store.steps(&session)?;
+    if args.json {
+        print_json(&steps)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let color = color_stdout();
+    for step in &steps {
+        println!(
+            "{:>4}  {:<10}  {}  {}  {}",
+            step.step,
+            step.kind.as_str(),
+            format_time(step.time),
+            &step.commit[..12],
+            step.subject
+        );
+        if args.patch {
+            let commit = ObjectId::from_hex(step.commit.as_bytes())
+                .map_err(|e| CommandError::internal(e.to_string()))?;
+            let (from, to) = step_trees(&store, commit)?;
+            print!("{}", render::render(store.repo(), from, Some(to), false, color)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The trees a step's diff compares: its parent's (the previous step, or the base commit
+/// for step 1) and its own. `.cairn/` is skipped by the differ.
+pub fn step_trees(
+    store: &Store,
+    commit: ObjectId,
+) -> Result<(Option<ObjectId>, ObjectId), CommandError> {
+    let internal = |e: &dyn std::fmt::Display| CommandError::internal(e.to_string());
+    let object = store.repo().find_commit(commit).map_err(|e| internal(&e))?;
+    let tree = object.tree_id().map_err(|e| internal(&e))?.detach();
+    let parent = match object.parent_ids().next() {
+        Some(parent) => {
+            let parent = store.repo().find_commit(parent).map_err(|e| internal(&e))?;
+            Some(parent.tree_id().map_err(|e| internal(&e))?.detach())
+        }
+        None => None,
+    };
+    Ok((parent, tree))
+}

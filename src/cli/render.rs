@@ -1,0 +1,203 @@
+//! Diffs for humans: unified text diffs with `similar`, or a `--stat` summary, with
+//! `.cairn/` hidden and color only on a terminal.
+
+use std::fmt::Write as _;
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+
+use crate::checkpoint::restore::{self, Change};
+
+use super::CommandError;
+
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const BOLD: &str = "\x1b[1m";
+const CYAN: &str = "\x1b[36m";
+const RESET: &str = "\x1b[0m";
+
+/// One file's difference.
+struct FileDiff {
+    path: String,
+    old: Option<(EntryKind, ObjectId)>,
+    new: Option<(EntryKind, ObjectId)>,
+}
+
+fn file_diffs(
+    repo: &gix::Repository,
+    from: Option<ObjectId>,
+    to: Option<ObjectId>,
+) -> Result<Vec<FileDiff>, CommandError> {
+    let changes = restore::diff_trees(repo, from, to)?;
+    let mut files: Vec<FileDiff> = Vec::new();
+    // Modifications arrive as writes of existing paths; additions and deletions may pair
+    // up by path when a file's type changed.
+    let old_side = match from {
+        Some(tree) => {
+            Some(repo.find_tree(tree).map_err(|e| CommandError::internal(e.to_string()))?)
+        }
+        None => None,
+    };
+    for change in changes {
+        match change {
+            Change::Delete { kind: EntryKind::Tree, .. } => {}
+            Change::Delete { path, kind } => {
+                let id = lookup(old_side.as_ref(), &path.to_str_lossy())?;
+                files.push(FileDiff {
+                    path: path.to_str_lossy().into_owned(),
+                    old: id.map(|id| (kind, id)),
+                    new: None,
+                });
+            }
+            Change::Write { path, kind, id, existed } => {
+                let path = path.to_str_lossy().into_owned();
+                let old = if existed { lookup_entry(old_side.as_ref(), &path)? } else { None };
+                if let Some(existing) = files.iter_mut().find(|f| f.path == path && f.new.is_none())
+                {
+                    existing.new = Some((kind, id));
+                } else {
+                    files.push(FileDiff { path, old, new: Some((kind, id)) });
+                }
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+fn lookup(tree: Option<&gix::Tree<'_>>, path: &str) -> Result<Option<ObjectId>, CommandError> {
+    Ok(lookup_entry(tree, path)?.map(|(_, id)| id))
+}
+
+fn lookup_entry(
+    tree: Option<&gix::Tree<'_>>,
+    path: &str,
+) -> Result<Option<(EntryKind, ObjectId)>, CommandError> {
+    let Some(tree) = tree else { return Ok(None) };
+    let entry =
+        tree.lookup_entry_by_path(path).map_err(|e| CommandError::internal(e.to_string()))?;
+    Ok(entry.map(|e| (e.mode().kind(), e.oid().to_owned())))
+}
+
+fn content(
+    repo: &gix::Repository,
+    side: Option<(EntryKind, ObjectId)>,
+) -> Result<Vec<u8>, CommandError> {
+    match side {
+        Some((EntryKind::Commit, id)) => Ok(format!("Subproject commit {id}\n").into_bytes()),
+        Some((_, id)) => {
+            Ok(repo.find_blob(id).map_err(|e| CommandError::internal(e.to_string()))?.data.clone())
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+fn is_binary(bytes: &[u8]) -> bool {
+    bytes.iter().take(8000).any(|b| *b == 0)
+}
+
+/// Counts of added and removed lines.
+pub fn line_counts(old: &str, new: &str) -> (usize, usize) {
+    let diff = similar::TextDiff::from_lines(old, new);
+    let mut added = 0;
+    let mut removed = 0;
+    for change in diff.iter_all_changes() {
+        match change.tag() {
+            similar::ChangeTag::Insert => added += 1,
+            similar::ChangeTag::Delete => removed += 1,
+            similar::ChangeTag::Equal => {}
+        }
+    }
+    (added, removed)
+}
+
+/// Renders the difference between two workspace trees (`.cairn/` is never shown).
+pub fn render(
+    repo: &gix::Repository,
+    from: Option<ObjectId>,
+    to: Option<ObjectId>,
+    stat: bool,
+    color: bool,
+) -> Result<String, CommandError> {
+    let paint = |code: &str, text: &str| {
+        if color { format!("{code}{text}{RESET}") } else { text.to_string() }
+    };
+    let mut out = String::new();
+    let files = file_diffs(repo, from, to)?;
+    let (mut total_added, mut total_removed) = (0, 0);
+    for file in &files {
+        let old = content(repo, file.old)?;
+        let new = content(repo, file.new)?;
+        if stat {
+            if is_binary(&old) || is_binary(&new) {
+                let _ = writeln!(out, " {} | binary", file.path);
+            } else {
+                let (added, removed) = line_counts(&old.to_str_lossy(), &new.to_str_lossy());
+                total_added += added;
+                total_removed += removed;
+                let _ = writeln!(
+                    out,
+                    " {} | {} {}",
+                    file.path,
+                    paint(GREEN, &format!("+{added}")),
+                    paint(RED, &format!("-{removed}"))
+                );
+            }
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(BOLD, &format!("diff --cairn a/{} b/{}", file.path, file.path))
+        );
+        match (file.old, file.new) {
+            (None, Some((kind, _))) => {
+                let _ = writeln!(out, "new file mode {:o}", kind as u16);
+            }
+            (Some((kind, _)), None) => {
+                let _ = writeln!(out, "deleted file mode {:o}", kind as u16);
+            }
+            (Some((old_kind, _)), Some((new_kind, _))) if old_kind != new_kind => {
+                let _ =
+                    writeln!(out, "old mode {:o}\nnew mode {:o}", old_kind as u16, new_kind as u16);
+            }
+            _ => {}
+        }
+        if is_binary(&old) || is_binary(&new) {
+            let _ = writeln!(out, "Binary files differ");
+            continue;
+        }
+        let (old_text, new_text) = (old.to_str_lossy(), new.to_str_lossy());
+        let diff = similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
+        let old_name =
+            if file.old.is_some() { format!("a/{}", file.path) } else { "/dev/null".into() };
+        let new_name =
+            if file.new.is_some() { format!("b/{}", file.path) } else { "/dev/null".into() };
+        for line in
+            diff.unified_diff().context_radius(3).header(&old_name, &new_name).to_string().lines()
+        {
+            let painted = if line.starts_with("+++") || line.starts_with("---") {
+                paint(BOLD, line)
+            } else if line.starts_with('+') {
+                paint(GREEN, line)
+            } else if line.starts_with('-') {
+                paint(RED, line)
+            } else if line.starts_with("@@") {
+                paint(CYAN, line)
+            } else {
+                line.to_string()
+            };
+            let _ = writeln!(out, "{painted}");
+        }
+    }
+    if stat {
+        let _ = writeln!(
+            out,
+            " {} file{} changed, {total_added} insertion(s)(+), {total_removed} deletion(s)(-)",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
+    }
+    Ok(out)
+}
