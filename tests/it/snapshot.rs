@@ -1,0 +1,207 @@
+//! The snapshot engine through the library API: the stat cache's incremental behaviour
+//! and the named-paths fast path, compared against full scans and the git CLI.
+
+use std::path::PathBuf;
+
+use cairn::checkpoint::{Changes, StepKind, StepRecord, Store, StoreOptions};
+
+use crate::support::{TestRepo, age};
+
+/// A repository of `dirs` × `files` aged files, so the racy guard does not apply.
+fn aged_repo(dirs: usize, files: usize) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write(".gitignore", "build/\n");
+    repo.write("build/out.o", "ignored\n");
+    for d in 0..dirs {
+        for f in 0..files {
+            repo.write(&format!("d{d}/f{f}.txt"), &format!("dir {d} file {f}\n"));
+        }
+    }
+    age_tree(&repo);
+    repo
+}
+
+fn age_tree(repo: &TestRepo) {
+    let mut stack = vec![repo.root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.ends_with(".git") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            age(&path);
+        }
+    }
+    age(&repo.root);
+}
+
+fn store(repo: &TestRepo) -> Store {
+    Store::discover(&repo.root, StoreOptions::default()).unwrap()
+}
+
+#[test]
+fn an_unchanged_workspace_is_rescanned_without_reading_directories_or_files() {
+    let repo = aged_repo(5, 4);
+    let store = store(&repo);
+    let first = store.snapshot().unwrap();
+    assert_eq!(first.counts.files_hashed, 22, "README, .gitignore and 20 files");
+    let second = store.snapshot().unwrap();
+    assert_eq!(second.tree, first.tree);
+    assert_eq!(second.counts.files_hashed, 0);
+    assert_eq!(second.counts.dirs_listed, 0, "no readdir when nothing changed");
+    assert_eq!(second.counts.trees_written, 0, "every tree id reused");
+    assert_eq!(second.counts.files_reused, 22);
+}
+
+#[test]
+fn a_change_is_found_and_only_its_path_rewritten() {
+    let repo = aged_repo(5, 4);
+    let store = store(&repo);
+    store.snapshot().unwrap();
+    repo.write("d3/f1.txt", "changed content\n");
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!(snapshot.counts.files_hashed, 1);
+    assert_eq!(snapshot.counts.trees_written, 2, "d3 and the root");
+    let blob = repo.git(&["rev-parse", &format!("{}:d3/f1.txt", snapshot.tree)]);
+    assert_eq!(repo.git(&["cat-file", "-p", blob.trim()]), "changed content\n");
+}
+
+#[test]
+fn new_files_deletions_and_new_ignore_rules_are_seen() {
+    let repo = aged_repo(3, 3);
+    let store = store(&repo);
+    store.snapshot().unwrap();
+    repo.write("d1/new.txt", "new\n");
+    std::fs::remove_file(repo.path("d2/f0.txt")).unwrap();
+    repo.write("d0/.gitignore", "f1.txt\n");
+    let tree = store.snapshot().unwrap().tree.to_string();
+    let files = repo.tree_files(&tree);
+    assert!(files.contains_key("d1/new.txt"));
+    assert!(!files.contains_key("d2/f0.txt"));
+    assert!(!files.contains_key("d0/f1.txt"), "a new .gitignore hides what it ignores");
+    assert!(files.contains_key("d0/.gitignore") && files.contains_key("d0/f0.txt"));
+    // Tracked files stay in the snapshot even when ignored, as in git.
+    repo.git(&["add", "-f", "build/out.o"]);
+    let tree = store.snapshot().unwrap().tree.to_string();
+    assert!(repo.tree_files(&tree).contains_key("build/out.o"));
+}
+
+#[test]
+fn the_first_snapshot_matches_git_add_all() {
+    let repo = aged_repo(4, 5);
+    std::os::unix::fs::symlink("d0/f0.txt", repo.path("link")).unwrap();
+    let ours = store(&repo).snapshot().unwrap().tree.to_string();
+    // git's own answer, through a throwaway index.
+    let index = repo.home.join("scratch-index");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo.root)
+            .env("GIT_INDEX_FILE", &index)
+            .env("HOME", &repo.home)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["add", "-A"]);
+    let theirs = git(&["write-tree"]);
+    assert_eq!(ours, theirs.trim(), "the same tree id as git would write");
+}
+
+#[test]
+fn named_paths_give_the_same_tree_as_a_full_scan() {
+    let repo = aged_repo(4, 4);
+    let store = store(&repo);
+    let mut session = store.start_session("fast path", None, None).unwrap();
+    store
+        .record_step(&mut session, StepRecord::new(StepKind::Prompt, "start", Changes::Scan))
+        .unwrap();
+
+    repo.write("d1/f1.txt", "edited\n");
+    repo.write("d9/brand/new.txt", "created in a new directory\n");
+    std::fs::remove_file(repo.path("d2/f2.txt")).unwrap();
+    repo.write("build/ignored.txt", "an ignored path named by the agent\n");
+    let named = ["d1/f1.txt", "d9/brand/new.txt", "d2/f2.txt", "build/ignored.txt"]
+        .map(PathBuf::from)
+        .to_vec();
+    let fast = store
+        .record_step(&mut session, StepRecord::new(StepKind::Tool, "edit", Changes::Paths(named)))
+        .unwrap();
+    let full = store
+        .record_step(&mut session, StepRecord::new(StepKind::Manual, "scan", Changes::Scan))
+        .unwrap();
+
+    let fast_files = repo.tree_files(&fast.commit.to_string());
+    assert_eq!(fast_files, repo.tree_files(&full.commit.to_string()));
+    assert!(!fast_files.contains_key("build/ignored.txt"));
+    assert!(fast_files.contains_key("d9/brand/new.txt"));
+}
+
+#[test]
+fn named_paths_outside_the_workspace_are_refused_and_record_nothing() {
+    let repo = aged_repo(1, 1);
+    let store = store(&repo);
+    let mut session = store.start_session("escape", None, None).unwrap();
+    store
+        .record_step(&mut session, StepRecord::new(StepKind::Prompt, "start", Changes::Scan))
+        .unwrap();
+    let tip = session.tip;
+    for bad in
+        ["../outside.txt", "/etc/passwd", ".git/config", ".cairn/state/step.json", "a/../../b"]
+    {
+        let record =
+            StepRecord::new(StepKind::Tool, "bad", Changes::Paths(vec![PathBuf::from(bad)]));
+        let err = store.record_step(&mut session, record).unwrap_err();
+        assert!(err.to_string().contains("invalid path"), "{bad}: {err}");
+        assert_eq!(session.tip, tip);
+    }
+    let name = format!("refs/cairn/sessions/{}", session.info.id);
+    assert_eq!(repo.git(&["rev-parse", &name]).trim(), tip.unwrap().to_string());
+}
+
+#[test]
+fn conversation_and_state_round_trip_append_only() {
+    let repo = aged_repo(1, 1);
+    let store = store(&repo);
+    let mut session = store.start_session("state", Some("local/model".into()), None).unwrap();
+    let mut first = StepRecord::new(StepKind::Prompt, "prompt: fix it", Changes::Scan);
+    first.messages = vec![serde_json::json!({"role": "user", "content": "fix it"})];
+    let one = store.record_step(&mut session, first).unwrap();
+    let mut second = StepRecord::new(StepKind::Model, "model: reply", Changes::Unchanged);
+    second.messages = vec![serde_json::json!({"role": "assistant", "content": "done"})];
+    second.details.insert("usage".into(), serde_json::json!({"input": 10, "output": 2}));
+    second.tools = vec!["edit_file".into()];
+    let two = store.record_step(&mut session, second).unwrap();
+
+    let state = store.read_state(two.commit).unwrap();
+    assert_eq!(state.messages.len(), 2);
+    assert_eq!(state.messages[1]["content"], "done");
+    assert_eq!(state.step["usage"]["input"], 10);
+    assert_eq!(state.session.model.as_deref(), Some("local/model"));
+    // The first message's blob is shared, not rewritten.
+    let path = |c: &str| format!("{c}:.cairn/state/messages/000001-user.json");
+    assert_eq!(
+        repo.git(&["rev-parse", &path(&one.commit.to_string())]),
+        repo.git(&["rev-parse", &path(&two.commit.to_string())])
+    );
+    let message = repo.git(&["log", "-1", "--format=%B", &two.commit.to_string()]);
+    assert!(
+        message.contains("Cairn-Tools: edit_file") && message.contains("Cairn-Model: local/model"),
+        "{message}"
+    );
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an", &two.commit.to_string()]).trim(),
+        "cairn (local/model)"
+    );
+    // Reopening the session continues the numbering.
+    let mut reopened = store.open_session(&session.info.id).unwrap();
+    assert_eq!(reopened.steps, 2);
+    let three = store
+        .record_step(&mut reopened, StepRecord::new(StepKind::Manual, "more", Changes::Unchanged))
+        .unwrap();
+    assert_eq!(three.number, 3);
+}
