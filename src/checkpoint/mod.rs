@@ -112,6 +112,23 @@ impl StepRecord {
     }
 }
 
+/// The workspace side of a step about to be committed.
+struct WorkspacePart {
+    tree: ObjectId,
+    skipped: Vec<Skipped>,
+    reserved_path_present: bool,
+}
+
+impl From<Snapshot> for WorkspacePart {
+    fn from(snapshot: Snapshot) -> Self {
+        WorkspacePart {
+            tree: snapshot.tree,
+            skipped: snapshot.skipped,
+            reserved_path_present: snapshot.reserved_path_present,
+        }
+    }
+}
+
 /// A recorded step.
 #[derive(Debug, Clone)]
 pub struct RecordedStep {
@@ -290,38 +307,75 @@ impl Store {
         self.record_step_with(session, record, None)
     }
 
+    /// Records a `user-edits` step when the workspace, as `changes` describe it, differs
+    /// from the session's tip; returns `None` (recording nothing) when it does not.
+    pub fn record_user_edits(
+        &self,
+        session: &mut Session,
+        changes: Changes,
+    ) -> Result<Option<RecordedStep>> {
+        let Some(tip) = session.tip else { return Ok(None) };
+        let workspace = self.workspace_part(session, &changes)?;
+        if restore::diff_trees(&self.repo, Some(workspace.tree), Some(self.commit_tree(tip)?))?
+            .is_empty()
+        {
+            return Ok(None);
+        }
+        let record = StepRecord::new(StepKind::UserEdits, "user edits", changes);
+        self.commit_step(session, record, workspace).map(Some)
+    }
+
     fn record_step_with(
         &self,
         session: &mut Session,
         record: StepRecord,
         scanned: Option<Snapshot>,
     ) -> Result<RecordedStep> {
-        let number = session.steps + 1;
-        let (base_tree, skipped, reserved_path_present) =
-            match (&record.changes, session.tip, scanned) {
-                (_, _, Some(snapshot)) => {
-                    (snapshot.tree, snapshot.skipped, snapshot.reserved_path_present)
-                }
-                // The tip's tree still holds its `.cairn`, which is replaced below.
-                (Changes::Unchanged, Some(tip), None) => {
-                    (self.commit_tree(tip)?, Vec::new(), false)
-                }
-                (Changes::Paths(paths), Some(tip), None) => {
-                    let base = self.commit_tree(tip)?;
-                    match snapshot::apply_paths(
-                        &self.repo,
-                        &self.root,
-                        base,
-                        paths,
-                        self.options.max_new_file_size,
-                    )? {
-                        Some(paths) => (paths.tree, paths.skipped, false),
-                        None => self.scan_parts()?,
-                    }
-                }
-                _ => self.scan_parts()?,
-            };
+        let workspace = match scanned {
+            Some(snapshot) => WorkspacePart::from(snapshot),
+            None => self.workspace_part(session, &record.changes)?,
+        };
+        self.commit_step(session, record, workspace)
+    }
 
+    /// The workspace tree a step records (possibly still holding the tip's `.cairn`,
+    /// which `commit_step` replaces).
+    fn workspace_part(&self, session: &Session, changes: &Changes) -> Result<WorkspacePart> {
+        match (changes, session.tip) {
+            (Changes::Unchanged, Some(tip)) => Ok(WorkspacePart {
+                tree: self.commit_tree(tip)?,
+                skipped: Vec::new(),
+                reserved_path_present: false,
+            }),
+            (Changes::Paths(paths), Some(tip)) => {
+                let base = self.commit_tree(tip)?;
+                match snapshot::apply_paths(
+                    &self.repo,
+                    &self.root,
+                    base,
+                    paths,
+                    self.options.max_new_file_size,
+                )? {
+                    Some(paths) => Ok(WorkspacePart {
+                        tree: paths.tree,
+                        skipped: paths.skipped,
+                        reserved_path_present: false,
+                    }),
+                    None => Ok(self.snapshot()?.into()),
+                }
+            }
+            _ => Ok(self.snapshot()?.into()),
+        }
+    }
+
+    fn commit_step(
+        &self,
+        session: &mut Session,
+        record: StepRecord,
+        workspace: WorkspacePart,
+    ) -> Result<RecordedStep> {
+        let number = session.steps + 1;
+        let WorkspacePart { tree: base_tree, skipped, reserved_path_present } = workspace;
         let previous_cairn = match session.tip {
             Some(tip) => self.cairn_tree(tip)?,
             None => None,
@@ -411,11 +465,6 @@ impl Store {
         session.steps = number;
         session.messages = messages;
         Ok(RecordedStep { commit, number, skipped, reserved_path_present })
-    }
-
-    fn scan_parts(&self) -> Result<(ObjectId, Vec<Skipped>, bool)> {
-        let snapshot = self.snapshot()?;
-        Ok((snapshot.tree, snapshot.skipped, snapshot.reserved_path_present))
     }
 
     fn write_blob(&self, bytes: &[u8]) -> Result<ObjectId> {
@@ -632,6 +681,19 @@ impl Store {
         address::resolve(self, name)
     }
 
+    /// Makes the workspace equal the snapshot of step `commit`, writing and deleting only
+    /// the paths that differ (the agent's `rewind` tool; the session ref does not move).
+    pub fn restore_workspace(&self, commit: ObjectId) -> Result<restore::Applied> {
+        let current = self.snapshot()?.tree;
+        self.restore_from(current, commit)
+    }
+
+    fn restore_from(&self, current: ObjectId, commit: ObjectId) -> Result<restore::Applied> {
+        let changes =
+            restore::diff_trees(&self.repo, Some(current), Some(self.commit_tree(commit)?))?;
+        restore::apply(&self.repo, &self.root, &changes)
+    }
+
     /// Rewinds the target's session to it (SPEC 3): records unsaved workspace edits first,
     /// keeps the old tip under `refs/cairn/archive/`, moves the ref, and makes the
     /// workspace equal the target, touching only paths that differ.
@@ -681,9 +743,7 @@ impl Store {
             )?;
             archived_as = Some(name);
         }
-        let to = self.commit_tree(target.commit)?;
-        let changes = restore::diff_trees(&self.repo, Some(current), Some(to))?;
-        let applied = restore::apply(&self.repo, &self.root, &changes)?;
+        let applied = self.restore_from(current, target.commit)?;
         self.set_current_session(&target.session)?;
         Ok(RewindOutcome {
             session: target.session.clone(),

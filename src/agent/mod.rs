@@ -1,0 +1,4 @@
+//! The agent: the loop that talks to a model, runs tools, and records every step.
+
+pub mod instructions;
+pub mod watch;
