@@ -6,3 +6,5 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod config;
+pub mod llm;
