@@ -725,7 +725,7 @@ mod tests {
 
     #[test]
     fn positions() {
-        assert_eq!(line_column("a\nbc\né = 1", 9), (3, 3));
+        assert_eq!(line_column("a\nbc\né = 1", 8), (3, 3));
         assert_eq!(line_column("x", 0), (1, 1));
     }
 

@@ -29,10 +29,9 @@ pub(crate) fn request_body(request: &Request) -> Value {
             Message::Assistant { text, tool_calls } => {
                 let mut blocks = text_block(text);
                 blocks.extend(tool_calls.iter().map(|call| {
-                    // The API only accepts an object as input; invalid arguments were
-                    // already reported to the model through the tool result.
-                    let input = match &call.arguments {
-                        ToolArguments::Json(value @ Value::Object(_)) => value.clone(),
+                    // The API only accepts an object as input.
+                    let input = match call.arguments.to_wire_value() {
+                        value @ Value::Object(_) => value,
                         _ => Value::Object(Map::new()),
                     };
                     json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input})

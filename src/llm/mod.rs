@@ -143,11 +143,14 @@ impl ToolArguments {
         }
     }
 
-    /// The arguments as JSON text, as sent back to APIs that carry them as a string.
-    pub fn to_wire_string(&self) -> String {
+    /// The arguments as sent back to a model in the conversation history. Invalid ones
+    /// become an empty object: several servers (llama.cpp among them) refuse a history
+    /// holding invalid JSON, and the paired tool result already tells the model what was
+    /// wrong.
+    pub fn to_wire_value(&self) -> Value {
         match self {
-            ToolArguments::Json(value) => value.to_string(),
-            ToolArguments::Invalid { raw, .. } => raw.clone(),
+            ToolArguments::Json(value) => value.clone(),
+            ToolArguments::Invalid { .. } => Value::Object(serde_json::Map::new()),
         }
     }
 }

@@ -37,7 +37,7 @@ pub(crate) fn request_body(request: &Request) -> Value {
                         json!({
                             "id": call.id,
                             "type": "function",
-                            "function": {"name": call.name, "arguments": call.arguments.to_wire_string()},
+                            "function": {"name": call.name, "arguments": call.arguments.to_wire_value().to_string()},
                         })
                     })
                     .collect();
@@ -111,15 +111,20 @@ impl Decoder {
     fn merge_call(&mut self, fragment: &Value) {
         let index = fragment.get("index").and_then(Value::as_u64);
         let id = fragment.get("id").and_then(Value::as_str).filter(|id| !id.is_empty());
+        let function = fragment.get("function").unwrap_or(&Value::Null);
+        let name = function.get("name").and_then(Value::as_str).filter(|name| !name.is_empty());
         let slot = match index {
             Some(index) => self.calls.iter().position(|call| call.index == Some(index)),
-            // Without an index, a new id starts a new call and anything else continues the
-            // last one.
-            None => match (id, self.calls.last()) {
-                (Some(id), Some(last)) if last.id != id && !last.id.is_empty() => None,
-                (_, Some(_)) => Some(self.calls.len() - 1),
-                (_, None) => None,
-            },
+            // Without an index, a fragment starts a new call when it brings a new id, or a
+            // name while the last call is complete or named otherwise; anything else
+            // continues the last call.
+            None => self.calls.last().and_then(|last| {
+                let new_id = id.is_some_and(|id| !last.id.is_empty() && last.id != id);
+                let new_name = name.is_some_and(|name| {
+                    name != last.name || serde_json::from_str::<Value>(&last.arguments).is_ok()
+                });
+                (!new_id && !new_name).then_some(self.calls.len() - 1)
+            }),
         };
         let slot = slot.unwrap_or_else(|| {
             self.calls.push(PartialCall { index, ..PartialCall::default() });
@@ -129,12 +134,9 @@ impl Decoder {
         if let (Some(id), true) = (id, call.id.is_empty()) {
             id.clone_into(&mut call.id);
         }
-        let function = fragment.get("function").unwrap_or(&Value::Null);
-        if let Some(name) = function.get("name").and_then(Value::as_str) {
-            // Some servers repeat the name in every fragment; it is never split.
-            if call.name.is_empty() {
-                name.clone_into(&mut call.name);
-            }
+        // Some servers repeat the name in every fragment; it is never split.
+        if let (Some(name), true) = (name, call.name.is_empty()) {
+            name.clone_into(&mut call.name);
         }
         match function.get("arguments") {
             Some(Value::String(piece)) => call.arguments.push_str(piece),

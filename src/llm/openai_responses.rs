@@ -42,7 +42,7 @@ pub(crate) fn request_body(request: &Request) -> Value {
                         "type": "function_call",
                         "call_id": call.id,
                         "name": call.name,
-                        "arguments": call.arguments.to_wire_string(),
+                        "arguments": call.arguments.to_wire_value().to_string(),
                     })
                 }));
             }
