@@ -104,7 +104,7 @@ impl<T> Sourced<T> {
 
 /// How much the agent may do without asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(try_from = "String")]
 pub enum Approval {
     /// Ask before `shell` and before writes.
     Ask,
@@ -130,6 +130,14 @@ impl fmt::Display for Approval {
     }
 }
 
+impl TryFrom<String> for Approval {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
 impl FromStr for Approval {
     type Err = String;
 
@@ -138,7 +146,9 @@ impl FromStr for Approval {
             "ask" => Ok(Approval::Ask),
             "auto" => Ok(Approval::Auto),
             "read-only" => Ok(Approval::ReadOnly),
-            other => Err(format!("`{other}` is not an approval mode; use ask, auto or read-only")),
+            other => {
+                Err(format!("`{other}` is not an approval mode; expected ask, auto or read-only"))
+            }
         }
     }
 }
@@ -239,7 +249,11 @@ pub enum ConfigError {
     BadModel { what: String, message: String },
 
     #[error("no model is configured and none was found")]
-    NoModel { tried: Vec<String> },
+    NoModel {
+        tried: Vec<String>,
+        /// Where the user would set one.
+        config_file: String,
+    },
 
     #[error("{provider} needs an API key in ${env}, which is not set")]
     MissingKey { provider: String, env: String },
@@ -263,10 +277,9 @@ impl ConfigError {
                  `cairn config show` lists the providers"
                     .into(),
             ),
-            ConfigError::NoModel { tried } => Some(format!(
+            ConfigError::NoModel { tried, config_file } => Some(format!(
                 "set ANTHROPIC_API_KEY or OPENAI_API_KEY, start Ollama, or set \
-                 model = \"<provider>/<model>\" in {} (or pass --model); tried: {}",
-                default_user_file_hint(),
+                 model = \"<provider>/<model>\" in {config_file} (or pass --model); tried: {}",
                 tried.join("; ")
             )),
             ConfigError::MissingKey { env, .. } => {
@@ -280,10 +293,6 @@ impl ConfigError {
             ConfigError::Read { .. } | ConfigError::Invalid { .. } => None,
         }
     }
-}
-
-fn default_user_file_hint() -> &'static str {
-    "~/.config/cairn/config.toml"
 }
 
 /// The user file's path: `$CAIRN_CONFIG`, `$XDG_CONFIG_HOME/cairn/config.toml` or
@@ -393,11 +402,34 @@ struct FileConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileProvider {
-    kind: Option<ProviderKind>,
+    kind: Option<KindName>,
     base_url: Option<Spanned<String>>,
     api_key_env: Option<String>,
     context_window: Option<u64>,
     headers: Option<BTreeMap<String, String>>,
+}
+
+/// A provider kind as written in a file, read through `FromStr` so that a wrong type and a
+/// wrong name both say what is expected.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct KindName(ProviderKind);
+
+impl TryFrom<String> for KindName {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        [ProviderKind::OpenaiChat, ProviderKind::Anthropic, ProviderKind::OpenaiResponses]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .map(KindName)
+            .ok_or_else(|| {
+                format!(
+                    "`{text}` is not a provider kind; expected openai-chat, anthropic or \
+                     openai-responses"
+                )
+            })
+    }
 }
 
 #[derive(Deserialize)]
@@ -445,14 +477,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
 }
 
-/// Formats a byte count the way a user would write it (`8 MiB`, `1000 B`).
+/// Formats a byte count the way a user would write it (`8MiB`, `1000B`).
 pub fn format_size(bytes: u64) -> String {
     for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
         if bytes >= factor && bytes % factor == 0 {
-            return format!("{} {unit}", bytes / factor);
+            return format!("{}{unit}", bytes / factor);
         }
     }
-    format!("{bytes} B")
+    format!("{bytes}B")
 }
 
 /// `provider/model` in a user's words; `None` if either part is missing.
@@ -505,7 +537,7 @@ impl Config {
             let entry = spanned.into_inner();
             let existing = self.providers.get(&name).cloned();
             let kind = match (entry.kind, existing.as_ref()) {
-                (Some(kind), _) => source.of(kind),
+                (Some(KindName(kind)), _) => source.of(kind),
                 (None, Some(provider)) => provider.kind.clone(),
                 (None, None) => {
                     return Err(at(
@@ -640,7 +672,11 @@ impl Config {
                 Err(_) => tried.push(format!("no Ollama answered at {url}")),
             }
         }
-        Err(ConfigError::NoModel { tried })
+        let config_file = match user_file(env) {
+            Some(Source::UserFile(path) | Source::CairnConfig(path)) => path.display().to_string(),
+            _ => "~/.config/cairn/config.toml".to_owned(),
+        };
+        Err(ConfigError::NoModel { tried, config_file })
     }
 
     /// Client settings for `model`, with its key read from the environment.
@@ -713,8 +749,9 @@ mod tests {
         assert!(parse_size("8 furlongs").unwrap_err().contains("not a size"));
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("99999999999999GiB").unwrap_err().contains("too large"));
-        assert_eq!(format_size(8 << 20), "8 MiB");
-        assert_eq!(format_size(1000), "1000 B");
+        assert_eq!(format_size(8 << 20), "8MiB");
+        assert_eq!(format_size(1000), "1000B");
+        assert_eq!(parse_size(&format_size(1536 << 10)), Ok(1536 << 10));
     }
 
     #[test]

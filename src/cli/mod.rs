@@ -1,6 +1,7 @@
 //! The command line: one file per command. Each command parses its arguments, calls the
 //! library, and prints; no logic of its own beyond presentation.
 
+mod config;
 mod error;
 mod init;
 
@@ -22,6 +23,8 @@ pub struct Cli {
 enum Command {
     /// Create a git repository here (the equivalent of `git init`).
     Init(init::Args),
+    /// Inspect the configuration.
+    Config(config::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -45,5 +48,6 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     match cli.command {
         Command::Init(args) => init::run(args),
+        Command::Config(args) => config::run(args),
     }
 }
