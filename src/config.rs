@@ -480,7 +480,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Formats a byte count the way a user would write it (`8MiB`, `1000B`).
 pub fn format_size(bytes: u64) -> String {
     for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes >= factor && bytes % factor == 0 {
+        if bytes >= factor && bytes.is_multiple_of(factor) {
             return format!("{}{unit}", bytes / factor);
         }
     }

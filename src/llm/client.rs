@@ -385,10 +385,10 @@ impl Call {
 fn refused(err: &reqwest::Error) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(err);
     while let Some(current) = source {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
         }
         source = current.source();
     }
