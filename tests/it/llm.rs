@@ -9,7 +9,7 @@ use cairn::llm::{
 };
 use serde_json::{Value, json};
 
-use crate::support::mock_model::{MockModel, Reply, closed_port_url};
+use crate::support::mock_model::{MockModel, Reply, closed_port_url, fixture};
 
 const KINDS: [ProviderKind; 3] =
     [ProviderKind::OpenaiChat, ProviderKind::Anthropic, ProviderKind::OpenaiResponses];
@@ -70,6 +70,30 @@ async fn run_fixture(kind: ProviderKind, case: &str, chunk: usize) -> Result<Res
     run(kind, vec![Reply::fixture(kind.as_str(), case).chunked_every(chunk)]).await.0
 }
 
+/// Serves a fixture cut inside every multi-byte character and every JSON escape, so each
+/// one reaches the client in two pieces.
+async fn run_fixture_cut_mid_characters(kind: ProviderKind, case: &str) -> Response {
+    let body = fixture(kind.as_str(), case);
+    let text = String::from_utf8(body.clone()).unwrap();
+    let mut cuts: Vec<usize> = text
+        .char_indices()
+        .filter(|(_, c)| c.len_utf8() > 1)
+        .map(|(at, _)| at + 1)
+        .chain(text.match_indices('\\').map(|(at, _)| at + 1))
+        .collect();
+    cuts.sort_unstable();
+    assert!(!cuts.is_empty(), "{kind} {case} has nothing to cut inside");
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for cut in cuts {
+        chunks.push(body[start..cut].to_vec());
+        start = cut;
+    }
+    chunks.push(body[start..].to_vec());
+    let reply = Reply::sse(Vec::new()).with_chunks(chunks);
+    run(kind, vec![reply]).await.0.unwrap()
+}
+
 fn call(id: &str, name: &str, arguments: Value) -> ToolCall {
     ToolCall { id: id.into(), name: name.into(), arguments: ToolArguments::Json(arguments) }
 }
@@ -82,10 +106,14 @@ fn usage(input: u64, output: u64, cached: u64) -> Usage {
 async fn plain_text_in_any_chunking() {
     let usages = [usage(19, 10, 0), usage(25, 15, 0), usage(36, 87, 0)];
     for (kind, expected_usage) in KINDS.into_iter().zip(usages) {
-        // 1 byte, 5 bytes (lands inside multi-byte characters) and the whole body at once.
-        for chunk in [1, 5, usize::MAX] {
-            let response = run_fixture(kind, "plain_text", chunk).await.unwrap();
-            assert_eq!(response.text, "Hello, wörld ☃ 🎉!", "{kind} chunk {chunk}");
+        // Every split point is covered by the SSE decoder's own tests; here the whole
+        // client sees a few kinds of chunking.
+        let mut responses = vec![run_fixture_cut_mid_characters(kind, "plain_text").await];
+        for chunk in [7, 64, usize::MAX] {
+            responses.push(run_fixture(kind, "plain_text", chunk).await.unwrap());
+        }
+        for response in responses {
+            assert_eq!(response.text, "Hello, wörld ☃ 🎉!", "{kind}");
             assert_eq!(response.finish, Some(FinishReason::Stop), "{kind}");
             assert_eq!(response.usage, Some(expected_usage), "{kind}");
             assert!(response.tool_calls.is_empty() && response.retries.is_empty(), "{kind}");
@@ -150,8 +178,9 @@ async fn parallel_tool_calls_keep_their_order() {
 async fn arguments_split_mid_escape_and_mid_utf8() {
     let expected = json!({"path": "notes/é.md", "content": "line 1\nsaid \"hi\"\ttab ☃ é"});
     for kind in KINDS {
-        for chunk in [1, 3, 64] {
-            let response = run_fixture(kind, "split_arguments", chunk).await.unwrap();
+        let mut responses = vec![run_fixture_cut_mid_characters(kind, "split_arguments").await];
+        responses.push(run_fixture(kind, "split_arguments", 64).await.unwrap());
+        for response in responses {
             assert_eq!(response.tool_calls.len(), 1, "{kind}");
             assert_eq!(response.tool_calls[0].name, "write_file", "{kind}");
             assert_eq!(response.tool_calls[0].arguments, ToolArguments::Json(expected.clone()));

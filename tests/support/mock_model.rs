@@ -271,6 +271,8 @@ pub async fn closed_port_url() -> String {
 }
 
 async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, hangs_closed: Arc<AtomicUsize>) {
+    // Each chunk should leave at once, as a real server flushing an event would.
+    let _ = socket.set_nodelay(true);
     let Some(request) = read_request(&mut socket).await else { return };
     let reply = {
         let mut state = state.lock().unwrap();
