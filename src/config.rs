@@ -211,7 +211,12 @@ pub struct Env {
 
 impl Env {
     pub fn from_process() -> Self {
-        Self { vars: std::env::vars().collect() }
+        // Variables that are not UTF-8 cannot be keys, paths cairn reads, or names it
+        // knows; they are left out rather than making the whole lookup fail.
+        let vars = std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        });
+        Self { vars: vars.collect() }
     }
 
     pub fn from_pairs<K: Into<String>, V: Into<String>>(

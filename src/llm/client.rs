@@ -119,10 +119,6 @@ impl Client {
         Ok(Self { settings, http, headers, url })
     }
 
-    pub fn settings(&self) -> &ClientSettings {
-        &self.settings
-    }
-
     /// The full URL requests go to.
     pub fn url(&self) -> &str {
         &self.url

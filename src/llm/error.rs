@@ -79,16 +79,6 @@ fn auth_message(provider: &str, key_env: Option<&str>, status: u16, detail: &str
     }
 }
 
-impl LlmError {
-    /// True for errors a retry may cure.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            LlmError::RateLimited { .. } | LlmError::Server { .. } | LlmError::Http { .. }
-        )
-    }
-}
-
 /// Who was being asked, for error messages.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {

@@ -16,7 +16,7 @@ mod error;
 mod openai_chat;
 mod openai_responses;
 mod retry;
-pub mod sse;
+mod sse;
 
 use std::fmt;
 use std::time::Duration;
