@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod common;
+mod config;
 mod diff;
 mod error;
 mod init;
@@ -42,6 +43,8 @@ enum Command {
     Diff(diff::Args),
     /// Move a session back to one of its steps, workspace included.
     Rewind(rewind::Args),
+    /// Inspect the configuration.
+    Config(config::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -71,5 +74,6 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Show(args) => show::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Rewind(args) => rewind::run(args),
+        Command::Config(args) => config::run(args),
     }
 }

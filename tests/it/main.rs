@@ -1,9 +1,12 @@
 //! One integration test binary (so the suite links once), a module per area.
 
-mod addresses;
-mod checkpoint;
-mod environments;
-mod rewind;
-mod snapshot;
 #[path = "../support/mod.rs"]
 mod support;
+
+mod addresses;
+mod checkpoint;
+mod config;
+mod environments;
+mod llm;
+mod rewind;
+mod snapshot;

@@ -3,6 +3,8 @@
 //! independent reader.
 #![allow(dead_code)]
 
+pub mod mock_model;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,241 @@
+//! `cairn config show`: the effective configuration and where each value came from.
+//!
+//! Useful when a setting does not take: it shows which file (or flag, or environment
+//! variable) won. Keys are never printed in full, and header values, which may carry
+//! credentials, are masked as well.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::CommandError;
+use crate::config::{
+    self, Approval, Config, ConfigError, Env, Flags, ModelRef, OLLAMA_PROBE_TIMEOUT, Source,
+    Sourced, format_size, mask_secret,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Subcommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Print the effective configuration and the source of each value.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ShowArgs {
+    /// Print JSON instead of annotated TOML.
+    #[arg(long)]
+    json: bool,
+    /// Show the configuration as it would be with this model (`provider/model`).
+    #[arg(long)]
+    model: Option<String>,
+    /// Show the configuration as it would be with this approval mode.
+    #[arg(long, value_parser = str::parse::<Approval>)]
+    approval: Option<Approval>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    match args.command {
+        Subcommand::Show(args) => show(args),
+    }
+}
+
+fn show(args: ShowArgs) -> Result<ExitCode, CommandError> {
+    let env = Env::from_process();
+    let flags = Flags { model: args.model, approval: args.approval };
+    let root = project_root();
+    let config = config::load(root.as_deref(), &env, &flags).map_err(config_error)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CommandError::internal(format!("could not start the runtime: {err}")))?;
+    let model = runtime.block_on(config.resolve_model(&env, OLLAMA_PROBE_TIMEOUT));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&config, &model, &env)).unwrap_or_default()
+        );
+    } else {
+        print!("{}", to_text(&config, &model, &env));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The repository's top directory, if the current directory is in one. Only the path is
+/// needed: configuration itself knows nothing of git.
+fn project_root() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    let repo = gix::discover(&cwd).ok()?;
+    repo.workdir().map(PathBuf::from)
+}
+
+pub(crate) fn config_error(err: ConfigError) -> CommandError {
+    let hint = err.hint();
+    let error = CommandError::user(err.to_string());
+    match hint {
+        Some(hint) => error.with_hint(hint),
+        None => error,
+    }
+}
+
+/// What `api_key_env` currently holds, masked.
+fn key_status(env: &Env, var: &str) -> String {
+    match env.get(var) {
+        Some(key) => format!("${var} is set: {}", mask_secret(key)),
+        None => format!("${var} is not set"),
+    }
+}
+
+fn quote(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
+}
+
+fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env: &Env) -> String {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut line = |setting: String, note: String| lines.push((setting, note));
+    match model {
+        Ok(model) => {
+            line(format!("model = {}", quote(&model.value.to_string())), model.source.to_string())
+        }
+        Err(err) => {
+            let mut note = err.to_string();
+            if let Some(hint) = err.hint() {
+                note = format!("{note}; {hint}");
+            }
+            line("# model = (none)".into(), note);
+        }
+    }
+    line(
+        format!("approval = {}", quote(config.approval.value.as_str())),
+        config.approval.source.to_string(),
+    );
+    line(String::new(), String::new());
+    line("[snapshot]".into(), String::new());
+    let size = &config.max_new_file_size;
+    line(
+        format!("max_new_file_size = {}", quote(&format_size(size.value))),
+        size.source.to_string(),
+    );
+    for provider in config.providers.values() {
+        line(String::new(), String::new());
+        line(format!("[provider.{}]", provider.name), String::new());
+        line(
+            format!("kind = {}", quote(provider.kind.value.as_str())),
+            provider.kind.source.to_string(),
+        );
+        line(
+            format!("base_url = {}", quote(&provider.base_url.value)),
+            provider.base_url.source.to_string(),
+        );
+        match &provider.api_key_env {
+            Some(var) => line(
+                format!("api_key_env = {}", quote(&var.value)),
+                format!("{}; {}", var.source, key_status(env, &var.value)),
+            ),
+            None => line("# api_key_env: none, no key is sent".into(), String::new()),
+        }
+        if let Some(window) = &provider.context_window {
+            line(format!("context_window = {}", window.value), window.source.to_string());
+        }
+        for (name, value) in &provider.headers {
+            line(
+                format!("headers.{} = {}", quote(name), quote(&mask_secret(&value.value))),
+                value.source.to_string(),
+            );
+        }
+    }
+    let width = lines
+        .iter()
+        .filter(|(_, note)| !note.is_empty())
+        .map(|(setting, _)| setting.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    if config.files.is_empty() {
+        out.push_str("# no configuration files; built-in defaults only\n");
+    } else {
+        for file in &config.files {
+            out.push_str(&format!("# read {file}\n"));
+        }
+    }
+    for (setting, note) in lines {
+        if note.is_empty() {
+            out.push_str(&setting);
+        } else {
+            out.push_str(&format!("{setting:width$}  # {note}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn source_json(source: &Source) -> Value {
+    let mut value = json!({"kind": source.kind()});
+    match source {
+        Source::UserFile(path) | Source::CairnConfig(path) | Source::ProjectFile(path) => {
+            value["path"] = json!(path.display().to_string());
+        }
+        Source::Flag(flag) => value["flag"] = json!(flag),
+        Source::Detected(why) => value["detail"] = json!(why),
+        Source::Default | Source::BuiltIn => {}
+    }
+    value
+}
+
+fn sourced_json<T: Into<Value> + Clone>(sourced: &Sourced<T>) -> Value {
+    json!({"value": sourced.value.clone().into(), "source": source_json(&sourced.source)})
+}
+
+fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env: &Env) -> Value {
+    let providers: serde_json::Map<String, Value> = config
+        .providers
+        .values()
+        .map(|provider| {
+            let headers: serde_json::Map<String, Value> = provider
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let masked = Sourced::new(mask_secret(&value.value), value.source.clone());
+                    (name.clone(), sourced_json(&masked))
+                })
+                .collect();
+            let key = provider.api_key_env.as_ref().and_then(|var| env.get(&var.value)).map(mask_secret);
+            let value = json!({
+                "kind": sourced_json(&Sourced::new(provider.kind.value.as_str(), provider.kind.source.clone())),
+                "base_url": sourced_json(&provider.base_url),
+                "api_key_env": provider.api_key_env.as_ref().map(sourced_json),
+                "api_key": key,
+                "context_window": provider.context_window.as_ref().map(sourced_json),
+                "headers": headers,
+            });
+            (provider.name.clone(), value)
+        })
+        .collect();
+    let (model, model_error) = match model {
+        Ok(model) => (
+            sourced_json(&Sourced::new(model.value.to_string(), model.source.clone())),
+            Value::Null,
+        ),
+        Err(err) => {
+            let message = match err.hint() {
+                Some(hint) => format!("{err}; {hint}"),
+                None => err.to_string(),
+            };
+            (Value::Null, json!(message))
+        }
+    };
+    json!({
+        "files": config.files.iter().map(source_json).collect::<Vec<_>>(),
+        "model": model,
+        "model_error": model_error,
+        "approval": sourced_json(&Sourced::new(config.approval.value.as_str(), config.approval.source.clone())),
+        "snapshot": {"max_new_file_size": sourced_json(&config.max_new_file_size)},
+        "providers": providers,
+    })
+}

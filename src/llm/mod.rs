@@ -1,0 +1,269 @@
+//! Model providers: one interface over three wire protocols.
+//!
+//! The agent builds a [`Request`] (system text, a conversation, tool definitions) and gets
+//! back a [`ModelStream`] of [`StreamEvent`]s: text and reasoning deltas, complete tool
+//! calls, token usage, a finish reason, and retry notices while the request is being
+//! retried. [`ModelStream::collect`] assembles a whole [`Response`] for callers that do not
+//! render deltas. Which protocol is spoken is a [`ProviderKind`]; everything above this
+//! module stays protocol-agnostic.
+//!
+//! This module knows nothing of git or of cairn's configuration files: `crate::config`
+//! turns files and flags into a [`ClientSettings`].
+
+mod anthropic;
+mod client;
+mod error;
+mod openai_chat;
+mod openai_responses;
+mod retry;
+mod sse;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use client::{Client, ClientSettings, ModelStream, list_models};
+pub use error::LlmError;
+pub use retry::{RetryNotice, RetryPolicy};
+pub use tokio_util::sync::CancellationToken;
+
+/// The wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions and the many servers compatible with it.
+    OpenaiChat,
+    /// Anthropic Messages.
+    Anthropic,
+    /// OpenAI Responses.
+    OpenaiResponses,
+}
+
+impl ProviderKind {
+    /// The name used in configuration files (`openai-chat`, `anthropic`, `openai-responses`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenaiChat => "openai-chat",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::OpenaiResponses => "openai-responses",
+        }
+    }
+
+    /// The path appended to a provider's `base_url`.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ProviderKind::OpenaiChat => "/chat/completions",
+            ProviderKind::Anthropic => "/messages",
+            ProviderKind::OpenaiResponses => "/responses",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One call to a model: everything it needs to produce its next turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The model's name at its provider (without the `provider/` prefix).
+    pub model: String,
+    pub system: String,
+    pub messages: Vec<Message>,
+    pub tools: Vec<ToolDefinition>,
+    pub max_output_tokens: u32,
+    pub temperature: Option<f32>,
+}
+
+/// One entry of the conversation. Serializable so the agent can store it as is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Message {
+    User {
+        text: String,
+    },
+    Assistant {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        text: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCall>,
+    },
+    /// The outcome of running one tool call, paired to it by `call_id`.
+    ToolResult {
+        call_id: String,
+        content: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolDefinition {
+    pub name: String,
+    pub description: String,
+    /// A JSON schema for the arguments object.
+    pub parameters: Value,
+}
+
+/// A complete tool call, as the model made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: ToolArguments,
+}
+
+/// A tool call's arguments. Models do send invalid JSON now and then; that is kept as
+/// [`ToolArguments::Invalid`] so the agent can tell the model instead of failing the turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolArguments {
+    Json(Value),
+    Invalid { raw: String, error: String },
+}
+
+impl ToolArguments {
+    /// Parses the arguments text a model streamed. Empty text means "no arguments", which
+    /// several servers send for tools without parameters.
+    pub fn parse(raw: &str) -> Self {
+        if raw.trim().is_empty() {
+            return ToolArguments::Json(Value::Object(serde_json::Map::new()));
+        }
+        match serde_json::from_str(raw) {
+            Ok(value) => ToolArguments::Json(value),
+            Err(err) => ToolArguments::Invalid {
+                raw: raw.to_owned(),
+                error: format!("the arguments are not valid JSON: {err}"),
+            },
+        }
+    }
+
+    /// The arguments as sent back to a model in the conversation history. Invalid ones
+    /// become an empty object: several servers (llama.cpp among them) refuse a history
+    /// holding invalid JSON, and the paired tool result already tells the model what was
+    /// wrong.
+    pub fn to_wire_value(&self) -> Value {
+        match self {
+            ToolArguments::Json(value) => value.clone(),
+            ToolArguments::Invalid { .. } => Value::Object(serde_json::Map::new()),
+        }
+    }
+}
+
+/// What arrives from a model, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// The request failed in a way worth retrying; cairn waits and tries again. Only
+    /// happens before any other event.
+    Retry(RetryNotice),
+    TextDelta(String),
+    ReasoningDelta(String),
+    ToolCall(ToolCall),
+    /// Token usage for the whole response; at most once, just before [`StreamEvent::Finish`].
+    Usage(Usage),
+    /// Always the last event of a successful stream.
+    Finish(FinishReason),
+}
+
+/// Tokens a response cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Every input token, including those served from the provider's prompt cache.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The part of `input_tokens` read from the prompt cache.
+    pub cached_input_tokens: u64,
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    ToolCalls,
+    /// The output hit `max_output_tokens`.
+    Length,
+    ContentFilter,
+    /// A reason this client does not know, as the provider named it.
+    Other(String),
+}
+
+/// A whole response, assembled from a stream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Response {
+    pub text: String,
+    pub reasoning: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub usage: Option<Usage>,
+    pub finish: Option<FinishReason>,
+    pub retries: Vec<RetryNotice>,
+}
+
+impl Response {
+    /// Folds one event into the response.
+    pub fn apply(&mut self, event: StreamEvent) {
+        match event {
+            StreamEvent::Retry(notice) => self.retries.push(notice),
+            StreamEvent::TextDelta(text) => self.text.push_str(&text),
+            StreamEvent::ReasoningDelta(text) => self.reasoning.push_str(&text),
+            StreamEvent::ToolCall(call) => self.tool_calls.push(call),
+            StreamEvent::Usage(usage) => self.usage = Some(usage),
+            StreamEvent::Finish(reason) => self.finish = Some(reason),
+        }
+    }
+}
+
+/// The default for [`ClientSettings::idle_timeout`]: long enough for a slow local model to
+/// process a large prompt before its first token.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Turns one protocol's SSE events into [`StreamEvent`]s.
+pub(crate) trait Decode: Send {
+    fn event(&mut self, event: sse::SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), LlmError>;
+    /// Whether the protocol's end marker has been seen; the stream is complete.
+    fn done(&self) -> bool;
+}
+
+/// Parses one event's JSON payload, naming the provider and quoting the start of the
+/// payload when it is not JSON.
+pub(crate) fn parse_json(provider: &str, data: &str) -> Result<Value, LlmError> {
+    serde_json::from_str(data).map_err(|err| LlmError::Malformed {
+        provider: provider.to_owned(),
+        detail: format!("{err} in `{}`", error::shorten(data)),
+    })
+}
+
+/// Reads a token count that may be absent or null.
+pub(crate) fn count(value: &Value, pointer: &str) -> u64 {
+    value.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// A mid-stream error object, classified: an overflow is its own kind everywhere.
+pub(crate) fn stream_error(provider: &str, error: &Value) -> LlmError {
+    if error::is_overflow_json(error) {
+        return LlmError::ContextOverflow {
+            detail: error::error_message(error).unwrap_or_else(|| error.to_string()),
+        };
+    }
+    let error_obj = error.get("error").unwrap_or(error);
+    let code = ["code", "type"].iter().find_map(|key| match error_obj.get(*key) {
+        Some(Value::String(code)) => Some(code.clone()),
+        Some(Value::Number(code)) => Some(code.to_string()),
+        _ => None,
+    });
+    let message = error_obj
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| error.to_string());
+    let message = match &code {
+        Some(code) if !message.contains(code.as_str()) => format!("{message} ({code})"),
+        _ => message,
+    };
+    LlmError::Provider { provider: provider.to_owned(), code, message }
+}

@@ -1,0 +1,490 @@
+//! Configuration: layering and provenance, strict file errors, model auto-detection,
+//! keys from the environment, and `cairn config show`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use cairn::config::{self, Approval, Config, ConfigError, Env, Flags, ModelRef, Source};
+use cairn::llm::ProviderKind;
+use serde_json::{Value, json};
+
+use crate::support::mock_model::{MockModel, Reply, closed_port_url};
+
+/// A temporary home with a user config and a project directory.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home/.config/cairn")).unwrap();
+        std::fs::create_dir_all(dir.path().join("project")).unwrap();
+        Self { dir }
+    }
+
+    fn home(&self) -> std::path::PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn user_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("home/.config/cairn/config.toml")
+    }
+
+    fn project(&self) -> std::path::PathBuf {
+        self.dir.path().join("project")
+    }
+
+    fn write_user(&self, text: &str) -> &Self {
+        std::fs::write(self.user_file(), text).unwrap();
+        self
+    }
+
+    fn write_project(&self, text: &str) -> &Self {
+        std::fs::write(self.project().join("cairn.toml"), text).unwrap();
+        self
+    }
+
+    fn env(&self, extra: &[(&str, &str)]) -> Env {
+        let home = self.dir.path().join("home").display().to_string();
+        let mut pairs = vec![("HOME".to_owned(), home)];
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Env::from_pairs(pairs)
+    }
+
+    fn load(&self, extra: &[(&str, &str)], flags: &Flags) -> Result<Config, ConfigError> {
+        config::load(Some(&self.project()), &self.env(extra), flags)
+    }
+}
+
+fn model(provider: &str, model: &str) -> ModelRef {
+    ModelRef { provider: provider.into(), model: model.into() }
+}
+
+#[test]
+fn defaults_and_built_in_providers() {
+    let setup = Setup::new();
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    assert_eq!(config.model, None);
+    assert_eq!(config.approval.value, Approval::Ask);
+    assert_eq!(config.approval.source, Source::Default);
+    assert_eq!(config.max_new_file_size.value, 8 * 1024 * 1024);
+    let names: Vec<&str> = config.providers.keys().map(String::as_str).collect();
+    assert_eq!(names, ["anthropic", "ollama", "openai", "openrouter"]);
+    let expect = [
+        (
+            "anthropic",
+            ProviderKind::Anthropic,
+            "https://api.anthropic.com/v1",
+            Some("ANTHROPIC_API_KEY"),
+        ),
+        (
+            "openai",
+            ProviderKind::OpenaiResponses,
+            "https://api.openai.com/v1",
+            Some("OPENAI_API_KEY"),
+        ),
+        ("ollama", ProviderKind::OpenaiChat, "http://localhost:11434/v1", None),
+        (
+            "openrouter",
+            ProviderKind::OpenaiChat,
+            "https://openrouter.ai/api/v1",
+            Some("OPENROUTER_API_KEY"),
+        ),
+    ];
+    for (name, kind, url, key) in expect {
+        let provider = &config.providers[name];
+        assert_eq!(provider.kind.value, kind, "{name}");
+        assert_eq!(provider.base_url.value, url, "{name}");
+        assert_eq!(provider.api_key_env.as_ref().map(|k| k.value.as_str()), key, "{name}");
+        assert_eq!(provider.base_url.source, Source::BuiltIn);
+    }
+    assert!(config.files.is_empty());
+}
+
+#[test]
+fn layers_win_in_order_and_remember_their_source() {
+    let setup = Setup::new();
+    setup.write_user(
+        r#"
+model = "anthropic/claude-opus-4-1"
+approval = "read-only"
+[snapshot]
+max_new_file_size = "512KiB"
+[provider.local]
+kind = "openai-chat"
+base_url = "http://127.0.0.1:8080/v1"
+context_window = 32768
+"#,
+    );
+    setup.write_project(
+        r#"
+model = "local/qwen2.5-coder"
+[snapshot]
+max_new_file_size = 1000
+[provider.ollama]
+base_url = "http://gpu-box:11434/v1"
+"#,
+    );
+    let user = Source::UserFile(setup.user_file());
+    let project = Source::ProjectFile(setup.project().join("cairn.toml"));
+
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    assert_eq!(config.files, vec![user.clone(), project.clone()]);
+    let chosen = config.model.clone().unwrap();
+    assert_eq!((chosen.value, chosen.source), (model("local", "qwen2.5-coder"), project.clone()));
+    assert_eq!((config.approval.value, &config.approval.source), (Approval::ReadOnly, &user));
+    assert_eq!(
+        (config.max_new_file_size.value, &config.max_new_file_size.source),
+        (1000, &project)
+    );
+    let local = &config.providers["local"];
+    assert_eq!(local.context_window.as_ref().map(|w| (w.value, &w.source)), Some((32768, &user)));
+    assert_eq!(local.api_key_env, None);
+    // Overriding one field of a built-in keeps the rest.
+    let ollama = &config.providers["ollama"];
+    assert_eq!(
+        (ollama.base_url.value.as_str(), &ollama.base_url.source),
+        ("http://gpu-box:11434/v1", &project)
+    );
+    assert_eq!(ollama.kind.source, Source::BuiltIn);
+
+    let flags = Flags { model: Some("openai/gpt-5-mini".into()), approval: Some(Approval::Auto) };
+    let config = setup.load(&[], &flags).unwrap();
+    let chosen = config.model.unwrap();
+    assert_eq!(
+        (chosen.value, chosen.source),
+        (model("openai", "gpt-5-mini"), Source::Flag("--model"))
+    );
+    assert_eq!(
+        (config.approval.value, config.approval.source),
+        (Approval::Auto, Source::Flag("--approval"))
+    );
+}
+
+#[test]
+fn cairn_config_replaces_the_user_file_and_xdg_is_honoured() {
+    let setup = Setup::new();
+    setup.write_user("approval = \"read-only\"\n");
+    let other = setup.dir.path().join("other.toml");
+    std::fs::write(&other, "model = \"ollama/llama3.2\"\n").unwrap();
+    let config =
+        setup.load(&[("CAIRN_CONFIG", other.to_str().unwrap())], &Flags::default()).unwrap();
+    assert_eq!(config.files, vec![Source::CairnConfig(other.clone())]);
+    assert_eq!(config.approval.value, Approval::Ask, "the user file was not read");
+    assert_eq!(config.model.unwrap().source, Source::CairnConfig(other));
+
+    let missing = setup.dir.path().join("missing.toml");
+    let err =
+        setup.load(&[("CAIRN_CONFIG", missing.to_str().unwrap())], &Flags::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("CAIRN_CONFIG names {}, which does not exist", missing.display())
+    );
+
+    let xdg = setup.dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("cairn")).unwrap();
+    std::fs::write(xdg.join("cairn/config.toml"), "approval = \"auto\"\n").unwrap();
+    let config =
+        setup.load(&[("XDG_CONFIG_HOME", xdg.to_str().unwrap())], &Flags::default()).unwrap();
+    assert_eq!(config.approval.value, Approval::Auto);
+    assert_eq!(config.approval.source, Source::UserFile(xdg.join("cairn/config.toml")));
+}
+
+/// Each bad file, and the `path:line:column: message` it must produce.
+#[test]
+fn file_errors_name_file_line_column_and_what_was_expected() {
+    let cases: &[(&str, usize, usize, &str)] = &[
+        (
+            "modle = \"x/y\"\n",
+            1,
+            1,
+            "unknown field `modle`, expected one of `model`, `approval`, `provider`, `snapshot`",
+        ),
+        (
+            "approval = \"sometimes\"\n",
+            1,
+            12,
+            "`sometimes` is not an approval mode; expected ask, auto or read-only",
+        ),
+        ("approval = 3\n", 1, 12, "invalid type: integer `3`, expected a string"),
+        ("[provider.local]\nkind = 1\n", 2, 8, "invalid type: integer `1`, expected a string"),
+        (
+            "\n[provider.local]\nkind = \"openai-chat\"\nbase_url = \"http://x/v1\"\napi_key = \"sk-oops\"\n",
+            5,
+            1,
+            "unknown field `api_key`, expected one of `kind`, `base_url`, `api_key_env`, `context_window`, `headers`",
+        ),
+        (
+            "[provider.local]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\n",
+            2,
+            8,
+            "`openai` is not a provider kind; expected openai-chat, anthropic or openai-responses",
+        ),
+        (
+            "[provider.local]\nkind = \"openai-chat\"\ncontext_window = \"big\"\n",
+            3,
+            18,
+            "invalid type: string \"big\", expected u64",
+        ),
+        ("[snapshot]\nmax_new_file_size = \"8 furlongs\"\n", 2, 21, "`8 furlongs` is not a size"),
+        (
+            "[snapshot]\nmax_new_file_size = true\n",
+            2,
+            21,
+            "a size such as 1000, \"512KiB\" or \"8MiB\"",
+        ),
+        ("model = \"gpt-5\"\n", 1, 9, "`gpt-5` is not of the form <provider>/<model>"),
+        (
+            "model = \"acme/gpt-5\"\n",
+            1,
+            9,
+            "names an unknown provider `acme`; known providers: anthropic, ollama, openai, openrouter",
+        ),
+        ("[provider.local]\nkind = \"openai-chat\"\n", 1, 1, "provider `local` needs `base_url`"),
+        ("[provider.local]\nbase_url = \"http://x/v1\"\n", 1, 1, "provider `local` needs `kind`"),
+        (
+            "[provider.local]\nkind = \"openai-chat\"\nbase_url = \"localhost:8080\"\n",
+            3,
+            12,
+            "base_url `localhost:8080` must start with http:// or https://",
+        ),
+        ("model = \"anthropic/x\"\nmodel = \"openai/y\"\n", 2, 1, "duplicate key"),
+    ];
+    for (text, line, column, message) in cases {
+        let setup = Setup::new();
+        setup.write_user(text);
+        let err = setup.load(&[], &Flags::default()).unwrap_err();
+        let ConfigError::Invalid { path, line: at_line, column: at_column, .. } = &err else {
+            panic!("{text}: {err:?}");
+        };
+        assert_eq!(path, &setup.user_file());
+        let shown = err.to_string();
+        assert!(shown.contains(message), "{text}: {shown}");
+        assert_eq!((*at_line, *at_column), (*line, *column), "{text}: {shown}");
+        assert!(
+            shown.starts_with(&format!("{}:{line}:{column}: ", setup.user_file().display())),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn a_project_file_cannot_raise_approval_to_auto() {
+    let setup = Setup::new();
+    setup.write_project("approval = \"auto\"\n");
+    let err = setup.load(&[], &Flags::default()).unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("cairn.toml:1:12: a project's cairn.toml cannot set approval = \"auto\""),
+        "{shown}"
+    );
+    // A project may still make cairn more careful.
+    setup.write_project("approval = \"read-only\"\n");
+    assert_eq!(setup.load(&[], &Flags::default()).unwrap().approval.value, Approval::ReadOnly);
+}
+
+#[test]
+fn keys_come_from_the_environment_only() {
+    let setup = Setup::new();
+    setup.write_user("[provider.anthropic]\nheaders = { \"anthropic-beta\" = \"tools-2024\" }\n");
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let env = setup.env(&[("ANTHROPIC_API_KEY", "sk-ant-secret-0123456789")]);
+    let settings = config.client_settings(&model("anthropic", "claude-x"), &env).unwrap();
+    assert_eq!(settings.kind, ProviderKind::Anthropic);
+    assert_eq!(settings.base_url, "https://api.anthropic.com/v1");
+    assert_eq!(settings.api_key.as_deref(), Some("sk-ant-secret-0123456789"));
+    assert_eq!(settings.api_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
+    assert_eq!(settings.headers, vec![("anthropic-beta".to_owned(), "tools-2024".to_owned())]);
+    assert!(!format!("{settings:?}").contains("secret"), "Debug must not print the key");
+
+    let err = config.client_settings(&model("openai", "gpt-5"), &env).unwrap_err();
+    assert_eq!(err.to_string(), "openai needs an API key in $OPENAI_API_KEY, which is not set");
+    assert_eq!(
+        err.hint().unwrap(),
+        "export OPENAI_API_KEY=<your key>, or choose another model with --model"
+    );
+
+    let keyless = config.client_settings(&model("ollama", "llama3.2"), &env).unwrap();
+    assert_eq!((keyless.api_key, keyless.api_key_env), (None, None));
+}
+
+#[test]
+fn a_project_file_cannot_send_a_key_elsewhere() {
+    let setup = Setup::new();
+    setup.write_project("[provider.anthropic]\nbase_url = \"https://collector.example/v1\"\n");
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let env = setup.env(&[("ANTHROPIC_API_KEY", "sk-ant-secret-0123456789")]);
+    let err = config.client_settings(&model("anthropic", "claude-x"), &env).unwrap_err();
+    assert!(matches!(err, ConfigError::UntrustedUrl { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("points provider `anthropic` at https://collector.example/v1"),
+        "{err}"
+    );
+    // A keyless provider defined by the project is fine.
+    setup.write_project(
+        "[provider.local]\nkind = \"openai-chat\"\nbase_url = \"http://127.0.0.1:8080/v1\"\n",
+    );
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    assert!(config.client_settings(&model("local", "m"), &env).is_ok());
+}
+
+#[tokio::test]
+async fn auto_detection_order() {
+    let setup = Setup::new();
+    let url = closed_port_url().await;
+    setup.write_user(&format!("[provider.ollama]\nbase_url = \"{url}\"\n"));
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let probe = Duration::from_millis(500);
+
+    let both = setup.env(&[("ANTHROPIC_API_KEY", "a"), ("OPENAI_API_KEY", "o")]);
+    let chosen = config.resolve_model(&both, probe).await.unwrap();
+    assert_eq!(chosen.value, model("anthropic", "claude-sonnet-4-5"));
+    assert_eq!(chosen.source, Source::Detected("$ANTHROPIC_API_KEY is set".into()));
+
+    let openai = setup.env(&[("OPENAI_API_KEY", "o"), ("ANTHROPIC_API_KEY", "")]);
+    let chosen = config.resolve_model(&openai, probe).await.unwrap();
+    assert_eq!(chosen.value, model("openai", "gpt-5"));
+
+    let err = config.resolve_model(&setup.env(&[]), probe).await.unwrap_err();
+    assert_eq!(err.to_string(), "no model is configured and none was found");
+    let hint = err.hint().unwrap();
+    assert!(hint.starts_with("set ANTHROPIC_API_KEY or OPENAI_API_KEY, start Ollama, or set model = \"<provider>/<model>\" in "), "{hint}");
+    assert!(hint.contains(&setup.user_file().display().to_string()), "{hint}");
+    assert!(hint.contains(&format!("no Ollama answered at {url}")), "{hint}");
+
+    // A running Ollama: its first model is used.
+    let ollama = MockModel::start([Reply::json(
+        200,
+        json!({"object": "list", "data": [{"id": "qwen2.5-coder:7b", "object": "model"}, {"id": "llama3.2", "object": "model"}]}),
+    )])
+    .await;
+    setup.write_user(&format!("[provider.ollama]\nbase_url = \"{}\"\n", ollama.base_url()));
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let chosen = config.resolve_model(&setup.env(&[]), probe).await.unwrap();
+    assert_eq!(chosen.value, model("ollama", "qwen2.5-coder:7b"));
+    assert_eq!(ollama.requests()[0].path, "/v1/models");
+
+    // A configured model is never second-guessed.
+    let config = setup
+        .load(
+            &[],
+            &Flags { model: Some("openrouter/deepseek/deepseek-chat".into()), approval: None },
+        )
+        .unwrap();
+    let chosen = config.resolve_model(&both, probe).await.unwrap();
+    assert_eq!(chosen.value, model("openrouter", "deepseek/deepseek-chat"));
+}
+
+fn cairn(setup: &Setup, args: &[&str], env: &[(&str, &str)]) -> (String, String, i32) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command.args(args).current_dir(setup.project()).env_clear().env("HOME", setup.home());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (text(output.stdout), text(output.stderr), output.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn config_show_prints_values_sources_and_masked_keys() {
+    let setup = Setup::new();
+    setup.write_user(
+        "approval = \"read-only\"\n[provider.local]\nkind = \"openai-chat\"\nbase_url = \"http://127.0.0.1:8080/v1\"\napi_key_env = \"LOCAL_API_KEY\"\n",
+    );
+    let key = "sk-ant-api03-SECRETSECRETSECRET-wxyz";
+    let (stdout, stderr, code) = cairn(&setup, &["config", "show"], &[("ANTHROPIC_API_KEY", key)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("SECRET"), "{stdout}");
+    let user = setup.user_file().display().to_string();
+    let line = |start: &str| {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start} in\n{stdout}"))
+    };
+    assert_eq!(stdout.lines().next().unwrap(), format!("# read user config {user}"));
+    assert!(
+        line("model = \"anthropic/claude-sonnet-4-5\"")
+            .ends_with("# detected: $ANTHROPIC_API_KEY is set")
+    );
+    assert!(line("approval = \"read-only\"").ends_with(&format!("# user config {user}")));
+    assert!(line("max_new_file_size = \"8MiB\"").ends_with("# default"));
+    assert!(
+        line("api_key_env = \"ANTHROPIC_API_KEY\"")
+            .ends_with("# built-in; $ANTHROPIC_API_KEY is set: sk-a…wxyz")
+    );
+    assert!(
+        line("api_key_env = \"LOCAL_API_KEY\"")
+            .ends_with(&format!("# user config {user}; $LOCAL_API_KEY is not set"))
+    );
+    assert!(
+        line("base_url = \"http://127.0.0.1:8080/v1\"").ends_with(&format!("# user config {user}"))
+    );
+
+    let (stdout, _, code) = cairn(
+        &setup,
+        &["config", "show", "--json", "--model", "local/qwen"],
+        &[("ANTHROPIC_API_KEY", key)],
+    );
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("SECRET"), "{stdout}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        json["model"],
+        json!({"value": "local/qwen", "source": {"kind": "flag", "flag": "--model"}})
+    );
+    assert_eq!(
+        json["approval"],
+        json!({"value": "read-only", "source": {"kind": "user-file", "path": user}})
+    );
+    assert_eq!(json["snapshot"]["max_new_file_size"]["value"], json!(8388608));
+    assert_eq!(json["providers"]["anthropic"]["api_key"], json!("sk-a…wxyz"));
+    assert_eq!(json["providers"]["local"]["api_key"], Value::Null);
+    assert_eq!(json["providers"]["local"]["kind"]["value"], json!("openai-chat"));
+    assert_eq!(json["files"], json!([{"kind": "user-file", "path": user}]));
+}
+
+#[test]
+fn config_show_explains_what_to_set_and_reports_bad_files() {
+    let setup = Setup::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", closed.local_addr().unwrap());
+    drop(closed);
+    setup.write_user(&format!("[provider.ollama]\nbase_url = \"{url}\"\n"));
+    let (stdout, _, code) = cairn(&setup, &["config", "show", "--json"], &[]);
+    assert_eq!(code, 0);
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["model"], Value::Null);
+    let why = json["model_error"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "no model is configured and none was found; set ANTHROPIC_API_KEY or OPENAI_API_KEY"
+        ),
+        "{why}"
+    );
+
+    // The project file is found at the root of the repository the command runs in.
+    gix::init(setup.project()).unwrap();
+    setup.write_project("[snapshot]\nmax_new_file_sise = \"1MiB\"\n");
+    let (_, stderr, code) = cairn(&setup, &["config", "show"], &[]);
+    assert_eq!(code, 1);
+    let project = setup.project().join("cairn.toml").display().to_string();
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {project}:2:1: unknown field `max_new_file_sise`, expected `max_new_file_size`"
+        )
+    );
+
+    std::fs::remove_file(setup.project().join("cairn.toml")).unwrap();
+    let (_, stderr, code) = cairn(&setup, &["config", "show", "--model", "gpt-5"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with(
+            "error: --model gpt-5: `gpt-5` is not of the form <provider>/<model>\nhint: "
+        ),
+        "{stderr}"
+    );
+}
