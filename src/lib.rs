@@ -4,5 +4,6 @@
 //! to exit codes. Dependencies point one way: `cli → agent → {checkpoint, llm, memory}`.
 //! `checkpoint` knows nothing of models and `llm` nothing of git.
 
+pub mod agent;
 pub mod checkpoint;
 pub mod cli;

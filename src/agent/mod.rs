@@ -1,0 +1,3 @@
+//! The agent: for now only the tools it offers the model.
+
+pub mod tools;
