@@ -7,3 +7,4 @@ mod rewind;
 mod snapshot;
 #[path = "../support/mod.rs"]
 mod support;
+mod tools;
