@@ -10,3 +10,4 @@ mod environments;
 mod llm;
 mod rewind;
 mod snapshot;
+mod tools;
