@@ -153,8 +153,8 @@ impl FromStr for Approval {
     }
 }
 
-/// The default for `[snapshot] max_new_file_size`.
-pub const DEFAULT_MAX_NEW_FILE_SIZE: u64 = 8 * 1024 * 1024;
+/// The default for `[snapshot] max_new_file_size`: the checkpoint store's own default.
+pub use crate::checkpoint::DEFAULT_MAX_NEW_FILE_SIZE;
 
 /// How long auto-detection waits for a local Ollama to answer.
 pub const OLLAMA_PROBE_TIMEOUT: Duration = Duration::from_millis(800);

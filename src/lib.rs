@@ -9,3 +9,4 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod llm;
+pub mod text;

@@ -1,5 +1,591 @@
 //! The agent: the loop that talks to a model, runs tools, and records every step.
+//!
+//! A turn starts from the user's prompt (a `prompt` step), then repeats: flush the user's
+//! own edits into a `user-edits` step, call the model, run the tools it asked for, and
+//! record the response with its tool calls and results as one step, until the model ends
+//! its turn or the step budget runs out. Edit tools name the paths they changed, so their
+//! steps take the snapshot fast path; `shell` steps take a full incremental scan.
 
+pub mod approval;
+pub mod events;
 pub mod instructions;
+pub mod prompt;
+mod subject;
+pub use subject::describe_call;
 pub mod tools;
 pub mod watch;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::checkpoint::{self, Changes, Session, StepKind, StepRecord, Store};
+use crate::llm::{self, CancellationToken, Message, StreamEvent, ToolArguments, ToolCall};
+
+pub use approval::Policy;
+pub use events::Event;
+
+/// The agent's own tool, beside the file and shell tools: back out of a dead end.
+const REWIND_TOOL: &str = "rewind";
+
+/// How much of a tool result `step.json` keeps; the whole result is in the messages.
+const RESULT_PREVIEW_BYTES: usize = 2000;
+
+/// How a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnEnd {
+    /// The model ended its turn.
+    Done,
+    /// The step budget (`--max-steps`) ran out first.
+    MaxSteps,
+    /// The user interrupted; the session stands at its last complete step.
+    Cancelled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::Error),
+    #[error(transparent)]
+    Model(#[from] llm::LlmError),
+}
+
+/// What an agent needs to start.
+pub struct AgentSetup {
+    pub store: Store,
+    pub session: Session,
+    pub client: llm::Client,
+    /// The model's name at its provider.
+    pub model: String,
+    /// `provider/model`, as recorded in commits.
+    pub model_label: String,
+    pub system: String,
+    /// The conversation so far (empty for a new session).
+    pub conversation: Vec<Message>,
+    pub policy: Policy,
+    pub max_output_tokens: u32,
+    /// Watch the workspace for the user's edits (else scan before each model call).
+    pub watch: bool,
+}
+
+pub struct Agent {
+    store: Store,
+    session: Session,
+    client: llm::Client,
+    model: String,
+    model_label: String,
+    system: String,
+    conversation: Vec<Message>,
+    policy: Policy,
+    max_output_tokens: u32,
+    watcher: Option<watch::Watcher>,
+}
+
+/// The tools of one model response, after they ran.
+#[derive(Default)]
+struct ToolRound {
+    results: Vec<Message>,
+    /// (call, output summary) for the step message.
+    outcomes: Vec<subject::Outcome>,
+    changed: BTreeSet<PathBuf>,
+    scan: bool,
+    rewound: bool,
+    cancelled: bool,
+}
+
+impl Agent {
+    pub fn new(setup: AgentSetup) -> Agent {
+        let watcher =
+            if setup.watch { watch::Watcher::start(setup.store.root()).ok() } else { None };
+        Agent {
+            store: setup.store,
+            session: setup.session,
+            client: setup.client,
+            model: setup.model,
+            model_label: setup.model_label,
+            system: setup.system,
+            conversation: setup.conversation,
+            policy: setup.policy,
+            max_output_tokens: setup.max_output_tokens,
+            watcher,
+        }
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn conversation(&self) -> &[Message] {
+        &self.conversation
+    }
+
+    pub fn policy_mut(&mut self) -> &mut Policy {
+        &mut self.policy
+    }
+
+    /// Whether user edits are found by a file watcher (else by scanning).
+    pub fn is_watching(&self) -> bool {
+        self.watcher.is_some()
+    }
+
+    /// Points the agent at another model for the following calls.
+    pub fn set_model(&mut self, client: llm::Client, model: String, model_label: String) {
+        self.client = client;
+        self.model = model;
+        self.model_label = model_label;
+    }
+
+    /// Moves the agent to another point of its session (after a user's rewind), with the
+    /// conversation stored there.
+    pub fn reset_to(&mut self, session: Session, conversation: Vec<Message>) {
+        self.session = session;
+        self.conversation = conversation;
+        if let Some(watcher) = &self.watcher {
+            // The rewind rewrote files; those are not the user's edits.
+            let _ = watcher.take();
+        }
+    }
+
+    /// The tools offered to the model: the file and shell tools plus `rewind`.
+    pub fn tool_definitions() -> Vec<llm::ToolDefinition> {
+        let mut out: Vec<llm::ToolDefinition> = tools::specs()
+            .into_iter()
+            .map(|spec| llm::ToolDefinition {
+                name: spec.name.to_string(),
+                description: spec.description.to_string(),
+                parameters: spec.parameters,
+            })
+            .collect();
+        out.push(llm::ToolDefinition {
+            name: REWIND_TOOL.to_string(),
+            description: "Roll the workspace back to an earlier step of this session to back out of a dead end. \
+                The conversation is kept, so you remember what failed. Step numbers appear in tool results."
+                .to_string(),
+            parameters: json!({
+                "type": "object",
+                "properties": {"step": {"type": "integer", "minimum": 1, "description": "The step number to go back to"}},
+                "required": ["step"]
+            }),
+        });
+        out
+    }
+
+    /// Runs one turn: the user's prompt, then model calls and tools until the model is
+    /// done, `max_steps` model calls were made, or `cancel` fires.
+    pub async fn turn(
+        &mut self,
+        prompt: &str,
+        max_steps: Option<u32>,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<TurnEnd, AgentError> {
+        self.flush_user_edits(&BTreeSet::new(), emit)?;
+        let user = Message::User { text: prompt.to_string() };
+        self.conversation.push(user.clone());
+        let mut record = StepRecord::new(
+            StepKind::Prompt,
+            format!("prompt: {}", checkpoint::step::one_line(prompt)),
+            Changes::Unchanged,
+        );
+        record.messages = vec![to_json(&user)];
+        self.record(record, emit)?;
+
+        let mut calls = 0;
+        loop {
+            if max_steps.is_some_and(|max| calls >= max) {
+                return Ok(TurnEnd::MaxSteps);
+            }
+            if calls > 0 {
+                self.flush_user_edits(&BTreeSet::new(), emit)?;
+            }
+            calls += 1;
+            let started = Instant::now();
+            let request = llm::Request {
+                model: self.model.clone(),
+                system: self.system.clone(),
+                messages: self.conversation.clone(),
+                tools: Self::tool_definitions(),
+                max_output_tokens: self.max_output_tokens,
+                temperature: None,
+            };
+            let mut stream = self.client.stream(&request, cancel.child_token());
+            let mut response = llm::Response::default();
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(event) => {
+                        emit_stream_event(&event, emit);
+                        response.apply(event);
+                    }
+                    Err(llm::LlmError::Cancelled) => return Ok(TurnEnd::Cancelled),
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            let model_ms = started.elapsed().as_millis() as u64;
+            let assistant = Message::Assistant {
+                text: response.text.clone(),
+                tool_calls: response.tool_calls.clone(),
+            };
+            self.conversation.push(assistant.clone());
+            let mut details = serde_json::Map::new();
+            details
+                .insert("usage".into(), serde_json::to_value(response.usage).unwrap_or_default());
+            details.insert(
+                "finish".into(),
+                serde_json::to_value(&response.finish).unwrap_or_default(),
+            );
+            if !response.reasoning.is_empty() {
+                details.insert("reasoning".into(), response.reasoning.clone().into());
+            }
+
+            if response.tool_calls.is_empty() {
+                details.insert("timings".into(), json!({ "model_ms": model_ms }));
+                let mut record = StepRecord::new(
+                    StepKind::Model,
+                    subject::for_reply(&response.text),
+                    Changes::Unchanged,
+                );
+                record.body = response.text.clone();
+                record.messages = vec![to_json(&assistant)];
+                record.details = details;
+                record.model = Some(self.model_label.clone());
+                self.record(record, emit)?;
+                return Ok(TurnEnd::Done);
+            }
+
+            let tools_started = Instant::now();
+            let round = self.run_tools(&response.tool_calls, cancel, emit).await?;
+            self.conversation.extend(round.results.iter().cloned());
+            details.insert("timings".into(), json!({ "model_ms": model_ms, "tools_ms": tools_started.elapsed().as_millis() as u64 }));
+            details.insert(
+                "tool_calls".into(),
+                Value::Array(response.tool_calls.iter().map(call_json).collect()),
+            );
+            details.insert(
+                "tool_results".into(),
+                Value::Array(
+                    round
+                        .outcomes
+                        .iter()
+                        .map(|o| json!({"id": o.id, "name": o.name, "is_error": o.is_error, "content": preview(&o.content)}))
+                        .collect(),
+                ),
+            );
+            let changes = if round.scan || round.rewound {
+                Changes::Scan
+            } else if round.changed.is_empty() {
+                Changes::Unchanged
+            } else {
+                Changes::Paths(round.changed.iter().cloned().collect())
+            };
+            let kind = if round.rewound { StepKind::Rewind } else { StepKind::Tool };
+            let mut record = StepRecord::new(
+                kind,
+                subject::for_tools(&self.store, &self.session, &round.outcomes),
+                changes,
+            );
+            record.body = response.text.clone();
+            record.messages =
+                std::iter::once(&assistant).chain(round.results.iter()).map(to_json).collect();
+            record.details = details;
+            record.model = Some(self.model_label.clone());
+            let mut names: Vec<String> = Vec::new();
+            for call in &response.tool_calls {
+                if !names.contains(&call.name) {
+                    names.push(call.name.clone());
+                }
+            }
+            record.tools = names;
+            self.record(record, emit)?;
+            if round.cancelled {
+                return Ok(TurnEnd::Cancelled);
+            }
+        }
+    }
+
+    /// Runs a response's tool calls: consecutive read-only calls together, writes and
+    /// commands one at a time in order.
+    async fn run_tools(
+        &mut self,
+        calls: &[ToolCall],
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<ToolRound, AgentError> {
+        let specs = tools::specs();
+        let access_of = |name: &str| {
+            specs.iter().find(|s| s.name == name).map(|s| s.access).unwrap_or(tools::Access::Write)
+        };
+        let mut round = ToolRound::default();
+        let mut index = 0;
+        while index < calls.len() {
+            if cancel.is_cancelled() {
+                for call in &calls[index..] {
+                    round.push(
+                        call,
+                        tools::ToolOutput {
+                            content: "cancelled by the user".into(),
+                            is_error: true,
+                            ..Default::default()
+                        },
+                        emit,
+                    );
+                }
+                round.cancelled = true;
+                break;
+            }
+            let call = &calls[index];
+            emit(Event::ToolCall {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.to_wire_value(),
+            });
+            let is_read = matches!(call.arguments, ToolArguments::Json(_))
+                && call.name != REWIND_TOOL
+                && specs.iter().any(|s| s.name == call.name && s.access == tools::Access::Read);
+            if is_read {
+                // Gather the run of read-only calls starting here and run them together.
+                let mut batch = vec![call];
+                while let Some(next) = calls.get(index + batch.len()) {
+                    let next_is_read = matches!(next.arguments, ToolArguments::Json(_))
+                        && specs
+                            .iter()
+                            .any(|s| s.name == next.name && s.access == tools::Access::Read);
+                    if !next_is_read {
+                        break;
+                    }
+                    emit(Event::ToolCall {
+                        id: next.id.clone(),
+                        name: next.name.clone(),
+                        arguments: next.arguments.to_wire_value(),
+                    });
+                    batch.push(next);
+                }
+                let ctx = tools::ToolContext { root: self.store.root(), cancel };
+                let ctx = &ctx;
+                let outputs = futures_util::future::join_all(batch.iter().map(|call| {
+                    let args = call.arguments.to_wire_value();
+                    async move { tools::run(&call.name, &args, ctx).await }
+                }))
+                .await;
+                for (call, output) in batch.iter().zip(outputs) {
+                    round.push(call, output, emit);
+                }
+                index += batch.len();
+                continue;
+            }
+            let output = self.run_one(call, access_of(&call.name), &round, cancel, emit).await?;
+            if call.name == REWIND_TOOL && !output.is_error {
+                round.rewound = true;
+            }
+            round.scan |= output.may_change_anything;
+            round.changed.extend(output.changed_paths.iter().cloned());
+            round.push(call, output, emit);
+            index += 1;
+        }
+        Ok(round)
+    }
+
+    async fn run_one(
+        &mut self,
+        call: &ToolCall,
+        access: tools::Access,
+        round: &ToolRound,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<tools::ToolOutput, AgentError> {
+        let error =
+            |content: String| tools::ToolOutput { content, is_error: true, ..Default::default() };
+        let arguments = match &call.arguments {
+            ToolArguments::Json(value) => value.clone(),
+            ToolArguments::Invalid { error: reason, .. } => {
+                return Ok(error(format!(
+                    "the arguments for `{}` are not valid JSON ({reason}); send a JSON object",
+                    call.name
+                )));
+            }
+        };
+        let known = call.name == REWIND_TOOL || tools::specs().iter().any(|s| s.name == call.name);
+        if !known {
+            let names: Vec<String> = Self::tool_definitions().into_iter().map(|d| d.name).collect();
+            return Ok(error(format!(
+                "unknown tool `{}`; the tools are: {}",
+                call.name,
+                names.join(", ")
+            )));
+        }
+        let summary = subject::describe_call(&call.name, &arguments);
+        let decision =
+            self.policy.decide(&approval::Request { tool: &call.name, access, summary: &summary });
+        if let approval::Decision::Deny(reason) = decision {
+            return Ok(error(reason));
+        }
+        if call.name == REWIND_TOOL {
+            return self.rewind_tool(&arguments);
+        }
+        if access == tools::Access::Shell && !round.scan {
+            // The command may read the user's latest edits; record them as theirs first.
+            self.flush_user_edits(&round.changed, emit)?;
+        }
+        let ctx = tools::ToolContext { root: self.store.root(), cancel };
+        Ok(tools::run(&call.name, &arguments, &ctx).await)
+    }
+
+    fn rewind_tool(&mut self, arguments: &Value) -> Result<tools::ToolOutput, AgentError> {
+        let error = |content: String| {
+            Ok(tools::ToolOutput { content, is_error: true, ..Default::default() })
+        };
+        let Some(step) = arguments.get("step").and_then(Value::as_u64) else {
+            return error("`rewind` needs `step`, a step number of this session".into());
+        };
+        if step == 0 || step > self.session.steps {
+            return error(format!(
+                "there is no step {step}; this session has steps 1 to {}",
+                self.session.steps
+            ));
+        }
+        let target = self.store.resolve(&format!("{}@{step}", self.session.info.id))?;
+        let applied = self.store.restore_workspace(target.commit)?;
+        let mut content = format!(
+            "Restored the workspace to step {step} ({} files written, {} deleted). The conversation is kept.",
+            applied.written, applied.deleted
+        );
+        for (path, reason) in &applied.kept {
+            content.push_str(&format!("\nLeft {path} as it is: {reason}"));
+        }
+        Ok(tools::ToolOutput {
+            content,
+            is_error: false,
+            changed_paths: Vec::new(),
+            may_change_anything: true,
+        })
+    }
+
+    /// Records edits the user made since the last step as a `user-edits` step, excluding
+    /// `agent_paths` (the agent's own edits of the response in progress).
+    fn flush_user_edits(
+        &mut self,
+        agent_paths: &BTreeSet<PathBuf>,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), AgentError> {
+        if self.session.tip.is_none() {
+            return Ok(());
+        }
+        let changes = match &self.watcher {
+            Some(watcher) => match watcher.take() {
+                watch::Pending::Paths(paths) => {
+                    let paths: Vec<PathBuf> =
+                        paths.into_iter().filter(|p| !agent_paths.contains(p)).collect();
+                    if paths.is_empty() {
+                        return Ok(());
+                    }
+                    Changes::Paths(paths)
+                }
+                // A scan cannot tell the agent's unrecorded edits from the user's.
+                watch::Pending::Rescan if !agent_paths.is_empty() => return Ok(()),
+                watch::Pending::Rescan => Changes::Scan,
+            },
+            None if !agent_paths.is_empty() => return Ok(()),
+            None => Changes::Scan,
+        };
+        if let Some(step) = self.store.record_user_edits(&mut self.session, changes)? {
+            emit(Event::StepRecorded {
+                step: step.number,
+                commit: step.commit.to_string(),
+                kind: StepKind::UserEdits.to_string(),
+                subject: "user edits".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        record: StepRecord,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), AgentError> {
+        let kind = record.kind;
+        let subject = checkpoint::step::one_line(&record.subject);
+        let step = self.store.record_step(&mut self.session, record)?;
+        self.store.set_current_session(&self.session.info.id)?;
+        emit(Event::StepRecorded {
+            step: step.number,
+            commit: step.commit.to_string(),
+            kind: kind.to_string(),
+            subject,
+        });
+        Ok(())
+    }
+}
+
+impl ToolRound {
+    fn push(&mut self, call: &ToolCall, output: tools::ToolOutput, emit: &mut dyn FnMut(Event)) {
+        emit(Event::ToolResult {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            is_error: output.is_error,
+            content: output.content.clone(),
+        });
+        self.results.push(Message::ToolResult {
+            call_id: call.id.clone(),
+            content: output.content.clone(),
+            is_error: output.is_error,
+        });
+        self.outcomes.push(subject::Outcome {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.to_wire_value(),
+            is_error: output.is_error,
+            content: output.content,
+            changed: output.changed_paths,
+        });
+    }
+}
+
+fn emit_stream_event(event: &StreamEvent, emit: &mut dyn FnMut(Event)) {
+    match event {
+        StreamEvent::TextDelta(text) => emit(Event::TextDelta { text: text.clone() }),
+        StreamEvent::ReasoningDelta(text) => emit(Event::ReasoningDelta { text: text.clone() }),
+        StreamEvent::Usage(usage) => emit(Event::Usage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+        }),
+        StreamEvent::Retry(notice) => emit(Event::Retry { message: notice.to_string() }),
+        StreamEvent::ToolCall(_) | StreamEvent::Finish(_) => {}
+    }
+}
+
+fn to_json(message: &Message) -> Value {
+    serde_json::to_value(message).unwrap_or_default()
+}
+
+fn call_json(call: &ToolCall) -> Value {
+    match &call.arguments {
+        ToolArguments::Json(arguments) => {
+            json!({"id": call.id, "name": call.name, "arguments": arguments})
+        }
+        ToolArguments::Invalid { raw, error } => {
+            json!({"id": call.id, "name": call.name, "invalid_arguments": raw, "error": error})
+        }
+    }
+}
+
+fn preview(content: &str) -> String {
+    tools::output::truncate_middle(content, RESULT_PREVIEW_BYTES)
+}
+
+/// Rebuilds a conversation from a step's stored messages.
+pub fn conversation_from(messages: &[Value]) -> Result<Vec<Message>, String> {
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            serde_json::from_value(value.clone()).map_err(|err| format!("message {}: {err}", i + 1))
+        })
+        .collect()
+}

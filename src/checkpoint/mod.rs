@@ -280,6 +280,28 @@ impl Store {
         Ok(Session { info, tip: Some(commit), steps: trailers.step, messages })
     }
 
+    /// Starts a new session whose first step is a copy of `from` (workspace and
+    /// conversation) with `from` as its parent, leaving the original session untouched.
+    pub fn fork_session(&self, from: &Checkpoint) -> Result<Session> {
+        let original = self.session_at(&from.session, from.commit)?;
+        let title = format!("fork of {}@{}: {}", from.session, from.step, original.info.title);
+        let mut session =
+            self.start_session(&title, original.info.model.clone(), original.info.agent.clone())?;
+        session.info.base = Some(from.commit.to_string());
+        // The first step carries the conversation so far, reusing its blobs.
+        session.messages = original.messages;
+        let cairn = self.cairn_tree(from.commit)?;
+        let mut record = StepRecord::new(StepKind::Manual, title.clone(), Changes::Unchanged);
+        record.details.insert("forked_from".into(), serde_json::json!({"session": from.session, "step": from.step, "commit": from.commit.to_string()}));
+        let workspace = WorkspacePart {
+            tree: self.commit_tree(from.commit)?,
+            skipped: Vec::new(),
+            reserved_path_present: false,
+        };
+        self.commit_step_over(&mut session, record, workspace, cairn)?;
+        Ok(session)
+    }
+
     /// The session this worktree last ran or resumed.
     pub fn current_session(&self) -> Result<Option<String>> {
         match std::fs::read_to_string(self.worktree_dir.join("current-session")) {
@@ -374,19 +396,31 @@ impl Store {
         record: StepRecord,
         workspace: WorkspacePart,
     ) -> Result<RecordedStep> {
-        let number = session.steps + 1;
-        let WorkspacePart { tree: base_tree, skipped, reserved_path_present } = workspace;
         let previous_cairn = match session.tip {
             Some(tip) => self.cairn_tree(tip)?,
             None => None,
         };
+        self.commit_step_over(session, record, workspace, previous_cairn)
+    }
+
+    /// Commits a step whose `.cairn` starts from `previous_cairn` (the tip's, or a fork
+    /// origin's). A session's first step always gets its own `session.toml`.
+    fn commit_step_over(
+        &self,
+        session: &mut Session,
+        record: StepRecord,
+        workspace: WorkspacePart,
+        previous_cairn: Option<ObjectId>,
+    ) -> Result<RecordedStep> {
+        let number = session.steps + 1;
+        let WorkspacePart { tree: base_tree, skipped, reserved_path_present } = workspace;
         let mut cairn = self
             .repo
             .edit_tree(
                 previous_cairn.unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1)),
             )
             .context(|| "editing the .cairn tree".into())?;
-        if previous_cairn.is_none() {
+        if previous_cairn.is_none() || session.tip.is_none() {
             let toml = toml::to_string(&session.info).map_err(|err| Error::Git {
                 context: "encoding session.toml".into(),
                 message: err.to_string(),

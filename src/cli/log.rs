@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use gix::ObjectId;
 
-use crate::checkpoint::Store;
+use crate::checkpoint::{StepSummary, Store};
 
 use super::common::{color_stdout, format_time, open_store, print_json};
 use super::{CommandError, render};
@@ -32,8 +32,18 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         print_json(&steps)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let color = color_stdout();
-    for step in &steps {
+    print_steps(&store, &steps, args.patch, color_stdout())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints steps one per line, each followed by its diff with `patch`.
+pub fn print_steps(
+    store: &Store,
+    steps: &[StepSummary],
+    patch: bool,
+    color: bool,
+) -> Result<(), CommandError> {
+    for step in steps {
         println!(
             "{:>4}  {:<10}  {}  {}  {}",
             step.step,
@@ -42,14 +52,14 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             &step.commit[..12],
             step.subject
         );
-        if args.patch {
+        if patch {
             let commit = ObjectId::from_hex(step.commit.as_bytes())
                 .map_err(|e| CommandError::internal(e.to_string()))?;
-            let (from, to) = step_trees(&store, commit)?;
+            let (from, to) = step_trees(store, commit)?;
             print!("{}", render::render(store.repo(), from, Some(to), false, color)?);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The trees a step's diff compares: its parent's (the previous step, or the base commit

@@ -7,9 +7,13 @@ mod config;
 mod diff;
 mod error;
 mod init;
+mod interactive;
+mod launch;
 mod log;
 mod render;
+mod resume;
 mod rewind;
+mod run;
 mod sessions;
 mod show;
 
@@ -22,13 +26,22 @@ pub use error::{CommandError, ErrorKind};
 /// A terminal coding agent whose every step is a git commit.
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, propagate_version = true)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Start an interactive session with this prompt.
+    prompt: Option<String>,
+    #[command(flatten)]
+    interactive: interactive::Args,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one headless turn: the answer on stdout, tool activity on stderr.
+    Run(run::Args),
+    /// Continue a session from its tip or any checkpoint.
+    Resume(resume::Args),
     /// Create a git repository here (the equivalent of `git init`).
     Init(init::Args),
     /// Record the workspace now as a step of the current session.
@@ -66,7 +79,12 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CommandError> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return interactive::run(cli.interactive, cli.prompt);
+    };
+    match command {
+        Command::Run(args) => run::run(args),
+        Command::Resume(args) => resume::run(args),
         Command::Init(args) => init::run(args),
         Command::Checkpoint(args) => checkpoint::run(args),
         Command::Sessions(args) => sessions::run(args),

@@ -97,21 +97,6 @@ fn is_binary(bytes: &[u8]) -> bool {
     bytes.iter().take(8000).any(|b| *b == 0)
 }
 
-/// Counts of added and removed lines.
-pub fn line_counts(old: &str, new: &str) -> (usize, usize) {
-    let diff = similar::TextDiff::from_lines(old, new);
-    let mut added = 0;
-    let mut removed = 0;
-    for change in diff.iter_all_changes() {
-        match change.tag() {
-            similar::ChangeTag::Insert => added += 1,
-            similar::ChangeTag::Delete => removed += 1,
-            similar::ChangeTag::Equal => {}
-        }
-    }
-    (added, removed)
-}
-
 /// Renders the difference between two workspace trees (`.cairn/` is never shown).
 pub fn render(
     repo: &gix::Repository,
@@ -133,7 +118,8 @@ pub fn render(
             if is_binary(&old) || is_binary(&new) {
                 let _ = writeln!(out, " {} | binary", file.path);
             } else {
-                let (added, removed) = line_counts(&old.to_str_lossy(), &new.to_str_lossy());
+                let (added, removed) =
+                    crate::text::line_counts(&old.to_str_lossy(), &new.to_str_lossy());
                 total_added += added;
                 total_removed += removed;
                 let _ = writeln!(

@@ -16,6 +16,7 @@ mod error;
 mod openai_chat;
 mod openai_responses;
 mod retry;
+pub mod scripted;
 mod sse;
 
 use std::fmt;

@@ -8,7 +8,7 @@ use cairn::config::{self, Approval, Config, ConfigError, Env, Flags, ModelRef, S
 use cairn::llm::ProviderKind;
 use serde_json::{Value, json};
 
-use crate::support::mock_model::{MockModel, Reply, closed_port_url};
+use crate::support::mock_model::{self, Reply, closed_port_url};
 
 /// A temporary home with a user config and a project directory.
 struct Setup {
@@ -354,7 +354,7 @@ async fn auto_detection_order() {
     assert!(hint.contains(&format!("no Ollama answered at {url}")), "{hint}");
 
     // A running Ollama: its first model is used.
-    let ollama = MockModel::start([Reply::json(
+    let ollama = mock_model::start([Reply::json(
         200,
         json!({"object": "list", "data": [{"id": "qwen2.5-coder:7b", "object": "model"}, {"id": "llama3.2", "object": "model"}]}),
     )])

@@ -9,7 +9,7 @@ use cairn::llm::{
 };
 use serde_json::{Value, json};
 
-use crate::support::mock_model::{MockModel, Reply, closed_port_url, fixture};
+use crate::support::mock_model::{self, MockModel, Reply, closed_port_url, fixture, fixture_reply};
 
 const KINDS: [ProviderKind; 3] =
     [ProviderKind::OpenaiChat, ProviderKind::Anthropic, ProviderKind::OpenaiResponses];
@@ -54,7 +54,7 @@ async fn run_with(
     settings: ClientSettings,
     replies: Vec<Reply>,
 ) -> (Result<Response, LlmError>, MockModel) {
-    let model = MockModel::start(replies).await;
+    let model = mock_model::start(replies).await;
     let mut settings = settings;
     settings.base_url = model.base_url();
     let client = Client::new(settings).unwrap();
@@ -67,7 +67,7 @@ async fn run(kind: ProviderKind, replies: Vec<Reply>) -> (Result<Response, LlmEr
 }
 
 async fn run_fixture(kind: ProviderKind, case: &str, chunk: usize) -> Result<Response, LlmError> {
-    run(kind, vec![Reply::fixture(kind.as_str(), case).chunked_every(chunk)]).await.0
+    run(kind, vec![fixture_reply(kind.as_str(), case).chunked_every(chunk)]).await.0
 }
 
 /// Serves a fixture cut inside every multi-byte character and every JSON escape, so each
@@ -124,7 +124,7 @@ async fn plain_text_in_any_chunking() {
 #[tokio::test]
 async fn events_arrive_in_order_with_finish_last() {
     for kind in KINDS {
-        let model = MockModel::start([Reply::fixture(kind.as_str(), "plain_text")]).await;
+        let model = mock_model::start([fixture_reply(kind.as_str(), "plain_text")]).await;
         let client = Client::new(settings(kind, &model.base_url())).unwrap();
         let mut stream = client.stream(&request(), CancellationToken::new());
         let mut events = Vec::new();
@@ -245,7 +245,7 @@ async fn a_stream_cut_before_its_terminator_is_an_error() {
 #[tokio::test]
 async fn a_connection_broken_mid_body_is_an_error() {
     for kind in KINDS {
-        let reply = Reply::fixture(kind.as_str(), "plain_text").abort_after(200);
+        let reply = fixture_reply(kind.as_str(), "plain_text").abort_after(200);
         let err = run(kind, vec![reply]).await.0.unwrap_err();
         assert!(matches!(err, LlmError::Http { .. }), "{kind}: {err:?}");
         assert!(err.to_string().contains("the connection broke mid-response"), "{err}");
@@ -265,7 +265,7 @@ async fn rate_limit_with_retry_after_then_success() {
                 .header("retry-after", "1");
                 let started = Instant::now();
                 let (result, model) =
-                    run(kind, vec![limited, Reply::fixture(kind.as_str(), "plain_text")]).await;
+                    run(kind, vec![limited, fixture_reply(kind.as_str(), "plain_text")]).await;
                 (kind, started.elapsed(), result.unwrap(), model.requests().len())
             })
         })
@@ -286,7 +286,7 @@ async fn rate_limit_with_retry_after_then_success() {
 async fn server_errors_twice_then_success() {
     for kind in KINDS {
         let failing = || Reply::status(500, "Internal Server Error");
-        let replies = vec![failing(), failing(), Reply::fixture(kind.as_str(), "plain_text")];
+        let replies = vec![failing(), failing(), fixture_reply(kind.as_str(), "plain_text")];
         let (result, model) = run(kind, replies).await;
         let response = result.unwrap();
         assert_eq!(response.text, "Hello, wörld ☃ 🎉!", "{kind}");
@@ -394,7 +394,7 @@ async fn an_idle_stream_times_out() {
     assert_eq!(result.unwrap_err(), LlmError::IdleTimeout { after: Duration::from_millis(300) });
     assert!(started.elapsed() < Duration::from_secs(5));
     // The wait for the response headers is bounded the same way.
-    let silent = Reply::fixture("openai-chat", "plain_text").initial_delay(Duration::from_secs(30));
+    let silent = fixture_reply("openai-chat", "plain_text").initial_delay(Duration::from_secs(30));
     let (result, _) = run_with(short, vec![silent]).await;
     assert!(matches!(result.unwrap_err(), LlmError::IdleTimeout { .. }));
 }
@@ -404,7 +404,7 @@ async fn cancelling_stops_the_request_promptly() {
     let partial =
         Reply::sse("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n")
             .hang();
-    let model = MockModel::start([partial]).await;
+    let model = mock_model::start([partial]).await;
     let client = Client::new(settings(ProviderKind::OpenaiChat, &model.base_url())).unwrap();
     let cancel = CancellationToken::new();
     let mut stream = client.stream(&request(), cancel.clone());
@@ -420,7 +420,7 @@ async fn cancelling_stops_the_request_promptly() {
 #[tokio::test]
 async fn cancelling_during_a_retry_wait_stops_at_once() {
     let limited = Reply::status(429, "slow down").header("retry-after", "4");
-    let model = MockModel::start([limited]).await;
+    let model = mock_model::start([limited]).await;
     let client = Client::new(settings(ProviderKind::OpenaiChat, &model.base_url())).unwrap();
     let cancel = CancellationToken::new();
     let mut stream = client.stream(&request(), cancel.clone());
@@ -438,7 +438,7 @@ async fn dropping_the_stream_closes_the_connection() {
     let partial =
         Reply::sse("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n")
             .hang();
-    let model = MockModel::start([partial]).await;
+    let model = mock_model::start([partial]).await;
     let client = Client::new(settings(ProviderKind::OpenaiChat, &model.base_url())).unwrap();
     let mut stream = client.stream(&request(), CancellationToken::new());
     stream.next().await.unwrap().unwrap();
@@ -473,7 +473,7 @@ async fn headers_and_paths_per_protocol() {
         let mut with_extra = settings(kind, "http://unused");
         with_extra.headers = vec![("x-team".into(), "blue".into())];
         let (result, model) =
-            run_with(with_extra, vec![Reply::fixture(kind.as_str(), "plain_text")]).await;
+            run_with(with_extra, vec![fixture_reply(kind.as_str(), "plain_text")]).await;
         result.unwrap();
         let sent = &model.requests()[0];
         assert_eq!(sent.method, "POST");
@@ -493,7 +493,7 @@ async fn headers_and_paths_per_protocol() {
     let mut keyless = settings(ProviderKind::OpenaiChat, "http://unused");
     keyless.api_key = None;
     keyless.api_key_env = None;
-    let (_, model) = run_with(keyless, vec![Reply::fixture("openai-chat", "plain_text")]).await;
+    let (_, model) = run_with(keyless, vec![fixture_reply("openai-chat", "plain_text")]).await;
     assert!(!model.requests()[0].headers.contains_key("authorization"));
 }
 
@@ -605,7 +605,7 @@ fn conversation() -> Request {
 #[tokio::test]
 async fn request_bodies_match_each_api() {
     for kind in KINDS {
-        let model = MockModel::start([Reply::fixture(kind.as_str(), "plain_text")]).await;
+        let model = mock_model::start([fixture_reply(kind.as_str(), "plain_text")]).await;
         let client = Client::new(settings(kind, &model.base_url())).unwrap();
         client.stream(&conversation(), CancellationToken::new()).collect().await.unwrap();
         let body = serde_json::to_string_pretty(&model.requests()[0].body).unwrap();

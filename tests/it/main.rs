@@ -4,6 +4,7 @@
 mod support;
 
 mod addresses;
+mod agent;
 mod checkpoint;
 mod config;
 mod environments;

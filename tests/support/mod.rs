@@ -87,10 +87,27 @@ impl TestRepo {
 
     /// Runs the built `cairn` in `dir`.
     pub fn cairn_in(&self, dir: &Path, args: &[&str]) -> Output {
+        self.command_in(dir, args).output().expect("cairn runs")
+    }
+
+    /// The `cairn` command, ready to run in `dir` with the test environment.
+    pub fn command_in(&self, dir: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
         command.args(args).current_dir(dir);
         self.env(&mut command);
-        command.output().expect("cairn runs")
+        let config = self.home.join("cairn-config.toml");
+        if config.exists() {
+            command.env("CAIRN_CONFIG", config);
+        }
+        command
+    }
+
+    /// Points cairn at a scripted model server (`provider mock`, kind openai-chat).
+    pub fn use_model(&self, base_url: &str) {
+        let config = format!(
+            "model = \"mock/scripted\"\n[provider.mock]\nkind = \"openai-chat\"\nbase_url = \"{base_url}\"\n"
+        );
+        std::fs::write(self.home.join("cairn-config.toml"), config).unwrap();
     }
 
     pub fn cairn(&self, args: &[&str]) -> Output {

@@ -1,0 +1,323 @@
+//! `cairn [PROMPT]`: an interactive session. Line editing with history (a trailing `\`
+//! continues a line), streamed answers, a spinner while the model thinks, approval
+//! questions before writes and commands, and slash commands. Ctrl-C cancels the current
+//! turn (the session stays at its last complete step); Ctrl-D quits.
+
+use std::io::{BufRead as _, IsTerminal, Write as _};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustyline::error::ReadlineError;
+
+use crate::agent::approval::{Asker, Decision, Request};
+use crate::agent::{self, Agent, Event, TurnEnd};
+use crate::checkpoint::Session;
+use crate::config::Approval;
+use crate::llm::Message;
+
+use super::common::color_stdout;
+use super::launch::{self, Context};
+use super::run::drive;
+use super::{CommandError, log, render};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// ask, auto, or read-only.
+    #[arg(long, value_parser = str::parse::<Approval>)]
+    pub approval: Option<Approval>,
+    /// The model, as provider/model.
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+const HELP: &str = "\
+/rewind [N]   go back to step N (default: one step), workspace and conversation
+/undo         go back one step
+/log          the steps of this session
+/diff         what the last step changed
+/model P/M    use another model from now on
+/help         this list
+/quit         leave (Ctrl-D works too)
+End a line with \\ to continue it on the next. Ctrl-C cancels a running turn.";
+
+/// `cairn [PROMPT]`: a new interactive session.
+pub fn run(args: Args, prompt: Option<String>) -> Result<ExitCode, CommandError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CommandError::usage("the interactive session needs a terminal")
+            .with_hint("use `cairn run PROMPT` for a headless run"));
+    }
+    let context = Context::load(args.model, args.approval)?;
+    let title = prompt.clone().unwrap_or_else(|| "interactive session".to_string());
+    let session = context.store.start_session(&title, None, None)?;
+    run_session(context, session, Vec::new(), prompt)
+}
+
+/// Runs an interactive session on `session`, continuing `conversation`.
+pub fn run_session(
+    context: Context,
+    mut session: Session,
+    conversation: Vec<Message>,
+    first_prompt: Option<String>,
+) -> Result<ExitCode, CommandError> {
+    let runtime = launch::runtime()?;
+    let (model, client) = runtime.block_on(context.model())?;
+    session.info.model.get_or_insert_with(|| model.to_string());
+    let history = context.store.private_dir().join("history");
+    let screen = Screen::default();
+    let asker = TerminalAsker { screen: screen.clone(), always: false };
+    let mut agent =
+        launch::agent(context, session, conversation, model.clone(), client, Box::new(asker));
+    let mut editor =
+        rustyline::DefaultEditor::new().map_err(|err| CommandError::internal(err.to_string()))?;
+    let _ = editor.load_history(&history);
+    let mode = agent.policy_mut().mode();
+    eprintln!(
+        "cairn: session {} with {model} ({mode} approval). /help lists commands; Ctrl-D quits.",
+        agent.session().info.id,
+    );
+    if !agent.is_watching() {
+        eprintln!(
+            "note: no file watcher is available here; your edits are found by scanning before each model call"
+        );
+    }
+    let mut pending = first_prompt;
+    loop {
+        let line = match pending.take() {
+            Some(line) => line,
+            None => match read_input(&mut editor) {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(err) => return Err(CommandError::internal(err.to_string())),
+            },
+        };
+        let line = line.trim().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(line.as_str());
+        if let Some(command) = line.strip_prefix('/') {
+            match slash(command, &mut agent, &runtime) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(err) => eprintln!("{err}"),
+            }
+            continue;
+        }
+        let mut printer = InteractivePrinter::new(screen.clone());
+        let mut plain = super::run::Printer::new(false);
+        printer.thinking();
+        let outcome = runtime.block_on(drive(&mut agent, &line, None, &mut |event| {
+            printer.event(&event, &mut plain)
+        }));
+        printer.stop();
+        match outcome {
+            Ok(TurnEnd::Cancelled) => {
+                eprintln!("(cancelled; the session stays at step {})", agent.session().steps)
+            }
+            Ok(_) => {}
+            Err(err) => eprintln!("error: {err}"),
+        }
+    }
+    let _ = editor.save_history(&history);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one prompt, joining lines that end with `\`. `None` at end of input.
+fn read_input(editor: &mut rustyline::DefaultEditor) -> rustyline::Result<Option<String>> {
+    let mut text = String::new();
+    let mut prompt = "› ";
+    loop {
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if let Some(head) = line.strip_suffix('\\') {
+                    text.push_str(head);
+                    text.push('\n');
+                    prompt = "… ";
+                    continue;
+                }
+                text.push_str(&line);
+                return Ok(Some(text));
+            }
+            Err(ReadlineError::Interrupted) => {
+                text.clear();
+                prompt = "› ";
+            }
+            Err(ReadlineError::Eof) => return Ok(None),
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Runs a slash command; `Ok(true)` means quit.
+fn slash(
+    command: &str,
+    agent: &mut Agent,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<bool, CommandError> {
+    let mut words = command.split_whitespace();
+    let name = words.next().unwrap_or_default();
+    let argument = words.next();
+    match name {
+        "quit" | "exit" => return Ok(true),
+        "help" => eprintln!("{HELP}"),
+        "undo" => rewind(agent, None)?,
+        "rewind" => {
+            let step = argument
+                .map(|n| {
+                    n.parse::<u64>().map_err(|_| {
+                        CommandError::usage(format!("/rewind takes a step number, not '{n}'"))
+                    })
+                })
+                .transpose()?;
+            rewind(agent, step)?;
+        }
+        "log" => {
+            let steps = agent.store().steps(&agent.session().info.id)?;
+            log::print_steps(agent.store(), &steps, false, color_stdout())?;
+        }
+        "diff" => match agent.session().tip {
+            Some(tip) => {
+                let (from, to) = log::step_trees(agent.store(), tip)?;
+                print!(
+                    "{}",
+                    render::render(agent.store().repo(), from, Some(to), false, color_stdout())?
+                );
+            }
+            None => eprintln!("nothing recorded yet"),
+        },
+        "model" => {
+            let Some(name) = argument else {
+                return Err(CommandError::usage("/model takes provider/model"));
+            };
+            let context = Context::load(Some(name.to_string()), None)?;
+            let (model, client) = runtime.block_on(context.model())?;
+            agent.set_model(client, model.model.clone(), model.to_string());
+            eprintln!("Using {model} from now on.");
+        }
+        other => eprintln!("unknown command /{other}; /help lists them"),
+    }
+    Ok(false)
+}
+
+/// The user's rewind: back to `step` (default one step back), workspace and conversation.
+fn rewind(agent: &mut Agent, step: Option<u64>) -> Result<(), CommandError> {
+    let id = agent.session().info.id.clone();
+    let current = agent.session().steps;
+    let step = step.unwrap_or(current.saturating_sub(1));
+    if step == 0 || step > current {
+        return Err(CommandError::user(format!(
+            "there is no step {step} to go back to (this session has {current})"
+        )));
+    }
+    let store = agent.store();
+    let target = store.resolve(&format!("{id}@{step}"))?;
+    let outcome = store.rewind(&target)?;
+    for (path, reason) in &outcome.applied.kept {
+        eprintln!("warning: left {path} as it is: {reason}");
+    }
+    if let Some(saved) = &outcome.saved_edits {
+        eprintln!("Saved your unrecorded edits as step {} first.", saved.number);
+    }
+    let session = store.open_session(&id)?;
+    let state = store.read_state(target.commit)?;
+    let conversation = agent::conversation_from(&state.messages).map_err(CommandError::internal)?;
+    agent.reset_to(session, conversation);
+    eprintln!(
+        "Back at step {step} ({} written, {} deleted).",
+        outcome.applied.written, outcome.applied.deleted
+    );
+    Ok(())
+}
+
+/// The spinner shared by the printer and the approval prompt.
+#[derive(Clone, Default)]
+struct Screen {
+    spinner: Arc<Mutex<Option<indicatif::ProgressBar>>>,
+}
+
+impl Screen {
+    fn spin(&self) {
+        let Ok(mut spinner) = self.spinner.lock() else { return };
+        if spinner.is_none() {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("thinking…");
+            bar.enable_steady_tick(Duration::from_millis(100));
+            *spinner = Some(bar);
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut spinner) = self.spinner.lock()
+            && let Some(bar) = spinner.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+struct InteractivePrinter {
+    screen: Screen,
+}
+
+impl InteractivePrinter {
+    fn new(screen: Screen) -> Self {
+        InteractivePrinter { screen }
+    }
+
+    fn thinking(&self) {
+        self.screen.spin();
+    }
+
+    fn stop(&self) {
+        self.screen.clear();
+    }
+
+    fn event(&mut self, event: &Event, out: &mut super::run::Printer) {
+        match event {
+            Event::TextDelta { .. } | Event::ToolCall { .. } | Event::Error { .. } => {
+                self.screen.clear()
+            }
+            _ => {}
+        }
+        match event {
+            // The session line is printed once at the start; steps are quiet here.
+            Event::SessionStarted { .. } | Event::Done { .. } => {}
+            other => out.event(other),
+        }
+        if matches!(event, Event::ToolResult { .. } | Event::StepRecorded { .. })
+            && !matches!(event, Event::StepRecorded { kind, .. } if kind == "model")
+        {
+            self.screen.spin();
+        }
+    }
+}
+
+/// Asks at the terminal before a write or a command.
+struct TerminalAsker {
+    screen: Screen,
+    always: bool,
+}
+
+impl Asker for TerminalAsker {
+    fn ask(&mut self, request: &Request<'_>) -> Decision {
+        if self.always {
+            return Decision::Allow;
+        }
+        self.screen.clear();
+        eprint!("Allow {}? [y]es / [n]o / [a]lways: ", request.summary);
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        let decision = match answer.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => Decision::Allow,
+            "a" | "always" => {
+                self.always = true;
+                Decision::Allow
+            }
+            _ => Decision::Deny(format!("the user declined `{}`", request.summary)),
+        };
+        self.screen.spin();
+        decision
+    }
+}

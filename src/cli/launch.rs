@@ -1,0 +1,98 @@
+//! Starting the agent: configuration, the model and its client, the checkpoint store, and
+//! the agent itself, shared by `cairn`, `cairn run`, `cairn resume` and `cairn demo`.
+
+use crate::agent::{self, Agent, AgentSetup, Policy, approval, instructions::Instructions, prompt};
+use crate::checkpoint::{Session, Store, StoreOptions};
+use crate::config::{self, Approval, Config, Env, Flags, ModelRef, OLLAMA_PROBE_TIMEOUT};
+use crate::llm::{self, Message};
+
+use super::CommandError;
+use super::config::config_error;
+
+/// Output tokens asked for per model call.
+const MAX_OUTPUT_TOKENS: u32 = 16_384;
+
+/// The store and configuration for the current directory.
+pub struct Context {
+    pub store: Store,
+    pub config: Config,
+    pub env: Env,
+}
+
+impl Context {
+    pub fn load(
+        model: Option<String>,
+        approval: Option<Approval>,
+    ) -> Result<Context, CommandError> {
+        let cwd = std::env::current_dir()?;
+        let env = Env::from_process();
+        // Configuration first for the size limit; the repository is found the same way.
+        let root = gix::discover(&cwd).ok().and_then(|repo| repo.workdir().map(ToOwned::to_owned));
+        let config = config::load(root.as_deref(), &env, &Flags { model, approval })
+            .map_err(config_error)?;
+        let store = Store::discover(
+            &cwd,
+            StoreOptions { max_new_file_size: config.max_new_file_size.value },
+        )?;
+        Ok(Context { store, config, env })
+    }
+
+    /// The configured (or detected) model and a client for it.
+    pub async fn model(&self) -> Result<(ModelRef, llm::Client), CommandError> {
+        let model = self
+            .config
+            .resolve_model(&self.env, OLLAMA_PROBE_TIMEOUT)
+            .await
+            .map_err(config_error)?
+            .value;
+        let settings = self.config.client_settings(&model, &self.env).map_err(config_error)?;
+        let client =
+            llm::Client::new(settings).map_err(|err| CommandError::user(err.to_string()))?;
+        Ok((model, client))
+    }
+}
+
+/// Builds the agent for `session`, continuing `conversation`.
+pub fn agent(
+    context: Context,
+    session: Session,
+    conversation: Vec<Message>,
+    model: ModelRef,
+    client: llm::Client,
+    asker: Box<dyn approval::Asker>,
+) -> Agent {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| context.store.root().to_path_buf());
+    let instructions =
+        Instructions::load(context.store.root(), &cwd, agent::instructions::DEFAULT_CAP);
+    let branch =
+        context.store.repo().head_name().ok().flatten().map(|name| name.shorten().to_string());
+    let system = prompt::build(&prompt::PromptParts {
+        root: context.store.root(),
+        branch,
+        date: jiff::Zoned::now().strftime("%Y-%m-%d").to_string(),
+        instructions: &instructions,
+        memory: None,
+    });
+    let policy = Policy::new(context.config.approval.value, asker);
+    Agent::new(AgentSetup {
+        store: context.store,
+        session,
+        client,
+        model: model.model.clone(),
+        model_label: model.to_string(),
+        system,
+        conversation,
+        policy,
+        max_output_tokens: MAX_OUTPUT_TOKENS,
+        watch: true,
+    })
+}
+
+/// A multi-threaded runtime for the agent: the model stream and the tools run on it.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| CommandError::internal(format!("could not start the runtime: {err}")))
+}

@@ -1,0 +1,111 @@
+//! `cairn resume [CHECKPOINT] [PROMPT] [--fork]`: continue a session (default: the newest)
+//! from its tip or any checkpoint, with the conversation stored there.
+//!
+//! The workspace is brought to the checkpoint first, as `cairn rewind` would: edits on
+//! disk that no step holds are recorded first (and kept under `refs/cairn/archive/`), so
+//! nothing is lost, and a session killed mid-turn resumes from its last complete step.
+//! `--fork` starts a new session from the checkpoint and leaves the original untouched.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use crate::agent::{self, approval::Headless};
+use crate::checkpoint::{Checkpoint, Error as StoreError};
+use crate::config::Approval;
+
+use super::CommandError;
+use super::launch::{self, Context};
+use super::run::{Printer, drive, finish};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to continue from (default: the newest session's tip).
+    checkpoint: Option<String>,
+    /// What to do next; without it, an interactive session opens (on a terminal).
+    prompt: Option<String>,
+    /// Start a new session from the checkpoint instead of continuing the original.
+    #[arg(long)]
+    fork: bool,
+    /// ask, auto, or read-only.
+    #[arg(long, value_parser = str::parse::<Approval>)]
+    approval: Option<Approval>,
+    /// The model, as provider/model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Print every event as one JSON object per line (headless).
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many model calls (exit status 3).
+    #[arg(long)]
+    max_steps: Option<u32>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    let context = Context::load(args.model.clone(), args.approval)?;
+    let target = match &args.checkpoint {
+        Some(name) => context.store.resolve(name)?,
+        None => newest(&context)?,
+    };
+    let session = if args.fork {
+        let session = context.store.fork_session(&target)?;
+        let applied = context.store.restore_workspace(session.tip.unwrap_or(target.commit))?;
+        report_kept(&applied.kept);
+        eprintln!("Forked {}@{} as session {}.", target.session, target.step, session.info.id);
+        session
+    } else {
+        let outcome = context.store.rewind(&target)?;
+        report_kept(&outcome.applied.kept);
+        if let Some(saved) = &outcome.saved_edits {
+            let kept = outcome.archived_as.as_deref().unwrap_or("the session");
+            eprintln!("Recorded your unsaved edits as step {} (kept in {kept}).", saved.number);
+        }
+        context.store.open_session(&target.session)?
+    };
+    context.store.set_current_session(&session.info.id)?;
+    let tip = session.tip.ok_or_else(|| StoreError::UnknownSession(session.info.id.clone()))?;
+    let state = context.store.read_state(tip)?;
+    let conversation = agent::conversation_from(&state.messages)
+        .map_err(|reason| StoreError::CorruptState { commit: tip.to_string(), reason })?;
+    eprintln!(
+        "Resuming session {} at step {} ({} messages).",
+        session.info.id,
+        session.steps,
+        conversation.len()
+    );
+
+    let interactive = args.prompt.is_none() || (!args.json && std::io::stdin().is_terminal());
+    if interactive {
+        if !std::io::stdin().is_terminal() {
+            return Err(CommandError::usage(
+                "give a PROMPT to resume headlessly; without one, cairn resume needs a terminal",
+            ));
+        }
+        return super::interactive::run_session(context, session, conversation, args.prompt);
+    }
+    let prompt = args.prompt.unwrap_or_default();
+    let runtime = launch::runtime()?;
+    runtime.block_on(async move {
+        let (model, client) = context.model().await?;
+        let mut agent =
+            launch::agent(context, session, conversation, model, client, Box::new(Headless));
+        let mut printer = Printer::new(args.json);
+        let outcome =
+            drive(&mut agent, &prompt, args.max_steps, &mut |event| printer.event(&event)).await;
+        finish(&agent, outcome, &mut printer)
+    })
+}
+
+/// The newest session's tip.
+fn newest(context: &Context) -> Result<Checkpoint, CommandError> {
+    let newest = context.store.sessions()?.into_iter().next().ok_or_else(|| {
+        CommandError::user("there are no sessions to resume")
+            .with_hint("start one with `cairn run PROMPT` or `cairn`")
+    })?;
+    Ok(context.store.resolve(&newest.id)?)
+}
+
+fn report_kept(kept: &[(String, String)]) {
+    for (path, reason) in kept {
+        eprintln!("warning: left {path} as it is: {reason}");
+    }
+}

@@ -1,0 +1,154 @@
+//! `cairn run PROMPT`: one headless turn. The answer streams to stdout and tool activity
+//! to stderr; `--json` prints every event as one JSON object per line instead. Without
+//! `--approval auto`, writes and `shell` are refused (with the reason, to the model)
+//! rather than waiting on a question no one can answer.
+//!
+//! Exit status: 0 done, 1 failed, 2 usage error, 3 stopped at `--max-steps`, 130
+//! interrupted.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use crate::agent::{Event, TurnEnd, approval::Headless};
+use crate::config::Approval;
+use crate::llm::CancellationToken;
+
+use super::CommandError;
+use super::launch::{self, Context};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to do.
+    prompt: String,
+    /// ask (refuse writes and shell, since no one can be asked), auto, or read-only.
+    #[arg(long, value_parser = str::parse::<Approval>)]
+    approval: Option<Approval>,
+    /// Print every event as one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many model calls (exit status 3).
+    #[arg(long)]
+    max_steps: Option<u32>,
+    /// The model, as provider/model.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    let context = Context::load(args.model, args.approval)?;
+    let runtime = launch::runtime()?;
+    runtime.block_on(async move {
+        let (model, client) = context.model().await?;
+        let session = context.store.start_session(&args.prompt, Some(model.to_string()), None)?;
+        let mut agent =
+            launch::agent(context, session, Vec::new(), model.clone(), client, Box::new(Headless));
+        let mut printer = Printer::new(args.json);
+        printer.event(&Event::SessionStarted {
+            session: agent.session().info.id.clone(),
+            model: model.to_string(),
+        });
+        let outcome =
+            drive(&mut agent, &args.prompt, args.max_steps, &mut |event| printer.event(&event))
+                .await;
+        finish(&agent, outcome, &mut printer)
+    })
+}
+
+/// Runs one turn with Ctrl-C wired to cancellation.
+pub async fn drive(
+    agent: &mut crate::agent::Agent,
+    prompt: &str,
+    max_steps: Option<u32>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<TurnEnd, crate::agent::AgentError> {
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_interrupt.cancel();
+        }
+    });
+    let outcome = agent.turn(prompt, max_steps, &cancel, emit).await;
+    watcher.abort();
+    outcome
+}
+
+/// Reports how the turn ended and picks the exit status.
+pub fn finish(
+    agent: &crate::agent::Agent,
+    outcome: Result<TurnEnd, crate::agent::AgentError>,
+    printer: &mut Printer,
+) -> Result<ExitCode, CommandError> {
+    let session = agent.session().info.id.clone();
+    let checkpoint = format!("{session}@{}", agent.session().steps);
+    let (reason, code) = match &outcome {
+        Ok(TurnEnd::Done) => ("done", 0),
+        Ok(TurnEnd::MaxSteps) => ("max-steps", 3),
+        Ok(TurnEnd::Cancelled) => ("interrupted", 130),
+        Err(_) => ("failed", 1),
+    };
+    if let Err(err) = &outcome {
+        printer.event(&Event::Error { message: err.to_string() });
+    }
+    printer.event(&Event::Done { session, checkpoint, reason: reason.to_string() });
+    Ok(ExitCode::from(code))
+}
+
+/// Prints events: text to stdout, activity to stderr, or JSON lines.
+pub struct Printer {
+    json: bool,
+    /// Whether stdout's last text ended a line.
+    at_line_start: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool) -> Self {
+        Printer { json, at_line_start: true }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(event) {
+                println!("{line}");
+            }
+            return;
+        }
+        match event {
+            Event::TextDelta { text } => {
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+                self.at_line_start = text.ends_with('\n');
+            }
+            Event::ReasoningDelta { .. } | Event::Usage { .. } => {}
+            Event::ToolCall { name, arguments, .. } => {
+                self.end_line();
+                eprintln!("→ {}", crate::agent::describe_call(name, arguments));
+            }
+            Event::ToolResult { is_error, content, .. } => {
+                let first = content.lines().next().unwrap_or_default();
+                eprintln!("  {} {first}", if *is_error { "✗" } else { "✓" });
+            }
+            Event::StepRecorded { step, commit, kind, .. } => {
+                self.end_line();
+                eprintln!("  [step {step}: {kind} {}]", &commit[..commit.len().min(10)]);
+            }
+            Event::Retry { message } => eprintln!("  {message}"),
+            Event::SessionStarted { session, model } => eprintln!("session {session} ({model})"),
+            Event::Error { message } => {
+                self.end_line();
+                eprintln!("error: {message}");
+            }
+            Event::Done { checkpoint, reason, .. } => {
+                self.end_line();
+                eprintln!("{reason}: {checkpoint}");
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        if !self.at_line_start {
+            println!();
+            self.at_line_start = true;
+        }
+    }
+}
