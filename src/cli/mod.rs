@@ -4,6 +4,7 @@
 mod checkpoint;
 mod common;
 mod config;
+mod demo;
 mod diff;
 mod error;
 mod init;
@@ -42,6 +43,8 @@ enum Command {
     Run(run::Args),
     /// Continue a session from its tip or any checkpoint.
     Resume(resume::Args),
+    /// An offline, scripted session in a temporary repository: see what cairn does.
+    Demo(demo::Args),
     /// Create a git repository here (the equivalent of `git init`).
     Init(init::Args),
     /// Record the workspace now as a step of the current session.
@@ -85,6 +88,7 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     match command {
         Command::Run(args) => run::run(args),
         Command::Resume(args) => resume::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Init(args) => init::run(args),
         Command::Checkpoint(args) => checkpoint::run(args),
         Command::Sessions(args) => sessions::run(args),

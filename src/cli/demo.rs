@@ -1,0 +1,192 @@
+//! `cairn demo`: an offline, scripted session in a temporary repository. A scripted model
+//! served over real HTTP on 127.0.0.1 drives the real client and agent loop to fix a
+//! failing test in a tiny project; then the demo shows `cairn log`, a diff, a rewind, and
+//! the `git log` of the hidden ref. No key and no network are needed.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::agent::approval::{Headless, Policy};
+use crate::agent::{Agent, AgentSetup, prompt};
+use crate::checkpoint::{Store, StoreOptions};
+use crate::config::Approval;
+use crate::llm::scripted::{Reply, ScriptedModel};
+use crate::llm::{self, ProviderKind};
+
+use super::common::color_stdout;
+use super::run::{Printer, drive};
+use super::{CommandError, log, render};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep the temporary repository and print where it is.
+    #[arg(long)]
+    keep: bool,
+}
+
+const LIB: &str = "# Tiny arithmetic library.\nadd() {\n  echo $(( $1 - $2 ))\n}\n";
+const TEST: &str = "#!/bin/sh\n. ./lib.sh\nresult=$(add 2 3)\nif [ \"$result\" = 5 ]; then\n  echo \"test passed: add 2 3 = 5\"\nelse\n  echo \"test failed: add 2 3 gave $result, expected 5\"\n  exit 1\nfi\n";
+const PROMPT: &str = "The test fails. Find the bug and fix it.";
+
+pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    let dir = tempfile::Builder::new().prefix("cairn-demo-").tempdir()?;
+    let root = dir.path().join("project");
+    let result = demo(&root);
+    if args.keep {
+        let kept = dir.keep();
+        println!("\nThe demo repository is kept at {}", kept.join("project").display());
+    }
+    result
+}
+
+fn section(title: &str) {
+    if color_stdout() {
+        println!("\n\x1b[1m━━ {title}\x1b[0m");
+    } else {
+        println!("\n━━ {title}");
+    }
+}
+
+fn demo(root: &Path) -> Result<ExitCode, CommandError> {
+    println!("cairn demo: a scripted session. The model's replies are canned and served from");
+    println!(
+        "127.0.0.1, but the client, the agent loop, the tools and the git recording are real."
+    );
+    create_project(root)?;
+    println!("\nA tiny project in {} whose test fails:", root.display());
+    println!("  lib.sh   add() subtracts instead of adding\n  test.sh  checks that add 2 3 = 5");
+
+    let runtime = super::launch::runtime()?;
+    let store = Store::discover(root, StoreOptions::default())?;
+    let session = store.start_session(PROMPT, Some("demo/scripted".into()), None)?;
+    let id = session.info.id.clone();
+    let outcome = runtime.block_on(async {
+        let model = ScriptedModel::start(script()).await?;
+        let settings = llm::ClientSettings::new("demo", ProviderKind::OpenaiChat, model.base_url());
+        let client =
+            llm::Client::new(settings).map_err(|err| CommandError::internal(err.to_string()))?;
+        let instructions = crate::agent::instructions::Instructions::default();
+        let system = prompt::build(&prompt::PromptParts {
+            root,
+            branch: Some("main".into()),
+            date: jiff::Zoned::now().strftime("%Y-%m-%d").to_string(),
+            instructions: &instructions,
+            memory: None,
+        });
+        let mut agent = Agent::new(AgentSetup {
+            store,
+            session,
+            client,
+            model: "scripted".into(),
+            model_label: "demo/scripted".into(),
+            system,
+            conversation: Vec::new(),
+            policy: Policy::new(Approval::Auto, Box::new(Headless)),
+            max_output_tokens: 4096,
+            watch: false,
+        });
+        section(&format!("$ cairn run \"{PROMPT}\""));
+        let mut printer = Printer::new(false);
+        let outcome = drive(&mut agent, PROMPT, Some(10), &mut |event| printer.event(&event)).await;
+        Ok::<_, CommandError>(outcome.map(|_| agent.session().steps))
+    })?;
+    let steps = outcome
+        .map_err(|err| CommandError::internal(format!("the scripted session failed: {err}")))?;
+
+    let store = Store::discover(root, StoreOptions::default())?;
+    let color = color_stdout();
+    section("$ cairn log");
+    log::print_steps(&store, &store.steps(&id)?, false, color)?;
+
+    section("$ cairn diff @~5 @   (all the agent changed, .cairn/ hidden)");
+    let first = store.resolve(&format!("{id}@1"))?;
+    let tip = store.resolve(&id)?;
+    let tree = |commit| store.step_tree(commit).map_err(CommandError::from);
+    print!(
+        "{}",
+        render::render(
+            store.repo(),
+            Some(tree(first.commit)?),
+            Some(tree(tip.commit)?),
+            false,
+            color
+        )?
+    );
+
+    section("$ cairn rewind @~5   (back to the prompt, before any edit)");
+    let rewound = store.rewind(&first)?;
+    println!(
+        "Rewound session {id} to step 1 ({} written, {} deleted); the old tip is kept as {}.",
+        rewound.applied.written,
+        rewound.applied.deleted,
+        rewound.archived_as.as_deref().unwrap_or("-")
+    );
+    let lib = std::fs::read_to_string(root.join("lib.sh"))?;
+    println!("lib.sh is back to the bug: {}", lib.lines().nth(2).unwrap_or_default().trim());
+
+    section(&format!("$ git log --oneline refs/cairn/archive/{id}/…   (plain git reads it all)"));
+    let archive = rewound.archived_as.unwrap_or_else(|| format!("refs/cairn/sessions/{id}"));
+    match std::process::Command::new("git")
+        .args(["log", "--oneline", &archive])
+        .current_dir(root)
+        .output()
+    {
+        Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
+        _ => println!(
+            "(git is not installed here; `git log --oneline {archive}` shows the {steps} steps)"
+        ),
+    }
+    println!("\nThat was cairn: every step a commit, every rewind a ref move, nothing lost.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The project, committed as the repository's first commit.
+fn create_project(root: &Path) -> Result<(), CommandError> {
+    std::fs::create_dir_all(root)?;
+    std::fs::write(root.join("lib.sh"), LIB)?;
+    std::fs::write(root.join("test.sh"), TEST)?;
+    std::fs::write(root.join("README.md"), "# demo\nRun the test with `sh test.sh`.\n")?;
+    let repo = gix::init(root).map_err(|err| CommandError::internal(err.to_string()))?;
+    let store = Store::discover(root, StoreOptions::default())?;
+    let tree = store.snapshot()?.tree;
+    let signature = gix::actor::Signature {
+        name: "cairn demo".into(),
+        email: "demo@localhost".into(),
+        time: gix::date::Time::now_local_or_utc(),
+    };
+    let mut buf = gix::date::parse::TimeBuf::default();
+    let sig = signature.to_ref(&mut buf);
+    repo.commit_as(
+        sig,
+        sig,
+        "HEAD",
+        "A tiny project with a failing test",
+        tree,
+        Vec::<gix::ObjectId>::new(),
+    )
+    .map_err(|err| CommandError::internal(err.to_string()))?;
+    Ok(())
+}
+
+/// What the scripted model answers, call by call.
+fn script() -> Vec<Reply> {
+    let text = |text: &str| {
+        Reply::chat_text(text).chunked_every(16).chunk_delay(Duration::from_millis(15))
+    };
+    vec![
+        Reply::chat_tool_calls(&[("call_1", "shell", json!({"command": "sh test.sh"}))]),
+        Reply::chat_tool_calls(&[("call_2", "read_file", json!({"path": "lib.sh"}))]),
+        Reply::chat_tool_calls(&[(
+            "call_3",
+            "edit_file",
+            json!({"path": "lib.sh", "old_string": "$(( $1 - $2 ))", "new_string": "$(( $1 + $2 ))"}),
+        )]),
+        Reply::chat_tool_calls(&[("call_4", "shell", json!({"command": "sh test.sh"}))]),
+        text(
+            "The bug was in `add`: it subtracted its arguments. I changed `-` to `+` in lib.sh, and `sh test.sh` passes now.\n",
+        ),
+    ]
+}
