@@ -66,6 +66,8 @@ pub struct AgentSetup {
     pub conversation: Vec<Message>,
     pub policy: Policy,
     pub max_output_tokens: u32,
+    /// Environment variables hidden from `shell` (the providers' API keys).
+    pub hidden_env: Vec<String>,
     /// Watch the workspace for the user's edits (else scan before each model call).
     pub watch: bool,
 }
@@ -80,6 +82,7 @@ pub struct Agent {
     conversation: Vec<Message>,
     policy: Policy,
     max_output_tokens: u32,
+    hidden_env: Vec<String>,
     watcher: Option<watch::Watcher>,
 }
 
@@ -109,6 +112,7 @@ impl Agent {
             conversation: setup.conversation,
             policy: setup.policy,
             max_output_tokens: setup.max_output_tokens,
+            hidden_env: setup.hidden_env,
             watcher,
         }
     }
@@ -365,7 +369,11 @@ impl Agent {
                     });
                     batch.push(next);
                 }
-                let ctx = tools::ToolContext { root: self.store.root(), cancel };
+                let ctx = tools::ToolContext {
+                    root: self.store.root(),
+                    cancel,
+                    hidden_env: &self.hidden_env,
+                };
                 let ctx = &ctx;
                 let outputs = futures_util::future::join_all(batch.iter().map(|call| {
                     let args = call.arguments.to_wire_value();
@@ -431,7 +439,8 @@ impl Agent {
             // The command may read the user's latest edits; record them as theirs first.
             self.flush_user_edits(&round.changed, emit)?;
         }
-        let ctx = tools::ToolContext { root: self.store.root(), cancel };
+        let ctx =
+            tools::ToolContext { root: self.store.root(), cancel, hidden_env: &self.hidden_env };
         Ok(tools::run(&call.name, &arguments, &ctx).await)
     }
 

@@ -86,6 +86,7 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
             conversation: Vec::new(),
             policy: Policy::new(Approval::Auto, Box::new(Headless)),
             max_output_tokens: 4096,
+            hidden_env: Vec::new(),
             watch: false,
         });
         section(&format!("$ cairn run \"{PROMPT}\""));

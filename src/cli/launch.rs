@@ -74,6 +74,15 @@ pub fn agent(
         memory: None,
     });
     let policy = Policy::new(context.config.approval.value, asker);
+    let mut hidden_env: Vec<String> =
+        ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"].map(String::from).to_vec();
+    for provider in context.config.providers.values() {
+        if let Some(name) = &provider.api_key_env
+            && !hidden_env.contains(&name.value)
+        {
+            hidden_env.push(name.value.clone());
+        }
+    }
     Agent::new(AgentSetup {
         store: context.store,
         session,
@@ -84,6 +93,7 @@ pub fn agent(
         conversation,
         policy,
         max_output_tokens: MAX_OUTPUT_TOKENS,
+        hidden_env,
         watch: true,
     })
 }

@@ -417,3 +417,32 @@ async fn a_session_killed_mid_turn_resumes_from_its_last_complete_step() {
     let kinds: Vec<String> = steps(&repo, &session).into_iter().map(|(_, kind, _)| kind).collect();
     assert_eq!(kinds, ["prompt", "tool", "prompt", "model"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_never_reach_shell_commands_or_git_objects() {
+    let repo = TestRepo::new();
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[(
+            "c1",
+            "shell",
+            json!({"command": "env; echo marker-$OPENAI_API_KEY-end"}),
+        )]),
+        Reply::chat_text("Looked around."),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+    let key = "sk-cairn-test-9f8e7d6c5b4a39281706";
+    let mut command = repo.command_in(&repo.root, &["run", "look", "--approval", "auto"]);
+    command.env("OPENAI_API_KEY", key).env("ANTHROPIC_API_KEY", key);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let result =
+        tool_message(&model.requests()[1].body, "c1")["content"].as_str().unwrap().to_string();
+    assert!(result.contains("marker--end"), "the command ran without the key: {result}");
+    assert!(!result.contains(key));
+    // Every object in the repository, read back with git.
+    let objects = repo.git(&["cat-file", "--batch-all-objects", "--batch"]);
+    assert!(!objects.contains(key), "a key reached a git object");
+    assert!(!objects.contains("sk-cairn-test"));
+}

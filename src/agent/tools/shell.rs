@@ -65,6 +65,7 @@ pub(super) async fn run(
     args: Args,
     workspace: Workspace,
     cancel: CancellationToken,
+    hidden_env: Vec<String>,
 ) -> Result<ToolOutput, String> {
     let command = args.string("command")?;
     if command.trim().is_empty() {
@@ -84,6 +85,9 @@ pub(super) async fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    for name in &hidden_env {
+        child.env_remove(name);
+    }
     // SAFETY: setsid is async-signal-safe, as required between fork and exec.
     unsafe {
         child.pre_exec(
@@ -258,7 +262,7 @@ mod tests {
 
     async fn shell(root: &Path, arguments: serde_json::Value) -> ToolOutput {
         let cancel = CancellationToken::new();
-        run_tool("shell", &arguments, &ToolContext { root, cancel: &cancel }).await
+        run_tool("shell", &arguments, &ToolContext { root, cancel: &cancel, hidden_env: &[] }).await
     }
 
     /// Whether a process is gone (or a zombie nobody reaps, as under a container's init).
@@ -342,8 +346,12 @@ mod tests {
             trigger.cancel();
         });
         let arguments = json!({"command": "sleep 60 & echo $! > bg.pid; sleep 60"});
-        let out =
-            run_tool("shell", &arguments, &ToolContext { root: dir.path(), cancel: &cancel }).await;
+        let out = run_tool(
+            "shell",
+            &arguments,
+            &ToolContext { root: dir.path(), cancel: &cancel, hidden_env: &[] },
+        )
+        .await;
         assert!(out.is_error);
         assert!(
             out.content.starts_with("cancelled; the command and its process group were killed\n"),
@@ -408,5 +416,15 @@ mod tests {
             out.content,
             "exit code: 0 (timeout_ms 10000000 was capped at 600000)\nstdout: (empty)\nstderr: (empty)\n"
         );
+    }
+
+    #[tokio::test]
+    async fn hidden_variables_never_reach_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let hidden = ["HOME".to_string()];
+        let ctx = ToolContext { root: dir.path(), cancel: &cancel, hidden_env: &hidden };
+        let out = run_tool("shell", &json!({"command": "echo \"home=${HOME-unset}\""}), &ctx).await;
+        assert!(out.content.contains("home=unset"), "{}", out.content);
     }
 }
