@@ -186,6 +186,8 @@ pub struct RecordedRequest {
     pub headers: BTreeMap<String, String>,
     /// The body parsed as JSON, or `Value::Null` when it is not JSON.
     pub body: Value,
+    /// When the whole request had arrived (benchmarks subtract the model's own time).
+    pub received_at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -335,5 +337,5 @@ async fn read_request(socket: &mut TcpStream) -> Option<RecordedRequest> {
         body.extend_from_slice(&piece[..n]);
     }
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Some(RecordedRequest { method, path, headers, body })
+    Some(RecordedRequest { method, path, headers, body, received_at: std::time::Instant::now() })
 }

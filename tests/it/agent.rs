@@ -384,7 +384,9 @@ async fn a_session_killed_mid_turn_resumes_from_its_last_complete_step() {
             "write_file",
             json!({"path": "kept.txt", "content": "kept\n"}),
         )]),
-        Reply::chat_text("never sent").hang(),
+        // Half an answer, then silence: the turn can never complete before the kill.
+        Reply::sse("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hal\"}}]}\n\n")
+            .hang(),
     ])
     .await;
     repo.use_model(&model.base_url());
