@@ -7,6 +7,7 @@
 mod address;
 mod error;
 mod ignore;
+pub mod objects;
 pub mod refs;
 pub mod restore;
 pub mod snapshot;
@@ -25,7 +26,7 @@ use gix::objs::tree::EntryKind;
 pub use address::Checkpoint;
 use error::{Context, IoContext};
 pub use error::{Error, Result};
-pub use snapshot::{Skipped, Snapshot};
+pub use snapshot::{Skipped, Snapshot, StatCacheUpdate};
 pub use step::{SessionInfo, StepKind, Trailers};
 
 /// Default for `[snapshot] max_new_file_size`.
@@ -117,14 +118,17 @@ struct WorkspacePart {
     tree: ObjectId,
     skipped: Vec<Skipped>,
     reserved_path_present: bool,
+    /// From a full scan: saved once the step's objects are persisted.
+    stat_cache: Option<StatCacheUpdate>,
 }
 
-impl From<Snapshot> for WorkspacePart {
-    fn from(snapshot: Snapshot) -> Self {
+impl WorkspacePart {
+    fn scanned((snapshot, stat_cache): (Snapshot, StatCacheUpdate)) -> Self {
         WorkspacePart {
             tree: snapshot.tree,
             skipped: snapshot.skipped,
             reserved_path_present: snapshot.reserved_path_present,
+            stat_cache: Some(stat_cache),
         }
     }
 }
@@ -190,7 +194,8 @@ impl Store {
     pub fn discover(dir: &Path, options: StoreOptions) -> Result<Store> {
         let sync = gix::ThreadSafeRepository::discover(dir)
             .map_err(|_| Error::NotARepository(dir.to_owned()))?;
-        let repo = sync.to_thread_local();
+        // New objects collect in memory and are written as one pack per step.
+        let repo = sync.to_thread_local().with_object_memory();
         let Some(root) = repo.workdir().map(Path::to_owned) else {
             return Err(Error::BareRepository(repo.git_dir().to_owned()));
         };
@@ -225,14 +230,49 @@ impl Store {
 
     /// Snapshots the whole workspace (incrementally, through the stat cache).
     pub fn snapshot(&self) -> Result<Snapshot> {
+        let (snapshot, stat_cache) = self.scan()?;
+        self.persist(Some(stat_cache))?;
+        Ok(snapshot)
+    }
+
+    /// The fast path: `base` (a workspace tree) with just `paths` brought up to date.
+    /// `None` when a path names a directory, which needs [`Store::snapshot`].
+    pub fn snapshot_paths(
+        &self,
+        base: ObjectId,
+        paths: &[PathBuf],
+    ) -> Result<Option<snapshot::PathsSnapshot>> {
+        let snapshot = snapshot::apply_paths(
+            &self.repo,
+            &self.root,
+            base,
+            paths,
+            self.options.max_new_file_size,
+        )?;
+        self.persist(None)?;
+        Ok(snapshot)
+    }
+
+    /// A full scan whose objects are still in memory.
+    fn scan(&self) -> Result<(Snapshot, StatCacheUpdate)> {
         let cache_path = self.worktree_dir.join("stat-cache");
         snapshot::scan(&snapshot::ScanContext {
-            repo: &self.sync,
+            repo: &self.repo,
+            sync: &self.sync,
             root: &self.root,
             cache_path: &cache_path,
             max_new_file_size: self.options.max_new_file_size,
             progress: &self.progress,
         })
+    }
+
+    /// Writes the objects buffered so far, then the stat cache that names them.
+    fn persist(&self, stat_cache: Option<StatCacheUpdate>) -> Result<()> {
+        objects::persist(&self.repo)?;
+        if let Some(stat_cache) = stat_cache {
+            stat_cache.save();
+        }
+        Ok(())
     }
 
     /// Begins a new session on top of the current `HEAD`. Nothing is written until its
@@ -297,6 +337,7 @@ impl Store {
             tree: self.commit_tree(from.commit)?,
             skipped: Vec::new(),
             reserved_path_present: false,
+            stat_cache: None,
         };
         self.commit_step_over(&mut session, record, workspace, cairn)?;
         Ok(session)
@@ -351,10 +392,10 @@ impl Store {
         &self,
         session: &mut Session,
         record: StepRecord,
-        scanned: Option<Snapshot>,
+        scanned: Option<(Snapshot, StatCacheUpdate)>,
     ) -> Result<RecordedStep> {
         let workspace = match scanned {
-            Some(snapshot) => WorkspacePart::from(snapshot),
+            Some(scanned) => WorkspacePart::scanned(scanned),
             None => self.workspace_part(session, &record.changes)?,
         };
         self.commit_step(session, record, workspace)
@@ -368,6 +409,7 @@ impl Store {
                 tree: self.commit_tree(tip)?,
                 skipped: Vec::new(),
                 reserved_path_present: false,
+                stat_cache: None,
             }),
             (Changes::Paths(paths), Some(tip)) => {
                 let base = self.commit_tree(tip)?;
@@ -382,11 +424,12 @@ impl Store {
                         tree: paths.tree,
                         skipped: paths.skipped,
                         reserved_path_present: false,
+                        stat_cache: None,
                     }),
-                    None => Ok(self.snapshot()?.into()),
+                    None => Ok(WorkspacePart::scanned(self.scan()?)),
                 }
             }
-            _ => Ok(self.snapshot()?.into()),
+            _ => Ok(WorkspacePart::scanned(self.scan()?)),
         }
     }
 
@@ -413,7 +456,8 @@ impl Store {
         previous_cairn: Option<ObjectId>,
     ) -> Result<RecordedStep> {
         let number = session.steps + 1;
-        let WorkspacePart { tree: base_tree, skipped, reserved_path_present } = workspace;
+        let WorkspacePart { tree: base_tree, skipped, reserved_path_present, stat_cache } =
+            workspace;
         let mut cairn = self
             .repo
             .edit_tree(
@@ -484,6 +528,8 @@ impl Store {
             session.info.base.as_deref().and_then(|b| ObjectId::from_hex(b.as_bytes()).ok())
         });
         let commit = self.write_commit(tree, parent, &message, model.as_deref())?;
+        // Objects first: the ref must never name a commit that is not on disk.
+        self.persist(stat_cache)?;
         let reflog =
             format!("cairn: step {number} ({}): {}", record.kind, step::one_line(&record.subject));
         refs::compare_and_swap(
@@ -734,7 +780,7 @@ impl Store {
     pub fn rewind(&self, target: &Checkpoint) -> Result<RewindOutcome> {
         let mut session = self.open_session(&target.session)?;
         let tip = session.tip.ok_or_else(|| Error::UnknownSession(target.session.clone()))?;
-        let snapshot = self.snapshot()?;
+        let (snapshot, stat_cache) = self.scan()?;
         let current = snapshot.tree;
         let unsaved =
             !restore::diff_trees(&self.repo, Some(current), Some(self.commit_tree(tip)?))?
@@ -742,8 +788,9 @@ impl Store {
         let saved_edits = if unsaved {
             let record =
                 StepRecord::new(StepKind::UserEdits, "user edits before rewind", Changes::Scan);
-            Some(self.record_step_with(&mut session, record, Some(snapshot))?)
+            Some(self.record_step_with(&mut session, record, Some((snapshot, stat_cache)))?)
         } else {
+            self.persist(Some(stat_cache))?;
             None
         };
         let tip = session.tip.unwrap_or(tip);

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Context, Error, IoContext, Result};
 use super::ignore::{DirRules, GlobalRules};
+use super::objects;
 use super::stat::{FileStat, Timestamp};
 use super::stat_cache::{CachedKind, DirRecord, EntryRecord, StatCache};
 
@@ -65,7 +66,11 @@ pub struct ScanCounts {
 
 /// What the scan needs besides the workspace.
 pub struct ScanContext<'a> {
-    pub repo: &'a gix::ThreadSafeRepository,
+    /// Where new trees and blobs go: a handle with object memory, which the caller
+    /// persists (see [`super::objects`]) before anything names them.
+    pub repo: &'a gix::Repository,
+    /// For the hashing threads, which only read.
+    pub sync: &'a gix::ThreadSafeRepository,
     pub root: &'a Path,
     pub cache_path: &'a Path,
     pub max_new_file_size: u64,
@@ -73,10 +78,30 @@ pub struct ScanContext<'a> {
     pub progress: &'a AtomicUsize,
 }
 
-/// Snapshots the whole workspace, reusing and then refreshing the stat cache.
-pub fn scan(ctx: &ScanContext<'_>) -> Result<Snapshot> {
-    let repo = ctx.repo.to_thread_local();
-    let global = GlobalRules::load(&repo).io_context(|| "reading ignore rules".into())?;
+/// The refreshed stat cache of a scan, to be saved once the objects it names are
+/// persisted.
+pub struct StatCacheUpdate {
+    cache: StatCache,
+    path: PathBuf,
+}
+
+impl StatCacheUpdate {
+    pub fn save(self) {
+        // A cache that cannot be written only costs speed next time; the snapshot stands.
+        let _ = self.cache.save(&self.path);
+    }
+}
+
+/// Files hashed per parallel batch; between batches, buffered objects past
+/// [`objects::FLUSH_BYTES`] are written out, which bounds memory on a first snapshot.
+const HASH_BATCH: usize = 256;
+
+/// Snapshots the whole workspace, reusing the stat cache and returning its refreshed form.
+/// New objects stay in `ctx.repo`'s object memory, except that a large scan writes them
+/// out as it goes.
+pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
+    let repo = ctx.repo;
+    let global = GlobalRules::load(repo).io_context(|| "reading ignore rules".into())?;
     let cache = StatCache::load(ctx.cache_path);
     let rules = rules_fingerprint(&global, ctx.max_new_file_size)?;
     let index_path = repo.index_path();
@@ -105,15 +130,30 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<Snapshot> {
 
     let mut pending = Vec::new();
     root.collect_pending(&mut pending);
-    let outcomes = pending
-        .par_iter()
-        .map_init(|| ctx.repo.to_thread_local(), |repo, job| hash_file(repo, ctx.root, job))
-        .collect::<Result<Vec<_>>>()?;
+    let mut outcomes = Vec::with_capacity(pending.len());
+    let mut buffered = 0;
+    for batch in pending.chunks(HASH_BATCH) {
+        let hashed = batch
+            .par_iter()
+            .map_init(|| ctx.sync.to_thread_local(), |reader, job| read_blob(reader, ctx.root, job))
+            .collect::<Result<Vec<_>>>()?;
+        for (outcome, new_content) in hashed {
+            if let (HashOutcome::Blob(id), Some(content)) = (&outcome, new_content) {
+                buffered += content.len();
+                store_blob(repo, *id, &content)?;
+            }
+            outcomes.push(outcome);
+        }
+        if buffered > objects::FLUSH_BYTES {
+            objects::persist(repo)?;
+            buffered = 0;
+        }
+    }
     let files_hashed = outcomes.iter().filter(|o| matches!(o, HashOutcome::Blob(_))).count();
     root.fill_pending(&mut outcomes.into_iter());
 
     let mut out = BuildOutput {
-        repo: &repo,
+        repo,
         cache: &cache,
         dirs: HashMap::with_capacity(cache.dirs.len().max(64)),
         skipped: Vec::new(),
@@ -125,15 +165,20 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<Snapshot> {
     };
     let tree = match root.build(&mut out)? {
         Some(id) => id,
-        None => write_tree(&repo, Vec::new())?,
+        None => write_tree(repo, Vec::new())?,
     };
     let BuildOutput { dirs, mut skipped, counts, .. } = out;
-    let new_cache =
-        StatCache { written: Timestamp::default(), rules: Some(rules), index: index_stat, dirs };
-    // A cache that cannot be written only costs speed next time; the snapshot stands.
-    let _ = new_cache.save(ctx.cache_path);
+    let cache = StatCacheUpdate {
+        cache: StatCache {
+            written: Timestamp::default(),
+            rules: Some(rules),
+            index: index_stat,
+            dirs,
+        },
+        path: ctx.cache_path.to_owned(),
+    };
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Snapshot { tree, skipped, reserved_path_present: root.reserved_present, counts })
+    Ok((Snapshot { tree, skipped, reserved_path_present: root.reserved_present, counts }, cache))
 }
 
 /// Everything outside the workspace that decides what a listing contains.
@@ -716,7 +761,13 @@ fn write_tree(repo: &gix::Repository, entries: Vec<Entry>) -> Result<ObjectId> {
     Ok(repo.write_object(&tree).context(|| "writing a tree".into())?.detach())
 }
 
-fn hash_file(repo: &gix::Repository, root: &Path, job: &HashJob) -> Result<HashOutcome> {
+/// Reads a file (or a symlink's target) and hashes it as a blob. The content comes back
+/// too when `reader`'s repository does not hold that blob yet.
+fn read_blob(
+    reader: &gix::Repository,
+    root: &Path,
+    job: &HashJob,
+) -> Result<(HashOutcome, Option<Vec<u8>>)> {
     let abs = root.join(OsStr::from_bytes(&job.rel_path));
     let content = if job.kind == CachedKind::Symlink {
         std::fs::read_link(&abs)
@@ -726,12 +777,20 @@ fn hash_file(repo: &gix::Repository, root: &Path, job: &HashJob) -> Result<HashO
     };
     match content {
         Ok(bytes) => {
-            let id = repo.write_blob(&bytes).context(|| format!("storing {}", abs.display()))?;
-            Ok(HashOutcome::Blob(id.detach()))
+            let id = gix::objs::compute_hash(reader.object_hash(), gix::objs::Kind::Blob, &bytes)
+                .context(|| format!("hashing {}", abs.display()))?;
+            let new_content = (!reader.has_object(id)).then_some(bytes);
+            Ok((HashOutcome::Blob(id), new_content))
         }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(HashOutcome::Vanished),
-        Err(err) => Ok(HashOutcome::Unreadable(format!("unreadable: {err}"))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok((HashOutcome::Vanished, None)),
+        Err(err) => Ok((HashOutcome::Unreadable(format!("unreadable: {err}")), None)),
     }
+}
+
+fn store_blob(repo: &gix::Repository, id: ObjectId, content: &[u8]) -> Result<()> {
+    gix::objs::Write::write_buf_with_known_id(&repo.objects, gix::objs::Kind::Blob, content, id)
+        .context(|| format!("storing blob {id}"))?;
+    Ok(())
 }
 
 enum GitlinkState {
@@ -881,7 +940,11 @@ pub fn apply_paths(
             rel_path: rel.clone(),
             kind: if kind == EntryKind::Link { CachedKind::Symlink } else { CachedKind::File },
         };
-        match hash_file(repo, root, &job)? {
+        let (outcome, new_content) = read_blob(repo, root, &job)?;
+        if let (HashOutcome::Blob(id), Some(content)) = (&outcome, new_content) {
+            store_blob(repo, *id, &content)?;
+        }
+        match outcome {
             HashOutcome::Blob(id) => {
                 editor.upsert(&rel, kind, id).context(|| format!("recording {rel}"))?;
             }

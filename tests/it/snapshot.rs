@@ -205,3 +205,62 @@ fn conversation_and_state_round_trip_append_only() {
         .unwrap();
     assert_eq!(three.number, 3);
 }
+
+/// `git count-objects -v` as (loose objects, packs).
+fn object_files(repo: &TestRepo) -> (u64, u64) {
+    let out = repo.git(&["count-objects", "-v"]);
+    let field = |name: &str| -> u64 {
+        out.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    (field("count:"), field("packs:"))
+}
+
+#[test]
+fn each_step_is_written_as_one_pack_and_no_loose_objects() {
+    let repo = aged_repo(3, 3);
+    let store = store(&repo);
+    let mut session = store.start_session("packs", None, None).unwrap();
+    let (loose, packs_before) = object_files(&repo);
+    store
+        .record_step(&mut session, StepRecord::new(StepKind::Prompt, "start", Changes::Scan))
+        .unwrap();
+    assert_eq!(object_files(&repo), (loose, packs_before + 1), "a scanned step: one pack");
+
+    repo.write("d0/f0.txt", "changed\n");
+    repo.write("d2/new.txt", "new\n");
+    let paths = vec![PathBuf::from("d0/f0.txt"), PathBuf::from("d2/new.txt")];
+    store
+        .record_step(&mut session, StepRecord::new(StepKind::Tool, "edit", Changes::Paths(paths)))
+        .unwrap();
+    assert_eq!(object_files(&repo), (loose, packs_before + 2), "a named-paths step: one pack");
+
+    // A snapshot with nothing new to write adds no pack at all.
+    store.snapshot().unwrap();
+    let (_, packs) = object_files(&repo);
+    store.snapshot().unwrap();
+    assert_eq!(object_files(&repo), (loose, packs));
+    repo.assert_fsck_clean();
+    let tip = TestRepo::session_ref(&session.info.id);
+    assert_eq!(repo.git(&["show", &format!("{tip}:d2/new.txt")]), "new\n");
+}
+
+#[test]
+fn a_large_first_snapshot_is_written_in_several_bounded_packs() {
+    let repo = TestRepo::new();
+    // 40 MiB of new content: more than one scan may buffer before writing a pack.
+    let mebibyte: String = (0..(1 << 20) / 64).map(|i| format!("{i:063}\n")).collect();
+    for n in 0..40 {
+        repo.write(&format!("big/{n:02}.txt"), &format!("file {n}\n{mebibyte}"));
+    }
+    let (loose_before, _) = object_files(&repo);
+    let snapshot = store(&repo).snapshot().unwrap();
+    let (loose, packs) = object_files(&repo);
+    assert_eq!(loose, loose_before, "no loose objects");
+    assert!(packs >= 2, "expected the scan to write as it went, got {packs} pack(s)");
+    repo.assert_fsck_clean();
+    let listed = repo.git(&["ls-tree", "-r", "--name-only", &snapshot.tree.to_string()]);
+    assert_eq!(listed.lines().filter(|l| l.starts_with("big/")).count(), 40);
+}
