@@ -192,7 +192,16 @@ pub struct RewindOutcome {
 impl Store {
     /// Opens the repository that contains `dir`.
     pub fn discover(dir: &Path, options: StoreOptions) -> Result<Store> {
-        let sync = gix::ThreadSafeRepository::discover(dir)
+        // Room for cairn's packs on top of those on disk (see `objects`): gix sizes its
+        // index table once, at open.
+        let slots = gix::odb::store::init::Slots::AsNeededByDiskState {
+            multiplier: 1.5,
+            minimum: 4 * objects::MAX_SMALL_PACKS + 64,
+        };
+        let mut trust = gix::sec::trust::Mapping::<gix::open::Options>::default();
+        trust.full = trust.full.object_store_slots(slots);
+        trust.reduced = trust.reduced.object_store_slots(slots);
+        let sync = gix::ThreadSafeRepository::discover_opts(dir, Default::default(), trust)
             .map_err(|_| Error::NotARepository(dir.to_owned()))?;
         // New objects collect in memory and are written as one pack per step.
         let repo = sync.to_thread_local().with_object_memory();
@@ -268,7 +277,11 @@ impl Store {
 
     /// Writes the objects buffered so far, then the stat cache that names them.
     fn persist(&self, stat_cache: Option<StatCacheUpdate>) -> Result<()> {
-        objects::persist(&self.repo)?;
+        let registry = self.private_dir.join("packs");
+        if let Some(pack) = objects::persist(&self.repo)?.pack {
+            objects::register(&registry, &pack)?;
+            objects::consolidate(&self.repo, &registry)?;
+        }
         if let Some(stat_cache) = stat_cache {
             stat_cache.save();
         }

@@ -13,26 +13,44 @@
 //! Order matters for crash safety: objects are persisted before anything names them (a
 //! ref, the stat cache), so a crash leaves at worst an unreferenced pack, never a ref to a
 //! missing object.
+//!
+//! A pack per step would pile up, and every pack costs each object lookup an index probe
+//! (and gix an index slot). So cairn lists the packs it wrote in `<git common
+//! dir>/cairn/packs` and, once [`MAX_SMALL_PACKS`] small ones exist, [`consolidate`]s them
+//! into one: the live pack count stays bounded. Packs cairn did not write are never
+//! touched; `git gc` remains the tool that delta-compresses everything.
 
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use gix::objs::Exists as _;
 use gix::odb::pack;
 use gix::{ObjectId, objs::Kind};
 
-use super::error::{Context, IoContext, Result};
+use super::error::{Context, Error, IoContext, Result};
 
 /// How many buffered bytes a long scan may hold before it writes them out (bounded memory
 /// on a first snapshot of a large workspace).
 pub const FLUSH_BYTES: usize = 32 << 20;
 
+/// This many small packs of cairn's are merged into one.
+pub const MAX_SMALL_PACKS: usize = 16;
+
+/// Packs larger than this (a first snapshot's) are left as they are when consolidating.
+const SMALL_PACK_BYTES: u64 = 8 << 20;
+
+/// A lock on consolidation older than this was left by a crash.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What [`persist`] wrote.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Persisted {
     /// Objects written (those the repository already had are left out).
     pub objects: usize,
-    /// Bytes of the pack file, 0 when nothing was new.
-    pub pack_bytes: u64,
+    /// The new pack file, if anything was new.
+    pub pack: Option<PathBuf>,
 }
 
 /// Writes every object buffered in `repo`'s object memory that the repository does not
@@ -51,10 +69,19 @@ pub fn persist(repo: &gix::Repository) -> Result<Persisted> {
     if new.is_empty() {
         return Ok(Persisted::default());
     }
+    let pack = write_pack(repo, &mut new)?;
+    Ok(Persisted { objects: new.len(), pack })
+}
+
+/// Writes `objects` as one pack plus index; returns the pack's path.
+fn write_pack(
+    repo: &gix::Repository,
+    objects: &mut [(ObjectId, Kind, Vec<u8>)],
+) -> Result<Option<PathBuf>> {
     // A stable order makes the same objects give the same pack.
-    new.sort_unstable_by_key(|(id, _, _)| *id);
-    let bytes = encode_pack(&new)?;
-    let pack_dir = repo.objects.store_ref().path().join("pack");
+    objects.sort_unstable_by_key(|(id, _, _)| *id);
+    let bytes = encode_pack(objects)?;
+    let pack_dir = pack_dir(repo);
     std::fs::create_dir_all(&pack_dir).io_context(|| "creating objects/pack".into())?;
     let outcome = pack::Bundle::write_to_directory(
         &mut bytes.as_slice(),
@@ -72,7 +99,133 @@ pub fn persist(repo: &gix::Repository) -> Result<Persisted> {
     if let Some(keep) = outcome.keep_path {
         let _ = std::fs::remove_file(keep);
     }
-    Ok(Persisted { objects: new.len(), pack_bytes: bytes.len() as u64 })
+    Ok(outcome.data_path)
+}
+
+fn pack_dir(repo: &gix::Repository) -> PathBuf {
+    repo.objects.store_ref().path().join("pack")
+}
+
+/// Notes `pack` in the list of cairn's packs kept in `registry`.
+pub fn register(registry: &Path, pack: &Path) -> Result<()> {
+    let Some(name) = pack.file_name().and_then(|n| n.to_str()) else { return Ok(()) };
+    if let Some(dir) = registry.parent() {
+        std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
+    }
+    // One short line in append mode: concurrent writers do not interleave.
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(registry)
+        .io_context(|| format!("opening {}", registry.display()))?;
+    file.write_all(format!("{name}\n").as_bytes())
+        .io_context(|| format!("writing {}", registry.display()))
+}
+
+/// The packs listed in `registry` that still exist, with their sizes.
+fn registered_packs(repo: &gix::Repository, registry: &Path) -> Vec<(String, u64)> {
+    let Ok(list) = std::fs::read_to_string(registry) else { return Vec::new() };
+    let dir = pack_dir(repo);
+    let mut seen = HashSet::new();
+    list.lines()
+        .filter(|name| is_pack_name(name) && seen.insert(*name))
+        .filter_map(|name| Some((name.to_owned(), std::fs::metadata(dir.join(name)).ok()?.len())))
+        .collect()
+}
+
+fn is_pack_name(name: &str) -> bool {
+    name.strip_prefix("pack-")
+        .and_then(|rest| rest.strip_suffix(".pack"))
+        .is_some_and(|hex| hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Merges cairn's small packs into one once there are [`MAX_SMALL_PACKS`] of them;
+/// returns how many were merged (0 when there was nothing to do, or another process is
+/// consolidating).
+pub fn consolidate(repo: &gix::Repository, registry: &Path) -> Result<usize> {
+    let (small, large): (Vec<_>, Vec<_>) = registered_packs(repo, registry)
+        .into_iter()
+        .partition(|(_, size)| *size <= SMALL_PACK_BYTES);
+    if small.len() < MAX_SMALL_PACKS {
+        return Ok(0);
+    }
+    let lock_path = registry.with_extension("lock");
+    let Some(_lock) = Lock::acquire(&lock_path)? else { return Ok(0) };
+
+    let dir = pack_dir(repo);
+    let mut objects = Vec::new();
+    let mut seen = HashSet::new();
+    let mut buf = Vec::new();
+    for (name, _) in &small {
+        let idx_path = dir.join(name).with_extension("idx");
+        let index = pack::index::File::at(&idx_path, repo.object_hash())
+            .context(|| format!("reading {}", idx_path.display()))?;
+        for entry in index.iter() {
+            if !seen.insert(entry.oid) {
+                continue;
+            }
+            let object = gix::objs::Find::try_find(&**repo.objects, &entry.oid, &mut buf)
+                .context(|| format!("reading object {}", entry.oid))?
+                .ok_or_else(|| Error::Git {
+                    context: format!("consolidating {name}"),
+                    message: format!("object {} is missing", entry.oid),
+                })?;
+            objects.push((entry.oid, object.kind, object.data.to_vec()));
+        }
+    }
+    let merged = write_pack(repo, &mut objects)?;
+
+    // The list first (so no crash leaves it naming deleted packs as cairn's only record of
+    // the new one), then the old packs, index before data as git does.
+    let mut names: Vec<String> = large.into_iter().map(|(name, _)| name).collect();
+    let merged_name = merged.as_deref().and_then(Path::file_name).and_then(|n| n.to_str());
+    names.extend(merged_name.map(str::to_owned));
+    let mut list = tempfile::NamedTempFile::new_in(registry.parent().unwrap_or(Path::new(".")))
+        .io_context(|| "creating the pack list".into())?;
+    list.write_all(names.iter().map(|n| format!("{n}\n")).collect::<String>().as_bytes())
+        .io_context(|| "writing the pack list".into())?;
+    list.persist(registry).map_err(|err| Error::io("replacing the pack list", err.error))?;
+    for (name, _) in &small {
+        if Some(name.as_str()) == merged_name {
+            continue;
+        }
+        let pack = dir.join(name);
+        let _ = std::fs::remove_file(pack.with_extension("idx"));
+        let _ = std::fs::remove_file(&pack);
+    }
+    Ok(small.len())
+}
+
+/// An exclusive lock file, removed on drop; one left by a crash expires.
+struct Lock(PathBuf);
+
+impl Lock {
+    fn acquire(path: &Path) -> Result<Option<Lock>> {
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(_) => return Ok(Some(Lock(path.to_owned()))),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::metadata(path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > STALE_LOCK);
+                    if !stale {
+                        return Ok(None);
+                    }
+                    let _ = std::fs::remove_file(path);
+                }
+                Err(err) => return Err(Error::io(format!("creating {}", path.display()), err)),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The pack format (version 2): a header, each object as a type-and-size header plus its

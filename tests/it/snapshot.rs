@@ -264,3 +264,36 @@ fn a_large_first_snapshot_is_written_in_several_bounded_packs() {
     let listed = repo.git(&["ls-tree", "-r", "--name-only", &snapshot.tree.to_string()]);
     assert_eq!(listed.lines().filter(|l| l.starts_with("big/")).count(), 40);
 }
+
+#[test]
+fn small_packs_are_merged_so_their_number_stays_bounded() {
+    let repo = aged_repo(2, 2);
+    let mut store = store(&repo);
+    let mut session = store.start_session("many steps", None, None).unwrap();
+    let mut most_packs = 0;
+    for step in 0..40 {
+        if step % 10 == 0 {
+            // A new process finds what the last one left.
+            store = self::store(&repo);
+        }
+        repo.write("d0/f0.txt", &format!("version {step}\n"));
+        let record = StepRecord::new(
+            StepKind::Tool,
+            format!("edit {step}"),
+            Changes::Paths(vec![PathBuf::from("d0/f0.txt")]),
+        );
+        store.record_step(&mut session, record).unwrap();
+        most_packs = most_packs.max(object_files(&repo).1);
+    }
+    assert!(
+        most_packs <= cairn::checkpoint::objects::MAX_SMALL_PACKS as u64 + 1,
+        "{most_packs} packs at once"
+    );
+    repo.assert_fsck_clean();
+    // Every step is still whole, as git reads it.
+    let tip = TestRepo::session_ref(&session.info.id);
+    for back in 0..40 {
+        let content = repo.git(&["show", &format!("{tip}~{back}:d0/f0.txt")]);
+        assert_eq!(content, format!("version {}\n", 39 - back));
+    }
+}
