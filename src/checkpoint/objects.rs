@@ -69,7 +69,8 @@ pub fn persist(repo: &gix::Repository) -> Result<Persisted> {
     if new.is_empty() {
         return Ok(Persisted::default());
     }
-    let pack = write_pack(repo, &mut new)?;
+    // Level 1, as git uses for loose objects: a step waits on this one.
+    let pack = write_pack(repo, &mut new, gix::zlib::Compression::BEST_SPEED)?;
     Ok(Persisted { objects: new.len(), pack })
 }
 
@@ -77,10 +78,11 @@ pub fn persist(repo: &gix::Repository) -> Result<Persisted> {
 fn write_pack(
     repo: &gix::Repository,
     objects: &mut [(ObjectId, Kind, Vec<u8>)],
+    level: gix::zlib::Compression,
 ) -> Result<Option<PathBuf>> {
     // A stable order makes the same objects give the same pack.
     objects.sort_unstable_by_key(|(id, _, _)| *id);
-    let bytes = encode_pack(objects)?;
+    let bytes = encode_pack(objects, level)?;
     let pack_dir = pack_dir(repo);
     std::fs::create_dir_all(&pack_dir).io_context(|| "creating objects/pack".into())?;
     let outcome = pack::Bundle::write_to_directory(
@@ -173,7 +175,7 @@ pub fn consolidate(repo: &gix::Repository, registry: &Path) -> Result<usize> {
             objects.push((entry.oid, object.kind, object.data.to_vec()));
         }
     }
-    let merged = write_pack(repo, &mut objects)?;
+    let merged = write_pack(repo, &mut objects, gix::zlib::Compression::DEFAULT)?;
 
     // The list first (so no crash leaves it naming deleted packs as cairn's only record of
     // the new one), then the old packs, index before data as git does.
@@ -230,7 +232,10 @@ impl Drop for Lock {
 
 /// The pack format (version 2): a header, each object as a type-and-size header plus its
 /// zlib-deflated data, and a SHA-1 of all that.
-fn encode_pack(objects: &[(ObjectId, Kind, Vec<u8>)]) -> Result<Vec<u8>> {
+fn encode_pack(
+    objects: &[(ObjectId, Kind, Vec<u8>)],
+    level: gix::zlib::Compression,
+) -> Result<Vec<u8>> {
     let count = u32::try_from(objects.len()).context(|| "counting a pack's objects".into())?;
     let mut out = Vec::with_capacity(
         pack::data::header::SIZE + objects.iter().map(|(_, _, d)| d.len() / 2 + 16).sum::<usize>(),
@@ -244,8 +249,7 @@ fn encode_pack(objects: &[(ObjectId, Kind, Vec<u8>)]) -> Result<Vec<u8>> {
             Kind::Tag => pack::data::entry::Header::Tag,
         };
         header.write_to(data.len() as u64, &mut out).io_context(|| "writing a pack".into())?;
-        let mut deflate =
-            gix::zlib::stream::deflate::Write::new(&mut out, gix::zlib::Compression::BEST_SPEED);
+        let mut deflate = gix::zlib::stream::deflate::Write::new(&mut out, level);
         std::io::Write::write_all(&mut deflate, data)
             .and_then(|()| std::io::Write::flush(&mut deflate))
             .io_context(|| "compressing an object".into())?;
