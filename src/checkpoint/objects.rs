@@ -20,9 +20,11 @@
 //! into one: the live pack count stays bounded. Packs cairn did not write are never
 //! touched; `git gc` remains the tool that delta-compresses everything.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 
 use gix::objs::Exists as _;
@@ -59,8 +61,7 @@ pub fn persist(repo: &gix::Repository) -> Result<Persisted> {
     let Some(mut storage) = repo.objects.reset_object_memory() else {
         return Ok(Persisted::default());
     };
-    // Deref past the memory proxy: only objects on disk count as present.
-    let on_disk = &**repo.objects;
+    let on_disk = presence(repo);
     let mut new: Vec<(ObjectId, Kind, Vec<u8>)> = storage
         .drain()
         .filter(|(id, _)| !on_disk.exists(id))
@@ -102,6 +103,15 @@ fn write_pack(
         let _ = std::fs::remove_file(keep);
     }
     Ok(outcome.data_path)
+}
+
+/// A view of the objects on disk (past the memory proxy) for asking whether objects
+/// exist when most do not: a miss does not make it re-read the pack directory, which
+/// gix otherwise does on every miss.
+pub fn presence(repo: &gix::Repository) -> impl gix::objs::Exists + use<> {
+    let mut on_disk = (**repo.objects).clone();
+    on_disk.refresh_never();
+    on_disk
 }
 
 fn pack_dir(repo: &gix::Repository) -> PathBuf {
@@ -237,10 +247,15 @@ fn encode_pack(
     level: gix::zlib::Compression,
 ) -> Result<Vec<u8>> {
     let count = u32::try_from(objects.len()).context(|| "counting a pack's objects".into())?;
-    let mut out = Vec::with_capacity(
-        pack::data::header::SIZE + objects.iter().map(|(_, _, d)| d.len() / 2 + 16).sum::<usize>(),
-    );
-    out.extend_from_slice(&pack::data::header::encode(pack::data::Version::V2, count));
+    let capacity =
+        pack::data::header::SIZE + objects.iter().map(|(_, _, d)| d.len() / 2 + 16).sum::<usize>();
+    let out = SharedBuffer::default();
+    out.0.borrow_mut().reserve(capacity);
+    out.0
+        .borrow_mut()
+        .extend_from_slice(&pack::data::header::encode(pack::data::Version::V2, count));
+    // One compressor for the whole pack: setting one up zeroes a few hundred KiB.
+    let mut deflate = gix::zlib::stream::deflate::Write::new(out.clone(), level);
     for (_, kind, data) in objects {
         let header = match kind {
             Kind::Blob => pack::data::entry::Header::Blob,
@@ -248,15 +263,34 @@ fn encode_pack(
             Kind::Commit => pack::data::entry::Header::Commit,
             Kind::Tag => pack::data::entry::Header::Tag,
         };
-        header.write_to(data.len() as u64, &mut out).io_context(|| "writing a pack".into())?;
-        let mut deflate = gix::zlib::stream::deflate::Write::new(&mut out, level);
+        header
+            .write_to(data.len() as u64, &mut *out.0.borrow_mut())
+            .io_context(|| "writing a pack".into())?;
+        deflate.reset();
         std::io::Write::write_all(&mut deflate, data)
             .and_then(|()| std::io::Write::flush(&mut deflate))
             .io_context(|| "compressing an object".into())?;
     }
+    drop(deflate);
+    let mut out = out.0.take();
     let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
     hasher.update(&out);
     let checksum = hasher.try_finalize().context(|| "hashing a pack".into())?;
     out.extend_from_slice(checksum.as_bytes());
     Ok(out)
+}
+
+/// A byte buffer the compressor writes into while entry headers are added between objects.
+#[derive(Default, Clone)]
+struct SharedBuffer(Rc<RefCell<Vec<u8>>>);
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -135,7 +135,10 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
     for batch in pending.chunks(HASH_BATCH) {
         let hashed = batch
             .par_iter()
-            .map_init(|| ctx.sync.to_thread_local(), |reader, job| read_blob(reader, ctx.root, job))
+            .map_init(
+                || objects::presence(&ctx.sync.to_thread_local()),
+                |on_disk, job| read_blob(&*on_disk, ctx.root, job),
+            )
             .collect::<Result<Vec<_>>>()?;
         for (outcome, new_content) in hashed {
             if let (HashOutcome::Blob(id), Some(content)) = (&outcome, new_content) {
@@ -762,9 +765,9 @@ fn write_tree(repo: &gix::Repository, entries: Vec<Entry>) -> Result<ObjectId> {
 }
 
 /// Reads a file (or a symlink's target) and hashes it as a blob. The content comes back
-/// too when `reader`'s repository does not hold that blob yet.
+/// too when `on_disk` does not hold that blob yet.
 fn read_blob(
-    reader: &gix::Repository,
+    on_disk: &dyn gix::objs::Exists,
     root: &Path,
     job: &HashJob,
 ) -> Result<(HashOutcome, Option<Vec<u8>>)> {
@@ -777,9 +780,9 @@ fn read_blob(
     };
     match content {
         Ok(bytes) => {
-            let id = gix::objs::compute_hash(reader.object_hash(), gix::objs::Kind::Blob, &bytes)
+            let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &bytes)
                 .context(|| format!("hashing {}", abs.display()))?;
-            let new_content = (!reader.has_object(id)).then_some(bytes);
+            let new_content = (!on_disk.exists(&id)).then_some(bytes);
             Ok((HashOutcome::Blob(id), new_content))
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok((HashOutcome::Vanished, None)),
@@ -940,7 +943,7 @@ pub fn apply_paths(
             rel_path: rel.clone(),
             kind: if kind == EntryKind::Link { CachedKind::Symlink } else { CachedKind::File },
         };
-        let (outcome, new_content) = read_blob(repo, root, &job)?;
+        let (outcome, new_content) = read_blob(&objects::presence(repo), root, &job)?;
         if let (HashOutcome::Blob(id), Some(content)) = (&outcome, new_content) {
             store_blob(repo, *id, &content)?;
         }

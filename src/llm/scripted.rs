@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -187,7 +187,10 @@ pub struct RecordedRequest {
     /// The body parsed as JSON, or `Value::Null` when it is not JSON.
     pub body: Value,
     /// When the whole request had arrived (benchmarks subtract the model's own time).
-    pub received_at: std::time::Instant,
+    pub received_at: Instant,
+    /// When the last byte of a complete reply was sent; `None` for replies that abort or
+    /// hang, and while the reply is still going out.
+    pub replied_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -261,10 +264,10 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, hangs_closed: Ar
     // Each chunk should leave at once, as a real server flushing an event would.
     let _ = socket.set_nodelay(true);
     let Some(request) = read_request(&mut socket).await else { return };
-    let reply = {
+    let (number, reply) = {
         let mut state = lock(&state);
         state.requests.push(request);
-        state.script.pop_front()
+        (state.requests.len() - 1, state.script.pop_front())
     };
     let reply =
         reply.unwrap_or_else(|| Reply::status(500, "mock model: the script has no reply left"));
@@ -294,6 +297,7 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, hangs_closed: Ar
     match reply.end {
         End::Complete => {
             let _ = socket.write_all(b"0\r\n\r\n").await;
+            lock(&state).requests[number].replied_at = Some(Instant::now());
             let _ = socket.shutdown().await;
         }
         End::Abort => {}
@@ -337,5 +341,12 @@ async fn read_request(socket: &mut TcpStream) -> Option<RecordedRequest> {
         body.extend_from_slice(&piece[..n]);
     }
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Some(RecordedRequest { method, path, headers, body, received_at: std::time::Instant::now() })
+    Some(RecordedRequest {
+        method,
+        path,
+        headers,
+        body,
+        received_at: Instant::now(),
+        replied_at: None,
+    })
 }
