@@ -6,6 +6,9 @@
 //! CAIRN_BENCH_FILES=10000 cargo bench --locked --bench agent  # any size
 //! ```
 //!
+//! `CAIRN_BENCH_KEEP=1` keeps the temporary repository (under `$TMPDIR`) for inspection:
+//! each step's `.cairn/state/step.json` holds its timings.
+//!
 //! The model is cairn's scripted server on 127.0.0.1 (real HTTP, openai-chat streams). It
 //! answers 50 times with one tool call each — 40 `edit_file` calls on files spread over
 //! the tree and 10 `shell` commands — then with a closing text. The harness's time for a
@@ -53,7 +56,8 @@ fn bench_main() -> BoxResult<()> {
         Ok(n) if !n.trim().is_empty() => n.trim().replace('_', "").parse()?,
         _ => 100_000,
     };
-    let base = tempfile::Builder::new().prefix("cairn-agent-bench-").tempdir()?;
+    let mut base = tempfile::Builder::new().prefix("cairn-agent-bench-").tempdir()?;
+    base.disable_cleanup(std::env::var("CAIRN_BENCH_KEEP").is_ok_and(|v| v == "1"));
     let root = base.path().join("repo");
     let home = base.path().join("home");
     std::fs::create_dir_all(&home)?;

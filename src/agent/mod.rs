@@ -305,6 +305,14 @@ impl Agent {
                 }
             }
             record.tools = names;
+            if matches!(record.changes, Changes::Scan)
+                && let Some(watcher) = &self.watcher
+            {
+                // The scan about to run sees everything changed so far (user edits were
+                // flushed before the command); what the watcher holds would only be
+                // re-checked, or after a big build, rescanned.
+                let _ = watcher.take();
+            }
             self.record(record, emit)?;
             if round.cancelled {
                 return Ok(TurnEnd::Cancelled);

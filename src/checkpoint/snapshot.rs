@@ -102,7 +102,7 @@ const HASH_BATCH: usize = 256;
 pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
     let repo = ctx.repo;
     let global = GlobalRules::load(repo).io_context(|| "reading ignore rules".into())?;
-    let cache = StatCache::load(ctx.cache_path);
+    let mut cache = StatCache::load(ctx.cache_path);
     let rules = rules_fingerprint(&global, ctx.max_new_file_size)?;
     let index_path = repo.index_path();
     let index_stat =
@@ -154,17 +154,16 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
     }
     let files_hashed = outcomes.iter().filter(|o| matches!(o, HashOutcome::Blob(_))).count();
     root.fill_pending(&mut outcomes.into_iter());
+    let files_reused = walker.files_reused.load(Ordering::Relaxed);
+    let reserved_path_present = root.reserved_present;
 
+    let old_dirs = std::mem::take(&mut cache.dirs);
     let mut out = BuildOutput {
         repo,
-        cache: &cache,
-        dirs: HashMap::with_capacity(cache.dirs.len().max(64)),
+        dirs: HashMap::with_capacity(old_dirs.len().max(64)),
+        old_dirs,
         skipped: Vec::new(),
-        counts: ScanCounts {
-            files_hashed,
-            files_reused: walker.files_reused.load(Ordering::Relaxed),
-            ..ScanCounts::default()
-        },
+        counts: ScanCounts { files_hashed, files_reused, ..ScanCounts::default() },
     };
     let tree = match root.build(&mut out)? {
         Some(id) => id,
@@ -181,7 +180,7 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
         path: ctx.cache_path.to_owned(),
     };
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((Snapshot { tree, skipped, reserved_path_present: root.reserved_present, counts }, cache))
+    Ok((Snapshot { tree, skipped, reserved_path_present, counts }, cache))
 }
 
 /// Everything outside the workspace that decides what a listing contains.
@@ -628,42 +627,35 @@ impl ScannedDir {
     }
 
     /// Writes the trees of this directory and below, reusing the cached tree id of every
-    /// directory whose entries are unchanged; `None` when it holds nothing.
-    fn build(&self, out: &mut BuildOutput<'_>) -> Result<Option<ObjectId>> {
+    /// directory whose entries are unchanged; `None` when it holds nothing. Consumes the
+    /// scanned tree and the old cache as it goes, which keeps a large scan's peak memory
+    /// near one copy of the listing.
+    fn build(self, out: &mut BuildOutput<'_>) -> Result<Option<ObjectId>> {
         if self.listed {
             out.counts.dirs_listed += 1;
         } else {
             out.counts.dirs_reused += 1;
         }
         let null = ObjectId::null(gix::hash::Kind::Sha1);
-        let mut tree_entries: Vec<Entry> =
-            Vec::with_capacity(self.entries.len() + self.subdirs.len());
         let mut records = Vec::with_capacity(self.entries.len() + self.subdirs.len());
-        for entry in &self.entries {
-            match &entry.state {
-                EntryState::Known(id) => {
-                    tree_entries.push(Entry {
-                        mode: tree_mode(entry.kind).into(),
-                        filename: entry.name.clone(),
-                        oid: *id,
-                    });
-                    records.push(EntryRecord {
-                        name: entry.name.clone(),
-                        kind: entry.kind,
-                        stat: entry.stat,
-                        oid: *id,
-                    });
-                }
+        for entry in self.entries {
+            match entry.state {
+                EntryState::Known(id) => records.push(EntryRecord {
+                    name: entry.name,
+                    kind: entry.kind,
+                    stat: entry.stat,
+                    oid: id,
+                }),
                 EntryState::Skipped(reason) => {
                     out.skipped.push(Skipped {
                         path: join(self.rel.as_bstr(), entry.name.as_bstr())
                             .to_str_lossy()
                             .into_owned(),
-                        reason: reason.clone(),
+                        reason,
                     });
                     if entry.kind == CachedKind::TooLarge {
                         records.push(EntryRecord {
-                            name: entry.name.clone(),
+                            name: entry.name,
                             kind: entry.kind,
                             stat: entry.stat,
                             oid: null,
@@ -673,38 +665,41 @@ impl ScannedDir {
                 EntryState::Pending | EntryState::Vanished => {}
             }
         }
-        for dir in &self.subdirs {
+        for dir in self.subdirs {
             let name = basename(dir.rel.as_bstr());
-            let subtree = dir.build(out)?;
             let kind = if dir.tracked_only { CachedKind::IgnoredDir } else { CachedKind::Dir };
-            records.push(EntryRecord {
-                name: name.clone(),
-                kind,
-                stat: dir.stat,
-                oid: subtree.unwrap_or(null),
-            });
-            if let Some(id) = subtree {
-                tree_entries.push(Entry { mode: EntryKind::Tree.into(), filename: name, oid: id });
-            }
+            let stat = dir.stat;
+            let subtree = dir.build(out)?;
+            records.push(EntryRecord { name, kind, stat, oid: subtree.unwrap_or(null) });
         }
-        tree_entries.sort();
+        // Git's tree order, so the records double as the tree's entries.
         records.sort_by(|a, b| cmp_names(&a.name, a.kind.is_dir(), &b.name, b.kind.is_dir()));
-        let tree = if tree_entries.is_empty() {
+        let cached = out.old_dirs.remove(&self.rel);
+        let tree = if !records.iter().any(|r| is_in_tree(&r)) {
             None
         } else {
-            let unchanged = out.cache.dirs.get(&self.rel).and_then(|record| {
-                record.tree.filter(|_| same_tree_entries(&record.entries, &tree_entries))
+            let unchanged = cached.and_then(|record| {
+                record.tree.filter(|_| same_tree_entries(&record.entries, &records))
             });
             match unchanged {
                 Some(id) => Some(id),
                 None => {
                     out.counts.trees_written += 1;
-                    Some(write_tree(out.repo, tree_entries)?)
+                    let entries = records
+                        .iter()
+                        .filter(is_in_tree)
+                        .map(|r| Entry {
+                            mode: tree_mode(r.kind).into(),
+                            filename: r.name.clone(),
+                            oid: r.oid,
+                        })
+                        .collect();
+                    Some(write_tree(out.repo, entries)?)
                 }
             }
         };
         out.dirs.insert(
-            self.rel.clone(),
+            self.rel,
             DirRecord {
                 stat: self.stat,
                 gitignore: self.gitignore,
@@ -719,7 +714,8 @@ impl ScannedDir {
 
 struct BuildOutput<'a> {
     repo: &'a gix::Repository,
-    cache: &'a StatCache,
+    /// The old cache's listings, taken out as their directories are built.
+    old_dirs: HashMap<BString, DirRecord>,
     dirs: HashMap<BString, DirRecord>,
     skipped: Vec<Skipped>,
     counts: ScanCounts,
@@ -735,18 +731,21 @@ fn tree_mode(kind: CachedKind) -> EntryKind {
     }
 }
 
-/// Whether a cached listing yields exactly `entries`: the same names, modes and ids.
-fn same_tree_entries(records: &[EntryRecord], entries: &[Entry]) -> bool {
-    let mut in_tree = records.iter().filter(|r| r.kind != CachedKind::TooLarge && !r.oid.is_null());
-    let mut wanted = entries.iter();
+/// Whether a record names an entry of the directory's tree (not an oversized file left
+/// out, nor a directory with nothing to snapshot).
+fn is_in_tree(record: &&EntryRecord) -> bool {
+    record.kind != CachedKind::TooLarge && !record.oid.is_null()
+}
+
+/// Whether two listings give the same tree: the same names, modes and ids.
+fn same_tree_entries(cached: &[EntryRecord], scanned: &[EntryRecord]) -> bool {
+    let mut old = cached.iter().filter(is_in_tree);
+    let mut new = scanned.iter().filter(is_in_tree);
     loop {
-        match (in_tree.next(), wanted.next()) {
+        match (old.next(), new.next()) {
             (None, None) => return true,
-            (Some(record), Some(entry)) => {
-                if record.name != entry.filename
-                    || record.oid != entry.oid
-                    || gix::objs::tree::EntryMode::from(tree_mode(record.kind)) != entry.mode
-                {
+            (Some(a), Some(b)) => {
+                if a.name != b.name || a.oid != b.oid || tree_mode(a.kind) != tree_mode(b.kind) {
                     return false;
                 }
             }
