@@ -70,13 +70,8 @@ fn bench_main() -> BoxResult<()> {
     git(&root, &["commit", "-q", "-m", "synthetic workspace"])?;
 
     eprintln!("[{files}] baselines: full snapshot and the git-CLI method…");
-    let store = Store::discover(&root, StoreOptions::default())?;
-    store.snapshot()?;
     let mut full_scan = Samples::default();
-    for _ in 0..SCAN_RUNS {
-        full_scan.time(|| store.snapshot())?;
-    }
-    drop(store);
+    time_full_scans(&root, &mut full_scan)?;
     let git_method = git_cli_snapshots(&root, base.path())?;
 
     let (kinds, script) = build_script(&root, &layout)?;
@@ -108,6 +103,10 @@ fn bench_main() -> BoxResult<()> {
         return Err(format!("expected {} model calls, saw {}", STEPS + 1, requests.len()).into());
     }
     let recorded = git(&root, &["rev-list", "--count", "--glob=refs/cairn/sessions", "^HEAD"])?;
+    // The machine drifts over a run; baseline scans on both sides of the session.
+    eprintln!("[{files}] baselines again…");
+    time_full_scans(&root, &mut full_scan)?;
+    let shell_commands = command_times(&root, &kinds)?;
 
     let (mut edits, mut shells) = (Samples::default(), Samples::default());
     for (step, kind) in kinds.iter().enumerate() {
@@ -150,7 +149,12 @@ fn bench_main() -> BoxResult<()> {
     );
     println!(
         "{:<58} | {:<30} |",
-        "   baseline: full snapshot, nothing changed",
+        "   of which the command itself (step.json tools_ms)",
+        shell_commands.summary()
+    );
+    println!(
+        "{:<58} | {:<30} |",
+        "   baseline: full snapshot, nothing changed (before+after)",
         full_scan.summary()
     );
     println!(
@@ -169,6 +173,37 @@ fn bench_main() -> BoxResult<()> {
         verdict(run.max_rss < 100 << 20)
     );
     Ok(())
+}
+
+/// Times `SCAN_RUNS` full snapshots of a warm workspace with nothing changed.
+fn time_full_scans(root: &Path, samples: &mut Samples) -> BoxResult<()> {
+    let store = Store::discover(root, StoreOptions::default())?;
+    store.snapshot()?;
+    for _ in 0..SCAN_RUNS {
+        samples.time(|| store.snapshot())?;
+    }
+    Ok(())
+}
+
+/// The `tools_ms` each shell step recorded in its `step.json` (step 1 is the prompt, so
+/// the script's step `i` is step `i + 2`, which is `STEPS - i` commits below the tip).
+fn command_times(root: &Path, kinds: &[StepKind]) -> BoxResult<Samples> {
+    let session = git(root, &["for-each-ref", "--format=%(refname)", "refs/cairn/sessions"])?;
+    let mut samples = Samples::default();
+    for (step, kind) in kinds.iter().enumerate() {
+        if *kind != StepKind::Shell {
+            continue;
+        }
+        let back = kinds.len() - step;
+        let json = git(root, &["show", &format!("{session}~{back}:.cairn/state/step.json")])?;
+        let value: serde_json::Value = serde_json::from_str(&json)?;
+        if value["tool_calls"][0]["name"] != "shell" {
+            return Err(format!("step {} is not the shell step expected", step + 2).into());
+        }
+        let ms = value["timings"]["tools_ms"].as_u64().ok_or("a shell step without tools_ms")?;
+        samples.push(Duration::from_millis(ms));
+    }
+    Ok(samples)
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
