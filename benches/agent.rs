@@ -106,7 +106,7 @@ fn bench_main() -> BoxResult<()> {
     // The machine drifts over a run; baseline scans on both sides of the session.
     eprintln!("[{files}] baselines again…");
     time_full_scans(&root, &mut full_scan)?;
-    let shell_commands = command_times(&root, &kinds)?;
+    let (shell_commands, shell_snapshots) = shell_step_timings(&root, &kinds)?;
 
     let (mut edits, mut shells) = (Samples::default(), Samples::default());
     for (step, kind) in kinds.iter().enumerate() {
@@ -149,8 +149,13 @@ fn bench_main() -> BoxResult<()> {
     );
     println!(
         "{:<58} | {:<30} |",
-        "   of which the command itself (step.json tools_ms)",
+        "   of which the command (step.json tools_ms)",
         shell_commands.summary()
+    );
+    println!(
+        "{:<58} | {:<30} |",
+        "   of which the snapshot (step.json snapshot_ms)",
+        shell_snapshots.summary()
     );
     println!(
         "{:<58} | {:<30} |",
@@ -185,11 +190,16 @@ fn time_full_scans(root: &Path, samples: &mut Samples) -> BoxResult<()> {
     Ok(())
 }
 
-/// The `tools_ms` each shell step recorded in its `step.json` (step 1 is the prompt, so
-/// the script's step `i` is step `i + 2`, which is `STEPS - i` commits below the tip).
-fn command_times(root: &Path, kinds: &[StepKind]) -> BoxResult<Samples> {
+/// The `tools_ms` and `snapshot_ms` each shell step recorded in its `step.json` (step 1
+/// is the prompt, so the script's step `i` is step `i + 2`, `STEPS - i` commits below the
+/// tip).
+fn shell_step_timings(root: &Path, kinds: &[StepKind]) -> BoxResult<(Samples, Samples)> {
     let session = git(root, &["for-each-ref", "--format=%(refname)", "refs/cairn/sessions"])?;
-    let mut samples = Samples::default();
+    let (mut commands, mut snapshots) = (Samples::default(), Samples::default());
+    let millis = |value: &serde_json::Value, name: &str| -> BoxResult<Duration> {
+        let ms = value["timings"][name].as_f64().ok_or(format!("a shell step without {name}"))?;
+        Ok(Duration::from_secs_f64(ms / 1000.0))
+    };
     for (step, kind) in kinds.iter().enumerate() {
         if *kind != StepKind::Shell {
             continue;
@@ -200,10 +210,10 @@ fn command_times(root: &Path, kinds: &[StepKind]) -> BoxResult<Samples> {
         if value["tool_calls"][0]["name"] != "shell" {
             return Err(format!("step {} is not the shell step expected", step + 2).into());
         }
-        let ms = value["timings"]["tools_ms"].as_u64().ok_or("a shell step without tools_ms")?;
-        samples.push(Duration::from_millis(ms));
+        commands.push(millis(&value, "tools_ms")?);
+        snapshots.push(millis(&value, "snapshot_ms")?);
     }
-    Ok(samples)
+    Ok((commands, snapshots))
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {

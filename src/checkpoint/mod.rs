@@ -111,6 +111,14 @@ impl StepRecord {
             state_files: Vec::new(),
         }
     }
+
+    /// Adds `name` (in milliseconds) to the `timings` object of the step's `step.json`.
+    pub fn add_timing(&mut self, name: &str, took: std::time::Duration) {
+        let timings = self.details.entry("timings").or_insert_with(|| serde_json::json!({}));
+        if let Some(timings) = timings.as_object_mut() {
+            timings.insert(name.into(), (took.as_micros() as f64 / 1000.0).into());
+        }
+    }
 }
 
 /// The workspace side of a step about to be committed.
@@ -228,6 +236,8 @@ impl Store {
         &self.root
     }
 
+    /// The repository, for reading. Objects written through it stay in memory until the
+    /// store next records a step or snapshot (see [`objects`]).
     pub fn repo(&self) -> &gix::Repository {
         &self.repo
     }
@@ -279,8 +289,11 @@ impl Store {
     fn persist(&self, stat_cache: Option<StatCacheUpdate>) -> Result<()> {
         let registry = self.private_dir.join("packs");
         if let Some(pack) = objects::persist(&self.repo)?.pack {
-            objects::register(&registry, &pack)?;
-            objects::consolidate(&self.repo, &registry)?;
+            // Maintenance: if it fails, lookups are a little slower until a later step
+            // merges the packs; the step itself is safely on disk.
+            if objects::register(&registry, &pack).is_ok() {
+                let _ = objects::consolidate(&self.repo, &registry);
+            }
         }
         if let Some(stat_cache) = stat_cache {
             stat_cache.save();
@@ -407,9 +420,15 @@ impl Store {
         record: StepRecord,
         scanned: Option<(Snapshot, StatCacheUpdate)>,
     ) -> Result<RecordedStep> {
+        let mut record = record;
         let workspace = match scanned {
             Some(scanned) => WorkspacePart::scanned(scanned),
-            None => self.workspace_part(session, &record.changes)?,
+            None => {
+                let started = std::time::Instant::now();
+                let workspace = self.workspace_part(session, &record.changes)?;
+                record.add_timing("snapshot_ms", started.elapsed());
+                workspace
+            }
         };
         self.commit_step(session, record, workspace)
     }

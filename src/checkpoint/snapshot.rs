@@ -92,6 +92,11 @@ impl StatCacheUpdate {
     }
 }
 
+/// About 100 bytes of index per entry, and decoding an entry costs about 1/64 of
+/// hashing a small file: the index is consulted for pending files once there is one per
+/// 64 entries it holds.
+const INDEX_BYTES_PER_PENDING_FILE: u64 = 100 * 64;
+
 /// Files hashed per parallel batch; between batches, buffered objects past
 /// [`objects::FLUSH_BYTES`] are written out, which bounds memory on a first snapshot.
 const HASH_BATCH: usize = 256;
@@ -128,6 +133,14 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
         Mode::Normal,
     )?;
 
+    // Files the stat cache could not vouch for. The user's index may know their blob ids
+    // (a first snapshot, a checkout), but decoding it costs about as much as hashing one
+    // file in sixty-four of those it lists: only worth it when many files are pending.
+    let index_bytes = index_stat.map_or(0, |stat| stat.size);
+    let mut files_reused = walker.files_reused.load(Ordering::Relaxed);
+    if root.count_pending() as u64 * INDEX_BYTES_PER_PENDING_FILE >= index_bytes {
+        files_reused += root.resolve_from_index(&walker.index);
+    }
     let mut pending = Vec::new();
     root.collect_pending(&mut pending);
     let mut outcomes = Vec::with_capacity(pending.len());
@@ -154,7 +167,6 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
     }
     let files_hashed = outcomes.iter().filter(|o| matches!(o, HashOutcome::Blob(_))).count();
     root.fill_pending(&mut outcomes.into_iter());
-    let files_reused = walker.files_reused.load(Ordering::Relaxed);
     let reserved_path_present = root.reserved_present;
 
     let old_dirs = std::mem::take(&mut cache.dirs);
@@ -476,10 +488,6 @@ impl Walker<'_> {
                 return ScannedEntry::known(name, kind, stat, previous.oid);
             }
         }
-        if let Some(id) = self.index.blob_if_unchanged(rel_path, &stat, kind) {
-            self.files_reused.fetch_add(1, Ordering::Relaxed);
-            return ScannedEntry::known(name, kind, stat, id);
-        }
         if kind != CachedKind::Symlink
             && stat.size > self.max_new_file_size
             && !self.index.is_tracked(rel_path)
@@ -594,6 +602,27 @@ impl ScannedDir {
             reserved_present: false,
             listed: true,
         }
+    }
+
+    fn count_pending(&self) -> usize {
+        let here = self.entries.iter().filter(|e| matches!(e.state, EntryState::Pending)).count();
+        here + self.subdirs.iter().map(ScannedDir::count_pending).sum::<usize>()
+    }
+
+    /// Takes the blob id of each pending file from the user's index where its stat still
+    /// matches; returns how many.
+    fn resolve_from_index(&mut self, index: &LazyIndex) -> usize {
+        let mut resolved = 0;
+        for entry in &mut self.entries {
+            if matches!(entry.state, EntryState::Pending) {
+                let path = join(self.rel.as_bstr(), entry.name.as_bstr());
+                if let Some(id) = index.blob_if_unchanged(path.as_bstr(), &entry.stat, entry.kind) {
+                    entry.state = EntryState::Known(id);
+                    resolved += 1;
+                }
+            }
+        }
+        resolved + self.subdirs.iter_mut().map(|dir| dir.resolve_from_index(index)).sum::<usize>()
     }
 
     fn collect_pending(&self, out: &mut Vec<HashJob>) {

@@ -268,6 +268,13 @@ fn a_large_first_snapshot_is_written_in_several_bounded_packs() {
 #[test]
 fn small_packs_are_merged_so_their_number_stays_bounded() {
     let repo = aged_repo(2, 2);
+    // The user's own pack, which cairn must leave alone.
+    repo.git(&["repack", "-adq"]);
+    let user_packs: Vec<PathBuf> = std::fs::read_dir(repo.path(".git/objects/pack"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(!user_packs.is_empty());
     let mut store = store(&repo);
     let mut session = store.start_session("many steps", None, None).unwrap();
     let mut most_packs = 0;
@@ -289,6 +296,9 @@ fn small_packs_are_merged_so_their_number_stays_bounded() {
         most_packs <= cairn::checkpoint::objects::MAX_SMALL_PACKS as u64 + 1,
         "{most_packs} packs at once"
     );
+    for pack in &user_packs {
+        assert!(pack.exists(), "{} was removed", pack.display());
+    }
     repo.assert_fsck_clean();
     // Every step is still whole, as git reads it.
     let tip = TestRepo::session_ref(&session.info.id);
@@ -296,4 +306,20 @@ fn small_packs_are_merged_so_their_number_stays_bounded() {
         let content = repo.git(&["show", &format!("{tip}~{back}:d0/f0.txt")]);
         assert_eq!(content, format!("version {}\n", 39 - back));
     }
+}
+
+#[test]
+fn a_first_snapshot_takes_blob_ids_from_the_users_index() {
+    let repo = TestRepo::empty();
+    for n in 0..30 {
+        repo.write(&format!("src/f{n}.txt"), &format!("file {n}\n"));
+    }
+    age_tree(&repo);
+    // Staged after aging: the index's stat matches the files, which are older than it.
+    repo.git(&["add", "-A"]);
+    let snapshot = store(&repo).snapshot().unwrap();
+    assert_eq!(snapshot.counts.files_hashed, 0, "every id came from the index");
+    assert_eq!(snapshot.counts.files_reused, 30);
+    let git_tree = repo.git(&["write-tree"]);
+    assert_eq!(snapshot.tree.to_string(), git_tree.trim());
 }
