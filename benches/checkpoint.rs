@@ -352,6 +352,18 @@ impl GitMethod {
     }
 }
 
+/// Runs `measure` for each side `runs` times, alternating which side goes first so that
+/// neither always meets the caches the other just warmed.
+fn alternate(runs: usize, mut measure: impl FnMut(bool) -> BoxResult<()>) -> BoxResult<()> {
+    for run in 0..runs {
+        let cairn_first = run % 2 == 0;
+        for cairn_side in [cairn_first, !cairn_first] {
+            measure(cairn_side)?;
+        }
+    }
+    Ok(())
+}
+
 /// A file under `objects/`: loose objects and pack files alike.
 struct ObjectFile {
     path: PathBuf,
@@ -473,20 +485,17 @@ impl Bench<'_> {
         let runs = self.config.untracked_runs(self.layout.files);
         let (mut cairn, mut gitm) = (Samples::default(), Samples::default());
         let mut counts = ScanCounts::default();
-        for run in 0..runs {
-            let cairn_first = run % 2 == 0;
-            for side in [cairn_first, !cairn_first] {
-                wipe_objects_except(&git_dir, &initial)?;
-                let _ = std::fs::remove_file(self.stat_cache());
-                self.git.forget_index();
-                if side {
-                    let snap = cairn.time(|| self.open().and_then(|s| Ok(s.snapshot()?)))?;
-                    counts = snap.counts;
-                } else {
-                    gitm.time(|| self.git.snapshot())?;
-                }
+        alternate(runs, |cairn_side| {
+            wipe_objects_except(&git_dir, &initial)?;
+            let _ = std::fs::remove_file(self.stat_cache());
+            self.git.forget_index();
+            if cairn_side {
+                counts = cairn.time(|| self.open().and_then(|s| Ok(s.snapshot()?)))?.counts;
+            } else {
+                gitm.time(|| self.git.snapshot())?;
             }
-        }
+            Ok(())
+        })?;
         self.rows.push(
             Row::new("first snapshot, cold, files untracked (all objects new)", cairn, Some(gitm))
                 .note(format!("cairn (discover + snapshot): {}", fmt_counts(&counts))),
@@ -532,19 +541,16 @@ impl Bench<'_> {
         let runs = self.config.cold_runs(self.layout.files);
         let (mut cairn, mut gitm) = (Samples::default(), Samples::default());
         let mut counts = ScanCounts::default();
-        for run in 0..runs {
-            let cairn_first = run % 2 == 0;
-            for side in [cairn_first, !cairn_first] {
-                if side {
-                    let _ = std::fs::remove_file(self.stat_cache());
-                    let snap = cairn.time(|| self.open().and_then(|s| Ok(s.snapshot()?)))?;
-                    counts = snap.counts;
-                } else {
-                    self.git.forget_index();
-                    gitm.time(|| self.git.snapshot())?;
-                }
+        alternate(runs, |cairn_side| {
+            if cairn_side {
+                let _ = std::fs::remove_file(self.stat_cache());
+                counts = cairn.time(|| self.open().and_then(|s| Ok(s.snapshot()?)))?.counts;
+            } else {
+                self.git.forget_index();
+                gitm.time(|| self.git.snapshot())?;
             }
-        }
+            Ok(())
+        })?;
         self.rows.push(
             Row::new("first snapshot, cold, files tracked (committed)", cairn, Some(gitm))
                 .target(Target::RatioAtMost(1.0))
