@@ -568,15 +568,14 @@ impl Bench<'_> {
         self.git.snapshot()?;
         let (mut cairn, mut gitm) = (Samples::default(), Samples::default());
         let mut counts = ScanCounts::default();
-        for run in 0..self.config.warm_runs {
-            if run % 2 == 0 {
+        alternate(self.config.warm_runs, |cairn_side| {
+            if cairn_side {
                 counts = cairn.time(|| store.snapshot())?.counts;
-                gitm.time(|| self.git.snapshot())?;
             } else {
                 gitm.time(|| self.git.snapshot())?;
-                counts = cairn.time(|| store.snapshot())?.counts;
             }
-        }
+            Ok(())
+        })?;
         let total = counts.files_hashed + counts.files_reused;
         if counts.files_hashed > 0 || counts.dirs_listed > 0 || counts.trees_written > 0 {
             self.findings
