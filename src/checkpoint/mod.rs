@@ -6,6 +6,7 @@
 
 mod address;
 mod error;
+pub mod gc;
 mod ignore;
 pub mod objects;
 pub mod refs;
@@ -285,14 +286,18 @@ impl Store {
         })
     }
 
+    fn pack_registry(&self) -> PathBuf {
+        self.private_dir.join(objects::REGISTRY)
+    }
+
     /// Writes the objects buffered so far, then the stat cache that names them.
     fn persist(&self, stat_cache: Option<StatCacheUpdate>) -> Result<()> {
-        let registry = self.private_dir.join("packs");
+        let registry = self.pack_registry();
         if let Some(pack) = objects::persist(&self.repo)?.pack {
             // Maintenance: if it fails, lookups are a little slower until a later step
             // merges the packs; the step itself is safely on disk.
             if objects::register(&registry, &pack).is_ok() {
-                let _ = objects::consolidate(&self.repo, &registry);
+                let _ = objects::consolidate(&self.repo, &registry, objects::MAX_SMALL_PACKS);
             }
         }
         if let Some(stat_cache) = stat_cache {

@@ -40,6 +40,12 @@ pub const FLUSH_BYTES: usize = 32 << 20;
 /// This many small packs of cairn's are merged into one.
 pub const MAX_SMALL_PACKS: usize = 16;
 
+/// The list of cairn's packs, in `<git common dir>/cairn/`.
+pub const REGISTRY: &str = "packs";
+
+/// Held while merging packs, next to the registry.
+pub const LOCK_FILE: &str = "packs.lock";
+
 /// Packs larger than this (a first snapshot's) are left as they are when consolidating.
 const SMALL_PACK_BYTES: u64 = 8 << 20;
 
@@ -151,17 +157,16 @@ fn is_pack_name(name: &str) -> bool {
         .is_some_and(|hex| hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Merges cairn's small packs into one once there are [`MAX_SMALL_PACKS`] of them;
-/// returns how many were merged (0 when there was nothing to do, or another process is
-/// consolidating).
-pub fn consolidate(repo: &gix::Repository, registry: &Path) -> Result<usize> {
+/// Merges cairn's small packs into one once there are `at_least` of them; returns how
+/// many were merged (0 when there was nothing to do, or another process is merging).
+pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> Result<usize> {
     let (small, large): (Vec<_>, Vec<_>) = registered_packs(repo, registry)
         .into_iter()
         .partition(|(_, size)| *size <= SMALL_PACK_BYTES);
-    if small.len() < MAX_SMALL_PACKS {
+    if small.len() < at_least.max(2) {
         return Ok(0);
     }
-    let lock_path = registry.with_extension("lock");
+    let lock_path = registry.with_file_name(LOCK_FILE);
     let Some(_lock) = Lock::acquire(&lock_path)? else { return Ok(0) };
 
     let dir = pack_dir(repo);

@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod diff;
 mod error;
+mod gc;
 mod init;
 mod interactive;
 mod launch;
@@ -61,6 +62,8 @@ enum Command {
     Rewind(rewind::Args),
     /// Inspect the configuration.
     Config(config::Args),
+    /// Drop old archive refs and stale caches; merge cairn's packs.
+    Gc(gc::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -96,6 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Show(args) => show::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Rewind(args) => rewind::run(args),
+        Command::Gc(args) => gc::run(args),
         Command::Config(args) => config::run(args),
     }
 }
