@@ -757,11 +757,18 @@ impl Store {
     pub fn steps(&self, id: &str) -> Result<Vec<StepSummary>> {
         let tip = refs::read_ref(&self.repo, &refs::session_ref(id))?
             .ok_or_else(|| Error::UnknownSession(id.into()))?;
+        self.steps_up_to(tip)
+    }
+
+    /// The steps of `last`'s session from its first up to `last` (which may be an
+    /// archived, rewound-away step), oldest first.
+    pub fn steps_up_to(&self, last: ObjectId) -> Result<Vec<StepSummary>> {
+        let session = self.step_summary(last)?.session;
         let mut out = Vec::new();
-        let mut current = Some(tip);
+        let mut current = Some(last);
         while let Some(commit) = current {
             let summary = self.step_summary(commit)?;
-            if summary.session != id {
+            if summary.session != session {
                 break;
             }
             current = self.parent_step(commit)?;

@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod diff;
 mod error;
+mod export;
 mod gc;
 mod init;
 mod interactive;
@@ -64,6 +65,8 @@ enum Command {
     Config(config::Args),
     /// Drop old archive refs and stale caches; merge cairn's packs.
     Gc(gc::Args),
+    /// A session as a review document (Markdown or JSON).
+    Export(export::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Diff(args) => diff::run(args),
         Command::Rewind(args) => rewind::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Export(args) => export::run(args),
         Command::Config(args) => config::run(args),
     }
 }

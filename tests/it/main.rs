@@ -8,6 +8,7 @@ mod agent;
 mod checkpoint;
 mod config;
 mod environments;
+mod export;
 mod gc;
 mod interactive;
 mod llm;

@@ -1,0 +1,185 @@
+//! `cairn export [SESSION] [--format md|json]`: a session as a review document — each
+//! step's prompts, model text, tool calls with their (truncated) results, and the step's
+//! diff of the workspace (`.cairn/` hidden).
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::common::{format_time, open_store, print_json};
+use super::{CommandError, log, render};
+use crate::agent::tools::output::truncate_middle;
+use crate::checkpoint::{Error, SessionInfo, StepSummary, Store};
+use crate::llm::{Message, ToolArguments};
+
+/// Tool results longer than this keep their head and tail.
+const MAX_RESULT_BYTES: usize = 4_000;
+/// Diffs longer than this keep their head and tail (the full diff is in git).
+const MAX_DIFF_BYTES: usize = 60_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Md,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A session (its steps up to the tip), or any checkpoint (its session's steps up to
+    /// it, archived ones included); the current session by default.
+    checkpoint: Option<String>,
+    /// Markdown for a review page, or JSON for tools.
+    #[arg(long, value_enum, default_value = "md")]
+    format: Format,
+}
+
+#[derive(Serialize)]
+struct Export {
+    session: SessionInfo,
+    steps: Vec<ExportedStep>,
+}
+
+#[derive(Serialize)]
+struct ExportedStep {
+    #[serde(flatten)]
+    summary: StepSummary,
+    /// The messages this step added to the conversation.
+    messages: Vec<Value>,
+    /// The unified diff of the workspace against the previous step.
+    diff: String,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    let store = open_store()?;
+    let last = match args.checkpoint {
+        Some(name) => store.resolve(&name)?.commit,
+        None => {
+            let session = store.current_session()?.ok_or(Error::NoCurrentSession)?;
+            store.resolve(&session)?.commit
+        }
+    };
+    let export = collect(&store, last)?;
+    match args.format {
+        Format::Json => print_json(&export)?,
+        Format::Md => print!("{}", markdown(&export)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn collect(store: &Store, last: gix::ObjectId) -> Result<Export, CommandError> {
+    let mut steps = Vec::new();
+    let mut info = None;
+    let mut seen_messages = 0;
+    for summary in store.steps_up_to(last)? {
+        let commit = gix::ObjectId::from_hex(summary.commit.as_bytes())
+            .map_err(|err| CommandError::internal(err.to_string()))?;
+        let state = store.read_state(commit)?;
+        // A fork's first step carries the conversation it was forked from.
+        let new_messages = state.messages.get(seen_messages..).unwrap_or_default().to_vec();
+        seen_messages = state.messages.len();
+        let (from, to) = log::step_trees(store, commit)?;
+        let diff = render::render(store.repo(), from, Some(to), false, false)?;
+        info.get_or_insert(state.session);
+        steps.push(ExportedStep { summary, messages: new_messages, diff });
+    }
+    let session = info.ok_or_else(|| Error::UnknownSession(last.to_string()))?;
+    Ok(Export { session, steps })
+}
+
+fn markdown(export: &Export) -> String {
+    let info = &export.session;
+    let mut out = String::new();
+    let _ = writeln!(out, "# cairn session `{}`: {}\n", info.id, info.title);
+    let _ = writeln!(out, "- created: {}", info.created);
+    if let Some(base) = &info.base {
+        let _ = writeln!(out, "- base commit: `{base}`");
+    }
+    if let Some(model) = &info.model {
+        let _ = writeln!(out, "- model: {model}");
+    }
+    let _ = writeln!(out, "- steps: {}", export.steps.len());
+    for step in &export.steps {
+        let s = &step.summary;
+        let _ = writeln!(out, "\n## Step {} · {} · {}\n", s.step, s.kind, s.subject);
+        let _ =
+            writeln!(out, "`{}` · {}\n", &s.commit[..s.commit.len().min(12)], format_time(s.time));
+        for message in &step.messages {
+            write_message(&mut out, message);
+        }
+        if !step.diff.is_empty() {
+            let _ = writeln!(out, "<details><summary>Diff</summary>\n");
+            let diff = truncate_middle(&step.diff, MAX_DIFF_BYTES);
+            let _ = writeln!(out, "{}\n\n</details>", fenced("diff", &diff));
+        }
+    }
+    out
+}
+
+fn write_message(out: &mut String, message: &Value) {
+    match serde_json::from_value::<Message>(message.clone()) {
+        Ok(Message::User { text }) => {
+            let _ = writeln!(out, "**User**\n\n{}\n", quoted(&text));
+        }
+        Ok(Message::Assistant { text, tool_calls }) => {
+            if !text.is_empty() {
+                let _ = writeln!(out, "**Assistant**\n\n{text}\n");
+            }
+            for call in tool_calls {
+                let arguments = match &call.arguments {
+                    ToolArguments::Json(value) => {
+                        serde_json::to_string_pretty(value).unwrap_or_default()
+                    }
+                    ToolArguments::Invalid { raw, error } => format!("{raw}\n(invalid: {error})"),
+                };
+                let _ = writeln!(
+                    out,
+                    "**Tool call** `{}` (`{}`)\n\n{}\n",
+                    call.name,
+                    call.id,
+                    fenced("json", &arguments)
+                );
+            }
+        }
+        Ok(Message::ToolResult { call_id, content, is_error }) => {
+            let label = if is_error { "Tool error" } else { "Tool result" };
+            let content = truncate_middle(&content, MAX_RESULT_BYTES);
+            let _ = writeln!(out, "**{label}** (`{call_id}`)\n\n{}\n", fenced("", &content));
+        }
+        Err(_) => {
+            let raw = serde_json::to_string_pretty(message).unwrap_or_default();
+            let _ = writeln!(out, "**Message**\n\n{}\n", fenced("json", &raw));
+        }
+    }
+}
+
+/// `text` as a Markdown block quote.
+fn quoted(text: &str) -> String {
+    text.lines().map(|line| format!("> {line}")).collect::<Vec<_>>().join("\n")
+}
+
+/// `text` in a code fence longer than any run of backticks inside it, so no content can
+/// close the fence early.
+fn fenced(language: &str, text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}{language}\n{}\n{fence}", text.trim_end_matches('\n'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fence_outlasts_the_backticks_it_holds() {
+        assert_eq!(fenced("", "plain"), "```\nplain\n```");
+        assert_eq!(fenced("md", "a ``` b"), "````md\na ``` b\n````");
+        assert_eq!(fenced("", "`````"), "``````\n`````\n``````");
+    }
+
+    #[test]
+    fn quotes_every_line() {
+        assert_eq!(quoted("fix it\n\nplease"), "> fix it\n> \n> please");
+    }
+}
