@@ -9,4 +9,6 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod llm;
+pub mod secrets;
+pub mod share;
 pub mod text;

@@ -601,7 +601,7 @@ impl Store {
     }
 
     /// The user from git config, falling back to cairn itself when none is set.
-    fn committer(&self) -> gix::actor::Signature {
+    pub fn committer(&self) -> gix::actor::Signature {
         match self.repo.committer() {
             Some(Ok(user)) => gix::actor::Signature {
                 name: user.name.to_owned(),

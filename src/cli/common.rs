@@ -16,6 +16,22 @@ pub fn open_store() -> Result<Store, CommandError> {
     Store::discover(&cwd, StoreOptions::default()).map_err(CommandError::from)
 }
 
+impl From<crate::share::Error> for CommandError {
+    fn from(err: crate::share::Error) -> Self {
+        use crate::share::Error as E;
+        match err {
+            E::Checkpoint(err) => err.into(),
+            E::UnknownRemote(_) => CommandError::user(err.to_string()).with_hint(
+                "name a remote (`git remote -v` lists them), or add one with `git remote add`",
+            ),
+            E::Git { .. } => {
+                CommandError::user(err.to_string()).with_hint("git's own message above says why")
+            }
+            E::NoGit(_) => CommandError::internal(err.to_string()),
+        }
+    }
+}
+
 impl From<checkpoint::Error> for CommandError {
     fn from(err: checkpoint::Error) -> Self {
         use checkpoint::Error as E;
@@ -109,4 +125,17 @@ pub fn format_time(seconds: i64) -> String {
     jiff::Timestamp::from_second(seconds)
         .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_default()
+}
+
+/// A size for humans: `512 B`, `12.3 KiB`, `4.5 MiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let value = bytes as f64;
+    if value < KIB {
+        format!("{bytes} B")
+    } else if value < KIB * KIB {
+        format!("{:.1} KiB", value / KIB)
+    } else {
+        format!("{:.1} MiB", value / (KIB * KIB))
+    }
 }

@@ -8,11 +8,13 @@ mod demo;
 mod diff;
 mod error;
 mod export;
+mod fetch;
 mod gc;
 mod init;
 mod interactive;
 mod launch;
 mod log;
+mod push;
 mod render;
 mod resume;
 mod rewind;
@@ -67,6 +69,10 @@ enum Command {
     Gc(gc::Args),
     /// A session as a review document (Markdown or JSON).
     Export(export::Args),
+    /// Publish sessions to a git remote.
+    Push(push::Args),
+    /// Bring a git remote's sessions here.
+    Fetch(fetch::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -104,6 +110,8 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Rewind(args) => rewind::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Export(args) => export::run(args),
+        Command::Push(args) => push::run(args),
+        Command::Fetch(args) => fetch::run(args),
         Command::Config(args) => config::run(args),
     }
 }

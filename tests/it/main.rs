@@ -13,5 +13,6 @@ mod gc;
 mod interactive;
 mod llm;
 mod rewind;
+mod share;
 mod snapshot;
 mod tools;

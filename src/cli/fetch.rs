@@ -1,0 +1,49 @@
+//! `cairn fetch [REMOTE]`: bring a remote's sessions here through `git fetch`, never
+//! overwriting a local session that has diverged.
+
+use std::process::ExitCode;
+
+use super::CommandError;
+use super::common::{open_store, print_json};
+use crate::share::{self, Fetched};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The remote; by default the branch's upstream remote or `origin`.
+    remote: Option<String>,
+    /// Print what happened to each session as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    let store = open_store()?;
+    let remote = match args.remote {
+        Some(remote) if share::remotes(store.repo()).contains(&remote) => remote,
+        Some(remote) => return Err(share::Error::UnknownRemote(remote).into()),
+        None => share::default_remote(store.repo())?,
+    };
+    let fetched = share::fetch(&store, &remote)?;
+    if args.json {
+        print_json(&fetched)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if fetched.is_empty() {
+        println!("{remote} has no sessions.");
+    }
+    for outcome in &fetched {
+        match outcome {
+            Fetched::New { id } => println!("new        {id}"),
+            Fetched::Updated { id } => println!("updated    {id}"),
+            Fetched::UpToDate { id } => println!("up to date {id}"),
+            Fetched::LocalAhead { id } => {
+                println!("ahead      {id} (yours has steps {remote}'s lacks)")
+            }
+            Fetched::Diverged { id, remote_ref } => println!(
+                "diverged   {id}: kept yours; {remote}'s is {remote_ref} \
+                 (continue it with `cairn resume {remote_ref} --fork`)"
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

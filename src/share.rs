@@ -1,0 +1,297 @@
+//! Sessions travel like any git history. Push and fetch run the `git` CLI (gix cannot
+//! push), so users' remotes, credentials and transports work as they do for `git push`.
+//!
+//! What a remote last had of a session is kept in `refs/cairn/remotes/<remote>/sessions/`.
+//! A fetch never overwrites a local session that has diverged from the remote's: both are
+//! kept, the remote's under that tracking ref.
+
+use std::path::Path;
+use std::process::Command;
+
+use gix::ObjectId;
+use serde::Serialize;
+
+use crate::checkpoint::{self, Store, refs};
+use crate::secrets;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no remote named '{0}' in this repository")]
+    UnknownRemote(String),
+    #[error("`{command}` failed ({status})")]
+    Git { command: String, status: String },
+    #[error("could not run git: {0}")]
+    NoGit(std::io::Error),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Where a remote's sessions are tracked locally.
+pub fn tracking_prefix(remote: &str) -> String {
+    format!("refs/cairn/remotes/{remote}/sessions/")
+}
+
+/// The remotes configured in the repository.
+pub fn remotes(repo: &gix::Repository) -> Vec<String> {
+    repo.remote_names().into_iter().map(|name| name.to_string()).collect()
+}
+
+/// The current branch's upstream remote, else `origin`; it must exist.
+pub fn default_remote(repo: &gix::Repository) -> Result<String> {
+    let upstream = repo.head_name().ok().flatten().and_then(|branch| {
+        repo.branch_remote_name(branch.shorten(), gix::remote::Direction::Push)
+            .map(|name| name.as_bstr().to_string())
+    });
+    let name = upstream.unwrap_or_else(|| "origin".to_string());
+    if remotes(repo).contains(&name) { Ok(name) } else { Err(Error::UnknownRemote(name)) }
+}
+
+/// A session about to be pushed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outgoing {
+    pub id: String,
+    pub tip: String,
+    pub steps: u64,
+    /// Steps the remote does not have yet, as far as this repository knows.
+    pub new_steps: u64,
+}
+
+/// Something that looks like a secret in what a push would publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub session: String,
+    pub step: u64,
+    pub path: String,
+    pub kind: &'static str,
+}
+
+/// What `cairn push` would send.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushPlan {
+    pub remote: String,
+    pub sessions: Vec<Outgoing>,
+    /// Bytes of the new blobs in those steps (uncompressed), a measure of what goes out.
+    pub new_bytes: u64,
+    pub secrets: Vec<Finding>,
+}
+
+/// Looks at what pushing `sessions` to `remote` would publish: steps, size, and anything
+/// that looks like a secret in the transcript or the snapshots of steps the remote lacks.
+pub fn plan_push(store: &Store, remote: &str, sessions: &[String]) -> Result<PushPlan> {
+    let repo = store.repo();
+    let mut plan =
+        PushPlan { remote: remote.into(), sessions: Vec::new(), new_bytes: 0, secrets: Vec::new() };
+    for id in sessions {
+        let steps = store.steps(id)?;
+        let known = refs::read_ref(repo, &format!("{}{id}", tracking_prefix(remote)))?
+            .map(|known| known.to_string());
+        let already = known.and_then(|known| steps.iter().position(|s| s.commit == known));
+        let fresh = &steps[already.map_or(0, |at| at + 1)..];
+        for step in fresh {
+            let commit = ObjectId::from_hex(step.commit.as_bytes()).map_err(|err| {
+                checkpoint::Error::Git { context: "a step id".into(), message: err.to_string() }
+            })?;
+            for (path, blob) in changed_blobs(store, commit)? {
+                let data = repo.find_object(blob).map_err(|err| checkpoint::Error::Git {
+                    context: format!("reading {path}"),
+                    message: err.to_string(),
+                })?;
+                plan.new_bytes += data.data.len() as u64;
+                for kind in secrets::kinds_in(&data.data) {
+                    plan.secrets.push(Finding {
+                        session: id.clone(),
+                        step: step.step,
+                        path: path.clone(),
+                        kind,
+                    });
+                }
+            }
+        }
+        let tip = steps.last().map(|s| s.commit.clone()).unwrap_or_default();
+        plan.sessions.push(Outgoing {
+            id: id.clone(),
+            tip,
+            steps: steps.len() as u64,
+            new_steps: fresh.len() as u64,
+        });
+    }
+    Ok(plan)
+}
+
+/// The blobs a step added or changed relative to its parent (including `.cairn/`).
+fn changed_blobs(store: &Store, commit: ObjectId) -> Result<Vec<(String, ObjectId)>> {
+    let repo = store.repo();
+    let git = |context: &str, err: &dyn std::fmt::Display| checkpoint::Error::Git {
+        context: context.into(),
+        message: err.to_string(),
+    };
+    let object = repo.find_commit(commit).map_err(|e| git("reading a step", &e))?;
+    let new = object.tree_id().map_err(|e| git("reading a step", &e))?.detach();
+    let old = match object.parent_ids().next() {
+        Some(parent) => Some(
+            repo.find_commit(parent)
+                .and_then(|p| p.tree_id())
+                .map_err(|e| git("reading a parent step", &e))?
+                .detach(),
+        ),
+        None => None,
+    };
+    let mut out = Vec::new();
+    walk_changes(repo, old, new, String::new(), &mut out)?;
+    Ok(out)
+}
+
+fn walk_changes(
+    repo: &gix::Repository,
+    old: Option<ObjectId>,
+    new: ObjectId,
+    prefix: String,
+    out: &mut Vec<(String, ObjectId)>,
+) -> Result<()> {
+    if old == Some(new) {
+        return Ok(());
+    }
+    let read = |id: ObjectId| -> Result<Vec<(String, gix::objs::tree::EntryMode, ObjectId)>> {
+        let tree = repo.find_tree(id).map_err(|err| checkpoint::Error::Git {
+            context: format!("reading tree {id}"),
+            message: err.to_string(),
+        })?;
+        let decoded = tree.decode().map_err(|err| checkpoint::Error::Git {
+            context: format!("decoding tree {id}"),
+            message: err.to_string(),
+        })?;
+        Ok(decoded
+            .entries
+            .iter()
+            .map(|e| (e.filename.to_string(), e.mode, e.oid.to_owned()))
+            .collect())
+    };
+    let before = match old {
+        Some(id) => read(id)?,
+        None => Vec::new(),
+    };
+    for (name, mode, id) in read(new)? {
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let previous = before.iter().find(|(n, m, _)| *n == name && m.is_tree() == mode.is_tree());
+        if previous.is_some_and(|(_, _, old_id)| *old_id == id) {
+            continue;
+        }
+        if mode.is_tree() {
+            walk_changes(repo, previous.map(|(_, _, id)| *id), id, path, out)?;
+        } else if mode.is_blob() || mode.is_link() {
+            out.push((path, id));
+        }
+    }
+    Ok(())
+}
+
+/// Pushes the planned sessions' refs, then records what the remote now has.
+pub fn push(store: &Store, plan: &PushPlan) -> Result<()> {
+    let refspecs: Vec<String> =
+        plan.sessions.iter().map(|s| format!("{0}:{0}", refs::session_ref(&s.id))).collect();
+    let mut args = vec!["push".to_string(), plan.remote.clone()];
+    args.extend(refspecs);
+    run_git(store.root(), &args)?;
+    for session in &plan.sessions {
+        let tip = ObjectId::from_hex(session.tip.as_bytes()).map_err(|err| {
+            checkpoint::Error::Git { context: "a pushed tip".into(), message: err.to_string() }
+        })?;
+        set_ref(
+            store,
+            &format!("{}{}", tracking_prefix(&plan.remote), session.id),
+            tip,
+            "cairn: pushed",
+        )?;
+    }
+    Ok(())
+}
+
+/// What a fetch did with one of the remote's sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Fetched {
+    /// A session this repository did not have.
+    New {
+        id: String,
+    },
+    /// The local session moved forward to the remote's tip.
+    Updated {
+        id: String,
+    },
+    UpToDate {
+        id: String,
+    },
+    /// The local session has steps the remote lacks; it was left as it is.
+    LocalAhead {
+        id: String,
+    },
+    /// Both sides have steps the other lacks: the local session is kept, and the remote's
+    /// stays under its tracking ref.
+    Diverged {
+        id: String,
+        remote_ref: String,
+    },
+}
+
+/// Fetches the remote's sessions into `refs/cairn/remotes/<remote>/sessions/` and brings
+/// local sessions up to date where that loses nothing.
+pub fn fetch(store: &Store, remote: &str) -> Result<Vec<Fetched>> {
+    let prefix = tracking_prefix(remote);
+    run_git(
+        store.root(),
+        &["fetch".into(), remote.into(), format!("+{}*:{prefix}*", refs::SESSIONS_PREFIX)],
+    )?;
+    let mut out = Vec::new();
+    for (name, theirs) in refs::list(store.repo(), &prefix)? {
+        let id = name[prefix.len()..].to_string();
+        let local = refs::session_ref(&id);
+        let outcome = match refs::read_ref(store.repo(), &local)? {
+            None => {
+                set_ref(store, &local, theirs, &format!("cairn: fetched from {remote}"))?;
+                Fetched::New { id }
+            }
+            Some(ours) if ours == theirs => Fetched::UpToDate { id },
+            Some(ours) if contains(store, theirs, ours)? => {
+                set_ref(store, &local, theirs, &format!("cairn: fast-forward from {remote}"))?;
+                Fetched::Updated { id }
+            }
+            Some(ours) if contains(store, ours, theirs)? => Fetched::LocalAhead { id },
+            Some(_) => Fetched::Diverged { id, remote_ref: name },
+        };
+        out.push(outcome);
+    }
+    Ok(out)
+}
+
+/// Whether `step` is `tip` or one of the steps before it in its session.
+fn contains(store: &Store, tip: ObjectId, step: ObjectId) -> Result<bool> {
+    let step = step.to_string();
+    Ok(store.steps_up_to(tip)?.iter().any(|s| s.commit == step))
+}
+
+fn set_ref(store: &Store, name: &str, target: ObjectId, message: &str) -> Result<()> {
+    let previous = refs::read_ref(store.repo(), name)?;
+    let committer = store.committer();
+    let mut buf = gix::date::parse::TimeBuf::default();
+    refs::compare_and_swap(
+        store.repo(),
+        name,
+        previous,
+        target,
+        message,
+        committer.to_ref(&mut buf),
+    )?;
+    Ok(())
+}
+
+/// Runs git with the user's terminal, so credential prompts and progress work as usual.
+fn run_git(dir: &Path, args: &[String]) -> Result<()> {
+    let status = Command::new("git").args(args).current_dir(dir).status().map_err(Error::NoGit)?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Git { command: format!("git {}", args.join(" ")), status: status.to_string() })
+    }
+}

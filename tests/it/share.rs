@@ -1,0 +1,154 @@
+//! Sessions through a git remote: two clones and a bare repository on disk.
+
+use serde_json::{Value, json};
+
+use crate::support::TestRepo;
+use crate::support::mock_model::{self, Reply};
+
+/// A bare remote inside `a`'s temporary home, with `a` as its first pusher.
+fn bare_remote(a: &TestRepo) -> String {
+    let bare = a.home.join("remote.git");
+    a.git(&["init", "-q", "--bare", bare.to_str().unwrap()]);
+    let url = bare.to_str().unwrap().to_string();
+    a.git(&["remote", "add", "origin", &url]);
+    a.git(&["push", "-q", "origin", "main"]);
+    url
+}
+
+/// A second clone of `url`.
+fn second_clone(url: &str) -> TestRepo {
+    let b = TestRepo::empty();
+    b.git(&["remote", "add", "origin", url]);
+    b.git(&["fetch", "-q", "origin"]);
+    b.git(&["checkout", "-q", "-B", "main", "origin/main"]);
+    b
+}
+
+fn remote_refs(a: &TestRepo, url: &str) -> String {
+    a.git(&["ls-remote", url, "refs/cairn/*"])
+}
+
+fn session_id(repo: &TestRepo) -> String {
+    repo.git(&["for-each-ref", "--format=%(refname:lstrip=3)", "refs/cairn/sessions"])
+        .trim()
+        .to_string()
+}
+
+async fn run(repo: &TestRepo, args: &[&str]) -> std::process::Output {
+    let mut command = repo.command_in(&repo.root, args);
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_session_is_fetched_and_resumed_in_another_clone() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[(
+            "c1",
+            "write_file",
+            json!({"path": "notes.md", "content": "from clone a\n"}),
+        )]),
+        Reply::chat_text("Wrote notes.md."),
+    ])
+    .await;
+    a.use_model(&model.base_url());
+    let out = run(&a, &["run", "write the notes", "--approval", "auto"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let session = session_id(&a);
+
+    let pushed = a.cairn(&["push"]);
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let said = String::from_utf8_lossy(&pushed.stderr);
+    assert!(said.contains(&format!("{session}  3 steps (3 new)")), "{said}");
+    assert!(remote_refs(&a, &url).contains(&format!("refs/cairn/sessions/{session}")));
+
+    let b = second_clone(&url);
+    let fetched = b.ok(&["fetch"]);
+    assert!(fetched.contains(&format!("new        {session}")), "{fetched}");
+    assert!(b.ok(&["sessions"]).contains(&session));
+
+    model.push(Reply::chat_text("Continuing in clone b."));
+    b.use_model(&model.base_url());
+    let out = run(&b, &["resume", &session, "and now more", "--approval", "auto"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(b.read("notes.md"), "from clone a\n", "the workspace of the tip");
+    let sent = &model.requests()[2].body["messages"];
+    let text = sent.to_string();
+    assert!(text.contains("write the notes") && text.contains("and now more"), "{text}");
+    assert!(sent.as_array().unwrap().iter().any(|m| m["role"] == "tool"));
+    b.assert_fsck_clean();
+}
+
+#[test]
+fn a_diverged_session_is_kept_on_both_sides() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    let (session, _, _) = a.checkpoint(&["-m", "start", "--new"]);
+    a.ok(&["push"]);
+    let b = second_clone(&url);
+    b.ok(&["fetch"]);
+    // Rewinding to the tip changes nothing on disk and makes it b's current session.
+    b.ok(&["rewind", &session]);
+    b.write("b.txt", "b\n");
+    b.checkpoint(&["-m", "b's step"]);
+    a.write("a.txt", "a\n");
+    a.checkpoint(&["-m", "a's step"]);
+    a.ok(&["push"]);
+
+    let before = b.git(&["rev-parse", &TestRepo::session_ref(&session)]);
+    let fetched = b.ok(&["fetch", "origin"]);
+    assert!(fetched.contains(&format!("diverged   {session}: kept yours")), "{fetched}");
+    assert_eq!(b.git(&["rev-parse", &TestRepo::session_ref(&session)]), before);
+    let theirs = b.git(&["rev-parse", &format!("refs/cairn/remotes/origin/sessions/{session}")]);
+    assert_eq!(theirs, a.git(&["rev-parse", &TestRepo::session_ref(&session)]));
+    let json: Value = serde_json::from_str(&b.ok(&["fetch", "--json"])).unwrap();
+    assert_eq!(json[0]["outcome"], "diverged");
+}
+
+#[test]
+fn a_push_that_would_publish_a_private_key_is_refused_unless_forced() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    a.write(
+        "deploy/id_rsa",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n",
+    );
+    let (session, _, _) = a.checkpoint(&["-m", "oops", "--new"]);
+    let out = a.cairn(&["push"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("looks like a private key: deploy/id_rsa in step 1"), "{said}");
+    assert!(said.contains("refusing to push"), "{said}");
+    assert!(!remote_refs(&a, &url).contains("refs/cairn"), "nothing was pushed");
+
+    a.ok(&["push", "origin", &session, "--force"]);
+    assert!(remote_refs(&a, &url).contains(&format!("refs/cairn/sessions/{session}")));
+}
+
+#[test]
+fn pushing_to_a_remote_that_does_not_exist_fails_clearly() {
+    let a = TestRepo::new();
+    a.checkpoint(&["-m", "one", "--new"]);
+    let err = a.fails(&["push"]);
+    assert!(err.contains("no remote named 'origin'"), "{err}");
+    let err = a.fails(&["fetch", "upstream"]);
+    assert!(err.contains("no remote named 'upstream'"), "{err}");
+}
+
+#[test]
+fn git_bisect_run_finds_the_step_that_broke_a_test() {
+    let repo = TestRepo::new();
+    let mut commits = Vec::new();
+    for (n, value) in ["1", "2", "broken", "broken too"].iter().enumerate() {
+        repo.write("value.txt", &format!("{value}\n"));
+        let args: &[&str] = if n == 0 { &["-m", "step", "--new"] } else { &["-m", "step"] };
+        commits.push(repo.checkpoint(args).2);
+    }
+    // Bisect checks out whole commits; the file is in them, so not loose in the workspace.
+    std::fs::remove_file(repo.path("value.txt")).unwrap();
+    repo.git(&["bisect", "start", &commits[3], &commits[0]]);
+    let out = repo.git(&["bisect", "run", "sh", "-c", "! grep -q broken value.txt"]);
+    repo.git(&["bisect", "reset"]);
+    assert!(out.contains(&format!("{} is the first bad commit", commits[2])), "{out}");
+}
