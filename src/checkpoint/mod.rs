@@ -658,7 +658,8 @@ impl Store {
         self.commit_tree(commit)
     }
 
-    fn blob_at(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+    /// The content of the file at `path` in `tree`, if it holds one.
+    pub fn blob_at(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
         let tree = self.repo.find_tree(tree).context(|| format!("reading tree {tree}"))?;
         let Some(entry) =
             tree.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?
@@ -748,6 +749,14 @@ impl Store {
         if trailers.step <= 1 {
             return Ok(None);
         }
+        let object =
+            self.repo.find_commit(commit).context(|| format!("reading commit {commit}"))?;
+        Ok(object.parent_ids().next().map(|id| id.detach()))
+    }
+
+    /// A commit's first parent: the previous step, or for a session's first step its
+    /// base commit (`None` on an unborn branch).
+    pub fn parent_commit(&self, commit: ObjectId) -> Result<Option<ObjectId>> {
         let object =
             self.repo.find_commit(commit).context(|| format!("reading commit {commit}"))?;
         Ok(object.parent_ids().next().map(|id| id.detach()))

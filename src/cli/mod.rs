@@ -1,6 +1,7 @@
 //! The command line: one file per command. Each command parses its arguments, calls the
 //! library, and prints; no logic of its own beyond presentation.
 
+mod blame;
 mod checkpoint;
 mod common;
 mod config;
@@ -73,6 +74,8 @@ enum Command {
     Push(push::Args),
     /// Bring a git remote's sessions here.
     Fetch(fetch::Args),
+    /// For each line of a file, the step that wrote it.
+    Blame(blame::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -112,6 +115,7 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Export(args) => export::run(args),
         Command::Push(args) => push::run(args),
         Command::Fetch(args) => fetch::run(args),
+        Command::Blame(args) => blame::run(args),
         Command::Config(args) => config::run(args),
     }
 }

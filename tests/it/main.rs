@@ -5,6 +5,7 @@ mod support;
 
 mod addresses;
 mod agent;
+mod blame;
 mod checkpoint;
 mod config;
 mod environments;

@@ -1,0 +1,81 @@
+//! `cairn blame FILE [--at CHECKPOINT] [--json]`: for each line, the session step that
+//! last wrote it, or the base commit when no step did.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::CommandError;
+use super::common::{open_store, print_json};
+use crate::blame::{self, Origin};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The file, as it is in the workspace (or at `--at`).
+    file: std::path::PathBuf,
+    /// Blame the file as it was at this checkpoint instead.
+    #[arg(long)]
+    at: Option<String>,
+    /// Print one JSON object per line of the file, in a list.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    let store = open_store()?;
+    let path = workspace_path(store.root(), &args.file)?;
+    let (content, until) = match &args.at {
+        Some(name) => {
+            let checkpoint = store.resolve(name)?;
+            let tree = store.step_tree(checkpoint.commit)?;
+            let bytes = store
+                .blob_at(tree, &path)
+                .ok()
+                .flatten()
+                .ok_or_else(|| CommandError::user(format!("{path} is not a file at {name}")))?;
+            (bytes, Some(store.step_summary(checkpoint.commit)?.time))
+        }
+        None => (
+            std::fs::read(store.root().join(&path))
+                .map_err(|err| CommandError::user(format!("cannot read {path}: {err}")))?,
+            None,
+        ),
+    };
+    if content.iter().take(8000).any(|b| *b == 0) {
+        return Err(CommandError::user(format!("{path} is a binary file")));
+    }
+    let lines = blame::blame(&store, &path, &String::from_utf8_lossy(&content), until)?;
+    if args.json {
+        print_json(&lines)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let labels: Vec<String> = lines.iter().map(|line| label(&line.origin)).collect();
+    let width = labels.iter().map(String::len).max().unwrap_or(0);
+    let digits = lines.len().to_string().len();
+    for (line, label) in lines.iter().zip(labels) {
+        println!("{label:<width$} {:>digits$}) {}", line.number, line.text);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn label(origin: &Origin) -> String {
+    match origin {
+        Origin::Step { session, step, kind, .. } => format!("{session}@{step} {kind}"),
+        Origin::Base { commit } => format!("base {}", &commit[..commit.len().min(10)]),
+        Origin::Workspace => "(not recorded)".to_string(),
+    }
+}
+
+/// `file` (relative to the current directory) as a `/`-separated workspace path.
+fn workspace_path(root: &Path, file: &Path) -> Result<String, CommandError> {
+    let cwd = std::env::current_dir()?;
+    let absolute = cwd.join(file);
+    let parent = absolute.parent().unwrap_or(&absolute);
+    let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let name = absolute.file_name().ok_or_else(|| CommandError::user("name a file"))?;
+    let relative =
+        parent.join(name).strip_prefix(&root).map(Path::to_path_buf).map_err(|_| {
+            CommandError::user(format!("{} is outside the workspace", file.display()))
+        })?;
+    Ok(relative.to_string_lossy().replace('\\', "/"))
+}
