@@ -43,7 +43,9 @@ pub struct BlamedLine {
 
 /// One step's change to the file.
 struct Event {
-    time: i64,
+    /// When the step was recorded, in milliseconds (commit time for steps that predate
+    /// `recorded_at_ms`).
+    time_ms: i64,
     session: String,
     step: u64,
     kind: StepKind,
@@ -53,7 +55,7 @@ struct Event {
 }
 
 /// Blames `content`, the file at `path` as it is now (in the workspace, or at a
-/// checkpoint whose commit time is `until`; later steps are then left out).
+/// checkpoint recorded at `until`, in milliseconds; later steps are then left out).
 pub fn blame(
     store: &Store,
     path: &str,
@@ -61,8 +63,8 @@ pub fn blame(
     until: Option<i64>,
 ) -> Result<Vec<BlamedLine>> {
     let mut events = changes_to(store, path)?;
-    events.retain(|event| until.is_none_or(|until| event.time <= until));
-    events.sort_by(|a, b| (a.time, &a.session, a.step).cmp(&(b.time, &b.session, b.step)));
+    events.retain(|event| until.is_none_or(|until| event.time_ms <= until));
+    events.sort_by(|a, b| (a.time_ms, &a.session, a.step).cmp(&(b.time_ms, &b.session, b.step)));
 
     let mut version = Version::default();
     for event in &events {
@@ -159,7 +161,7 @@ fn changes_to(store: &Store, path: &str) -> Result<Vec<Event>> {
                 && let Some(new) = &now
             {
                 events.push(Event {
-                    time: step.time,
+                    time_ms: recorded_at_ms(store, commit)?.unwrap_or(step.time * 1000),
                     session: session.id.clone(),
                     step: step.step,
                     kind: step.kind,
@@ -172,6 +174,13 @@ fn changes_to(store: &Store, path: &str) -> Result<Vec<Event>> {
         }
     }
     Ok(events)
+}
+
+/// The `recorded_at_ms` of a step's `step.json`.
+pub fn recorded_at_ms(store: &Store, commit: ObjectId) -> Result<Option<i64>> {
+    let Some(json) = text_at(store, commit, ".cairn/state/step.json")? else { return Ok(None) };
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    Ok(value["recorded_at_ms"].as_i64())
 }
 
 fn text_at(store: &Store, commit: ObjectId, path: &str) -> Result<Option<String>> {

@@ -515,6 +515,9 @@ impl Store {
         step_json.insert("session".into(), session.info.id.clone().into());
         step_json.insert("number".into(), number.into());
         step_json.insert("kind".into(), record.kind.as_str().into());
+        // Commit times have one-second resolution; ordering steps of different sessions
+        // (as `cairn blame` does) needs finer.
+        step_json.insert("recorded_at_ms".into(), jiff::Timestamp::now().as_millisecond().into());
         if !skipped.is_empty() {
             step_json.insert("skipped".into(), serde_json::to_value(&skipped).unwrap_or_default());
         }

@@ -32,7 +32,9 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
                 .ok()
                 .flatten()
                 .ok_or_else(|| CommandError::user(format!("{path} is not a file at {name}")))?;
-            (bytes, Some(store.step_summary(checkpoint.commit)?.time))
+            let recorded = blame::recorded_at_ms(&store, checkpoint.commit)?;
+            let until = recorded.unwrap_or(store.step_summary(checkpoint.commit)?.time * 1000);
+            (bytes, Some(until))
         }
         None => (
             std::fs::read(store.root().join(&path))
