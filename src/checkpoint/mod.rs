@@ -286,6 +286,11 @@ impl Store {
         })
     }
 
+    /// Writes the objects written through [`Store::repo`] so far (see [`objects`]).
+    pub fn persist_objects(&self) -> Result<()> {
+        self.persist(None)
+    }
+
     fn pack_registry(&self) -> PathBuf {
         self.private_dir.join(objects::REGISTRY)
     }

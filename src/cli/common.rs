@@ -16,6 +16,31 @@ pub fn open_store() -> Result<Store, CommandError> {
     Store::discover(&cwd, StoreOptions::default()).map_err(CommandError::from)
 }
 
+impl From<crate::land::Error> for CommandError {
+    fn from(err: crate::land::Error) -> Self {
+        use crate::land::Error as E;
+        let hint = match &err {
+            E::Checkpoint(_) => None,
+            E::DetachedHead => Some("`git switch <branch>`, then land"),
+            E::Conflict(_) => Some(
+                "rebase by hand: `git diff HEAD refs/cairn/sessions/<id> -- . ':!.cairn'` shows the session's side",
+            ),
+            E::UnrecordedChanges(_) => Some(
+                "record them (`cairn checkpoint`), or stash or commit them first; land then takes exactly the session",
+            ),
+            E::NothingToLand => None,
+        };
+        let out = match err {
+            E::Checkpoint(err) => return err.into(),
+            other => CommandError::user(other.to_string()),
+        };
+        match hint {
+            Some(hint) => out.with_hint(hint),
+            None => out,
+        }
+    }
+}
+
 impl From<crate::share::Error> for CommandError {
     fn from(err: crate::share::Error) -> Self {
         use crate::share::Error as E;

@@ -13,6 +13,7 @@ mod fetch;
 mod gc;
 mod init;
 mod interactive;
+mod land;
 mod launch;
 mod log;
 mod push;
@@ -76,6 +77,8 @@ enum Command {
     Fetch(fetch::Args),
     /// For each line of a file, the step that wrote it.
     Blame(blame::Args),
+    /// Turn a session's changes into one ordinary commit on the current branch.
+    Land(land::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -116,6 +119,7 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Push(args) => push::run(args),
         Command::Fetch(args) => fetch::run(args),
         Command::Blame(args) => blame::run(args),
+        Command::Land(args) => land::run(args),
         Command::Config(args) => config::run(args),
     }
 }

@@ -12,6 +12,7 @@ mod environments;
 mod export;
 mod gc;
 mod interactive;
+mod land;
 mod llm;
 mod rewind;
 mod share;

@@ -1,0 +1,206 @@
+//! `cairn land`: a session's workspace changes as one ordinary commit on the current
+//! branch, with `HEAD`, the branch, the index and the workspace as `git commit` leaves
+//! them.
+//!
+//! The session's changes (its base → its tip, `.cairn/` left out) are applied onto the
+//! current `HEAD`. When the branch moved since the session's base, the two sides are
+//! merged path by path: a path only one side changed takes that side; a path both changed
+//! differently is a conflict and nothing is landed. The workspace must already hold
+//! exactly that result — it does when the session's edits are on disk on top of `HEAD` —
+//! so landing never rewrites a file; anything else there is a change that is not part of
+//! the session, and landing refuses.
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt as _;
+
+use gix::ObjectId;
+use gix::bstr::{BString, ByteSlice};
+use gix::objs::tree::EntryKind;
+
+use crate::checkpoint::{self, Store, refs, restore, snapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("HEAD is detached; check out the branch to land on")]
+    DetachedHead,
+    #[error("the branch and the session both changed {}", .0.join(", "))]
+    Conflict(Vec<String>),
+    #[error("the working tree has changes that are not part of the session: {}", .0.join(", "))]
+    UnrecordedChanges(Vec<String>),
+    #[error("the session changed nothing since its base")]
+    NothingToLand,
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What was landed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Landed {
+    pub commit: String,
+    pub branch: String,
+    pub files: usize,
+    pub message: String,
+}
+
+fn git(context: &str, err: impl std::fmt::Display) -> checkpoint::Error {
+    checkpoint::Error::Git { context: context.into(), message: err.to_string() }
+}
+
+/// Lands `session` on the current branch, with `message` or one made from the session.
+pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Landed> {
+    let repo = store.repo();
+    let branch =
+        repo.head_name().map_err(|e| git("reading HEAD", e))?.ok_or(Error::DetachedHead)?;
+    let head = repo.head_id().ok().map(|id| id.detach());
+    let tip = refs::read_ref(repo, &refs::session_ref(session))?
+        .ok_or_else(|| checkpoint::Error::UnknownSession(session.into()))?;
+    let state = store.read_state(tip)?;
+    let base = state.session.base.as_deref().and_then(|b| ObjectId::from_hex(b.as_bytes()).ok());
+
+    let session_tree = without_cairn(store, store.step_tree(tip)?)?;
+    let base_tree = base.map(|commit| store.step_tree(commit)).transpose()?;
+    let head_tree = head.map(|commit| store.step_tree(commit)).transpose()?;
+    let theirs = changes(repo, base_tree, Some(session_tree))?;
+    if theirs.is_empty() {
+        return Err(Error::NothingToLand);
+    }
+    let result = if head == base {
+        session_tree
+    } else {
+        let ours = changes(repo, base_tree, head_tree)?;
+        let conflicts: Vec<String> = theirs
+            .iter()
+            .filter(|(path, change)| ours.get(*path).is_some_and(|mine| mine != *change))
+            .map(|(path, _)| path.to_string())
+            .collect();
+        if !conflicts.is_empty() {
+            return Err(Error::Conflict(conflicts));
+        }
+        apply(repo, head_tree, &theirs)?
+    };
+
+    let workspace = store.snapshot()?.tree;
+    let stray = restore::diff_trees(repo, Some(result), Some(workspace))?;
+    if !stray.is_empty() {
+        let paths = stray.iter().map(|change| change.path().to_string()).collect();
+        return Err(Error::UnrecordedChanges(paths));
+    }
+
+    let message = message.unwrap_or_else(|| generated_message(store, session, &state, &theirs));
+    let model = state.session.model.as_deref().unwrap_or("unknown model");
+    let full_message = format!(
+        "{}\n\nCo-authored-by: cairn ({model}) <cairn@localhost>\nCairn-Session: {session}\n",
+        message.trim_end()
+    );
+    let user = store.committer();
+    let mut buf = gix::date::parse::TimeBuf::default();
+    let commit = gix::objs::Commit {
+        tree: result,
+        parents: head.into_iter().collect(),
+        author: user.clone(),
+        committer: user.clone(),
+        encoding: None,
+        message: full_message.clone().into(),
+        extra_headers: Vec::new(),
+    };
+    let commit_id = repo.write_object(&commit).map_err(|e| git("writing the commit", e))?.detach();
+    store.persist_objects()?;
+    let subject = full_message.lines().next().unwrap_or_default();
+    refs::compare_and_swap(
+        repo,
+        branch.as_bstr().to_str().map_err(|e| git("the branch name", e))?,
+        head,
+        commit_id,
+        &format!("commit (cairn land): {subject}"),
+        user.to_ref(&mut buf),
+    )?;
+    write_index(store, result)?;
+    Ok(Landed {
+        commit: commit_id.to_string(),
+        branch: branch.shorten().to_string(),
+        files: theirs.len(),
+        message: full_message,
+    })
+}
+
+/// A tree without its top-level `.cairn`.
+fn without_cairn(store: &Store, tree: ObjectId) -> Result<ObjectId> {
+    let mut editor = store.repo().edit_tree(tree).map_err(|e| git("editing a tree", e))?;
+    editor.remove(snapshot::RESERVED_DIR).map_err(|e| git("removing .cairn", e))?;
+    Ok(editor.write().map_err(|e| git("writing a tree", e))?.detach())
+}
+
+/// What changed from `from` to `to`, path by path (`None`: deleted).
+fn changes(
+    repo: &gix::Repository,
+    from: Option<ObjectId>,
+    to: Option<ObjectId>,
+) -> Result<BTreeMap<BString, Option<(EntryKind, ObjectId)>>> {
+    Ok(restore::diff_trees(repo, from, to)?
+        .into_iter()
+        .map(|change| match change {
+            restore::Change::Delete { path, .. } => (path, None),
+            restore::Change::Write { path, kind, id, .. } => (path, Some((kind, id))),
+        })
+        .collect())
+}
+
+fn apply(
+    repo: &gix::Repository,
+    onto: Option<ObjectId>,
+    changes: &BTreeMap<BString, Option<(EntryKind, ObjectId)>>,
+) -> Result<ObjectId> {
+    let start = onto.unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1));
+    let mut editor = repo.edit_tree(start).map_err(|e| git("editing a tree", e))?;
+    for (path, change) in changes {
+        match change {
+            Some((kind, id)) => editor.upsert(path.as_bstr(), *kind, *id),
+            None => editor.remove(path.as_bstr()),
+        }
+        .map_err(|e| git(&format!("applying {path}"), e))?;
+    }
+    Ok(editor.write().map_err(|e| git("writing a tree", e))?.detach())
+}
+
+/// The session's title, then what it did.
+fn generated_message(
+    store: &Store,
+    session: &str,
+    state: &checkpoint::StepState,
+    changes: &BTreeMap<BString, Option<(EntryKind, ObjectId)>>,
+) -> String {
+    let steps = store.steps(session).map(|steps| steps.len()).unwrap_or(0);
+    let mut message = format!(
+        "{}\n\nLanded from cairn session {session} ({steps} steps).\n",
+        state.session.title
+    );
+    message.push_str("\nFiles:\n");
+    for (path, change) in changes {
+        let verb = if change.is_some() { "M" } else { "D" };
+        message.push_str(&format!("  {verb} {path}\n"));
+    }
+    message
+}
+
+/// The index as `git commit` leaves it: the new tree, with stat data from the workspace
+/// (which holds exactly that tree), so `git status` is clean without re-reading files.
+fn write_index(store: &Store, tree: ObjectId) -> Result<()> {
+    let repo = store.repo();
+    let mut state = gix::index::State::from_tree(&tree, &repo.objects, Default::default())
+        .map_err(|e| git("building the index", e))?;
+    let (entries, paths) = state.entries_mut_and_pathbacking();
+    for entry in entries {
+        let path = entry.path_in(paths);
+        let absolute = store.root().join(std::ffi::OsStr::from_bytes(path));
+        if let Ok(metadata) = gix::index::fs::Metadata::from_path_no_follow(&absolute)
+            && let Ok(stat) = gix::index::entry::Stat::from_fs(&metadata)
+        {
+            entry.stat = stat;
+        }
+    }
+    let mut file = gix::index::File::from_state(state, repo.index_path());
+    file.write(Default::default()).map_err(|e| git("writing the index", e))?;
+    Ok(())
+}
