@@ -18,6 +18,8 @@ use crate::secrets;
 pub enum Error {
     #[error("no remote named '{0}' in this repository")]
     UnknownRemote(String),
+    #[error("this repository has no project memory ({MEMORY_REF}) to push")]
+    NoMemory,
     #[error("`{command}` failed ({status})")]
     Git { command: String, status: String },
     #[error("could not run git: {0}")]
@@ -27,6 +29,13 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Project memory (tier 3), and where a remote's is kept after a fetch.
+pub const MEMORY_REF: &str = "refs/cairn/memory";
+
+pub fn remote_memory_ref(remote: &str) -> String {
+    format!("refs/cairn/remotes/{remote}/memory")
+}
 
 /// Where a remote's sessions are tracked locally.
 pub fn tracking_prefix(remote: &str) -> String {
@@ -72,6 +81,8 @@ pub struct Finding {
 pub struct PushPlan {
     pub remote: String,
     pub sessions: Vec<Outgoing>,
+    /// Project memory goes too (its tip), when asked for.
+    pub memory: Option<String>,
     /// Bytes of the new blobs in those steps (uncompressed), a measure of what goes out.
     pub new_bytes: u64,
     pub secrets: Vec<Finding>,
@@ -79,10 +90,24 @@ pub struct PushPlan {
 
 /// Looks at what pushing `sessions` to `remote` would publish: steps, size, and anything
 /// that looks like a secret in the transcript or the snapshots of steps the remote lacks.
-pub fn plan_push(store: &Store, remote: &str, sessions: &[String]) -> Result<PushPlan> {
+pub fn plan_push(
+    store: &Store,
+    remote: &str,
+    sessions: &[String],
+    memory: bool,
+) -> Result<PushPlan> {
     let repo = store.repo();
-    let mut plan =
-        PushPlan { remote: remote.into(), sessions: Vec::new(), new_bytes: 0, secrets: Vec::new() };
+    let memory = match memory {
+        true => Some(refs::read_ref(repo, MEMORY_REF)?.ok_or(Error::NoMemory)?.to_string()),
+        false => None,
+    };
+    let mut plan = PushPlan {
+        remote: remote.into(),
+        sessions: Vec::new(),
+        memory,
+        new_bytes: 0,
+        secrets: Vec::new(),
+    };
     for id in sessions {
         let steps = store.steps(id)?;
         let known = refs::read_ref(repo, &format!("{}{id}", tracking_prefix(remote)))?
@@ -193,6 +218,9 @@ pub fn push(store: &Store, plan: &PushPlan) -> Result<()> {
         plan.sessions.iter().map(|s| format!("{0}:{0}", refs::session_ref(&s.id))).collect();
     let mut args = vec!["push".to_string(), plan.remote.clone()];
     args.extend(refspecs);
+    if plan.memory.is_some() {
+        args.push(format!("{MEMORY_REF}:{MEMORY_REF}"));
+    }
     run_git(store.root(), &args)?;
     for session in &plan.sessions {
         let tip = ObjectId::from_hex(session.tip.as_bytes()).map_err(|err| {
@@ -235,13 +263,29 @@ pub enum Fetched {
     },
 }
 
-/// Fetches the remote's sessions into `refs/cairn/remotes/<remote>/sessions/` and brings
-/// local sessions up to date where that loses nothing.
-pub fn fetch(store: &Store, remote: &str) -> Result<Vec<Fetched>> {
+/// What a fetch brought.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchReport {
+    pub sessions: Vec<Fetched>,
+    /// Where the remote's project memory now is, if it has one.
+    pub memory: Option<String>,
+}
+
+/// Fetches the remote's sessions into `refs/cairn/remotes/<remote>/sessions/` (and its
+/// project memory into `refs/cairn/remotes/<remote>/memory`), and brings local sessions
+/// up to date where that loses nothing.
+pub fn fetch(store: &Store, remote: &str) -> Result<FetchReport> {
     let prefix = tracking_prefix(remote);
+    let memory = remote_memory_ref(remote);
     run_git(
         store.root(),
-        &["fetch".into(), remote.into(), format!("+{}*:{prefix}*", refs::SESSIONS_PREFIX)],
+        &[
+            "fetch".into(),
+            remote.into(),
+            format!("+{}*:{prefix}*", refs::SESSIONS_PREFIX),
+            // A pattern, so a remote without memory is not an error ('*' matches empty).
+            format!("+{MEMORY_REF}*:{memory}*"),
+        ],
     )?;
     let mut out = Vec::new();
     for (name, theirs) in refs::list(store.repo(), &prefix)? {
@@ -262,7 +306,8 @@ pub fn fetch(store: &Store, remote: &str) -> Result<Vec<Fetched>> {
         };
         out.push(outcome);
     }
-    Ok(out)
+    let memory = refs::read_ref(store.repo(), &memory)?.map(|_| memory);
+    Ok(FetchReport { sessions: out, memory })
 }
 
 /// Whether `step` is `tip` or one of the steps before it in its session.

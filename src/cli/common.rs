@@ -53,6 +53,7 @@ impl From<crate::share::Error> for CommandError {
                 CommandError::user(err.to_string()).with_hint("git's own message above says why")
             }
             E::NoGit(_) => CommandError::internal(err.to_string()),
+            E::NoMemory => CommandError::user(err.to_string()),
         }
     }
 }

@@ -28,10 +28,13 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         print_json(&fetched)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if fetched.is_empty() {
+    if fetched.sessions.is_empty() {
         println!("{remote} has no sessions.");
     }
-    for outcome in &fetched {
+    if let Some(memory) = &fetched.memory {
+        println!("memory     {memory}");
+    }
+    for outcome in &fetched.sessions {
         match outcome {
             Fetched::New { id } => println!("new        {id}"),
             Fetched::Updated { id } => println!("updated    {id}"),

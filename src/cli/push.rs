@@ -15,6 +15,9 @@ pub struct Args {
     /// Push every session.
     #[arg(long, conflicts_with = "names")]
     all: bool,
+    /// Push project memory (refs/cairn/memory) too.
+    #[arg(long)]
+    memory: bool,
     /// Push even if something looks like a secret.
     #[arg(long)]
     force: bool,
@@ -47,13 +50,16 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     if sessions.is_empty() {
         return Err(CommandError::user("there are no sessions to push"));
     }
-    let plan = share::plan_push(&store, &remote, &sessions)?;
+    let plan = share::plan_push(&store, &remote, &sessions, args.memory)?;
     if args.json {
         print_json(&plan)?;
     } else {
         eprintln!("Pushing to {remote}:");
         for session in &plan.sessions {
             eprintln!("  {}  {} steps ({} new)", session.id, session.steps, session.new_steps);
+        }
+        if let Some(memory) = &plan.memory {
+            eprintln!("  project memory at {}", &memory[..memory.len().min(10)]);
         }
         eprintln!("  new content: {}", format_bytes(plan.new_bytes));
         for found in &plan.secrets {

@@ -103,7 +103,7 @@ fn a_diverged_session_is_kept_on_both_sides() {
     let theirs = b.git(&["rev-parse", &format!("refs/cairn/remotes/origin/sessions/{session}")]);
     assert_eq!(theirs, a.git(&["rev-parse", &TestRepo::session_ref(&session)]));
     let json: Value = serde_json::from_str(&b.ok(&["fetch", "--json"])).unwrap();
-    assert_eq!(json[0]["outcome"], "diverged");
+    assert_eq!(json["sessions"][0]["outcome"], "diverged");
 }
 
 #[test]
@@ -151,4 +151,26 @@ fn git_bisect_run_finds_the_step_that_broke_a_test() {
     let out = repo.git(&["bisect", "run", "sh", "-c", "! grep -q broken value.txt"]);
     repo.git(&["bisect", "reset"]);
     assert!(out.contains(&format!("{} is the first bad commit", commits[2])), "{out}");
+}
+
+#[test]
+fn project_memory_travels_with_push_memory_and_lands_under_the_remotes_name() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    a.checkpoint(&["-m", "one", "--new"]);
+    let err = a.fails(&["push", "--memory"]);
+    assert!(err.contains("no project memory"), "{err}");
+
+    // A stand-in for tier 3: any commit under refs/cairn/memory.
+    let empty_tree = a.git(&["hash-object", "-t", "tree", "-w", "/dev/null"]);
+    let memory = a.git(&["commit-tree", empty_tree.trim(), "-m", "memory"]).trim().to_string();
+    a.git(&["update-ref", "refs/cairn/memory", &memory]);
+    a.ok(&["push", "--memory"]);
+    assert!(remote_refs(&a, &url).contains(&format!("{memory}\trefs/cairn/memory")));
+
+    let b = second_clone(&url);
+    let out = b.ok(&["fetch"]);
+    assert!(out.contains("memory     refs/cairn/remotes/origin/memory"), "{out}");
+    assert_eq!(b.git(&["rev-parse", "refs/cairn/remotes/origin/memory"]).trim(), memory);
+    assert!(b.git(&["for-each-ref", "refs/cairn/memory"]).is_empty(), "never the local memory");
 }
