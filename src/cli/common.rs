@@ -98,6 +98,14 @@ impl From<checkpoint::Error> for CommandError {
     }
 }
 
+/// The session a name resolves to (any checkpoint form), or the current session.
+pub fn session_or_current(store: &Store, name: Option<&str>) -> Result<String, CommandError> {
+    Ok(match name {
+        Some(name) => store.resolve(name)?.session,
+        None => store.current_session()?.ok_or(checkpoint::Error::NoCurrentSession)?,
+    })
+}
+
 /// Whether to color stdout: a terminal, and `NO_COLOR` unset.
 pub fn color_stdout() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())

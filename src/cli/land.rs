@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::CommandError;
-use super::common::{open_store, print_json};
+use super::common::{open_store, print_json, session_or_current};
 use crate::land;
 
 #[derive(Debug, clap::Args)]
@@ -21,10 +21,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
-    let session = match args.session {
-        Some(name) => store.resolve(&name)?.session,
-        None => store.current_session()?.ok_or(crate::checkpoint::Error::NoCurrentSession)?,
-    };
+    let session = session_or_current(&store, args.session.as_deref())?;
     let landed = land::land(&store, &session, args.message)?;
     if args.json {
         print_json(&landed)?;

@@ -6,7 +6,7 @@ use gix::ObjectId;
 
 use crate::checkpoint::{StepSummary, Store};
 
-use super::common::{color_stdout, format_time, open_store, print_json};
+use super::common::{color_stdout, format_time, open_store, print_json, session_or_current};
 use super::{CommandError, render};
 
 #[derive(Debug, clap::Args)]
@@ -23,10 +23,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
-    let session = match args.session {
-        Some(name) => store.resolve(&name)?.session,
-        None => store.current_session()?.ok_or(crate::checkpoint::Error::NoCurrentSession)?,
-    };
+    let session = session_or_current(&store, args.session.as_deref())?;
     let steps = store.steps(&session)?;
     if args.json {
         print_json(&steps)?;
