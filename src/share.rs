@@ -213,11 +213,21 @@ fn walk_changes(
 }
 
 /// Pushes the planned sessions' refs, then records what the remote now has.
+///
+/// A rewound session is no longer a descendant of what the remote has, so a session the
+/// remote is known to hold (a tracking ref exists) is pushed with a lease on that tip: it
+/// replaces exactly what this repository last pushed or fetched, never someone else's
+/// newer steps.
 pub fn push(store: &Store, plan: &PushPlan) -> Result<()> {
-    let refspecs: Vec<String> =
-        plan.sessions.iter().map(|s| format!("{0}:{0}", refs::session_ref(&s.id))).collect();
-    let mut args = vec!["push".to_string(), plan.remote.clone()];
-    args.extend(refspecs);
+    let mut args = vec!["push".to_string()];
+    for session in &plan.sessions {
+        let tracking = format!("{}{}", tracking_prefix(&plan.remote), session.id);
+        if let Some(known) = refs::read_ref(store.repo(), &tracking)? {
+            args.push(format!("--force-with-lease={}:{known}", refs::session_ref(&session.id)));
+        }
+    }
+    args.push(plan.remote.clone());
+    args.extend(plan.sessions.iter().map(|s| format!("{0}:{0}", refs::session_ref(&s.id))));
     if plan.memory.is_some() {
         args.push(format!("{MEMORY_REF}:{MEMORY_REF}"));
     }

@@ -174,3 +174,36 @@ fn project_memory_travels_with_push_memory_and_lands_under_the_remotes_name() {
     assert_eq!(b.git(&["rev-parse", "refs/cairn/remotes/origin/memory"]).trim(), memory);
     assert!(b.git(&["for-each-ref", "refs/cairn/memory"]).is_empty(), "never the local memory");
 }
+
+#[test]
+fn a_rewound_session_pushes_over_what_this_clone_pushed_but_not_over_others_work() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    let (session, _, first) = a.checkpoint(&["-m", "one", "--new"]);
+    a.write("x.txt", "x\n");
+    a.checkpoint(&["-m", "two"]);
+    a.ok(&["push"]);
+    a.ok(&["rewind", &format!("{session}@1")]);
+    a.ok(&["push"]);
+    let remote_tip = |repo: &TestRepo| {
+        repo.git(&["ls-remote", &url, &TestRepo::session_ref(&session)])
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(remote_tip(&a), first, "the rewind reached the remote");
+
+    // Another clone adds a step and pushes; a's stale view must not overwrite it.
+    let b = second_clone(&url);
+    b.ok(&["fetch"]);
+    b.ok(&["rewind", &session]);
+    b.write("b.txt", "b\n");
+    let (_, _, b_tip) = b.checkpoint(&["-m", "b's step"]);
+    b.ok(&["push"]);
+    a.write("a.txt", "a\n");
+    a.checkpoint(&["-m", "a's step"]);
+    let out = a.cairn(&["push"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(remote_tip(&a), b_tip, "b's step is still there");
+}
