@@ -3,9 +3,9 @@
 //! them.
 //!
 //! The session's changes (its base → its tip, `.cairn/` left out) are applied onto the
-//! current `HEAD`. When the branch moved since the session's base, the two sides are
-//! merged path by path: a path only one side changed takes that side; a path both changed
-//! differently is a conflict and nothing is landed. The workspace must already hold
+//! current `HEAD`. When the branch moved since the session's base, gix merges the two
+//! sides three-way, as `git merge` would (line by line within a file, with rename
+//! detection); any conflict it cannot resolve lands nothing. The workspace must already hold
 //! exactly that result — it does when the session's edits are on disk on top of `HEAD` —
 //! so landing never rewrites a file; anything else there is a change that is not part of
 //! the session, and landing refuses.
@@ -66,20 +66,8 @@ pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Lan
     if theirs.is_empty() {
         return Err(Error::NothingToLand);
     }
-    let result = if head == base {
-        session_tree
-    } else {
-        let ours = changes(repo, base_tree, head_tree)?;
-        let conflicts: Vec<String> = theirs
-            .iter()
-            .filter(|(path, change)| ours.get(*path).is_some_and(|mine| mine != *change))
-            .map(|(path, _)| path.to_string())
-            .collect();
-        if !conflicts.is_empty() {
-            return Err(Error::Conflict(conflicts));
-        }
-        apply(repo, head_tree, &theirs)?
-    };
+    let result =
+        if head == base { session_tree } else { merge(repo, base_tree, head_tree, session_tree)? };
 
     let workspace = store.snapshot()?.tree;
     let stray = restore::diff_trees(repo, Some(result), Some(workspace))?;
@@ -147,21 +135,36 @@ fn changes(
         .collect())
 }
 
-fn apply(
+/// Three-way merge of the branch (`ours`) and the session (`theirs`) from `base`.
+fn merge(
     repo: &gix::Repository,
-    onto: Option<ObjectId>,
-    changes: &BTreeMap<BString, Option<(EntryKind, ObjectId)>>,
+    base: Option<ObjectId>,
+    ours: Option<ObjectId>,
+    theirs: ObjectId,
 ) -> Result<ObjectId> {
-    let start = onto.unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1));
-    let mut editor = repo.edit_tree(start).map_err(|e| git("editing a tree", e))?;
-    for (path, change) in changes {
-        match change {
-            Some((kind, id)) => editor.upsert(path.as_bstr(), *kind, *id),
-            None => editor.remove(path.as_bstr()),
-        }
-        .map_err(|e| git(&format!("applying {path}"), e))?;
+    let empty = ObjectId::empty_tree(gix::hash::Kind::Sha1);
+    let labels = gix::merge::blob::builtin_driver::text::Labels {
+        ancestor: Some("base".into()),
+        current: Some("HEAD".into()),
+        other: Some("session".into()),
+    };
+    let options = repo.tree_merge_options().map_err(|e| git("reading merge options", e))?;
+    let mut outcome = repo
+        .merge_trees(base.unwrap_or(empty), ours.unwrap_or(empty), theirs, labels, options)
+        .map_err(|e| git("merging the session onto HEAD", e))?;
+    let unresolved = gix::merge::tree::TreatAsUnresolved::git();
+    if outcome.has_unresolved_conflicts(unresolved) {
+        let mut paths: Vec<String> = outcome
+            .conflicts
+            .iter()
+            .filter(|conflict| conflict.is_unresolved(unresolved))
+            .map(|conflict| conflict.ours.location().to_string())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        return Err(Error::Conflict(paths));
     }
-    Ok(editor.write().map_err(|e| git("writing a tree", e))?.detach())
+    Ok(outcome.tree.write().map_err(|e| git("writing the merged tree", e))?.detach())
 }
 
 /// The session's title, then what it did.

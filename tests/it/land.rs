@@ -91,3 +91,22 @@ fn conflicts_and_unrecorded_changes_are_refused_and_change_nothing() {
     let err = repo.fails(&["land", &session]);
     assert!(err.contains("HEAD is detached"), "{err}");
 }
+
+#[test]
+fn edits_to_different_lines_of_one_file_merge() {
+    let repo = TestRepo::new();
+    repo.write("a.txt", "1\n2\n3\n4\n5\n");
+    repo.git(&["add", "a.txt"]);
+    repo.git(&["commit", "-qm", "base"]);
+    repo.write("a.txt", "one (session)\n2\n3\n4\n5\n");
+    let (session, _, _) = repo.checkpoint(&["-m", "edit line 1", "--new"]);
+    // The user commits a change to line 5 (staged on its own), and keeps both on disk.
+    repo.write("a.txt", "1\n2\n3\n4\nfive (user)\n");
+    repo.git(&["commit", "-qam", "user edits line 5"]);
+    repo.write("a.txt", "one (session)\n2\n3\n4\nfive (user)\n");
+
+    repo.ok(&["land", &session, "-m", "land line 1"]);
+    assert_eq!(repo.git(&["show", "HEAD:a.txt"]), "one (session)\n2\n3\n4\nfive (user)\n");
+    assert_eq!(repo.git(&["status", "--porcelain"]), "");
+    repo.assert_fsck_clean();
+}
