@@ -184,6 +184,9 @@ pub struct Config {
     pub approval: Sourced<Approval>,
     pub providers: BTreeMap<String, Provider>,
     pub max_new_file_size: Sourced<u64>,
+    /// `[transcript] redact_secrets`: replace secret-looking strings in the stored
+    /// conversation with a marker (default on).
+    pub redact_secrets: Sourced<bool>,
     /// The files that were read, in the order they were applied.
     pub files: Vec<Source>,
 }
@@ -402,6 +405,7 @@ struct FileConfig {
     #[serde(default)]
     provider: BTreeMap<String, Spanned<FileProvider>>,
     snapshot: Option<FileSnapshot>,
+    transcript: Option<FileTranscript>,
 }
 
 #[derive(Deserialize)]
@@ -435,6 +439,12 @@ impl TryFrom<String> for KindName {
                 )
             })
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTranscript {
+    redact_secrets: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -523,6 +533,7 @@ impl Config {
             approval: Sourced::new(Approval::Ask, Source::Default),
             providers,
             max_new_file_size: Sourced::new(DEFAULT_MAX_NEW_FILE_SIZE, Source::Default),
+            redact_secrets: Sourced::new(true, Source::Default),
             files: Vec::new(),
         }
     }
@@ -617,6 +628,9 @@ impl Config {
         }
         if let Some(size) = file.snapshot.and_then(|snapshot| snapshot.max_new_file_size) {
             self.max_new_file_size = source.of(size.0);
+        }
+        if let Some(redact) = file.transcript.and_then(|transcript| transcript.redact_secrets) {
+            self.redact_secrets = source.of(redact);
         }
         self.files.push(source);
         Ok(())

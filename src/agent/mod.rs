@@ -70,6 +70,8 @@ pub struct AgentSetup {
     pub hidden_env: Vec<String>,
     /// Watch the workspace for the user's edits (else scan before each model call).
     pub watch: bool,
+    /// Replace secret-looking strings in the stored transcript with a marker.
+    pub redact_secrets: bool,
 }
 
 pub struct Agent {
@@ -84,6 +86,7 @@ pub struct Agent {
     max_output_tokens: u32,
     hidden_env: Vec<String>,
     watcher: Option<watch::Watcher>,
+    redact_secrets: bool,
 }
 
 /// The tools of one model response, after they ran.
@@ -114,6 +117,7 @@ impl Agent {
             max_output_tokens: setup.max_output_tokens,
             hidden_env: setup.hidden_env,
             watcher,
+            redact_secrets: setup.redact_secrets,
         }
     }
 
@@ -522,9 +526,20 @@ impl Agent {
 
     fn record(
         &mut self,
-        record: StepRecord,
+        mut record: StepRecord,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), AgentError> {
+        if self.redact_secrets {
+            // The stored transcript only; the model keeps what it saw in this session.
+            record.messages.iter_mut().for_each(|message| {
+                crate::secrets::redact_json(message);
+            });
+            for value in record.details.values_mut() {
+                crate::secrets::redact_json(value);
+            }
+            record.body = crate::secrets::redact(&record.body).0;
+            record.subject = crate::secrets::redact(&record.subject).0;
+        }
         let kind = record.kind;
         let subject = checkpoint::step::one_line(&record.subject);
         let step = self.store.record_step(&mut self.session, record)?;

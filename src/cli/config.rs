@@ -122,6 +122,12 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
         format!("max_new_file_size = {}", quote(&format_size(size.value))),
         size.source.to_string(),
     );
+    line(String::new(), String::new());
+    line("[transcript]".into(), String::new());
+    line(
+        format!("redact_secrets = {}", config.redact_secrets.value),
+        config.redact_secrets.source.to_string(),
+    );
     for provider in config.providers.values() {
         line(String::new(), String::new());
         line(format!("[provider.{}]", provider.name), String::new());
@@ -236,6 +242,7 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
         "model_error": model_error,
         "approval": sourced_json(&Sourced::new(config.approval.value.as_str(), config.approval.source.clone())),
         "snapshot": {"max_new_file_size": sourced_json(&config.max_new_file_size)},
+        "transcript": {"redact_secrets": sourced_json(&config.redact_secrets)},
         "providers": providers,
     })
 }

@@ -88,6 +88,7 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
             max_output_tokens: 4096,
             hidden_env: Vec::new(),
             watch: false,
+            redact_secrets: true,
         });
         section(&format!("$ cairn run \"{PROMPT}\""));
         let mut printer = Printer::new(false);

@@ -95,6 +95,7 @@ pub fn agent(
         max_output_tokens: MAX_OUTPUT_TOKENS,
         hidden_env,
         watch: true,
+        redact_secrets: context.config.redact_secrets.value,
     })
 }
 

@@ -448,3 +448,52 @@ async fn api_keys_never_reach_shell_commands_or_git_objects() {
     assert!(!objects.contains(key), "a key reached a git object");
     assert!(!objects.contains("sk-cairn-test"));
 }
+
+/// Every object reachable from cairn's refs, as text (for scanning).
+fn all_cairn_objects(repo: &TestRepo) -> String {
+    let ids = repo.git(&["rev-list", "--objects", "--glob=refs/cairn"]);
+    let mut text = String::new();
+    for id in ids.lines().filter_map(|line| line.split_whitespace().next()) {
+        text.push_str(&repo.git(&["cat-file", "-p", id]));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_tool_output_are_redacted_in_the_stored_transcript_unless_turned_off() {
+    let key_body = "MIIEowIBAAKCAQEAzVx7cairnTestSecretBody";
+    let command = format!(
+        "printf -- '-----BEGIN RSA PRIVATE KEY-----\\n{key_body}\\n-----END RSA PRIVATE KEY-----\\n'"
+    );
+    for redact in [true, false] {
+        let repo = TestRepo::new();
+        let model = mock_model::start([
+            Reply::chat_tool_calls(&[("c1", "shell", json!({"command": command}))]),
+            Reply::chat_text("Printed it."),
+        ])
+        .await;
+        repo.use_model(&model.base_url());
+        if !redact {
+            let config = repo.home.join("cairn-config.toml");
+            let mut text = std::fs::read_to_string(&config).unwrap();
+            text.push_str("\n[transcript]\nredact_secrets = false\n");
+            std::fs::write(&config, text).unwrap();
+        }
+        let out = cairn(&repo, &["run", "print the key", "--approval", "auto"]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // The model saw the output as it was, within the session.
+        assert!(
+            tool_message(&model.requests()[1].body, "c1")["content"]
+                .as_str()
+                .unwrap()
+                .contains(key_body)
+        );
+        let stored = all_cairn_objects(&repo);
+        if redact {
+            assert!(!stored.contains(key_body), "the key reached git");
+            assert!(stored.contains("[redacted private key]"));
+        } else {
+            assert!(stored.contains(key_body), "redaction was turned off");
+        }
+    }
+}
