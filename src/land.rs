@@ -27,6 +27,8 @@ pub enum Error {
     Conflict(Vec<String>),
     #[error("the working tree has changes that are not part of the session: {}", .0.join(", "))]
     UnrecordedChanges(Vec<String>),
+    #[error("the index has staged changes that are not the session's")]
+    StagedChanges,
     #[error("the session changed nothing since its base")]
     NothingToLand,
     #[error(transparent)]
@@ -68,6 +70,16 @@ pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Lan
     }
     let result =
         if head == base { session_tree } else { merge(repo, base_tree, head_tree, session_tree)? };
+
+    // The index is rewritten below: whatever is staged must be HEAD's or the result.
+    let staged_ok = [head_tree, Some(result)]
+        .into_iter()
+        .flatten()
+        .map(|tree| index_holds(repo, tree))
+        .collect::<Result<Vec<bool>>>()?;
+    if !staged_ok.is_empty() && !staged_ok.contains(&true) {
+        return Err(Error::StagedChanges);
+    }
 
     let workspace = store.snapshot()?.tree;
     let stray = restore::diff_trees(repo, Some(result), Some(workspace))?;
@@ -185,6 +197,17 @@ fn generated_message(
         message.push_str(&format!("  {verb} {path}\n"));
     }
     message
+}
+
+/// Whether the user's index holds exactly `tree` (paths, modes, blob ids).
+fn index_holds(repo: &gix::Repository, tree: ObjectId) -> Result<bool> {
+    let index = repo.index_or_empty().map_err(|e| git("reading the index", e))?;
+    let expected = gix::index::State::from_tree(&tree, &repo.objects, Default::default())
+        .map_err(|e| git("reading a tree", e))?;
+    let entries = |state: &gix::index::State| -> Vec<(BString, gix::index::entry::Mode, ObjectId)> {
+        state.entries().iter().map(|e| (e.path(state).to_owned(), e.mode, e.id)).collect()
+    };
+    Ok(entries(&index) == entries(&expected))
 }
 
 /// The index as `git commit` leaves it: the new tree, with stat data from the workspace

@@ -29,6 +29,9 @@ impl From<crate::land::Error> for CommandError {
                 "record them (`cairn checkpoint`), or stash or commit them first; land then takes exactly the session",
             ),
             E::NothingToLand => None,
+            E::StagedChanges => Some(
+                "commit or unstage them (`git restore --staged .`) first; land rewrites the index",
+            ),
         };
         let out = match err {
             E::Checkpoint(err) => return err.into(),

@@ -110,3 +110,22 @@ fn edits_to_different_lines_of_one_file_merge() {
     assert_eq!(repo.git(&["status", "--porcelain"]), "");
     repo.assert_fsck_clean();
 }
+
+#[test]
+fn staged_changes_that_are_not_the_sessions_are_never_overwritten() {
+    let repo = TestRepo::new();
+    repo.write("a.txt", "session\n");
+    repo.checkpoint(&["-m", "add a", "--new"]);
+    // Something else staged, while the workspace still holds the session's file.
+    repo.write("a.txt", "staged by the user\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("a.txt", "session\n");
+    let before = repo.user_state();
+    let err = repo.fails(&["land"]);
+    assert!(err.contains("staged changes"), "{err}");
+    assert_eq!(repo.user_state(), before, "the index is as the user left it");
+
+    repo.git(&["restore", "--staged", "a.txt"]);
+    repo.ok(&["land"]);
+    assert_eq!(repo.git(&["show", "HEAD:a.txt"]), "session\n");
+}
