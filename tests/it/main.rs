@@ -11,6 +11,7 @@ mod config;
 mod environments;
 mod export;
 mod gc;
+mod git_state;
 mod interactive;
 mod land;
 mod llm;
