@@ -54,3 +54,57 @@ fn fifos_odd_names_and_a_sparse_2_gib_file_are_handled_and_restored() {
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     assert_eq!(std::fs::metadata(repo.path("huge.img")).unwrap().len(), 2 << 30);
 }
+
+/// Replaces `path` in the tip commit of `session` with `content`, as a hand-edited or
+/// damaged history would.
+fn corrupt_tip(repo: &TestRepo, session: &str, path: &str, content: &str) {
+    let session_ref = TestRepo::session_ref(session);
+    let tip = repo.git(&["rev-parse", &session_ref]).trim().to_string();
+    let index = repo.home.join("corrupt-index");
+    let git = |args: &[&str], input: Option<&str>| -> String {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo.root)
+            .env("GIT_INDEX_FILE", &index)
+            .env("HOME", &repo.home)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.unwrap_or("").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["read-tree", &tip], None);
+    let blob = git(&["hash-object", "-w", "--stdin"], Some(content));
+    git(&["update-index", "--cacheinfo", &format!("100644,{blob},{path}")], None);
+    let tree = git(&["write-tree"], None);
+    let message = repo.git(&["log", "-1", "--format=%B", &tip]);
+    let parent = repo.git(&["rev-parse", &format!("{tip}^")]).trim().to_string();
+    let commit = git(&["commit-tree", &tree, "-p", &parent], Some(&message));
+    repo.git(&["update-ref", &session_ref, &commit]);
+}
+
+#[test]
+fn a_session_with_a_corrupt_state_file_reports_it_and_the_others_work() {
+    let repo = TestRepo::new();
+    repo.write("a.txt", "a\n");
+    let (damaged, _, _) = repo.checkpoint(&["-m", "a", "--new"]);
+    repo.write("b.txt", "b\n");
+    let (healthy, _, _) = repo.checkpoint(&["-m", "b", "--new"]);
+    corrupt_tip(&repo, &damaged, ".cairn/state/step.json", "{not json");
+
+    let listed = repo.ok(&["sessions"]);
+    assert!(listed.contains(&damaged) && listed.contains(&healthy), "{listed}");
+    for command in [vec!["show", damaged.as_str()], vec!["export", damaged.as_str()]] {
+        let err = repo.fails(&command);
+        assert!(err.contains("corrupt") && err.contains("step.json"), "{command:?}: {err}");
+    }
+    repo.ok(&["show", &healthy]);
+    repo.ok(&["export", &healthy]);
+    repo.write("b.txt", "b2\n");
+    let (session, step, _) = repo.checkpoint(&["-m", "b2"]);
+    assert_eq!((session, step), (healthy, 2), "the healthy session goes on");
+}
