@@ -139,23 +139,15 @@ impl Version {
 fn changes_to(store: &Store, path: &str) -> Result<Vec<Event>> {
     let mut events = Vec::new();
     for session in store.sessions()? {
-        let mut previous: Option<String> = None;
-        let mut first = true;
-        for step in store.steps(&session.id)? {
-            let commit = ObjectId::from_hex(step.commit.as_bytes()).map_err(|err| {
-                crate::checkpoint::Error::Git {
-                    context: "a step id".into(),
-                    message: err.to_string(),
-                }
-            })?;
-            if first {
-                // The session's base: the parent of its first step.
-                previous = match store.parent_commit(commit)? {
-                    Some(parent) => text_at(store, parent, path)?,
-                    None => None,
-                };
-                first = false;
-            }
+        let steps = store.steps(&session.id)?;
+        let Some(first) = steps.first() else { continue };
+        // The file in the session's base: the parent of its first step.
+        let mut previous = match store.parent_commit(first.commit)? {
+            Some(parent) => text_at(store, parent, path)?,
+            None => None,
+        };
+        for step in steps {
+            let commit = step.commit;
             let now = text_at(store, commit, path)?;
             if now != previous
                 && let Some(new) = &now

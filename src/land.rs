@@ -17,7 +17,7 @@ use gix::ObjectId;
 use gix::bstr::{BString, ByteSlice};
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::{self, Store, refs, restore, snapshot};
+use crate::checkpoint::{self, Context as _, Store, refs, restore, snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,15 +46,10 @@ pub struct Landed {
     pub message: String,
 }
 
-fn git(context: &str, err: impl std::fmt::Display) -> checkpoint::Error {
-    checkpoint::Error::Git { context: context.into(), message: err.to_string() }
-}
-
 /// Lands `session` on the current branch, with `message` or one made from the session.
 pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Landed> {
     let repo = store.repo();
-    let branch =
-        repo.head_name().map_err(|e| git("reading HEAD", e))?.ok_or(Error::DetachedHead)?;
+    let branch = repo.head_name().context(|| "reading HEAD".into())?.ok_or(Error::DetachedHead)?;
     let head = repo.head_id().ok().map(|id| id.detach());
     let tip = refs::read_ref(repo, &refs::session_ref(session))?
         .ok_or_else(|| checkpoint::Error::UnknownSession(session.into()))?;
@@ -105,12 +100,12 @@ pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Lan
         message: full_message.clone().into(),
         extra_headers: Vec::new(),
     };
-    let commit_id = repo.write_object(&commit).map_err(|e| git("writing the commit", e))?.detach();
+    let commit_id = repo.write_object(&commit).context(|| "writing the commit".into())?.detach();
     store.persist_objects()?;
     let subject = full_message.lines().next().unwrap_or_default();
     refs::compare_and_swap(
         repo,
-        branch.as_bstr().to_str().map_err(|e| git("the branch name", e))?,
+        branch.as_bstr().to_str().context(|| "the branch name".into())?,
         head,
         commit_id,
         &format!("commit (cairn land): {subject}"),
@@ -127,9 +122,9 @@ pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Lan
 
 /// A tree without its top-level `.cairn`.
 fn without_cairn(store: &Store, tree: ObjectId) -> Result<ObjectId> {
-    let mut editor = store.repo().edit_tree(tree).map_err(|e| git("editing a tree", e))?;
-    editor.remove(snapshot::RESERVED_DIR).map_err(|e| git("removing .cairn", e))?;
-    Ok(editor.write().map_err(|e| git("writing a tree", e))?.detach())
+    let mut editor = store.repo().edit_tree(tree).context(|| "editing a tree".into())?;
+    editor.remove(snapshot::RESERVED_DIR).context(|| "removing .cairn".into())?;
+    Ok(editor.write().context(|| "writing a tree".into())?.detach())
 }
 
 /// What changed from `from` to `to`, path by path (`None`: deleted).
@@ -160,10 +155,10 @@ fn merge(
         current: Some("HEAD".into()),
         other: Some("session".into()),
     };
-    let options = repo.tree_merge_options().map_err(|e| git("reading merge options", e))?;
+    let options = repo.tree_merge_options().context(|| "reading merge options".into())?;
     let mut outcome = repo
         .merge_trees(base.unwrap_or(empty), ours.unwrap_or(empty), theirs, labels, options)
-        .map_err(|e| git("merging the session onto HEAD", e))?;
+        .context(|| "merging the session onto HEAD".into())?;
     let unresolved = gix::merge::tree::TreatAsUnresolved::git();
     if outcome.has_unresolved_conflicts(unresolved) {
         let mut paths: Vec<String> = outcome
@@ -176,7 +171,7 @@ fn merge(
         paths.dedup();
         return Err(Error::Conflict(paths));
     }
-    Ok(outcome.tree.write().map_err(|e| git("writing the merged tree", e))?.detach())
+    Ok(outcome.tree.write().context(|| "writing the merged tree".into())?.detach())
 }
 
 /// The session's title, then what it did.
@@ -201,9 +196,9 @@ fn generated_message(
 
 /// Whether the user's index holds exactly `tree` (paths, modes, blob ids).
 fn index_holds(repo: &gix::Repository, tree: ObjectId) -> Result<bool> {
-    let index = repo.index_or_empty().map_err(|e| git("reading the index", e))?;
+    let index = repo.index_or_empty().context(|| "reading the index".into())?;
     let expected = gix::index::State::from_tree(&tree, &repo.objects, Default::default())
-        .map_err(|e| git("reading a tree", e))?;
+        .context(|| "reading a tree".into())?;
     let entries = |state: &gix::index::State| -> Vec<(BString, gix::index::entry::Mode, ObjectId)> {
         state.entries().iter().map(|e| (e.path(state).to_owned(), e.mode, e.id)).collect()
     };
@@ -215,7 +210,7 @@ fn index_holds(repo: &gix::Repository, tree: ObjectId) -> Result<bool> {
 fn write_index(store: &Store, tree: ObjectId) -> Result<()> {
     let repo = store.repo();
     let mut state = gix::index::State::from_tree(&tree, &repo.objects, Default::default())
-        .map_err(|e| git("building the index", e))?;
+        .context(|| "building the index".into())?;
     let (entries, paths) = state.entries_mut_and_pathbacking();
     for entry in entries {
         let path = entry.path_in(paths);
@@ -227,6 +222,6 @@ fn write_index(store: &Store, tree: ObjectId) -> Result<()> {
         }
     }
     let mut file = gix::index::File::from_state(state, repo.index_path());
-    file.write(Default::default()).map_err(|e| git("writing the index", e))?;
+    file.write(Default::default()).context(|| "writing the index".into())?;
     Ok(())
 }

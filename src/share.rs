@@ -11,7 +11,9 @@ use std::process::Command;
 use gix::ObjectId;
 use serde::Serialize;
 
-use crate::checkpoint::{self, Store, refs};
+use gix::objs::tree::EntryKind;
+
+use crate::checkpoint::{self, Context as _, Store, refs, restore};
 use crate::secrets;
 
 #[derive(Debug, thiserror::Error)]
@@ -110,31 +112,21 @@ pub fn plan_push(
     };
     for id in sessions {
         let steps = store.steps(id)?;
-        let known = refs::read_ref(repo, &format!("{}{id}", tracking_prefix(remote)))?
-            .map(|known| known.to_string());
+        let known = refs::read_ref(repo, &format!("{}{id}", tracking_prefix(remote)))?;
         let already = known.and_then(|known| steps.iter().position(|s| s.commit == known));
         let fresh = &steps[already.map_or(0, |at| at + 1)..];
         for step in fresh {
-            let commit = ObjectId::from_hex(step.commit.as_bytes()).map_err(|err| {
-                checkpoint::Error::Git { context: "a step id".into(), message: err.to_string() }
-            })?;
-            for (path, blob) in changed_blobs(store, commit)? {
-                let data = repo.find_object(blob).map_err(|err| checkpoint::Error::Git {
-                    context: format!("reading {path}"),
-                    message: err.to_string(),
-                })?;
+            for (path, blob) in written_files(store, step.commit)? {
+                let data = repo.find_object(blob).context(|| format!("reading {path}"))?;
                 plan.new_bytes += data.data.len() as u64;
                 for kind in secrets::kinds_in(&data.data) {
-                    plan.secrets.push(Finding {
-                        session: id.clone(),
-                        step: step.step,
-                        path: path.clone(),
-                        kind,
-                    });
+                    let finding =
+                        Finding { session: id.clone(), step: step.step, path: path.clone(), kind };
+                    plan.secrets.push(finding);
                 }
             }
         }
-        let tip = steps.last().map(|s| s.commit.clone()).unwrap_or_default();
+        let tip = steps.last().map(|s| s.commit.to_string()).unwrap_or_default();
         plan.sessions.push(Outgoing {
             id: id.clone(),
             tip,
@@ -145,71 +137,19 @@ pub fn plan_push(
     Ok(plan)
 }
 
-/// The blobs a step added or changed relative to its parent (including `.cairn/`).
-fn changed_blobs(store: &Store, commit: ObjectId) -> Result<Vec<(String, ObjectId)>> {
-    let repo = store.repo();
-    let git = |context: &str, err: &dyn std::fmt::Display| checkpoint::Error::Git {
-        context: context.into(),
-        message: err.to_string(),
-    };
-    let object = repo.find_commit(commit).map_err(|e| git("reading a step", &e))?;
-    let new = object.tree_id().map_err(|e| git("reading a step", &e))?.detach();
-    let old = match object.parent_ids().next() {
-        Some(parent) => Some(
-            repo.find_commit(parent)
-                .and_then(|p| p.tree_id())
-                .map_err(|e| git("reading a parent step", &e))?
-                .detach(),
-        ),
-        None => None,
-    };
-    let mut out = Vec::new();
-    walk_changes(repo, old, new, String::new(), &mut out)?;
-    Ok(out)
-}
-
-fn walk_changes(
-    repo: &gix::Repository,
-    old: Option<ObjectId>,
-    new: ObjectId,
-    prefix: String,
-    out: &mut Vec<(String, ObjectId)>,
-) -> Result<()> {
-    if old == Some(new) {
-        return Ok(());
-    }
-    let read = |id: ObjectId| -> Result<Vec<(String, gix::objs::tree::EntryMode, ObjectId)>> {
-        let tree = repo.find_tree(id).map_err(|err| checkpoint::Error::Git {
-            context: format!("reading tree {id}"),
-            message: err.to_string(),
-        })?;
-        let decoded = tree.decode().map_err(|err| checkpoint::Error::Git {
-            context: format!("decoding tree {id}"),
-            message: err.to_string(),
-        })?;
-        Ok(decoded
-            .entries
-            .iter()
-            .map(|e| (e.filename.to_string(), e.mode, e.oid.to_owned()))
-            .collect())
-    };
-    let before = match old {
-        Some(id) => read(id)?,
-        None => Vec::new(),
-    };
-    for (name, mode, id) in read(new)? {
-        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
-        let previous = before.iter().find(|(n, m, _)| *n == name && m.is_tree() == mode.is_tree());
-        if previous.is_some_and(|(_, _, old_id)| *old_id == id) {
-            continue;
-        }
-        if mode.is_tree() {
-            walk_changes(repo, previous.map(|(_, _, id)| *id), id, path, out)?;
-        } else if mode.is_blob() || mode.is_link() {
-            out.push((path, id));
-        }
-    }
-    Ok(())
+/// The files a step wrote relative to its parent, `.cairn/` included.
+fn written_files(store: &Store, commit: ObjectId) -> Result<Vec<(String, ObjectId)>> {
+    let parent = store.parent_commit(commit)?.map(|p| store.step_tree(p)).transpose()?;
+    let changes = restore::diff_step_trees(store.repo(), parent, Some(store.step_tree(commit)?))?;
+    Ok(changes
+        .into_iter()
+        .filter_map(|change| match change {
+            restore::Change::Write { path, kind, id, .. } if kind != EntryKind::Commit => {
+                Some((path.to_string(), id))
+            }
+            _ => None,
+        })
+        .collect())
 }
 
 /// Pushes the planned sessions' refs, then records what the remote now has.
@@ -233,15 +173,9 @@ pub fn push(store: &Store, plan: &PushPlan) -> Result<()> {
     }
     run_git(store.root(), &args)?;
     for session in &plan.sessions {
-        let tip = ObjectId::from_hex(session.tip.as_bytes()).map_err(|err| {
-            checkpoint::Error::Git { context: "a pushed tip".into(), message: err.to_string() }
-        })?;
-        set_ref(
-            store,
-            &format!("{}{}", tracking_prefix(&plan.remote), session.id),
-            tip,
-            "cairn: pushed",
-        )?;
+        let tip = ObjectId::from_hex(session.tip.as_bytes()).context(|| "a pushed tip".into())?;
+        let tracking = format!("{}{}", tracking_prefix(&plan.remote), session.id);
+        set_ref(store, &tracking, tip, "cairn: pushed")?;
     }
     Ok(())
 }
@@ -322,7 +256,6 @@ pub fn fetch(store: &Store, remote: &str) -> Result<FetchReport> {
 
 /// Whether `step` is `tip` or one of the steps before it in its session.
 fn contains(store: &Store, tip: ObjectId, step: ObjectId) -> Result<bool> {
-    let step = step.to_string();
     Ok(store.steps_up_to(tip)?.iter().any(|s| s.commit == step))
 }
 

@@ -15,6 +15,11 @@ pub fn line_counts(old: &str, new: &str) -> (usize, usize) {
     (added, removed)
 }
 
+/// Whether content is binary by git's rule: a NUL byte in its first 8,000 bytes.
+pub fn is_binary(bytes: &[u8]) -> bool {
+    bytes.iter().take(8000).any(|b| *b == 0)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -25,7 +25,7 @@ use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 
 pub use address::Checkpoint;
-use error::{Context, IoContext};
+pub(crate) use error::{Context, IoContext};
 pub use error::{Error, Result};
 pub use snapshot::{Skipped, Snapshot, StatCacheUpdate};
 pub use step::{SessionInfo, StepKind, Trailers};
@@ -157,7 +157,8 @@ pub struct StepSummary {
     pub session: String,
     pub step: u64,
     pub kind: StepKind,
-    pub commit: String,
+    #[serde(serialize_with = "step::serialize_hex")]
+    pub commit: ObjectId,
     pub subject: String,
     pub tools: Vec<String>,
     pub model: Option<String>,
@@ -298,7 +299,7 @@ impl Store {
     /// Writes the objects buffered so far, then the stat cache that names them.
     fn persist(&self, stat_cache: Option<StatCacheUpdate>) -> Result<()> {
         let registry = self.pack_registry();
-        if let Some(pack) = objects::persist(&self.repo)?.pack {
+        if let Some(pack) = objects::persist(&self.repo)? {
             // Maintenance: if it fails, lookups are a little slower until a later step
             // merges the packs; the step itself is safely on disk.
             if objects::register(&registry, &pack).is_ok() {
@@ -349,11 +350,20 @@ impl Store {
         let trailers = self.trailers(commit, &format!("session {id}"))?;
         let cairn = self.cairn_tree(commit)?;
         let info = self.read_session_info(commit, cairn)?;
-        let messages = match cairn {
-            Some(tree) => self.subtree_len(tree, step::MESSAGES_DIR)?,
-            None => 0,
-        };
+        let messages = self.messages_in(cairn)?;
         Ok(Session { info, tip: Some(commit), steps: trailers.step, messages })
+    }
+
+    /// How many messages the conversation holds at step `commit`.
+    pub fn message_count(&self, commit: ObjectId) -> Result<usize> {
+        self.messages_in(self.cairn_tree(commit)?)
+    }
+
+    fn messages_in(&self, cairn: Option<ObjectId>) -> Result<usize> {
+        match cairn {
+            Some(tree) => self.subtree_len(tree, step::MESSAGES_DIR),
+            None => Ok(0),
+        }
     }
 
     /// Starts a new session whose first step is a copy of `from` (workspace and
@@ -389,6 +399,11 @@ impl Store {
     }
 
     pub fn set_current_session(&self, id: &str) -> Result<()> {
+        // The agent calls this after every step; rewriting the same id would cost a file
+        // creation each time.
+        if self.current_session().ok().flatten().as_deref() == Some(id) {
+            return Ok(());
+        }
         std::fs::create_dir_all(&self.worktree_dir)
             .io_context(|| format!("creating {}", self.worktree_dir.display()))?;
         let path = self.worktree_dir.join("current-session");
@@ -743,7 +758,7 @@ impl Store {
             session: trailers.session,
             step: trailers.step,
             kind: trailers.kind,
-            commit: commit.to_string(),
+            commit,
             subject: message.lines().next().unwrap_or_default().to_string(),
             tools: trailers.tools,
             model: trailers.model,

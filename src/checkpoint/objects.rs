@@ -52,21 +52,11 @@ const SMALL_PACK_BYTES: u64 = 8 << 20;
 /// A lock on consolidation older than this was left by a crash.
 const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// What [`persist`] wrote.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Persisted {
-    /// Objects written (those the repository already had are left out).
-    pub objects: usize,
-    /// The new pack file, if anything was new.
-    pub pack: Option<PathBuf>,
-}
-
 /// Writes every object buffered in `repo`'s object memory that the repository does not
-/// already hold into one new pack under `objects/pack`, and empties the memory.
-pub fn persist(repo: &gix::Repository) -> Result<Persisted> {
-    let Some(mut storage) = repo.objects.reset_object_memory() else {
-        return Ok(Persisted::default());
-    };
+/// already hold into one new pack under `objects/pack`, and empties the memory. Returns
+/// the new pack, if anything was new.
+pub fn persist(repo: &gix::Repository) -> Result<Option<PathBuf>> {
+    let Some(mut storage) = repo.objects.reset_object_memory() else { return Ok(None) };
     let on_disk = presence(repo);
     let mut new: Vec<(ObjectId, Kind, Vec<u8>)> = storage
         .drain()
@@ -74,11 +64,10 @@ pub fn persist(repo: &gix::Repository) -> Result<Persisted> {
         .map(|(id, (kind, data))| (id, kind, data))
         .collect();
     if new.is_empty() {
-        return Ok(Persisted::default());
+        return Ok(None);
     }
     // Level 1, as git uses for loose objects: a step waits on this one.
-    let pack = write_pack(repo, &mut new, gix::zlib::Compression::BEST_SPEED)?;
-    Ok(Persisted { objects: new.len(), pack })
+    write_pack(repo, &mut new, gix::zlib::Compression::BEST_SPEED)
 }
 
 /// Writes `objects` as one pack plus index; returns the pack's path.

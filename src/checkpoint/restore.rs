@@ -43,8 +43,26 @@ pub fn diff_trees(
     to: Option<ObjectId>,
 ) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    diff_into(repo, BString::default(), from, to, &mut out)?;
+    diff_into(repo, BString::default(), from, to, Reserved::Skip, &mut out)?;
     Ok(out)
+}
+
+/// Like [`diff_trees`], with the changes inside `.cairn/` (the agent's state) as well.
+pub fn diff_step_trees(
+    repo: &gix::Repository,
+    from: Option<ObjectId>,
+    to: Option<ObjectId>,
+) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    diff_into(repo, BString::default(), from, to, Reserved::Include, &mut out)?;
+    Ok(out)
+}
+
+/// Whether a diff descends into the root's `.cairn`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reserved {
+    Skip,
+    Include,
 }
 
 struct TreeEntry {
@@ -73,9 +91,12 @@ fn diff_into(
     prefix: BString,
     from: Option<ObjectId>,
     to: Option<ObjectId>,
+    reserved: Reserved,
     out: &mut Vec<Change>,
 ) -> Result<()> {
-    let skip_reserved = |e: &TreeEntry| !(prefix.is_empty() && e.name == RESERVED_DIR);
+    let skip_reserved = |e: &TreeEntry| {
+        reserved == Reserved::Include || !(prefix.is_empty() && e.name == RESERVED_DIR)
+    };
     let old: Vec<TreeEntry> = read_tree(repo, from)?.into_iter().filter(skip_reserved).collect();
     let new: Vec<TreeEntry> = read_tree(repo, to)?.into_iter().filter(skip_reserved).collect();
     let (mut i, mut j) = (0, 0);
@@ -101,7 +122,7 @@ fn diff_into(
                 if a.id != b.id || a.kind != b.kind {
                     let path = join(prefix.as_bstr(), a.name.as_bstr());
                     if a.kind == EntryKind::Tree {
-                        diff_into(repo, path, Some(a.id), Some(b.id), out)?;
+                        diff_into(repo, path, Some(a.id), Some(b.id), reserved, out)?;
                     } else {
                         out.push(Change::Write { path, kind: b.kind, id: b.id, existed: true });
                     }
@@ -122,7 +143,7 @@ fn removed(
 ) -> Result<()> {
     let path = join(prefix.as_bstr(), entry.name.as_bstr());
     if entry.kind == EntryKind::Tree {
-        diff_into(repo, path.clone(), Some(entry.id), None, out)?;
+        diff_into(repo, path.clone(), Some(entry.id), None, Reserved::Include, out)?;
     }
     out.push(Change::Delete { path, kind: entry.kind });
     Ok(())
@@ -136,7 +157,7 @@ fn added(
 ) -> Result<()> {
     let path = join(prefix.as_bstr(), entry.name.as_bstr());
     if entry.kind == EntryKind::Tree {
-        diff_into(repo, path, None, Some(entry.id), out)
+        diff_into(repo, path, None, Some(entry.id), Reserved::Include, out)
     } else {
         out.push(Change::Write { path, kind: entry.kind, id: entry.id, existed: false });
         Ok(())

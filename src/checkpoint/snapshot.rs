@@ -916,6 +916,7 @@ pub fn apply_paths(
     let mut editor = base_tree.edit().context(|| "editing a tree".into())?;
     let mut global = None;
     let index = LazyIndex::new(repo.index_path());
+    let on_disk = objects::presence(repo);
     let mut skipped = Vec::new();
     for path in paths {
         let rel = validate_rel_path(path)?;
@@ -971,7 +972,7 @@ pub fn apply_paths(
             rel_path: rel.clone(),
             kind: if kind == EntryKind::Link { CachedKind::Symlink } else { CachedKind::File },
         };
-        let (outcome, new_content) = read_blob(&objects::presence(repo), root, &job)?;
+        let (outcome, new_content) = read_blob(&on_disk, root, &job)?;
         if let (HashOutcome::Blob(id), Some(content)) = (&outcome, new_content) {
             store_blob(repo, *id, &content)?;
         }

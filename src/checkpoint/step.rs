@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
 /// The reserved directory's layout inside a step's tree.
@@ -165,6 +166,14 @@ pub fn message_file_name(n: usize, role: &str) -> String {
     let role: String = role.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
     let role = if role.is_empty() { "message".to_string() } else { role };
     format!("{n:06}-{role}.json")
+}
+
+/// Object ids in JSON listings: the hex string git prints.
+pub fn serialize_hex<S: serde::Serializer>(
+    id: &ObjectId,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             None,
         ),
     };
-    if content.iter().take(8000).any(|b| *b == 0) {
+    if crate::text::is_binary(&content) {
         return Err(CommandError::user(format!("{path} is a binary file")));
     }
     let lines = blame::blame(&store, &path, &String::from_utf8_lossy(&content), until)?;

@@ -69,23 +69,21 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 }
 
 fn collect(store: &Store, last: gix::ObjectId) -> Result<Export, CommandError> {
+    // The conversation is append-only along a session's steps: read it once, at the last
+    // step, and give each step the messages past its predecessor's count.
+    let state = store.read_state(last)?;
     let mut steps = Vec::new();
-    let mut info = None;
     let mut seen_messages = 0;
     for summary in store.steps_up_to(last)? {
-        let commit = gix::ObjectId::from_hex(summary.commit.as_bytes())
-            .map_err(|err| CommandError::internal(err.to_string()))?;
-        let state = store.read_state(commit)?;
         // A fork's first step carries the conversation it was forked from.
-        let new_messages = state.messages.get(seen_messages..).unwrap_or_default().to_vec();
-        seen_messages = state.messages.len();
-        let (from, to) = log::step_trees(store, commit)?;
+        let count = store.message_count(summary.commit)?;
+        let new_messages = state.messages.get(seen_messages..count).unwrap_or_default().to_vec();
+        seen_messages = count;
+        let (from, to) = log::step_trees(store, summary.commit)?;
         let diff = render::render(store.repo(), from, Some(to), false, false)?;
-        info.get_or_insert(state.session);
         steps.push(ExportedStep { summary, messages: new_messages, diff });
     }
-    let session = info.ok_or_else(|| Error::UnknownSession(last.to_string()))?;
-    Ok(Export { session, steps })
+    Ok(Export { session: state.session, steps })
 }
 
 fn markdown(export: &Export) -> String {
@@ -103,8 +101,7 @@ fn markdown(export: &Export) -> String {
     for step in &export.steps {
         let s = &step.summary;
         let _ = writeln!(out, "\n## Step {} · {} · {}\n", s.step, s.kind, s.subject);
-        let _ =
-            writeln!(out, "`{}` · {}\n", &s.commit[..s.commit.len().min(12)], format_time(s.time));
+        let _ = writeln!(out, "`{}` · {}\n", s.commit.to_hex_with_len(12), format_time(s.time));
         for message in &step.messages {
             write_message(&mut out, message);
         }

@@ -46,13 +46,11 @@ pub fn print_steps(
             step.step,
             step.kind.as_str(),
             format_time(step.time),
-            &step.commit[..12],
+            step.commit.to_hex_with_len(12),
             step.subject
         );
         if patch {
-            let commit = ObjectId::from_hex(step.commit.as_bytes())
-                .map_err(|e| CommandError::internal(e.to_string()))?;
-            let (from, to) = step_trees(store, commit)?;
+            let (from, to) = step_trees(store, step.commit)?;
             print!("{}", render::render(store.repo(), from, Some(to), false, color)?);
         }
     }

@@ -8,6 +8,7 @@ use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 
 use crate::checkpoint::restore::{self, Change};
+use crate::text::is_binary;
 
 use super::CommandError;
 
@@ -91,10 +92,6 @@ fn content(
         }
         None => Ok(Vec::new()),
     }
-}
-
-fn is_binary(bytes: &[u8]) -> bool {
-    bytes.iter().take(8000).any(|b| *b == 0)
 }
 
 /// Renders the difference between two workspace trees (`.cairn/` is never shown).
