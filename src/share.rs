@@ -63,7 +63,8 @@ pub fn default_remote(repo: &gix::Repository) -> Result<String> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Outgoing {
     pub id: String,
-    pub tip: String,
+    #[serde(serialize_with = "checkpoint::step::serialize_hex")]
+    pub tip: ObjectId,
     pub steps: u64,
     /// Steps the remote does not have yet, as far as this repository knows.
     pub new_steps: u64,
@@ -126,7 +127,10 @@ pub fn plan_push(
                 }
             }
         }
-        let tip = steps.last().map(|s| s.commit.to_string()).unwrap_or_default();
+        let tip = steps
+            .last()
+            .map(|s| s.commit)
+            .ok_or_else(|| checkpoint::Error::UnknownSession(id.clone()))?;
         plan.sessions.push(Outgoing {
             id: id.clone(),
             tip,
@@ -173,9 +177,8 @@ pub fn push(store: &Store, plan: &PushPlan) -> Result<()> {
     }
     run_git(store.root(), &args)?;
     for session in &plan.sessions {
-        let tip = ObjectId::from_hex(session.tip.as_bytes()).context(|| "a pushed tip".into())?;
         let tracking = format!("{}{}", tracking_prefix(&plan.remote), session.id);
-        set_ref(store, &tracking, tip, "cairn: pushed")?;
+        set_ref(store, &tracking, session.tip, "cairn: pushed")?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `cairn gc`: what cairn keeps that can go. Archive refs (rewound-away tips) older than a
 //! window, caches of worktrees that no longer exist, files a crash left behind, and
-//! cairn's packs merged into one. Session refs are never touched, and nothing the user
+//! cairn's small packs merged into one. Session refs are never touched, and nothing the user
 //! owns is.
 
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ impl GcReport {
 
 impl Store {
     /// Removes archive refs older than `keep`, stale caches and abandoned temporary files,
-    /// and merges cairn's packs. With `dry_run`, only reports what it would remove.
+    /// and merges cairn's small packs. With `dry_run`, only reports what it would remove.
     pub fn gc(&self, keep: Duration, dry_run: bool) -> Result<GcReport> {
         let now = SystemTime::now();
         let mut report = GcReport::default();

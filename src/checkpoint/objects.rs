@@ -129,13 +129,23 @@ pub fn register(registry: &Path, pack: &Path) -> Result<()> {
         .io_context(|| format!("writing {}", registry.display()))
 }
 
-/// The packs listed in `registry` that still exist, with their sizes.
-fn registered_packs(repo: &gix::Repository, registry: &Path) -> Vec<(String, u64)> {
+/// The packs listed in `registry` that still exist, with their sizes; nothing when fewer
+/// than `at_least` are listed (every step asks, and then no pack needs a `stat`).
+fn registered_packs(
+    repo: &gix::Repository,
+    registry: &Path,
+    at_least: usize,
+) -> Vec<(String, u64)> {
     let Ok(list) = std::fs::read_to_string(registry) else { return Vec::new() };
-    let dir = pack_dir(repo);
     let mut seen = HashSet::new();
-    list.lines()
-        .filter(|name| is_pack_name(name) && seen.insert(*name))
+    let names: Vec<&str> =
+        list.lines().filter(|name| is_pack_name(name) && seen.insert(*name)).collect();
+    if names.len() < at_least {
+        return Vec::new();
+    }
+    let dir = pack_dir(repo);
+    names
+        .into_iter()
         .filter_map(|name| Some((name.to_owned(), std::fs::metadata(dir.join(name)).ok()?.len())))
         .collect()
 }
@@ -149,10 +159,11 @@ fn is_pack_name(name: &str) -> bool {
 /// Merges cairn's small packs into one once there are `at_least` of them; returns how
 /// many were merged (0 when there was nothing to do, or another process is merging).
 pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> Result<usize> {
-    let (small, large): (Vec<_>, Vec<_>) = registered_packs(repo, registry)
+    let at_least = at_least.max(2);
+    let (small, large): (Vec<_>, Vec<_>) = registered_packs(repo, registry, at_least)
         .into_iter()
         .partition(|(_, size)| *size <= SMALL_PACK_BYTES);
-    if small.len() < at_least.max(2) {
+    if small.len() < at_least {
         return Ok(0);
     }
     let lock_path = registry.with_file_name(LOCK_FILE);

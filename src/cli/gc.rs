@@ -1,5 +1,5 @@
 //! `cairn gc [--keep DURATION]`: drop archive refs older than the window, caches of
-//! removed worktrees and files crashes left behind, and merge cairn's packs. Session refs
+//! removed worktrees and files crashes left behind, and merge cairn's small packs. Session refs
 //! are never removed.
 
 use std::process::ExitCode;

@@ -67,7 +67,7 @@ enum Command {
     Rewind(rewind::Args),
     /// Inspect the configuration.
     Config(config::Args),
-    /// Drop old archive refs and stale caches; merge cairn's packs.
+    /// Drop old archive refs and stale caches; merge cairn's small packs.
     Gc(gc::Args),
     /// A session as a review document (Markdown or JSON).
     Export(export::Args),
