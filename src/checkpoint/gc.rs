@@ -77,16 +77,16 @@ impl Store {
     fn stale_files(&self, now: SystemTime) -> Vec<PathBuf> {
         let mut stale = Vec::new();
         let common = self.repo().common_dir();
+        let mut dirs = vec![self.private_dir.clone(), common.join("objects/pack")];
         for entry in read_dir(&self.private_dir.join("worktrees")) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(worktree) = name.strip_prefix("linked-")
-                && !common.join("worktrees").join(worktree).is_dir()
-            {
-                stale.push(entry.path());
+            match name.strip_prefix("linked-") {
+                Some(worktree) if !common.join("worktrees").join(worktree).is_dir() => {
+                    stale.push(entry.path());
+                }
+                _ => dirs.push(entry.path()),
             }
         }
-        let mut dirs = vec![self.private_dir.clone(), common.join("objects/pack")];
-        dirs.extend(read_dir(&self.private_dir.join("worktrees")).map(|entry| entry.path()));
         for dir in dirs {
             for entry in read_dir(&dir) {
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -103,7 +103,6 @@ impl Store {
             }
         }
         stale.sort();
-        stale.dedup();
         stale
     }
 }

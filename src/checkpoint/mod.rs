@@ -27,7 +27,8 @@ use gix::objs::tree::EntryKind;
 pub use address::Checkpoint;
 pub(crate) use error::{Context, IoContext};
 pub use error::{Error, Result};
-pub use snapshot::{Skipped, Snapshot, StatCacheUpdate};
+use snapshot::StatCacheUpdate;
+pub use snapshot::{Skipped, Snapshot};
 pub use step::{SessionInfo, StepKind, Trailers};
 
 /// Default for `[snapshot] max_new_file_size`.

@@ -58,7 +58,8 @@ pub fn diff_step_trees(
     Ok(out)
 }
 
-/// Whether a diff descends into the root's `.cairn`.
+/// Whether a diff descends into the root's `.cairn` (only the root can hold it, so calls
+/// below the root pass `Include`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Reserved {
     Skip,
