@@ -187,9 +187,29 @@ pub struct Config {
     /// `[transcript] redact_secrets`: replace secret-looking strings in the stored
     /// conversation with a marker (default on).
     pub redact_secrets: Sourced<bool>,
+    /// `[memory]`: caps and compaction.
+    pub memory: MemorySettings,
     /// The files that were read, in the order they were applied.
     pub files: Vec<Source>,
 }
+
+/// `[memory]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemorySettings {
+    /// `inject_tokens`: cap on the memory put in the system prompt at session start.
+    pub inject_tokens: Sourced<u64>,
+    /// `compact_at`: compact when the conversation passes this percentage of the model's
+    /// context window.
+    pub compact_at: Sourced<u64>,
+    /// `summarize`: at session end, write the session summary and promote facts (two
+    /// model calls).
+    pub summarize: Sourced<bool>,
+    /// `push`: `cairn push` sends project memory along with sessions (as `--memory`).
+    pub push: Sourced<bool>,
+}
+
+/// The context window assumed for a model whose provider sets no `context_window`.
+pub const DEFAULT_CONTEXT_WINDOW: u64 = 128_000;
 
 /// A model named as `provider/model`. The model part may itself contain `/`
 /// (`openrouter/anthropic/claude-sonnet-4.5`).
@@ -406,6 +426,7 @@ struct FileConfig {
     provider: BTreeMap<String, Spanned<FileProvider>>,
     snapshot: Option<FileSnapshot>,
     transcript: Option<FileTranscript>,
+    memory: Option<FileMemory>,
 }
 
 #[derive(Deserialize)]
@@ -445,6 +466,15 @@ impl TryFrom<String> for KindName {
 #[serde(deny_unknown_fields)]
 struct FileTranscript {
     redact_secrets: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMemory {
+    inject_tokens: Option<u64>,
+    compact_at: Option<Spanned<u64>>,
+    summarize: Option<bool>,
+    push: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -534,6 +564,15 @@ impl Config {
             providers,
             max_new_file_size: Sourced::new(DEFAULT_MAX_NEW_FILE_SIZE, Source::Default),
             redact_secrets: Sourced::new(true, Source::Default),
+            memory: MemorySettings {
+                inject_tokens: Sourced::new(
+                    crate::memory::DEFAULT_INJECT_TOKENS as u64,
+                    Source::Default,
+                ),
+                compact_at: Sourced::new(80, Source::Default),
+                summarize: Sourced::new(true, Source::Default),
+                push: Sourced::new(false, Source::Default),
+            },
             files: Vec::new(),
         }
     }
@@ -631,6 +670,30 @@ impl Config {
         }
         if let Some(redact) = file.transcript.and_then(|transcript| transcript.redact_secrets) {
             self.redact_secrets = source.of(redact);
+        }
+        if let Some(memory) = file.memory {
+            if let Some(tokens) = memory.inject_tokens {
+                self.memory.inject_tokens = source.of(tokens);
+            }
+            if let Some(percent) = memory.compact_at {
+                let span = percent.span();
+                let percent = percent.into_inner();
+                if !(10..=95).contains(&percent) {
+                    return Err(at(
+                        Some(span),
+                        format!(
+                            "compact_at = {percent} is out of range; give a percentage from 10 to 95"
+                        ),
+                    ));
+                }
+                self.memory.compact_at = source.of(percent);
+            }
+            if let Some(summarize) = memory.summarize {
+                self.memory.summarize = source.of(summarize);
+            }
+            if let Some(push) = memory.push {
+                self.memory.push = source.of(push);
+            }
         }
         self.files.push(source);
         Ok(())

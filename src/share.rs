@@ -33,7 +33,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Project memory (tier 3), and where a remote's is kept after a fetch.
-pub const MEMORY_REF: &str = "refs/cairn/memory";
+pub use crate::checkpoint::refs::MEMORY_REF;
 
 pub fn remote_memory_ref(remote: &str) -> String {
     format!("refs/cairn/remotes/{remote}/memory")
@@ -138,7 +138,34 @@ pub fn plan_push(
             new_steps: fresh.len() as u64,
         });
     }
+    if plan.memory.is_some() {
+        // Facts edited by hand (`cairn memory edit`) were never redacted.
+        let memory = crate::memory::MemoryStore::project(store.writing_repo());
+        if let Some(tree) = memory.tree().map_err(memory_error)? {
+            for (slug, blob) in memory.fact_entries(tree).map_err(memory_error)? {
+                let data = repo.find_object(blob).context(|| format!("reading fact {slug}"))?;
+                for kind in secrets::kinds_in(&data.data) {
+                    plan.secrets.push(Finding {
+                        session: MEMORY_REF.into(),
+                        step: 0,
+                        path: format!("facts/{slug}.md"),
+                        kind,
+                    });
+                }
+            }
+        }
+    }
     Ok(plan)
+}
+
+fn memory_error(err: crate::memory::Error) -> Error {
+    match err {
+        crate::memory::Error::Checkpoint(err) => Error::Checkpoint(err),
+        other => Error::Checkpoint(checkpoint::Error::Git {
+            context: "reading project memory".into(),
+            message: other.to_string(),
+        }),
+    }
 }
 
 /// The files a step wrote relative to its parent, `.cairn/` included.

@@ -9,8 +9,10 @@
 pub mod approval;
 pub mod events;
 pub mod instructions;
+pub mod memory_tools;
 pub mod prompt;
 mod subject;
+pub mod summary;
 pub use subject::describe_call;
 pub mod tools;
 pub mod watch;
@@ -21,14 +23,19 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::checkpoint::{self, Changes, Session, StepKind, StepRecord, Store};
+use crate::checkpoint::{self, Changes, Session, StepKind, StepRecord, StepState, Store};
 use crate::llm::{self, CancellationToken, Message, StreamEvent, ToolArguments, ToolCall};
+use crate::memory::Origin;
+pub use memory_tools::{AgentMemory, Settings as MemorySettings};
 
 pub use approval::Policy;
 pub use events::Event;
 
 /// The agent's own tool, beside the file and shell tools: back out of a dead end.
 const REWIND_TOOL: &str = "rewind";
+
+/// Output tokens asked for by a summary or promotion call.
+const SUMMARY_OUTPUT_TOKENS: u32 = 4096;
 
 /// How much of a tool result `step.json` keeps; the whole result is in the messages.
 const RESULT_PREVIEW_BYTES: usize = 2000;
@@ -50,6 +57,8 @@ pub enum AgentError {
     Checkpoint(#[from] checkpoint::Error),
     #[error(transparent)]
     Model(#[from] llm::LlmError),
+    #[error(transparent)]
+    Memory(#[from] crate::memory::Error),
 }
 
 /// What an agent needs to start.
@@ -62,8 +71,9 @@ pub struct AgentSetup {
     /// `provider/model`, as recorded in commits.
     pub model_label: String,
     pub system: String,
-    /// The conversation so far (empty for a new session).
-    pub conversation: Vec<Message>,
+    /// The session's state at its tip (default for a new session).
+    pub restored: Restored,
+    pub memory: AgentMemory,
     pub policy: Policy,
     pub max_output_tokens: u32,
     /// Environment variables hidden from `shell` (the providers' API keys).
@@ -81,12 +91,19 @@ pub struct Agent {
     model: String,
     model_label: String,
     system: String,
-    conversation: Vec<Message>,
+    /// Every message of the session; the model sees those from `context_from` on.
+    history: Vec<Message>,
+    context_from: usize,
+    /// (history length, tokens) after the last response whose usage the provider reported.
+    measured: Option<(usize, u64)>,
+    memory: AgentMemory,
     policy: Policy,
     max_output_tokens: u32,
     hidden_env: Vec<String>,
     watcher: Option<watch::Watcher>,
     redact_secrets: bool,
+    /// Turns run since the session's end was last summarized.
+    turns: usize,
 }
 
 /// The tools of one model response, after they ran.
@@ -101,8 +118,36 @@ struct ToolRound {
     cancelled: bool,
 }
 
+/// A session's state at a step, rebuilt from its stored files.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub history: Vec<Message>,
+    pub context_from: usize,
+    pub notes: String,
+    pub summary: Option<String>,
+}
+
+impl Restored {
+    pub fn from_state(state: &StepState) -> Result<Restored, String> {
+        Ok(Restored {
+            history: conversation_from(&state.messages)?,
+            context_from: state.context_from,
+            notes: state.notes.clone(),
+            summary: state.summary.clone(),
+        })
+    }
+
+    /// The messages the model sees.
+    pub fn context(&self) -> &[Message] {
+        &self.history[self.context_from.min(self.history.len())..]
+    }
+}
+
 impl Agent {
     pub fn new(setup: AgentSetup) -> Agent {
+        let mut memory = setup.memory;
+        memory.notes = setup.restored.notes;
+        memory.summary = setup.restored.summary;
         let watcher =
             if setup.watch { watch::Watcher::start(setup.store.root()).ok() } else { None };
         Agent {
@@ -112,12 +157,16 @@ impl Agent {
             model: setup.model,
             model_label: setup.model_label,
             system: setup.system,
-            conversation: setup.conversation,
+            history: setup.restored.history,
+            context_from: setup.restored.context_from,
+            measured: None,
+            memory,
             policy: setup.policy,
             max_output_tokens: setup.max_output_tokens,
             hidden_env: setup.hidden_env,
             watcher,
             redact_secrets: setup.redact_secrets,
+            turns: 0,
         }
     }
 
@@ -129,8 +178,9 @@ impl Agent {
         &self.store
     }
 
+    /// The messages the model sees (after the last compaction).
     pub fn conversation(&self) -> &[Message] {
-        &self.conversation
+        &self.history[self.context_from..]
     }
 
     pub fn policy_mut(&mut self) -> &mut Policy {
@@ -151,16 +201,22 @@ impl Agent {
 
     /// Moves the agent to another point of its session (after a user's rewind), with the
     /// conversation stored there.
-    pub fn reset_to(&mut self, session: Session, conversation: Vec<Message>) {
+    pub fn reset_to(&mut self, session: Session, restored: Restored) {
         self.session = session;
-        self.conversation = conversation;
+        self.history = restored.history;
+        self.context_from = restored.context_from.min(self.history.len());
+        self.measured = None;
+        self.memory.notes = restored.notes;
+        self.memory.notes_changed = false;
+        self.memory.summary = restored.summary;
         if let Some(watcher) = &self.watcher {
             // The rewind rewrote files; those are not the user's edits.
             let _ = watcher.take();
         }
     }
 
-    /// The tools offered to the model: the file and shell tools plus `rewind`.
+    /// The tools offered to the model: the file and shell tools, the memory tools and
+    /// `rewind`.
     pub fn tool_definitions() -> Vec<llm::ToolDefinition> {
         let mut out: Vec<llm::ToolDefinition> = tools::specs()
             .into_iter()
@@ -181,6 +237,7 @@ impl Agent {
                 "required": ["step"]
             }),
         });
+        out.extend(memory_tools::definitions());
         out
     }
 
@@ -194,8 +251,9 @@ impl Agent {
         emit: &mut dyn FnMut(Event),
     ) -> Result<TurnEnd, AgentError> {
         self.flush_user_edits(&BTreeSet::new(), emit)?;
+        self.turns += 1;
         let user = Message::User { text: prompt.to_string() };
-        self.conversation.push(user.clone());
+        self.history.push(user.clone());
         let mut record = StepRecord::new(
             StepKind::Prompt,
             format!("prompt: {}", checkpoint::step::one_line(prompt)),
@@ -213,33 +271,38 @@ impl Agent {
                 self.flush_user_edits(&BTreeSet::new(), emit)?;
             }
             calls += 1;
-            let started = Instant::now();
-            let request = llm::Request {
-                model: self.model.clone(),
-                system: self.system.clone(),
-                messages: self.conversation.clone(),
-                tools: Self::tool_definitions(),
-                max_output_tokens: self.max_output_tokens,
-                temperature: None,
-            };
-            let mut stream = self.client.stream(&request, cancel.child_token());
-            let mut response = llm::Response::default();
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(event) => {
-                        emit_stream_event(&event, emit);
-                        response.apply(event);
-                    }
-                    Err(llm::LlmError::Cancelled) => return Ok(TurnEnd::Cancelled),
-                    Err(err) => return Err(err.into()),
-                }
+            if self.needs_compaction() {
+                self.compact("the conversation passed the compaction threshold", cancel, emit)
+                    .await?;
             }
+            let started = Instant::now();
+            let response = match self.call_model(cancel, emit).await {
+                Err(llm::LlmError::ContextOverflow { detail }) => {
+                    self.compact(
+                        &format!("the provider reported a context overflow: {detail}"),
+                        cancel,
+                        emit,
+                    )
+                    .await?;
+                    self.call_model(cancel, emit).await
+                }
+                other => other,
+            };
+            let response = match response {
+                Ok(response) => response,
+                Err(llm::LlmError::Cancelled) => return Ok(TurnEnd::Cancelled),
+                Err(err) => return Err(err.into()),
+            };
             let model_ms = started.elapsed().as_millis() as u64;
             let assistant = Message::Assistant {
                 text: response.text.clone(),
                 tool_calls: response.tool_calls.clone(),
             };
-            self.conversation.push(assistant.clone());
+            self.history.push(assistant.clone());
+            if let Some(usage) = response.usage.filter(|usage| usage.input_tokens > 0) {
+                self.measured =
+                    Some((self.history.len(), usage.input_tokens + usage.output_tokens));
+            }
             let mut details = serde_json::Map::new();
             details
                 .insert("usage".into(), serde_json::to_value(response.usage).unwrap_or_default());
@@ -268,7 +331,7 @@ impl Agent {
 
             let tools_started = Instant::now();
             let round = self.run_tools(&response.tool_calls, cancel, emit).await?;
-            self.conversation.extend(round.results.iter().cloned());
+            self.history.extend(round.results.iter().cloned());
             details.insert("timings".into(), json!({ "model_ms": model_ms, "tools_ms": tools_started.elapsed().as_millis() as u64 }));
             details.insert(
                 "tool_calls".into(),
@@ -322,6 +385,240 @@ impl Agent {
                 return Ok(TurnEnd::Cancelled);
             }
         }
+    }
+
+    /// Streams one model call over the current context.
+    async fn call_model(
+        &mut self,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<llm::Response, llm::LlmError> {
+        let mut system = self.system.clone();
+        if let Some(notes) = memory_tools::notes_section(&self.memory.notes) {
+            system.push_str(&notes);
+        }
+        let request = llm::Request {
+            model: self.model.clone(),
+            system,
+            messages: self.history[self.context_from..].to_vec(),
+            tools: Self::tool_definitions(),
+            max_output_tokens: self.max_output_tokens,
+            temperature: None,
+        };
+        let mut stream = self.client.stream(&request, cancel.child_token());
+        let mut response = llm::Response::default();
+        while let Some(event) = stream.next().await {
+            let event = event?;
+            emit_stream_event(&event, emit);
+            response.apply(event);
+        }
+        Ok(response)
+    }
+
+    /// One tool-less model call (summaries, promotion); its text.
+    async fn complete(
+        &self,
+        system: &str,
+        user: String,
+        cancel: &CancellationToken,
+    ) -> Result<String, llm::LlmError> {
+        let request = llm::Request {
+            model: self.model.clone(),
+            system: system.to_string(),
+            messages: vec![Message::User { text: user }],
+            tools: Vec::new(),
+            max_output_tokens: self.max_output_tokens.min(SUMMARY_OUTPUT_TOKENS),
+            temperature: None,
+        };
+        let mut stream = self.client.stream(&request, cancel.child_token());
+        let mut response = llm::Response::default();
+        while let Some(event) = stream.next().await {
+            response.apply(event?);
+        }
+        Ok(response.text)
+    }
+
+    /// The context's size in tokens: the provider's count for the last request plus an
+    /// estimate for what came after it, else an estimate of everything.
+    pub fn context_tokens(&self) -> u64 {
+        let (from, base) = match self.measured {
+            Some((len, tokens)) if len > self.context_from && len <= self.history.len() => {
+                (len, tokens)
+            }
+            _ => (
+                self.context_from,
+                memory_tools::estimate(&self.system) + memory_tools::estimate(&self.memory.notes),
+            ),
+        };
+        base + self.history[from..]
+            .iter()
+            .map(|message| memory_tools::estimate(&to_json(message).to_string()))
+            .sum::<u64>()
+    }
+
+    fn needs_compaction(&self) -> bool {
+        self.history.len() > self.context_from + 1
+            && memory_tools::over_threshold(self.context_tokens(), &self.memory.settings)
+    }
+
+    /// The session and the step being recorded, for memory commits.
+    fn origin(&self) -> Origin {
+        Origin { session: Some(self.session.info.id.clone()), step: Some(self.session.steps + 1) }
+    }
+
+    /// Writes tier 2 from the whole session: cairn's exact ledger plus the model's
+    /// summary of the current context (or a note that the call failed).
+    async fn summarize(&self, cancel: &CancellationToken, emit: &mut dyn FnMut(Event)) -> String {
+        let ledger = summary::Ledger::of(&self.history);
+        // Half the window for the transcript, at four bytes a token.
+        let max_bytes = (self.memory.settings.context_window * 2).min(2_000_000) as usize;
+        let transcript = summary::transcript(
+            self.memory.summary.as_deref(),
+            &self.memory.notes,
+            &self.history[self.context_from..],
+            max_bytes,
+        );
+        let answer = self.complete(summary::SUMMARY_SYSTEM, transcript, cancel).await;
+        if let Err(err) = &answer {
+            emit(Event::Notice {
+                message: format!("the session summary has no model part: {err}"),
+            });
+        }
+        let failure = answer.as_ref().map_err(ToString::to_string);
+        summary::render(
+            &self.session.info.id,
+            &ledger,
+            failure.as_deref().map(String::as_str).map_err(String::as_str),
+        )
+    }
+
+    /// Compacts the context: writes tier 2, then continues with the summary and the most
+    /// recent turns verbatim, recorded as a `compact` step. Older messages stay in the
+    /// earlier commits.
+    async fn compact(
+        &mut self,
+        reason: &str,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), AgentError> {
+        let tokens_before = self.context_tokens();
+        let summary_text = self.summarize(cancel, emit).await;
+        let context = &self.history[self.context_from..];
+        // Keep the newest turns that fit a quarter of the window, starting at a response
+        // (so no tool result loses its call); else only a trailing prompt.
+        let budget = self.memory.settings.context_window / 4;
+        let mut used = 0;
+        let mut cut = context.len();
+        for (i, message) in context.iter().enumerate().rev() {
+            used += memory_tools::estimate(&to_json(message).to_string());
+            if used > budget {
+                break;
+            }
+            if matches!(message, Message::Assistant { .. }) {
+                cut = i;
+            }
+        }
+        if cut == context.len() && matches!(context.last(), Some(Message::User { .. })) {
+            cut = context.len() - 1;
+        }
+        let kept: Vec<Message> = context[cut..].to_vec();
+        let dropped = cut;
+        let summary_message =
+            Message::User { text: format!("{}\n\n{summary_text}", summary::COMPACTED_PREFIX) };
+        let first = self.session.message_count() + 1;
+        let mut record = StepRecord::new(
+            StepKind::Compact,
+            format!("compact: {dropped} messages summarized, {} kept", kept.len()),
+            Changes::Unchanged,
+        );
+        record.body = reason.to_string();
+        record.messages = std::iter::once(&summary_message).chain(&kept).map(to_json).collect();
+        record.state_files = vec![
+            (checkpoint::step::SUMMARY_FILE.into(), Some(summary_text.clone().into_bytes())),
+            (checkpoint::step::NOTES_FILE.into(), None),
+            (
+                checkpoint::step::CONTEXT_FILE.into(),
+                Some(json!({ "from": first }).to_string().into_bytes()),
+            ),
+        ];
+        record.details.insert(
+            "compaction".into(),
+            json!({"reason": reason, "tokens_before": tokens_before, "summarized_messages": dropped, "kept_messages": kept.len()}),
+        );
+        self.memory.notes.clear();
+        self.memory.notes_changed = false;
+        self.memory.summary = Some(summary_text);
+        let from = self.history.len();
+        self.history.push(summary_message);
+        self.history.extend(kept);
+        self.context_from = from;
+        self.measured = None;
+        self.record(record, emit)
+    }
+
+    /// Ends a session that ran at least one turn: writes tier 2 and runs the promotion
+    /// pass (facts the user stated or that were verified go to project memory), recorded
+    /// as one step. Failures are reported and never lose the session.
+    pub async fn end_session(
+        &mut self,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), AgentError> {
+        if !self.memory.settings.summarize || self.turns == 0 || cancel.is_cancelled() {
+            return Ok(());
+        }
+        let summary_text = self.summarize(cancel, emit).await;
+        let contents = self.memory.memory.project().load()?;
+        let facts: String = contents
+            .facts
+            .iter()
+            .take(crate::memory::store::INDEX_MAX_LINES)
+            .map(|fact| format!("- {}: {}\n", fact.slug, fact.headline()))
+            .collect();
+        let prompt = format!(
+            "SESSION SUMMARY:\n{summary_text}\n\nEXISTING FACTS (slug: text):\n{}",
+            if facts.is_empty() { "(none)\n" } else { &facts }
+        );
+        let promotions = match self.complete(summary::PROMOTION_SYSTEM, prompt, cancel).await {
+            Ok(answer) => summary::parse_promotions(&answer),
+            Err(err) => {
+                emit(Event::Notice { message: format!("no facts were promoted: {err}") });
+                Vec::new()
+            }
+        };
+        let origin = self.origin();
+        let mut applied = Vec::new();
+        for promotion in promotions {
+            let memory = &mut self.memory.memory;
+            let outcome = match &promotion {
+                summary::Promotion::Add { fact, source } => memory
+                    .remember(crate::memory::Tier::Project, fact, *source, &origin)
+                    .map(|done| format!("{} {}", done.outcome, done.slug)),
+                summary::Promotion::Update { slug, fact, source } => {
+                    memory.update(slug, fact, *source, &origin).map(|()| format!("updated {slug}"))
+                }
+                summary::Promotion::Delete { slug } => memory
+                    .forget(crate::memory::Tier::Project, slug, &origin)
+                    .map(|()| format!("deleted {slug}")),
+            };
+            match outcome {
+                Ok(done) => applied.push(done),
+                Err(err) => emit(Event::Notice { message: format!("promotion skipped: {err}") }),
+            }
+        }
+        let mut record = StepRecord::new(
+            StepKind::Model,
+            format!("summarize: session summary, {} memory changes", applied.len()),
+            Changes::Unchanged,
+        );
+        record.body = summary_text.clone();
+        record.state_files =
+            vec![(checkpoint::step::SUMMARY_FILE.into(), Some(summary_text.clone().into_bytes()))];
+        record.details.insert("promotion".into(), json!(applied));
+        record.model = Some(self.model_label.clone());
+        self.memory.summary = Some(summary_text);
+        self.turns = 0;
+        self.record(record, emit)
     }
 
     /// Runs a response's tool calls: consecutive read-only calls together, writes and
@@ -429,6 +726,10 @@ impl Agent {
                 )));
             }
         };
+        if memory_tools::is_memory_tool(&call.name) {
+            let origin = self.origin();
+            return Ok(memory_tools::run(&call.name, &arguments, &mut self.memory, &origin));
+        }
         let known = call.name == REWIND_TOOL || tools::specs().iter().any(|s| s.name == call.name);
         if !known {
             let names: Vec<String> = Self::tool_definitions().into_iter().map(|d| d.name).collect();
@@ -539,6 +840,11 @@ impl Agent {
             }
             record.body = crate::secrets::redact(&record.body).0;
             record.subject = crate::secrets::redact(&record.subject).0;
+        }
+        if self.memory.notes_changed {
+            let notes = self.memory.notes.clone().into_bytes();
+            record.state_files.push((checkpoint::step::NOTES_FILE.into(), Some(notes)));
+            self.memory.notes_changed = false;
         }
         let kind = record.kind;
         let subject = checkpoint::step::one_line(&record.subject);

@@ -71,6 +71,13 @@ pub struct Session {
     messages: usize,
 }
 
+impl Session {
+    /// How many messages the session's conversation has recorded.
+    pub fn message_count(&self) -> usize {
+        self.messages
+    }
+}
+
 /// What the workspace part of a step is.
 #[derive(Debug, Clone)]
 pub enum Changes {
@@ -185,7 +192,14 @@ pub struct SessionSummary {
 pub struct StepState {
     pub session: SessionInfo,
     pub step: serde_json::Value,
+    /// The whole conversation, as recorded (compaction never removes a message).
     pub messages: Vec<serde_json::Value>,
+    /// Where the model's context starts in `messages` (after the last compaction).
+    pub context_from: usize,
+    /// Tier 1: the working notes.
+    pub notes: String,
+    /// Tier 2: the session summary, once one was written.
+    pub summary: Option<String>,
 }
 
 /// What a rewind did.
@@ -243,6 +257,12 @@ impl Store {
     /// store next records a step or snapshot (see [`objects`]).
     pub fn repo(&self) -> &gix::Repository {
         &self.repo
+    }
+
+    /// A handle on the same repository that writes objects straight to disk (loose), for
+    /// the few objects other layers write (memory commits).
+    pub fn writing_repo(&self) -> gix::Repository {
+        self.sync.to_thread_local()
     }
 
     /// `<git common dir>/cairn`, for other private caches.
@@ -570,6 +590,19 @@ impl Store {
                 }
             }
         }
+        match refs::read_ref(&self.repo, refs::MEMORY_REF)? {
+            Some(memory) => {
+                let tree = self.commit_tree(memory)?;
+                cairn
+                    .upsert(step::PROJECT_MEMORY_DIR, EntryKind::Tree, tree)
+                    .context(|| "adding the project memory".into())?;
+            }
+            None => {
+                cairn
+                    .remove(step::PROJECT_MEMORY_DIR)
+                    .context(|| "removing the project memory".into())?;
+            }
+        }
         let cairn_tree = cairn.write().context(|| "writing the .cairn tree".into())?.detach();
         let mut root = self.repo.edit_tree(base_tree).context(|| "editing the step tree".into())?;
         root.upsert(snapshot::RESERVED_DIR, EntryKind::Tree, cairn_tree)
@@ -741,7 +774,22 @@ impl Store {
                 messages.push(value);
             }
         }
-        Ok(StepState { session, step, messages })
+        let text = |path: &str| -> Result<Option<String>> {
+            Ok(self.blob_at(cairn, path)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        let context_from = match text(step::CONTEXT_FILE)? {
+            Some(json) => serde_json::from_str::<serde_json::Value>(&json)
+                .ok()
+                .and_then(|value| value.get("from")?.as_u64())
+                .map(|from| (from as usize).saturating_sub(1).min(messages.len()))
+                .ok_or_else(|| {
+                    corrupt(format!("{} has no message number `from`", step::CONTEXT_FILE))
+                })?,
+            None => 0,
+        };
+        let notes = text(step::NOTES_FILE)?.unwrap_or_default();
+        let summary = text(step::SUMMARY_FILE)?;
+        Ok(StepState { session, step, messages, context_from, notes, summary })
     }
 
     /// Summarises one step from its commit.

@@ -10,6 +10,8 @@ use super::error::{Context, Error, Result};
 
 pub const SESSIONS_PREFIX: &str = "refs/cairn/sessions/";
 pub const ARCHIVE_PREFIX: &str = "refs/cairn/archive/";
+/// Project memory (tier 3); each step records its tree under `.cairn/memory/project/`.
+pub const MEMORY_REF: &str = "refs/cairn/memory";
 
 pub fn session_ref(id: &str) -> String {
     format!("{SESSIONS_PREFIX}{id}")

@@ -11,6 +11,14 @@ use serde::{Deserialize, Serialize};
 pub const SESSION_FILE: &str = "session.toml";
 pub const STEP_FILE: &str = "state/step.json";
 pub const MESSAGES_DIR: &str = "state/messages";
+/// Tier 1, working notes (paths relative to `.cairn/`).
+pub const NOTES_FILE: &str = "memory/notes.md";
+/// Tier 2, the session summary.
+pub const SUMMARY_FILE: &str = "memory/session.md";
+/// Tier 3 as it stood at the step: the tree of `refs/cairn/memory`.
+pub const PROJECT_MEMORY_DIR: &str = "memory/project";
+/// Where the model's context starts after a compaction: `{"from": <message number>}`.
+pub const CONTEXT_FILE: &str = "state/context.json";
 
 /// What kind of step a commit records (the `Cairn-Kind:` trailer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

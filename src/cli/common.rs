@@ -61,6 +61,29 @@ impl From<crate::share::Error> for CommandError {
     }
 }
 
+/// After a user's rewind to `target`: reverts the project facts its session wrote after
+/// that step (SPEC 3), and returns their names.
+pub fn revert_memory(
+    store: &checkpoint::Store,
+    target: &checkpoint::Checkpoint,
+) -> Result<Vec<String>, CommandError> {
+    let memory = crate::memory::Memory::open(store)?;
+    Ok(memory.revert_session(&target.session, target.step)?)
+}
+
+impl From<crate::memory::Error> for CommandError {
+    fn from(err: crate::memory::Error) -> Self {
+        use crate::memory::Error as E;
+        match err {
+            E::Checkpoint(err) => err.into(),
+            E::NoSuchFact { .. } => CommandError::user(err.to_string())
+                .with_hint("`cairn memory show` lists the facts by name"),
+            E::Io { .. } | E::UserRepository { .. } => CommandError::internal(err.to_string()),
+            _ => CommandError::user(err.to_string()),
+        }
+    }
+}
+
 impl From<checkpoint::Error> for CommandError {
     fn from(err: checkpoint::Error) -> Self {
         use checkpoint::Error as E;

@@ -128,6 +128,16 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
         format!("redact_secrets = {}", config.redact_secrets.value),
         config.redact_secrets.source.to_string(),
     );
+    line(String::new(), String::new());
+    line("[memory]".into(), String::new());
+    let memory = &config.memory;
+    line(
+        format!("inject_tokens = {}", memory.inject_tokens.value),
+        memory.inject_tokens.source.to_string(),
+    );
+    line(format!("compact_at = {}", memory.compact_at.value), memory.compact_at.source.to_string());
+    line(format!("summarize = {}", memory.summarize.value), memory.summarize.source.to_string());
+    line(format!("push = {}", memory.push.value), memory.push.source.to_string());
     for provider in config.providers.values() {
         line(String::new(), String::new());
         line(format!("[provider.{}]", provider.name), String::new());
@@ -243,6 +253,12 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
         "approval": sourced_json(&Sourced::new(config.approval.value.as_str(), config.approval.source.clone())),
         "snapshot": {"max_new_file_size": sourced_json(&config.max_new_file_size)},
         "transcript": {"redact_secrets": sourced_json(&config.redact_secrets)},
+        "memory": {
+            "inject_tokens": sourced_json(&config.memory.inject_tokens),
+            "compact_at": sourced_json(&config.memory.compact_at),
+            "summarize": sourced_json(&config.memory.summarize),
+            "push": sourced_json(&config.memory.push),
+        },
         "providers": providers,
     })
 }

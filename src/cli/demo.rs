@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::agent::approval::{Headless, Policy};
-use crate::agent::{Agent, AgentSetup, prompt};
+use crate::agent::{Agent, AgentMemory, AgentSetup, MemorySettings, prompt};
 use crate::checkpoint::{Store, StoreOptions};
 use crate::config::Approval;
 use crate::llm::scripted::{Reply, ScriptedModel};
@@ -76,6 +76,18 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
             instructions: &instructions,
             memory: None,
         });
+        let memory = AgentMemory::open(
+            &store,
+            MemorySettings {
+                inject_tokens: crate::memory::DEFAULT_INJECT_TOKENS,
+                compact_at: 80,
+                context_window: crate::config::DEFAULT_CONTEXT_WINDOW,
+                // The demo's script has no summary turn.
+                summarize: false,
+            },
+            Vec::new(),
+        )
+        .map_err(|err| CommandError::internal(err.to_string()))?;
         let mut agent = Agent::new(AgentSetup {
             store,
             session,
@@ -83,7 +95,8 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
             model: "scripted".into(),
             model_label: "demo/scripted".into(),
             system,
-            conversation: Vec::new(),
+            restored: Default::default(),
+            memory,
             policy: Policy::new(Approval::Auto, Box::new(Headless)),
             max_output_tokens: 4096,
             hidden_env: Vec::new(),

@@ -14,6 +14,10 @@ pub struct Args {
     /// Print what happened to each session as JSON.
     #[arg(long)]
     json: bool,
+    /// Leave the remote's memory at refs/cairn/remotes/<remote>/memory without merging it
+    /// (`cairn memory merge` does it later).
+    #[arg(long)]
+    no_merge: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
@@ -24,8 +28,22 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         None => share::default_remote(store.repo())?,
     };
     let fetched = share::fetch(&store, &remote)?;
+    let merged = match &fetched.memory {
+        Some(name) if !args.no_merge => {
+            let theirs = crate::checkpoint::refs::read_ref(store.repo(), name)?;
+            match theirs {
+                Some(theirs) => Some(crate::memory::Memory::open(&store)?.merge(theirs, &remote)?),
+                None => None,
+            }
+        }
+        _ => None,
+    };
     if args.json {
-        print_json(&fetched)?;
+        print_json(&serde_json::json!({
+            "sessions": fetched.sessions,
+            "memory": fetched.memory,
+            "memory_merge": merged,
+        }))?;
         return Ok(ExitCode::SUCCESS);
     }
     if fetched.sessions.is_empty() {
@@ -33,6 +51,9 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     }
     if let Some(memory) = &fetched.memory {
         println!("memory     {memory}");
+    }
+    if let Some(report) = &merged {
+        super::memory::print_merge(&remote, report);
     }
     for outcome in &fetched.sessions {
         match outcome {

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use rustyline::error::ReadlineError;
 
+use crate::agent::Restored;
 use crate::agent::approval::{Asker, Decision, Request};
 use crate::agent::{self, Agent, Event, TurnEnd};
 use crate::checkpoint::Session;
 use crate::config::Approval;
-use crate::llm::Message;
 
 use super::common::color_stdout;
 use super::launch::{self, Context};
@@ -50,14 +50,14 @@ pub fn run(args: Args, prompt: Option<String>) -> Result<ExitCode, CommandError>
     let context = Context::load(args.model, args.approval)?;
     let title = prompt.clone().unwrap_or_else(|| "interactive session".to_string());
     let session = context.store.start_session(&title, None, None)?;
-    run_session(context, session, Vec::new(), prompt)
+    run_session(context, session, Restored::default(), prompt)
 }
 
-/// Runs an interactive session on `session`, continuing `conversation`.
+/// Runs an interactive session on `session`, continuing from `restored`.
 pub fn run_session(
     context: Context,
     mut session: Session,
-    conversation: Vec<Message>,
+    restored: Restored,
     first_prompt: Option<String>,
 ) -> Result<ExitCode, CommandError> {
     let runtime = launch::runtime()?;
@@ -67,7 +67,7 @@ pub fn run_session(
     let screen = Screen::default();
     let asker = TerminalAsker { screen: screen.clone(), always: false };
     let mut agent =
-        launch::agent(context, session, conversation, model.clone(), client, Box::new(asker));
+        launch::agent(context, session, restored, model.clone(), client, Box::new(asker))?;
     let mut editor =
         rustyline::DefaultEditor::new().map_err(|err| CommandError::internal(err.to_string()))?;
     let _ = editor.load_history(&history);
@@ -120,6 +120,8 @@ pub fn run_session(
         }
     }
     let _ = editor.save_history(&history);
+    let mut plain = super::run::Printer::new(false);
+    runtime.block_on(super::run::end_session(&mut agent, &mut |event| plain.event(&event)));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -213,6 +215,10 @@ fn rewind(agent: &mut Agent, step: Option<u64>) -> Result<(), CommandError> {
     let store = agent.store();
     let target = store.resolve(&format!("{id}@{step}"))?;
     let outcome = store.rewind(&target)?;
+    let reverted = super::common::revert_memory(store, &target)?;
+    if !reverted.is_empty() {
+        eprintln!("Reverted project facts written after that step: {}.", reverted.join(", "));
+    }
     for (path, reason) in &outcome.applied.kept {
         eprintln!("warning: left {path} as it is: {reason}");
     }
@@ -221,8 +227,8 @@ fn rewind(agent: &mut Agent, step: Option<u64>) -> Result<(), CommandError> {
     }
     let session = store.open_session(&id)?;
     let state = store.read_state(target.commit)?;
-    let conversation = agent::conversation_from(&state.messages).map_err(CommandError::internal)?;
-    agent.reset_to(session, conversation);
+    let restored = agent::Restored::from_state(&state).map_err(CommandError::internal)?;
+    agent.reset_to(session, restored);
     eprintln!(
         "Back at step {step} ({} written, {} deleted).",
         outcome.applied.written, outcome.applied.deleted

@@ -1,10 +1,13 @@
 //! Starting the agent: configuration, the model and its client, the checkpoint store, and
 //! the agent itself, shared by `cairn`, `cairn run`, `cairn resume` and `cairn demo`.
 
-use crate::agent::{self, Agent, AgentSetup, Policy, approval, instructions::Instructions, prompt};
+use crate::agent::{
+    self, Agent, AgentMemory, AgentSetup, MemorySettings, Policy, Restored, approval,
+    instructions::Instructions, prompt,
+};
 use crate::checkpoint::{Session, Store, StoreOptions};
 use crate::config::{self, Approval, Config, Env, Flags, ModelRef, OLLAMA_PROBE_TIMEOUT};
-use crate::llm::{self, Message};
+use crate::llm;
 
 use super::CommandError;
 use super::config::config_error;
@@ -52,18 +55,36 @@ impl Context {
     }
 }
 
-/// Builds the agent for `session`, continuing `conversation`.
+/// Builds the agent for `session`, continuing from `restored`.
 pub fn agent(
     context: Context,
     session: Session,
-    conversation: Vec<Message>,
+    restored: Restored,
     model: ModelRef,
     client: llm::Client,
     asker: Box<dyn approval::Asker>,
-) -> Agent {
+) -> Result<Agent, CommandError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| context.store.root().to_path_buf());
     let instructions =
         Instructions::load(context.store.root(), &cwd, agent::instructions::DEFAULT_CAP);
+    let settings = &context.config.memory;
+    let context_window = context
+        .config
+        .providers
+        .get(&model.provider)
+        .and_then(|provider| provider.context_window.as_ref())
+        .map_or(config::DEFAULT_CONTEXT_WINDOW, |window| window.value);
+    let memory = AgentMemory::open(
+        &context.store,
+        MemorySettings {
+            inject_tokens: settings.inject_tokens.value as usize,
+            compact_at: settings.compact_at.value,
+            context_window,
+            summarize: settings.summarize.value,
+        },
+        instructions.files.clone(),
+    )?;
+    let guidance = memory.memory.guidance(memory.settings.inject_tokens)?;
     let branch =
         context.store.repo().head_name().ok().flatten().map(|name| name.shorten().to_string());
     let system = prompt::build(&prompt::PromptParts {
@@ -71,7 +92,7 @@ pub fn agent(
         branch,
         date: jiff::Zoned::now().strftime("%Y-%m-%d").to_string(),
         instructions: &instructions,
-        memory: None,
+        memory: guidance.as_deref(),
     });
     let policy = Policy::new(context.config.approval.value, asker);
     let mut hidden_env: Vec<String> =
@@ -83,20 +104,21 @@ pub fn agent(
             hidden_env.push(name.value.clone());
         }
     }
-    Agent::new(AgentSetup {
+    Ok(Agent::new(AgentSetup {
         store: context.store,
         session,
         client,
         model: model.model.clone(),
         model_label: model.to_string(),
         system,
-        conversation,
+        restored,
+        memory,
         policy,
         max_output_tokens: MAX_OUTPUT_TOKENS,
         hidden_env,
         watch: true,
         redact_secrets: context.config.redact_secrets.value,
-    })
+    }))
 }
 
 /// A multi-threaded runtime for the agent: the model stream and the tools run on it.

@@ -16,6 +16,7 @@ mod interactive;
 mod land;
 mod launch;
 mod log;
+mod memory;
 mod push;
 mod render;
 mod resume;
@@ -79,6 +80,8 @@ enum Command {
     Blame(blame::Args),
     /// Turn a session's changes into one ordinary commit on the current branch.
     Land(land::Args),
+    /// Project and user memory: show, search, add, edit, log, forget, merge.
+    Memory(memory::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -120,6 +123,7 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Fetch(args) => fetch::run(args),
         Command::Blame(args) => blame::run(args),
         Command::Land(args) => land::run(args),
+        Command::Memory(args) => memory::run(args),
         Command::Config(args) => config::run(args),
     }
 }

@@ -40,17 +40,34 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         }
         _ => share::default_remote(repo)?,
     };
+    // `[memory] push = true` sends project memory whenever there is some.
+    let by_config = || -> Result<bool, CommandError> {
+        let config = crate::config::load(
+            Some(store.root()),
+            &crate::config::Env::from_process(),
+            &crate::config::Flags::default(),
+        )
+        .map_err(super::config::config_error)?;
+        Ok(config.memory.push.value
+            && crate::checkpoint::refs::read_ref(repo, share::MEMORY_REF)?.is_some())
+    };
+    let memory = args.memory || by_config()?;
     let sessions: Vec<String> = if args.all {
         store.sessions()?.into_iter().map(|s| s.id).collect()
     } else if names.is_empty() {
-        vec![store.current_session()?.ok_or(crate::checkpoint::Error::NoCurrentSession)?]
+        match store.current_session()? {
+            Some(current) => vec![current],
+            // `cairn push --memory` alone pushes just the memory.
+            None if memory => Vec::new(),
+            None => return Err(crate::checkpoint::Error::NoCurrentSession.into()),
+        }
     } else {
         names.iter().map(|name| store.resolve(name).map(|c| c.session)).collect::<Result<_, _>>()?
     };
-    if sessions.is_empty() {
+    if sessions.is_empty() && !memory {
         return Err(CommandError::user("there are no sessions to push"));
     }
-    let plan = share::plan_push(&store, &remote, &sessions, args.memory)?;
+    let plan = share::plan_push(&store, &remote, &sessions, memory)?;
     if args.json {
         print_json(&plan)?;
     } else {

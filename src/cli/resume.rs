@@ -9,13 +9,13 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use crate::agent::{self, approval::Headless};
+use crate::agent::{self, TurnEnd, approval::Headless};
 use crate::checkpoint::{Checkpoint, Error as StoreError};
 use crate::config::Approval;
 
 use super::CommandError;
 use super::launch::{self, Context};
-use super::run::{Printer, drive, finish};
+use super::run::{Printer, drive, end_session, finish};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -54,6 +54,10 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         session
     } else {
         let outcome = context.store.rewind(&target)?;
+        let reverted = super::common::revert_memory(&context.store, &target)?;
+        if !reverted.is_empty() {
+            eprintln!("Reverted project facts written after that step: {}.", reverted.join(", "));
+        }
         report_kept(&outcome.applied.kept);
         if let Some(saved) = &outcome.saved_edits {
             let kept = outcome.archived_as.as_deref().unwrap_or("the session");
@@ -64,13 +68,13 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     context.store.set_current_session(&session.info.id)?;
     let tip = session.tip.ok_or_else(|| StoreError::UnknownSession(session.info.id.clone()))?;
     let state = context.store.read_state(tip)?;
-    let conversation = agent::conversation_from(&state.messages)
+    let restored = agent::Restored::from_state(&state)
         .map_err(|reason| StoreError::CorruptState { commit: tip.to_string(), reason })?;
     eprintln!(
         "Resuming session {} at step {} ({} messages).",
         session.info.id,
         session.steps,
-        conversation.len()
+        restored.history.len()
     );
 
     let interactive = args.prompt.is_none() || (!args.json && std::io::stdin().is_terminal());
@@ -80,17 +84,20 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
                 "give a PROMPT to resume headlessly; without one, cairn resume needs a terminal",
             ));
         }
-        return super::interactive::run_session(context, session, conversation, args.prompt);
+        return super::interactive::run_session(context, session, restored, args.prompt);
     }
     let prompt = args.prompt.unwrap_or_default();
     let runtime = launch::runtime()?;
     runtime.block_on(async move {
         let (model, client) = context.model().await?;
         let mut agent =
-            launch::agent(context, session, conversation, model, client, Box::new(Headless));
+            launch::agent(context, session, restored, model, client, Box::new(Headless))?;
         let mut printer = Printer::new(args.json);
         let outcome =
             drive(&mut agent, &prompt, args.max_steps, &mut |event| printer.event(&event)).await;
+        if matches!(outcome, Ok(TurnEnd::Done | TurnEnd::MaxSteps)) {
+            end_session(&mut agent, &mut |event| printer.event(&event)).await;
+        }
         finish(&agent, outcome, &mut printer)
     })
 }

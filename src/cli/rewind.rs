@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use super::CommandError;
-use super::common::{open_store, print_json, with_progress};
+use super::common::{open_store, print_json, revert_memory, with_progress};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,12 +26,15 @@ struct Output {
     written: usize,
     deleted: usize,
     kept: Vec<(String, String)>,
+    /// Project facts the session wrote after the target step, now reverted.
+    reverted_facts: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
     let target = store.resolve(&args.checkpoint)?;
     let outcome = with_progress("rewind", &store.progress, || store.rewind(&target))?;
+    let reverted = revert_memory(&store, &target)?;
     for (path, reason) in &outcome.applied.kept {
         eprintln!("warning: left {path} as it is: {reason}");
     }
@@ -45,6 +48,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             written: outcome.applied.written,
             deleted: outcome.applied.deleted,
             kept: outcome.applied.kept.clone(),
+            reverted_facts: reverted,
         })
         .map(|()| ExitCode::SUCCESS);
     }
@@ -57,6 +61,9 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     );
     if let Some(archive) = &outcome.archived_as {
         println!("The previous tip is kept as {archive}.");
+    }
+    if !reverted.is_empty() {
+        println!("Reverted the project facts it wrote after that step: {}.", reverted.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

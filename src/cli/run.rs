@@ -9,7 +9,7 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use crate::agent::{Event, TurnEnd, approval::Headless};
+use crate::agent::{Event, Restored, TurnEnd, approval::Headless};
 use crate::config::Approval;
 use crate::llm::CancellationToken;
 
@@ -40,8 +40,14 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     runtime.block_on(async move {
         let (model, client) = context.model().await?;
         let session = context.store.start_session(&args.prompt, Some(model.to_string()), None)?;
-        let mut agent =
-            launch::agent(context, session, Vec::new(), model.clone(), client, Box::new(Headless));
+        let mut agent = launch::agent(
+            context,
+            session,
+            Restored::default(),
+            model.clone(),
+            client,
+            Box::new(Headless),
+        )?;
         let mut printer = Printer::new(args.json);
         printer.event(&Event::SessionStarted {
             session: agent.session().info.id.clone(),
@@ -50,8 +56,27 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         let outcome =
             drive(&mut agent, &args.prompt, args.max_steps, &mut |event| printer.event(&event))
                 .await;
+        if matches!(outcome, Ok(TurnEnd::Done | TurnEnd::MaxSteps)) {
+            end_session(&mut agent, &mut |event| printer.event(&event)).await;
+        }
         finish(&agent, outcome, &mut printer)
     })
+}
+
+/// Ends the session (summary and memory promotion), Ctrl-C skipping it. A failure is
+/// reported and changes nothing else: the session's steps are all recorded.
+pub async fn end_session(agent: &mut crate::agent::Agent, emit: &mut dyn FnMut(Event)) {
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_interrupt.cancel();
+        }
+    });
+    if let Err(err) = agent.end_session(&cancel, emit).await {
+        emit(Event::Notice { message: format!("the session summary was not recorded: {err}") });
+    }
+    watcher.abort();
 }
 
 /// Runs one turn with Ctrl-C wired to cancellation.
@@ -133,6 +158,10 @@ impl Printer {
                 eprintln!("  [step {step}: {kind} {}]", &commit[..commit.len().min(10)]);
             }
             Event::Retry { message } => eprintln!("  {message}"),
+            Event::Notice { message } => {
+                self.end_line();
+                eprintln!("note: {message}");
+            }
             Event::SessionStarted { session, model } => eprintln!("session {session} ({model})"),
             Event::Error { message } => {
                 self.end_line();

@@ -134,11 +134,17 @@ impl Reply {
 
     /// An openai-chat stream answering `text`, with usage and `[DONE]`.
     pub fn chat_text(text: &str) -> Self {
-        Self::sse(chat_stream(&[json!({"role": "assistant", "content": text})], "stop"))
+        Self::sse(chat_stream(&[json!({"role": "assistant", "content": text})], "stop", 10))
     }
 
     /// An openai-chat stream making these tool calls, given as `(id, name, arguments)`.
     pub fn chat_tool_calls(calls: &[(&str, &str, Value)]) -> Self {
+        Self::chat_tool_calls_sized(calls, 10)
+    }
+
+    /// Like [`Reply::chat_tool_calls`], reporting the request as `prompt_tokens` long (to
+    /// drive compaction the way a real provider's usage does).
+    pub fn chat_tool_calls_sized(calls: &[(&str, &str, Value)], prompt_tokens: u64) -> Self {
         let deltas: Vec<Value> = calls
             .iter()
             .enumerate()
@@ -151,11 +157,11 @@ impl Reply {
                 }]})
             })
             .collect();
-        Self::sse(chat_stream(&deltas, "tool_calls"))
+        Self::sse(chat_stream(&deltas, "tool_calls", prompt_tokens))
     }
 }
 
-fn chat_stream(deltas: &[Value], finish: &str) -> String {
+fn chat_stream(deltas: &[Value], finish: &str, prompt_tokens: u64) -> String {
     let chunk = |choices: Value, usage: Value| {
         let chunk = json!({
             "id": "chatcmpl-mock",
@@ -172,8 +178,8 @@ fn chat_stream(deltas: &[Value], finish: &str) -> String {
         body += &chunk(json!([{"index": 0, "delta": delta, "finish_reason": null}]), Value::Null);
     }
     body += &chunk(json!([{"index": 0, "delta": {}, "finish_reason": finish}]), Value::Null);
-    body +=
-        &chunk(json!([]), json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}));
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": 5, "total_tokens": prompt_tokens + 5});
+    body += &chunk(json!([]), usage);
     body + "data: [DONE]\n\n"
 }
 

@@ -169,10 +169,14 @@ fn project_memory_travels_with_push_memory_and_lands_under_the_remotes_name() {
     assert!(remote_refs(&a, &url).contains(&format!("{memory}\trefs/cairn/memory")));
 
     let b = second_clone(&url);
-    let out = b.ok(&["fetch"]);
+    let out = b.ok(&["fetch", "--no-merge"]);
     assert!(out.contains("memory     refs/cairn/remotes/origin/memory"), "{out}");
     assert_eq!(b.git(&["rev-parse", "refs/cairn/remotes/origin/memory"]).trim(), memory);
-    assert!(b.git(&["for-each-ref", "refs/cairn/memory"]).is_empty(), "never the local memory");
+    assert!(b.git(&["for-each-ref", "refs/cairn/memory"]).is_empty(), "--no-merge leaves it aside");
+    // By default the fetched memory is merged: here, with no local memory, taken as is.
+    let out = b.ok(&["fetch"]);
+    assert!(out.contains("fast-forwarded"), "{out}");
+    assert_eq!(b.git(&["rev-parse", "refs/cairn/memory"]).trim(), memory);
 }
 
 #[test]
@@ -206,4 +210,63 @@ fn a_rewound_session_pushes_over_what_this_clone_pushed_but_not_over_others_work
     let out = a.cairn(&["push"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(remote_tip(&a), b_tip, "b's step is still there");
+}
+
+#[test]
+fn fetch_merges_facts_from_both_clones_and_keeps_both_versions_of_a_fact_changed_twice() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    a.ok(&["memory", "add", "The shared fact says port 1"]);
+    a.ok(&["push", "--memory", "--all"]);
+    let b = second_clone(&url);
+    b.ok(&["fetch"]);
+    let shared = "facts/the-shared-fact-says-port-1.md";
+    // Both sides change the shared fact and each adds one of its own.
+    let edit_to = |repo: &TestRepo, port: &str| {
+        let editor = repo.home.join("editor.sh");
+        std::fs::write(&editor, format!("#!/bin/sh\nsed -i 's/port 1/port {port}/' \"$1\"\n"))
+            .unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&editor).status().unwrap();
+        let mut command =
+            repo.command_in(&repo.root, &["memory", "edit", "the-shared-fact-says-port-1"]);
+        assert!(command.env("EDITOR", &editor).env_remove("VISUAL").status().unwrap().success());
+    };
+    edit_to(&a, "2");
+    a.ok(&["memory", "add", "Only clone A knows this"]);
+    a.ok(&["push", "--memory", "--all"]);
+    edit_to(&b, "3");
+    b.ok(&["memory", "add", "Only clone B knows this"]);
+
+    let out = b.ok(&["fetch"]);
+    assert!(out.contains("Merged memory from origin: 1 facts taken."), "{out}");
+    assert!(out.contains("Both sides changed the-shared-fact-says-port-1"), "{out}");
+    let facts = b.git(&["ls-tree", "--name-only", "refs/cairn/memory:facts"]);
+    assert_eq!(
+        facts,
+        "only-clone-a-knows-this.md\nonly-clone-b-knows-this.md\n\
+         the-shared-fact-says-port-1.from-origin.md\nthe-shared-fact-says-port-1.md\n"
+    );
+    assert!(
+        b.git(&["show", &format!("refs/cairn/memory:{shared}")]).contains("port 3"),
+        "ours stays"
+    );
+    let theirs =
+        b.git(&["show", "refs/cairn/memory:facts/the-shared-fact-says-port-1.from-origin.md"]);
+    assert!(theirs.contains("port 2"), "{theirs}");
+    // A merge commit with both histories, so `git log` shows where each fact came from.
+    let parents = b.git(&["log", "-1", "--format=%P", "refs/cairn/memory"]);
+    assert_eq!(parents.split_whitespace().count(), 2);
+    assert!(
+        b.git(&[
+            "merge-base",
+            "--is-ancestor",
+            "refs/cairn/remotes/origin/memory",
+            "refs/cairn/memory"
+        ])
+        .is_empty()
+    );
+    // Fetching again changes nothing.
+    let again = b.ok(&["fetch"]);
+    assert!(again.contains("up to date"), "{again}");
+    b.assert_fsck_clean();
 }

@@ -102,10 +102,17 @@ impl TestRepo {
         command
     }
 
-    /// Points cairn at a scripted model server (`provider mock`, kind openai-chat).
+    /// Points cairn at a scripted model server (`provider mock`, kind openai-chat), with
+    /// the session-end summary off: it costs two model calls that most scripts don't
+    /// hold (`use_model_with` turns it on).
     pub fn use_model(&self, base_url: &str) {
+        self.use_model_with(base_url, "[memory]\nsummarize = false\n");
+    }
+
+    /// Like [`TestRepo::use_model`], with `extra` TOML appended instead.
+    pub fn use_model_with(&self, base_url: &str, extra: &str) {
         let config = format!(
-            "model = \"mock/scripted\"\n[provider.mock]\nkind = \"openai-chat\"\nbase_url = \"{base_url}\"\n"
+            "model = \"mock/scripted\"\n{extra}[provider.mock]\nkind = \"openai-chat\"\nbase_url = \"{base_url}\"\n"
         );
         std::fs::write(self.home.join("cairn-config.toml"), config).unwrap();
     }

@@ -1,0 +1,503 @@
+//! Memory in four tiers, all versioned files (SPEC 4).
+//!
+//! Tiers 1 and 2 (`notes.md`, `session.md`) live in each step's `.cairn/memory/` and are
+//! handled by the agent. This module holds tiers 3 and 4: facts as files in git history
+//! ([`store`]), ranked search over all tiers ([`search`]), and the operations the agent
+//! and `cairn memory` share: remember, forget, the guidance injected at session start,
+//! reverting one session's writes on rewind, and merging a remote's memory.
+
+pub mod fact;
+pub mod search;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use gix::ObjectId;
+
+pub use fact::{Fact, Source};
+pub use store::{Change, Contents, MemoryStore, Origin, Tier};
+
+use crate::checkpoint;
+
+/// Default cap on the memory injected into the system prompt, in estimated tokens.
+pub const DEFAULT_INJECT_TOKENS: usize = 2000;
+/// The search cache, under `<git common dir>/cairn/`.
+pub const SEARCH_CACHE: &str = "memory-search.idx";
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::Error),
+    #[error("there is no fact named '{slug}' in {location}")]
+    NoSuchFact { slug: String, location: String },
+    #[error("'{0}' is not a fact name (letters, digits, '-', '_' and '.' only)")]
+    InvalidSlug(String),
+    #[error("{0}")]
+    InvalidFact(String),
+    #[error("the user memory at {} cannot be used: {message}", .path.display())]
+    UserRepository { path: PathBuf, message: String },
+    #[error("no user memory location: set XDG_DATA_HOME or HOME")]
+    NoUserLocation,
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::Checkpoint(err) => err.is_user_error(),
+            Error::Io { .. } | Error::UserRepository { .. } => false,
+            _ => true,
+        }
+    }
+}
+
+/// A rough token count (four bytes a token), for caps and compaction when the provider
+/// reports none.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.len().div_ceil(4)
+}
+
+/// What a `remember` did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Remembered {
+    pub tier: Tier,
+    pub slug: String,
+    /// `added`, or `confirmed` when the same fact was already there.
+    pub outcome: &'static str,
+    /// Secret-looking strings replaced before storing.
+    pub redacted: usize,
+}
+
+/// What a merge of a remote's memory did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MergeReport {
+    /// Facts taken from the remote.
+    pub taken: Vec<String>,
+    /// Facts changed on both sides: ours stays, theirs is kept beside it under this name.
+    pub conflicts: Vec<(String, String)>,
+    pub fast_forward: bool,
+    pub up_to_date: bool,
+}
+
+/// Project memory, and user memory when it exists (created on the first user write).
+pub struct Memory {
+    project: MemoryStore,
+    user: Option<MemoryStore>,
+    user_path: Option<PathBuf>,
+    cache_dir: PathBuf,
+}
+
+impl Memory {
+    /// The memory of the repository behind `store`, and the user's.
+    pub fn open(store: &checkpoint::Store) -> Result<Memory> {
+        let user_path = store::user_memory_path();
+        let user = match &user_path {
+            Some(path) if path.join("HEAD").is_file() => Some(MemoryStore::user_at(path)?),
+            _ => None,
+        };
+        Ok(Memory {
+            project: MemoryStore::project(store.writing_repo()),
+            user,
+            user_path,
+            cache_dir: store.private_dir().to_owned(),
+        })
+    }
+
+    pub fn project(&self) -> &MemoryStore {
+        &self.project
+    }
+
+    pub fn user(&self) -> Option<&MemoryStore> {
+        self.user.as_ref()
+    }
+
+    /// The store of `tier` for reading (`None`: user memory was never written).
+    pub fn tier(&self, tier: Tier) -> Option<&MemoryStore> {
+        match tier {
+            Tier::Project => Some(&self.project),
+            Tier::User => self.user.as_ref(),
+        }
+    }
+
+    /// The store of `tier` for writing, creating user memory on first use.
+    pub fn tier_for_write(&mut self, tier: Tier) -> Result<&MemoryStore> {
+        match tier {
+            Tier::Project => Ok(&self.project),
+            Tier::User => {
+                if self.user.is_none() {
+                    let path = self.user_path.clone().ok_or(Error::NoUserLocation)?;
+                    self.user = Some(MemoryStore::user_at(&path)?);
+                }
+                self.user.as_ref().ok_or(Error::NoUserLocation)
+            }
+        }
+    }
+
+    /// Stores `text` as a fact, or confirms the same fact when it is already there.
+    pub fn remember(
+        &mut self,
+        tier: Tier,
+        text: &str,
+        source: Source,
+        origin: &Origin,
+    ) -> Result<Remembered> {
+        let (text, redacted) = crate::secrets::redact(text.trim());
+        if text.is_empty() {
+            return Err(Error::InvalidFact("a fact needs some text".into()));
+        }
+        if text.len() > store::FACT_MAX_BYTES {
+            return Err(Error::InvalidFact(format!(
+                "a fact is at most {} bytes (this one is {}); remember one short statement",
+                store::FACT_MAX_BYTES,
+                text.len()
+            )));
+        }
+        let store = self.tier_for_write(tier)?;
+        let contents = store.load()?;
+        let now = jiff::Timestamp::now().to_string();
+        let base = fact::slug_for(&text);
+        let mut slug = base.clone();
+        let mut n = 1;
+        let existing = loop {
+            match contents.fact(&slug) {
+                Some(fact) if fact.text == text => break Some(fact.clone()),
+                None if !contents
+                    .invalid
+                    .iter()
+                    .any(|i| i.path == format!("{}/{slug}.md", store::FACTS_DIR)) =>
+                {
+                    break None;
+                }
+                _ => {
+                    n += 1;
+                    slug = format!("{base}-{n}");
+                }
+            }
+        };
+        let (fact, outcome) = match existing {
+            Some(mut fact) => {
+                fact.meta.last_confirmed = now;
+                (fact, "confirmed")
+            }
+            None => {
+                let meta = fact::Meta {
+                    created: now.clone(),
+                    source,
+                    session: origin.session.clone(),
+                    step: origin.step,
+                    last_confirmed: now,
+                };
+                (Fact { slug: slug.clone(), meta, text: text.clone() }, "added")
+            }
+        };
+        let subject = format!(
+            "{}: {}",
+            if outcome == "added" { "remember" } else { "confirm" },
+            fact.headline()
+        );
+        store.write(&[Change::Put(fact)], &subject, origin)?;
+        Ok(Remembered { tier, slug, outcome, redacted })
+    }
+
+    /// Rewrites project fact `slug` with `text`, keeping when it was created.
+    pub fn update(
+        &mut self,
+        slug: &str,
+        text: &str,
+        source: Source,
+        origin: &Origin,
+    ) -> Result<()> {
+        let (text, _) = crate::secrets::redact(text.trim());
+        if text.is_empty() || text.len() > store::FACT_MAX_BYTES {
+            return Err(Error::InvalidFact(format!(
+                "a fact is 1 to {} bytes",
+                store::FACT_MAX_BYTES
+            )));
+        }
+        let contents = self.project.load()?;
+        let Some(fact) = contents.fact(slug) else {
+            return Err(Error::NoSuchFact {
+                slug: slug.into(),
+                location: self.project.location().into(),
+            });
+        };
+        let mut fact = fact.clone();
+        fact.text = text;
+        fact.meta.source = source;
+        fact.meta.session = origin.session.clone();
+        fact.meta.step = origin.step;
+        fact.meta.last_confirmed = jiff::Timestamp::now().to_string();
+        let subject = format!("update: {}", fact.headline());
+        self.project.write(&[Change::Put(fact)], &subject, origin)?;
+        Ok(())
+    }
+
+    /// Removes a fact.
+    pub fn forget(&mut self, tier: Tier, slug: &str, origin: &Origin) -> Result<()> {
+        if !fact::is_valid_slug(slug) {
+            return Err(Error::InvalidSlug(slug.to_string()));
+        }
+        let Some(store) = self.tier(tier) else {
+            return Err(Error::NoSuchFact {
+                slug: slug.into(),
+                location: "user memory (empty)".into(),
+            });
+        };
+        let tree = store.tree()?;
+        let present = match tree {
+            Some(tree) => store.fact_entries(tree)?.iter().any(|(s, _)| s == slug),
+            None => false,
+        };
+        if !present {
+            return Err(Error::NoSuchFact { slug: slug.into(), location: store.location().into() });
+        }
+        store.write(&[Change::Remove(slug.to_string())], &format!("forget: {slug}"), origin)?;
+        Ok(())
+    }
+
+    /// The memory injected at session start: the user and project indexes, marked with
+    /// their sources, within `max_tokens` (whole lines; the newest kept).
+    pub fn guidance(&self, max_tokens: usize) -> Result<Option<String>> {
+        let mut sections = Vec::new();
+        for store in [self.user.as_ref(), Some(&self.project)].into_iter().flatten() {
+            let contents = store.load()?;
+            if contents.index.trim().is_empty() {
+                continue;
+            }
+            let title = match store.tier() {
+                Tier::User => "User memory (preferences across projects)",
+                Tier::Project => "Project memory",
+            };
+            sections.push((
+                format!("## {title}, from {}:{}\n", store.location(), store::INDEX_FILE),
+                contents.index,
+            ));
+        }
+        if sections.is_empty() {
+            return Ok(None);
+        }
+        let budget = max_tokens * 4;
+        let headers: usize = sections.iter().map(|(h, _)| h.len()).sum();
+        let mut left = budget.saturating_sub(headers);
+        let mut out = String::new();
+        // Fair shares: each section may use what the ones before it left over.
+        let count = sections.len();
+        for (i, (header, index)) in sections.into_iter().enumerate() {
+            let share = left / (count - i);
+            let lines: Vec<&str> = index.lines().collect();
+            let mut kept: Vec<&str> = Vec::new();
+            let mut used = 0;
+            let note_room = 64;
+            for line in lines.iter().rev() {
+                if used + line.len() + 1 + note_room > share {
+                    break;
+                }
+                used += line.len() + 1;
+                kept.push(line);
+            }
+            kept.reverse();
+            out.push_str(&header);
+            for line in &kept {
+                out.push_str(line);
+                out.push('\n');
+            }
+            if kept.len() < lines.len() {
+                let note = format!(
+                    "({} older entries not shown; use memory_search)\n",
+                    lines.len() - kept.len()
+                );
+                used += note.len();
+                out.push_str(&note);
+            }
+            left = left.saturating_sub(used);
+        }
+        Ok(Some(out))
+    }
+
+    /// Ranked search over tiers 2–4 and the instruction files.
+    pub fn search(
+        &self,
+        query: &str,
+        limit: usize,
+        session_summary: Option<&str>,
+        instructions: &[(PathBuf, String)],
+    ) -> Result<Vec<search::Hit>> {
+        let corpus = search::Corpus {
+            project: Some(&self.project),
+            user: self.user.as_ref(),
+            session_summary,
+            instructions,
+        };
+        search::search(&corpus, query, limit, Some(&self.cache_dir.join(SEARCH_CACHE)))
+    }
+
+    /// Reverts, with one new commit, the project facts that `session` wrote after step
+    /// `step`. A fact another session changed since is left alone. Returns the slugs
+    /// reverted.
+    pub fn revert_session(&self, session: &str, step: u64) -> Result<Vec<String>> {
+        let store = &self.project;
+        let Some(tip) = store.tree()? else { return Ok(Vec::new()) };
+        let mut log = store.log(None)?;
+        log.reverse();
+        let mut before: BTreeMap<String, Option<ObjectId>> = BTreeMap::new();
+        let mut last_written: BTreeMap<String, Option<ObjectId>> = BTreeMap::new();
+        for entry in log.iter().filter(|e| e.session.as_deref() == Some(session)) {
+            let commit =
+                store.repo().find_commit(entry.commit).map_err(|err| checkpoint::Error::Git {
+                    context: format!("reading memory commit {}", entry.commit),
+                    message: err.to_string(),
+                })?;
+            let parent_tree = match commit.parent_ids().next() {
+                Some(parent) => Some(store.commit_tree(parent.detach())?),
+                None => None,
+            };
+            let tree = store.commit_tree(entry.commit)?;
+            for slug in &entry.paths {
+                last_written.insert(slug.clone(), fact_blob(store, Some(tree), slug)?);
+                if entry.step.is_some_and(|s| s > step) && !before.contains_key(slug) {
+                    before.insert(slug.clone(), fact_blob(store, parent_tree, slug)?);
+                }
+            }
+        }
+        let mut changes = Vec::new();
+        let mut reverted = Vec::new();
+        for (slug, old) in before {
+            let current = fact_blob(store, Some(tip), &slug)?;
+            if current != last_written.get(&slug).copied().flatten() || current == old {
+                continue;
+            }
+            let content = match old {
+                Some(id) => Some(
+                    store
+                        .repo()
+                        .find_blob(id)
+                        .map_err(|err| checkpoint::Error::Git {
+                            context: format!("reading {id}"),
+                            message: err.to_string(),
+                        })?
+                        .data
+                        .clone(),
+                ),
+                None => None,
+            };
+            changes.push(Change::Raw { slug: slug.clone(), content });
+            reverted.push(slug);
+        }
+        if !changes.is_empty() {
+            let origin = Origin { session: Some(session.to_string()), step: Some(step) };
+            store.write(
+                &changes,
+                &format!("revert: facts written after step {step} of {session}"),
+                &origin,
+            )?;
+        }
+        Ok(reverted)
+    }
+
+    /// Merges `theirs` (a memory commit, such as a fetched remote's) into project memory:
+    /// files changed on one side are taken from it; a fact changed on both sides keeps
+    /// ours and gets theirs beside it as `<slug>.from-<label>`.
+    pub fn merge(&self, theirs: ObjectId, label: &str) -> Result<MergeReport> {
+        let store = &self.project;
+        let repo = store.repo();
+        let git =
+            |context: String| move |err: String| checkpoint::Error::Git { context, message: err };
+        let Some(ours) = store.tip()? else {
+            checkpoint::refs::compare_and_swap(
+                repo,
+                store.reference(),
+                None,
+                theirs,
+                &format!("cairn memory: merge from {label}"),
+                store::signature(repo).to_ref(&mut Default::default()),
+            )?;
+            return Ok(MergeReport { fast_forward: true, ..MergeReport::default() });
+        };
+        if ours == theirs {
+            return Ok(MergeReport { up_to_date: true, ..MergeReport::default() });
+        }
+        // Histories without a common commit merge as if from empty memory.
+        let base = match repo.merge_base(ours, theirs) {
+            Ok(Some(id)) => Some(id.detach()),
+            _ => None,
+        };
+        if base == Some(theirs) {
+            return Ok(MergeReport { up_to_date: true, ..MergeReport::default() });
+        }
+        if base == Some(ours) {
+            checkpoint::refs::compare_and_swap(
+                repo,
+                store.reference(),
+                Some(ours),
+                theirs,
+                &format!("cairn memory: fast-forward from {label}"),
+                store::signature(repo).to_ref(&mut Default::default()),
+            )?;
+            return Ok(MergeReport { fast_forward: true, ..MergeReport::default() });
+        }
+        let entries = |tree: Option<ObjectId>| -> Result<BTreeMap<String, ObjectId>> {
+            Ok(match tree {
+                Some(tree) => store.fact_entries(tree)?.into_iter().collect(),
+                None => BTreeMap::new(),
+            })
+        };
+        let base_facts = entries(match base {
+            Some(base) => Some(store.commit_tree(base)?),
+            None => None,
+        })?;
+        let our_facts = entries(Some(store.commit_tree(ours)?))?;
+        let their_facts = entries(Some(store.commit_tree(theirs)?))?;
+        let mut report = MergeReport::default();
+        let mut changes = Vec::new();
+        let read = |id: ObjectId| -> Result<Vec<u8>> {
+            Ok(repo
+                .find_blob(id)
+                .map_err(|err| git(format!("reading {id}"))(err.to_string()))?
+                .data
+                .clone())
+        };
+        let slugs: std::collections::BTreeSet<&String> =
+            our_facts.keys().chain(their_facts.keys()).collect();
+        let suffix = format!(".from-{}", fact::slug_for(label));
+        for slug in slugs {
+            let (b, o, t) = (base_facts.get(slug), our_facts.get(slug), their_facts.get(slug));
+            if o == t || t == b {
+                continue;
+            }
+            if o == b {
+                changes.push(Change::Raw {
+                    slug: slug.clone(),
+                    content: t.map(|id| read(*id)).transpose()?,
+                });
+                report.taken.push(slug.clone());
+                continue;
+            }
+            // Changed on both sides (or deleted on one and changed on the other).
+            if let Some(id) = t {
+                let aside = format!("{slug}{suffix}");
+                changes.push(Change::Raw { slug: aside.clone(), content: Some(read(*id)?) });
+                report.conflicts.push((slug.clone(), aside));
+            }
+        }
+        store.write_with_parents(
+            &changes,
+            &format!("merge memory from {label}"),
+            &Origin::default(),
+            Some(theirs),
+        )?;
+        Ok(report)
+    }
+}
+
+fn fact_blob(store: &MemoryStore, tree: Option<ObjectId>, slug: &str) -> Result<Option<ObjectId>> {
+    let Some(tree) = tree else { return Ok(None) };
+    Ok(store.fact_entries(tree)?.into_iter().find(|(s, _)| s == slug).map(|(_, id)| id))
+}

@@ -1,0 +1,361 @@
+//! Ranked keyword search over memory (BM25), offline and deterministic.
+//!
+//! Documents are facts (tiers 3 and 4, one document each), the sections of the session
+//! summary (tier 2) and of the `AGENTS.md` chain. The index is cached in
+//! `<git common dir>/cairn/memory-search.idx`, keyed by the blob ids of what it holds:
+//! when the key matches, a search only decodes the cache; when it does not, documents
+//! whose blob is unchanged are taken from the old cache instead of being read from git.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use gix::ObjectId;
+use serde::{Deserialize, Serialize};
+
+use super::store::MemoryStore;
+
+/// BM25's usual constants.
+const K1: f64 = 1.2;
+const B: f64 = 0.75;
+/// Bump when the cache layout or the tokenizer changes.
+const CACHE_VERSION: u32 = 1;
+
+/// A text source of documents: one blob, split into documents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Group {
+    /// Blob id (hex) of the text the documents came from.
+    blob: String,
+    docs: Vec<Doc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Doc {
+    /// Where the text is, as the user and the model should read it.
+    file: String,
+    /// 1-based line of the document's first line in `file`.
+    line: u32,
+    text: String,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub file: String,
+    /// The line of the best-matching line of the document.
+    pub line: u32,
+    pub score: f64,
+    /// The best-matching line, and the document's first line when that differs.
+    pub snippet: String,
+}
+
+/// What to search: the memory tiers and instruction files of one session.
+pub struct Corpus<'a> {
+    pub project: Option<&'a MemoryStore>,
+    pub user: Option<&'a MemoryStore>,
+    /// `.cairn/memory/session.md` of the current step, if any.
+    pub session_summary: Option<&'a str>,
+    /// The `AGENTS.md` chain: (path relative to the root, content).
+    pub instructions: &'a [(std::path::PathBuf, String)],
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cache {
+    version: u32,
+    key: String,
+    groups: Vec<Group>,
+}
+
+/// The index searched: documents with their term frequencies.
+struct Index {
+    docs: Vec<(Doc, u32)>,
+    postings: HashMap<String, Vec<(u32, u32)>>,
+    average_length: f64,
+}
+
+/// Searches `corpus` for `query`, best first, at most `limit` hits. `cache` is the cache
+/// file (created or replaced when stale); errors writing it are not fatal.
+pub fn search(
+    corpus: &Corpus<'_>,
+    query: &str,
+    limit: usize,
+    cache: Option<&Path>,
+) -> Result<Vec<Hit>, super::Error> {
+    let groups = load_groups(corpus, cache)?;
+    let index = Index::build(groups);
+    Ok(index.search(query, limit))
+}
+
+/// The documents of `corpus`, from the cache when it is current.
+fn load_groups(corpus: &Corpus<'_>, cache: Option<&Path>) -> Result<Vec<Group>, super::Error> {
+    let mut sources: Vec<Source> = Vec::new();
+    for store in [corpus.project, corpus.user].into_iter().flatten() {
+        if let Some(tree) = store.tree()? {
+            sources.push(Source::Facts { store, tree });
+        }
+    }
+    if let Some(summary) = corpus.session_summary {
+        sources.push(Source::Text { file: ".cairn/memory/session.md".into(), text: summary });
+    }
+    for (path, text) in corpus.instructions {
+        sources.push(Source::Text { file: path.to_string_lossy().into_owned(), text });
+    }
+    let key: String = sources.iter().map(Source::key).collect::<Vec<_>>().join(" ");
+    let old = cache.and_then(read_cache);
+    if let Some(old) = &old
+        && old.key == key
+    {
+        return Ok(old.groups.clone());
+    }
+    let mut reuse: HashMap<&str, &Group> = HashMap::new();
+    if let Some(old) = &old {
+        for group in &old.groups {
+            reuse.insert(group.blob.as_str(), group);
+        }
+    }
+    let mut groups = Vec::new();
+    for source in &sources {
+        source.groups(&reuse, &mut groups)?;
+    }
+    if let Some(path) = cache {
+        write_cache(path, &Cache { version: CACHE_VERSION, key, groups: groups.clone() });
+    }
+    Ok(groups)
+}
+
+enum Source<'a> {
+    Facts { store: &'a MemoryStore, tree: ObjectId },
+    Text { file: String, text: &'a str },
+}
+
+impl Source<'_> {
+    fn key(&self) -> String {
+        match self {
+            Source::Facts { tree, .. } => tree.to_string(),
+            Source::Text { text, .. } => blob_id(text.as_bytes()).to_string(),
+        }
+    }
+
+    fn groups(
+        &self,
+        reuse: &HashMap<&str, &Group>,
+        out: &mut Vec<Group>,
+    ) -> Result<(), super::Error> {
+        match self {
+            Source::Facts { store, tree } => {
+                let prefix = store.location();
+                for (slug, id) in store.fact_entries(*tree)? {
+                    let blob = id.to_string();
+                    if let Some(group) = reuse.get(blob.as_str()) {
+                        out.push((*group).clone());
+                        continue;
+                    }
+                    let Ok(object) = store.repo().find_blob(id) else { continue };
+                    let text = String::from_utf8_lossy(&object.data);
+                    let file = format!("{prefix}:facts/{slug}.md");
+                    out.push(Group { blob, docs: fact_doc(&file, &text).into_iter().collect() });
+                }
+            }
+            Source::Text { file, text } => {
+                out.push(Group {
+                    blob: blob_id(text.as_bytes()).to_string(),
+                    docs: sections(file, text),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fact file as one document: its text without the front matter.
+fn fact_doc(file: &str, content: &str) -> Option<Doc> {
+    let mut line = 1;
+    let mut body = content;
+    if let Some(rest) = content.strip_prefix("+++\n")
+        && let Some(end) = rest.find("\n+++\n")
+    {
+        line += 2 + rest[..end].lines().count() as u32;
+        body = &rest[end + 5..];
+    }
+    let text = body.trim_end().to_string();
+    (!text.trim().is_empty()).then(|| Doc { file: file.to_string(), line, text })
+}
+
+/// A Markdown text split at its headings (and every 40 lines), so a hit points near its
+/// place in a long file.
+fn sections(file: &str, text: &str) -> Vec<Doc> {
+    const MAX_LINES: usize = 40;
+    let mut docs = Vec::new();
+    let mut start = 1;
+    let mut current: Vec<&str> = Vec::new();
+    let mut flush = |start: usize, lines: &mut Vec<&str>| {
+        let text = lines.join("\n");
+        if !text.trim().is_empty() {
+            docs.push(Doc { file: file.to_string(), line: start as u32, text });
+        }
+        lines.clear();
+    };
+    for (n, line) in text.lines().enumerate() {
+        if (line.starts_with('#') && !current.is_empty()) || current.len() >= MAX_LINES {
+            flush(start, &mut current);
+            start = n + 1;
+        }
+        current.push(line);
+    }
+    flush(start, &mut current);
+    docs
+}
+
+fn blob_id(bytes: &[u8]) -> ObjectId {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::object::Kind::Blob, bytes)
+        .unwrap_or_else(|_| ObjectId::null(gix::hash::Kind::Sha1))
+}
+
+fn read_cache(path: &Path) -> Option<Cache> {
+    let bytes = std::fs::read(path).ok()?;
+    let cache: Cache = postcard::from_bytes(&bytes).ok()?;
+    (cache.version == CACHE_VERSION).then_some(cache)
+}
+
+fn write_cache(path: &Path, cache: &Cache) {
+    let Ok(bytes) = postcard::to_stdvec(cache) else { return };
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    // Written aside and renamed, so a reader never sees half a cache.
+    if let Ok(mut file) = tempfile::NamedTempFile::new_in(dir)
+        && std::io::Write::write_all(&mut file, &bytes).is_ok()
+    {
+        let _ = file.persist(path);
+    }
+}
+
+/// Lowercase alphanumeric words; deterministic, no stemming.
+pub fn tokenize(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+}
+
+impl Index {
+    fn build(groups: Vec<Group>) -> Index {
+        let mut docs = Vec::new();
+        let mut postings: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
+        let mut total = 0u64;
+        for doc in groups.into_iter().flat_map(|g| g.docs) {
+            let id = docs.len() as u32;
+            let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+            let mut length = 0;
+            for token in tokenize(&doc.text) {
+                *counts.entry(token).or_default() += 1;
+                length += 1;
+            }
+            for (term, count) in counts {
+                postings.entry(term).or_default().push((id, count));
+            }
+            total += u64::from(length);
+            docs.push((doc, length));
+        }
+        let average_length = if docs.is_empty() { 0.0 } else { total as f64 / docs.len() as f64 };
+        Index { docs, postings, average_length }
+    }
+
+    fn search(&self, query: &str, limit: usize) -> Vec<Hit> {
+        let mut terms: Vec<String> = tokenize(query).collect();
+        terms.sort();
+        terms.dedup();
+        let n = self.docs.len() as f64;
+        let mut scores: HashMap<u32, f64> = HashMap::new();
+        for term in &terms {
+            let Some(list) = self.postings.get(term) else { continue };
+            let df = list.len() as f64;
+            let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+            for &(doc, tf) in list {
+                let length = f64::from(self.docs[doc as usize].1);
+                let tf = f64::from(tf);
+                let norm = tf * (K1 + 1.0)
+                    / (tf + K1 * (1.0 - B + B * length / self.average_length.max(1.0)));
+                *scores.entry(doc).or_default() += idf * norm;
+            }
+        }
+        let mut ranked: Vec<(u32, f64)> = scores.into_iter().collect();
+        // Ties go to the earlier document, so results never depend on hash order.
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked
+            .into_iter()
+            .take(limit)
+            .map(|(doc, score)| {
+                let (doc, _) = &self.docs[doc as usize];
+                let (offset, snippet) = snippet(&doc.text, &terms);
+                Hit { file: doc.file.clone(), line: doc.line + offset, score, snippet }
+            })
+            .collect()
+    }
+}
+
+/// The line of `text` holding the most query terms (its offset and text, cut short).
+fn snippet(text: &str, terms: &[String]) -> (u32, String) {
+    const MAX: usize = 240;
+    let mut best = (0, 0usize, "");
+    for (n, line) in text.lines().enumerate() {
+        let hits = tokenize(line).filter(|t| terms.binary_search(t).is_ok()).count();
+        if hits > best.1 {
+            best = (n as u32, hits, line);
+        }
+    }
+    let line = best.2.trim();
+    let mut cut = line.len().min(MAX);
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let shown = if cut < line.len() { format!("{}…", &line[..cut]) } else { line.to_string() };
+    (best.0, shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(file: &str, text: &str) -> Group {
+        Group {
+            blob: file.into(),
+            docs: vec![Doc { file: file.into(), line: 1, text: text.into() }],
+        }
+    }
+
+    #[test]
+    fn the_rarer_and_denser_match_ranks_first() {
+        let index = Index::build(vec![
+            group("a", "the build uses make and the tests use make check"),
+            group("b", "postgres listens on port 5433 in the dev setup"),
+            group("c", "the the the the port"),
+        ]);
+        let hits = index.search("which PORT does postgres use", 10);
+        assert_eq!(hits[0].file, "b");
+        assert_eq!(hits[0].snippet, "postgres listens on port 5433 in the dev setup");
+        assert!(hits.iter().all(|h| h.score > 0.0));
+        assert!(index.search("nothing matches this", 10).is_empty());
+    }
+
+    #[test]
+    fn ties_are_broken_by_document_order() {
+        let index = Index::build(vec![group("x", "alpha"), group("y", "alpha")]);
+        let files: Vec<_> = index.search("alpha", 10).into_iter().map(|h| h.file).collect();
+        assert_eq!(files, ["x", "y"]);
+    }
+
+    #[test]
+    fn sections_split_at_headings_and_keep_their_line_numbers() {
+        let docs = sections("AGENTS.md", "# Build\nmake\n\n## Test\nmake check\n");
+        let lines: Vec<_> = docs.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [1, 4]);
+        let index = Index::build(vec![Group { blob: "x".into(), docs }]);
+        let hit = &index.search("check", 1)[0];
+        assert_eq!((hit.line, hit.snippet.as_str()), (5, "make check"));
+    }
+
+    #[test]
+    fn a_fact_document_skips_its_front_matter() {
+        let doc = fact_doc("f", "+++\ncreated = \"x\"\nsource = \"user\"\n+++\nUse port 5433.\n")
+            .unwrap();
+        assert_eq!((doc.line, doc.text.as_str()), (5, "Use port 5433."));
+    }
+}

@@ -1,0 +1,566 @@
+//! A memory tier as git history: a ref whose commits each hold the whole memory tree,
+//! `MEMORY.md` (one index line per fact) and `facts/<slug>.md`.
+//!
+//! Every write is its own commit with `Cairn-Session:`/`Cairn-Step:` trailers and moves
+//! the ref by compare-and-swap. A writer that loses the race re-applies its change on the
+//! new tip, so concurrent sessions never lose each other's facts. Objects are written
+//! loose: a write is a handful of small objects.
+
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+
+use super::fact::{self, Fact};
+use super::{Error, Result};
+use crate::checkpoint::{self, Context, refs};
+
+/// Project memory (tier 3) in the user's repository.
+pub const PROJECT_REF: &str = refs::MEMORY_REF;
+/// User memory (tier 4) in its own bare repository, on its default branch so that
+/// `git -C memory.git log` shows it.
+pub const USER_REF: &str = "refs/heads/main";
+pub const INDEX_FILE: &str = "MEMORY.md";
+pub const FACTS_DIR: &str = "facts";
+/// The index keeps this many lines; the oldest drop out of it (their facts stay searchable).
+pub const INDEX_MAX_LINES: usize = 200;
+/// The largest fact text accepted, in bytes: a fact is a sentence or a short paragraph.
+pub const FACT_MAX_BYTES: usize = 2048;
+/// How often a write retries when other sessions keep moving the ref.
+const MAX_ATTEMPTS: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Project,
+    User,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Project => "project",
+            Tier::User => "user",
+        }
+    }
+}
+
+/// Who is writing: a session's step, or the user at the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub session: Option<String>,
+    pub step: Option<u64>,
+}
+
+/// One change to the memory tree.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Write a fact (add, or update if the slug exists).
+    Put(Fact),
+    /// Remove a fact.
+    Remove(String),
+    /// Set `facts/<slug>.md` to exactly these bytes (or remove it); used by revert and
+    /// merge, which restore files as they were.
+    Raw { slug: String, content: Option<Vec<u8>> },
+}
+
+impl Change {
+    fn slug(&self) -> &str {
+        match self {
+            Change::Put(fact) => &fact.slug,
+            Change::Remove(slug) | Change::Raw { slug, .. } => slug,
+        }
+    }
+}
+
+/// A fact file that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Invalid {
+    pub path: String,
+    pub reason: String,
+}
+
+/// The memory tree at one commit.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    pub tip: Option<ObjectId>,
+    pub tree: Option<ObjectId>,
+    pub index: String,
+    /// Valid facts, sorted by slug.
+    pub facts: Vec<Fact>,
+    /// Fact files that are reported and skipped.
+    pub invalid: Vec<Invalid>,
+}
+
+impl Contents {
+    pub fn fact(&self, slug: &str) -> Option<&Fact> {
+        self.facts.iter().find(|f| f.slug == slug)
+    }
+}
+
+/// One commit of a memory's history, as `cairn memory log` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogEntry {
+    #[serde(serialize_with = "checkpoint::step::serialize_hex")]
+    pub commit: ObjectId,
+    pub subject: String,
+    pub session: Option<String>,
+    pub step: Option<u64>,
+    /// Seconds since the epoch.
+    pub time: i64,
+    /// Fact files the commit added, changed or removed.
+    #[serde(skip)]
+    pub paths: Vec<String>,
+}
+
+pub struct MemoryStore {
+    repo: gix::Repository,
+    reference: &'static str,
+    tier: Tier,
+    location: String,
+}
+
+impl MemoryStore {
+    /// Project memory in the repository `repo` (a handle that writes objects to disk).
+    pub fn project(repo: gix::Repository) -> MemoryStore {
+        MemoryStore {
+            repo,
+            reference: PROJECT_REF,
+            tier: Tier::Project,
+            location: PROJECT_REF.into(),
+        }
+    }
+
+    /// User memory in the bare repository at `path`, created when missing.
+    pub fn user_at(path: &Path) -> Result<MemoryStore> {
+        let repo = if path.join("HEAD").is_file() {
+            gix::open(path).map_err(|err| Error::UserRepository {
+                path: path.to_owned(),
+                message: err.to_string(),
+            })?
+        } else {
+            std::fs::create_dir_all(path).map_err(|source| Error::Io {
+                context: format!("creating {}", path.display()),
+                source,
+            })?;
+            let repo = gix::init_bare(path).map_err(|err| Error::UserRepository {
+                path: path.to_owned(),
+                message: err.to_string(),
+            })?;
+            // gix names the default branch from config; pin it so `git log` shows memory.
+            std::fs::write(path.join("HEAD"), format!("ref: {USER_REF}\n")).map_err(|source| {
+                Error::Io { context: format!("writing {}/HEAD", path.display()), source }
+            })?;
+            repo
+        };
+        Ok(MemoryStore {
+            repo,
+            reference: USER_REF,
+            tier: Tier::User,
+            location: path.display().to_string(),
+        })
+    }
+
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// Where this memory lives, as users should be told.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn repo(&self) -> &gix::Repository {
+        &self.repo
+    }
+
+    pub fn reference(&self) -> &str {
+        self.reference
+    }
+
+    pub fn tip(&self) -> Result<Option<ObjectId>> {
+        Ok(refs::read_ref(&self.repo, self.reference)?)
+    }
+
+    /// The memory tree at the tip, if there is one.
+    pub fn tree(&self) -> Result<Option<ObjectId>> {
+        match self.tip()? {
+            Some(tip) => Ok(Some(self.commit_tree(tip)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Everything at the tip.
+    pub fn load(&self) -> Result<Contents> {
+        let tip = self.tip()?;
+        let mut contents = self.load_tree(match tip {
+            Some(tip) => Some(self.commit_tree(tip)?),
+            None => None,
+        })?;
+        contents.tip = tip;
+        Ok(contents)
+    }
+
+    /// The memory files of `tree` (a memory tree; `None` is empty memory).
+    pub fn load_tree(&self, tree: Option<ObjectId>) -> Result<Contents> {
+        let mut contents = Contents { tree, ..Contents::default() };
+        let Some(tree) = tree else { return Ok(contents) };
+        if let Some(index) = self.file_at(tree, INDEX_FILE)? {
+            contents.index = String::from_utf8_lossy(&index).into_owned();
+        }
+        for (slug, id) in self.fact_entries(tree)? {
+            let path = format!("{FACTS_DIR}/{slug}.md");
+            let blob = self.repo.find_blob(id).context(|| format!("reading {path}"))?;
+            let parsed = std::str::from_utf8(&blob.data)
+                .map_err(|_| "it is not UTF-8".to_string())
+                .and_then(|text| Fact::parse(&slug, text));
+            match parsed {
+                Ok(fact) => contents.facts.push(fact),
+                Err(reason) => contents.invalid.push(Invalid { path, reason }),
+            }
+        }
+        Ok(contents)
+    }
+
+    /// (slug, blob id) of every `facts/*.md` in `tree`, sorted by slug.
+    pub fn fact_entries(&self, tree: ObjectId) -> Result<Vec<(String, ObjectId)>> {
+        let tree = self.repo.find_tree(tree).context(|| format!("reading memory tree {tree}"))?;
+        let Some(facts) = tree.find_entry(FACTS_DIR).filter(|e| e.mode().is_tree()) else {
+            return Ok(Vec::new());
+        };
+        let facts = self.repo.find_tree(facts.oid()).context(|| "reading facts/".into())?;
+        let mut out = Vec::new();
+        for entry in facts.iter() {
+            let entry = entry.context(|| "reading facts/".into())?;
+            if !entry.mode().is_blob() {
+                continue;
+            }
+            let name = entry.filename().to_str_lossy();
+            if let Some(slug) = name.strip_suffix(".md") {
+                out.push((slug.to_string(), entry.oid().to_owned()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The bytes of `path` in memory tree `tree`.
+    pub fn file_at(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+        let tree = self.repo.find_tree(tree).context(|| format!("reading memory tree {tree}"))?;
+        let Some(entry) =
+            tree.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?
+        else {
+            return Ok(None);
+        };
+        let blob = self.repo.find_blob(entry.oid()).context(|| format!("reading {path}"))?;
+        Ok(Some(blob.data.clone()))
+    }
+
+    /// Applies `changes` in one commit on top of the newest tip, retrying when another
+    /// writer moved the ref meanwhile. Returns the new commit, or `None` when the changes
+    /// left the tree as it was.
+    pub fn write(
+        &self,
+        changes: &[Change],
+        subject: &str,
+        origin: &Origin,
+    ) -> Result<Option<ObjectId>> {
+        self.write_with_parents(changes, subject, origin, None)
+    }
+
+    /// Like [`MemoryStore::write`], with `extra_parent` as the commit's second parent (a
+    /// merge).
+    pub fn write_with_parents(
+        &self,
+        changes: &[Change],
+        subject: &str,
+        origin: &Origin,
+        extra_parent: Option<ObjectId>,
+    ) -> Result<Option<ObjectId>> {
+        for change in changes {
+            if !fact::is_valid_slug(change.slug()) {
+                return Err(Error::InvalidSlug(change.slug().to_string()));
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tip = self.tip()?;
+            let base = match tip {
+                Some(tip) => self.commit_tree(tip)?,
+                None => ObjectId::empty_tree(gix::hash::Kind::Sha1),
+            };
+            let tree = self.apply(base, changes)?;
+            if tree == base && extra_parent.is_none() {
+                return Ok(None);
+            }
+            let message = compose(subject, origin);
+            let commit = gix::objs::Commit {
+                tree,
+                parents: tip.into_iter().chain(extra_parent).collect(),
+                author: signature(&self.repo),
+                committer: signature(&self.repo),
+                encoding: None,
+                message: message.into(),
+                extra_headers: Vec::new(),
+            };
+            let commit = self
+                .repo
+                .write_object(&commit)
+                .context(|| "writing a memory commit".into())?
+                .detach();
+            let signature = signature(&self.repo);
+            let mut time = gix::date::parse::TimeBuf::default();
+            match refs::compare_and_swap(
+                &self.repo,
+                self.reference,
+                tip,
+                commit,
+                &format!("cairn memory: {subject}"),
+                signature.to_ref(&mut time),
+            ) {
+                Ok(()) => return Ok(Some(commit)),
+                Err(checkpoint::Error::ConcurrentUpdate { .. }) if attempt < MAX_ATTEMPTS => {
+                    // Another session wrote first: back off a little and re-apply on its tip.
+                    std::thread::sleep(std::time::Duration::from_millis(fastrand::u64(1..20)));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// `base` with `changes` applied and the index brought up to date.
+    fn apply(&self, base: ObjectId, changes: &[Change]) -> Result<ObjectId> {
+        let mut index = match self.file_at(base, INDEX_FILE)? {
+            Some(bytes) => Index::parse(&String::from_utf8_lossy(&bytes)),
+            None => Index::default(),
+        };
+        let mut editor = self.repo.edit_tree(base).context(|| "editing the memory tree".into())?;
+        for change in changes {
+            let path = format!("{FACTS_DIR}/{}.md", change.slug());
+            let content = match change {
+                Change::Put(fact) => Some(fact.render().into_bytes()),
+                Change::Remove(_) => None,
+                Change::Raw { content, .. } => content.clone(),
+            };
+            match content {
+                Some(bytes) => {
+                    let headline = match std::str::from_utf8(&bytes)
+                        .ok()
+                        .map(|t| Fact::parse(change.slug(), t))
+                    {
+                        Some(Ok(fact)) => fact.headline(),
+                        _ => "(unreadable fact file)".to_string(),
+                    };
+                    let id = self
+                        .repo
+                        .write_blob(&bytes)
+                        .context(|| format!("writing {path}"))?
+                        .detach();
+                    editor
+                        .upsert(path.as_str(), EntryKind::Blob, id)
+                        .context(|| format!("adding {path}"))?;
+                    index.set(change.slug(), &headline);
+                }
+                None => {
+                    editor.remove(path.as_str()).context(|| format!("removing {path}"))?;
+                    index.remove(change.slug());
+                }
+            }
+        }
+        let index_id = self
+            .repo
+            .write_blob(index.render().as_bytes())
+            .context(|| "writing MEMORY.md".into())?
+            .detach();
+        editor
+            .upsert(INDEX_FILE, EntryKind::Blob, index_id)
+            .context(|| "adding MEMORY.md".into())?;
+        Ok(editor.write().context(|| "writing the memory tree".into())?.detach())
+    }
+
+    /// The history of the memory, newest first.
+    pub fn log(&self, limit: Option<usize>) -> Result<Vec<LogEntry>> {
+        let Some(tip) = self.tip()? else { return Ok(Vec::new()) };
+        let walk =
+            self.repo.rev_walk([tip]).all().context(|| "walking the memory history".into())?;
+        let mut out = Vec::new();
+        for info in walk {
+            if limit.is_some_and(|limit| out.len() >= limit) {
+                break;
+            }
+            let info = info.context(|| "walking the memory history".into())?;
+            let commit =
+                self.repo.find_commit(info.id).context(|| format!("reading {}", info.id))?;
+            let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
+            let (session, step) = origin_of(&message);
+            let parent_tree = match commit.parent_ids().next() {
+                Some(parent) => Some(self.commit_tree(parent.detach())?),
+                None => None,
+            };
+            let tree = self.commit_tree(info.id)?;
+            out.push(LogEntry {
+                commit: info.id,
+                subject: message.lines().next().unwrap_or("").to_string(),
+                session,
+                step,
+                time: commit.time().map(|t| t.seconds).unwrap_or(0),
+                paths: self.changed_facts(parent_tree, tree)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The slugs whose files differ between two memory trees.
+    pub fn changed_facts(&self, from: Option<ObjectId>, to: ObjectId) -> Result<Vec<String>> {
+        let before = match from {
+            Some(tree) => self.fact_entries(tree)?,
+            None => Vec::new(),
+        };
+        let after = self.fact_entries(to)?;
+        let mut out: Vec<String> = Vec::new();
+        for (slug, id) in &after {
+            if !before.iter().any(|(s, i)| s == slug && i == id) {
+                out.push(slug.clone());
+            }
+        }
+        for (slug, _) in &before {
+            if !after.iter().any(|(s, _)| s == slug) {
+                out.push(slug.clone());
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    pub fn commit_tree(&self, commit: ObjectId) -> Result<ObjectId> {
+        let object =
+            self.repo.find_commit(commit).context(|| format!("reading memory commit {commit}"))?;
+        Ok(object.tree_id().context(|| format!("reading the tree of {commit}"))?.detach())
+    }
+}
+
+/// The user from the repository's git config, else cairn.
+pub fn signature(repo: &gix::Repository) -> gix::actor::Signature {
+    let time = gix::date::Time::now_local_or_utc();
+    match repo.committer() {
+        Some(Ok(user)) => {
+            gix::actor::Signature { name: user.name.to_owned(), email: user.email.to_owned(), time }
+        }
+        _ => gix::actor::Signature { name: "cairn".into(), email: "cairn@localhost".into(), time },
+    }
+}
+
+/// The path of the user memory repository: `$XDG_DATA_HOME/cairn/memory.git`, else
+/// `~/.local/share/cairn/memory.git`.
+pub fn user_memory_path() -> Option<PathBuf> {
+    let data =
+        std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(
+            || std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")),
+        )?;
+    Some(data.join("cairn").join("memory.git"))
+}
+
+fn compose(subject: &str, origin: &Origin) -> String {
+    let mut message = format!("{}\n", checkpoint::step::one_line(subject));
+    let mut trailers = Vec::new();
+    if let Some(session) = &origin.session {
+        trailers.push(format!("Cairn-Session: {session}"));
+    }
+    if let Some(step) = origin.step {
+        trailers.push(format!("Cairn-Step: {step}"));
+    }
+    if !trailers.is_empty() {
+        message.push('\n');
+        message.push_str(&trailers.join("\n"));
+        message.push('\n');
+    }
+    message
+}
+
+/// The `Cairn-Session:` and `Cairn-Step:` trailers of a memory commit.
+pub fn origin_of(message: &str) -> (Option<String>, Option<u64>) {
+    let mut session = None;
+    let mut step = None;
+    for line in message.lines() {
+        if let Some(value) = line.strip_prefix("Cairn-Session: ") {
+            session = Some(value.trim().to_string());
+        } else if let Some(value) = line.strip_prefix("Cairn-Step: ") {
+            step = value.trim().parse().ok();
+        }
+    }
+    (session, step)
+}
+
+/// `MEMORY.md`: one line per fact, `- [slug](facts/slug.md) headline`, newest last.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Index {
+    lines: Vec<(String, String)>,
+}
+
+impl Index {
+    fn parse(text: &str) -> Index {
+        let lines = text
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("- [")?;
+                let (slug, rest) = rest.split_once("](")?;
+                let (_, headline) = rest.split_once(") ")?;
+                Some((slug.to_string(), headline.to_string()))
+            })
+            .collect();
+        Index { lines }
+    }
+
+    fn set(&mut self, slug: &str, headline: &str) {
+        match self.lines.iter_mut().find(|(s, _)| s == slug) {
+            Some(line) => line.1 = headline.to_string(),
+            None => self.lines.push((slug.to_string(), headline.to_string())),
+        }
+        if self.lines.len() > INDEX_MAX_LINES {
+            let excess = self.lines.len() - INDEX_MAX_LINES;
+            self.lines.drain(..excess);
+        }
+    }
+
+    fn remove(&mut self, slug: &str) {
+        self.lines.retain(|(s, _)| s != slug);
+    }
+
+    fn render(&self) -> String {
+        self.lines
+            .iter()
+            .map(|(slug, headline)| format!("- [{slug}]({FACTS_DIR}/{slug}.md) {headline}\n"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_keeps_one_line_per_fact_and_drops_the_oldest_past_its_cap() {
+        let mut index = Index::default();
+        for n in 0..INDEX_MAX_LINES + 5 {
+            index.set(&format!("fact-{n}"), &format!("fact number {n}"));
+        }
+        index.set("fact-10", "changed");
+        assert_eq!(index.lines.len(), INDEX_MAX_LINES);
+        assert_eq!(index.lines[0].0, "fact-5");
+        let reparsed = Index::parse(&index.render());
+        assert_eq!(reparsed, index);
+        assert!(index.render().contains("- [fact-10](facts/fact-10.md) changed\n"));
+        index.remove("fact-10");
+        assert!(!index.render().contains("[fact-10]"));
+    }
+
+    #[test]
+    fn origin_trailers_round_trip() {
+        let message = compose("remember: x", &Origin { session: Some("s1".into()), step: Some(4) });
+        assert_eq!(origin_of(&message), (Some("s1".into()), Some(4)));
+        assert_eq!(origin_of("manual edit\n"), (None, None));
+    }
+}
