@@ -268,8 +268,8 @@ impl Memory {
     pub fn guidance(&self, max_tokens: usize) -> Result<Option<String>> {
         let mut sections = Vec::new();
         for store in [self.user.as_ref(), Some(&self.project)].into_iter().flatten() {
-            let contents = store.load()?;
-            if contents.index.trim().is_empty() {
+            let index = store.index_text()?;
+            if index.trim().is_empty() {
                 continue;
             }
             let title = match store.tier() {
@@ -278,7 +278,7 @@ impl Memory {
             };
             sections.push((
                 format!("## {title}, from {}:{}\n", store.location(), store::INDEX_FILE),
-                contents.index,
+                index,
             ));
         }
         if sections.is_empty() {

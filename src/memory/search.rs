@@ -18,7 +18,7 @@ use super::store::MemoryStore;
 const K1: f64 = 1.2;
 const B: f64 = 0.75;
 /// Bump when the cache layout or the tokenizer changes.
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 /// A text source of documents: one blob, split into documents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,13 +62,19 @@ pub struct Corpus<'a> {
 struct Cache {
     version: u32,
     key: String,
-    groups: Vec<Group>,
+    index: Index,
 }
 
-/// The index searched: documents with their term frequencies.
+/// The index searched, as cached: documents, and for each term (sorted) the documents
+/// holding it with their term frequency.
+#[derive(Serialize, Deserialize)]
 struct Index {
-    docs: Vec<(Doc, u32)>,
-    postings: HashMap<String, Vec<(u32, u32)>>,
+    /// (blob, first document, document count) of each group, for incremental rebuilds.
+    groups: Vec<(String, u32, u32)>,
+    docs: Vec<Doc>,
+    lengths: Vec<u32>,
+    vocabulary: Vec<String>,
+    postings: Vec<Vec<(u32, u32)>>,
     average_length: f64,
 }
 
@@ -80,13 +86,11 @@ pub fn search(
     limit: usize,
     cache: Option<&Path>,
 ) -> Result<Vec<Hit>, super::Error> {
-    let groups = load_groups(corpus, cache)?;
-    let index = Index::build(groups);
-    Ok(index.search(query, limit))
+    Ok(load_index(corpus, cache)?.search(query, limit))
 }
 
-/// The documents of `corpus`, from the cache when it is current.
-fn load_groups(corpus: &Corpus<'_>, cache: Option<&Path>) -> Result<Vec<Group>, super::Error> {
+/// The index of `corpus`, from the cache when it is current.
+fn load_index(corpus: &Corpus<'_>, cache: Option<&Path>) -> Result<Index, super::Error> {
     let mut sources: Vec<Source> = Vec::new();
     for store in [corpus.project, corpus.user].into_iter().flatten() {
         if let Some(tree) = store.tree()? {
@@ -101,25 +105,29 @@ fn load_groups(corpus: &Corpus<'_>, cache: Option<&Path>) -> Result<Vec<Group>, 
     }
     let key: String = sources.iter().map(Source::key).collect::<Vec<_>>().join(" ");
     let old = cache.and_then(read_cache);
-    if let Some(old) = &old
-        && old.key == key
-    {
-        return Ok(old.groups.clone());
-    }
-    let mut reuse: HashMap<&str, &Group> = HashMap::new();
+    let old = match old {
+        Some(old) if old.key == key => return Ok(old.index),
+        Some(old) => Some(old.index),
+        None => None,
+    };
+    let mut reuse: HashMap<&str, &[Doc]> = HashMap::new();
     if let Some(old) = &old {
-        for group in &old.groups {
-            reuse.insert(group.blob.as_str(), group);
+        for (blob, first, count) in &old.groups {
+            let range = *first as usize..(*first + *count) as usize;
+            if let Some(docs) = old.docs.get(range) {
+                reuse.insert(blob.as_str(), docs);
+            }
         }
     }
     let mut groups = Vec::new();
     for source in &sources {
         source.groups(&reuse, &mut groups)?;
     }
+    let built = Cache { version: CACHE_VERSION, key, index: Index::build(groups) };
     if let Some(path) = cache {
-        write_cache(path, &Cache { version: CACHE_VERSION, key, groups: groups.clone() });
+        write_cache(path, &built);
     }
-    Ok(groups)
+    Ok(built.index)
 }
 
 enum Source<'a> {
@@ -137,7 +145,7 @@ impl Source<'_> {
 
     fn groups(
         &self,
-        reuse: &HashMap<&str, &Group>,
+        reuse: &HashMap<&str, &[Doc]>,
         out: &mut Vec<Group>,
     ) -> Result<(), super::Error> {
         match self {
@@ -145,8 +153,8 @@ impl Source<'_> {
                 let prefix = store.location();
                 for (slug, id) in store.fact_entries(*tree)? {
                     let blob = id.to_string();
-                    if let Some(group) = reuse.get(blob.as_str()) {
-                        out.push((*group).clone());
+                    if let Some(docs) = reuse.get(blob.as_str()) {
+                        out.push(Group { blob, docs: docs.to_vec() });
                         continue;
                     }
                     let Ok(object) = store.repo().find_blob(id) else { continue };
@@ -230,32 +238,52 @@ fn write_cache(path: &Path, cache: &Cache) {
     }
 }
 
-/// Lowercase alphanumeric words; deterministic, no stemming.
+/// Lowercase alphanumeric words, stemmed (English Snowball), so "migrations" finds
+/// "migration"; deterministic.
 pub fn tokenize(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+    let stemmer = rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English);
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(move |word| stemmer.stem(&word.to_lowercase()).into_owned())
 }
 
 impl Index {
     fn build(groups: Vec<Group>) -> Index {
+        use rayon::prelude::*;
         let mut docs = Vec::new();
-        let mut postings: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
+        let mut spans = Vec::new();
+        for group in groups {
+            spans.push((group.blob, docs.len() as u32, group.docs.len() as u32));
+            docs.extend(group.docs);
+        }
+        // Tokenizing (with stemming) is most of a cold build; documents are independent.
+        let counted: Vec<(BTreeMap<String, u32>, u32)> = docs
+            .par_iter()
+            .map(|doc| {
+                let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+                let mut length = 0;
+                for token in tokenize(&doc.text) {
+                    *counts.entry(token).or_default() += 1;
+                    length += 1;
+                }
+                (counts, length)
+            })
+            .collect();
+        let mut terms: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
+        let mut lengths = Vec::with_capacity(docs.len());
         let mut total = 0u64;
-        for doc in groups.into_iter().flat_map(|g| g.docs) {
-            let id = docs.len() as u32;
-            let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-            let mut length = 0;
-            for token in tokenize(&doc.text) {
-                *counts.entry(token).or_default() += 1;
-                length += 1;
-            }
+        for (id, (counts, length)) in counted.into_iter().enumerate() {
             for (term, count) in counts {
-                postings.entry(term).or_default().push((id, count));
+                terms.entry(term).or_default().push((id as u32, count));
             }
             total += u64::from(length);
-            docs.push((doc, length));
+            lengths.push(length);
         }
+        let mut terms: Vec<(String, Vec<(u32, u32)>)> = terms.into_iter().collect();
+        terms.sort_by(|a, b| a.0.cmp(&b.0));
+        let (vocabulary, postings) = terms.into_iter().unzip();
         let average_length = if docs.is_empty() { 0.0 } else { total as f64 / docs.len() as f64 };
-        Index { docs, postings, average_length }
+        Index { groups: spans, docs, lengths, vocabulary, postings, average_length }
     }
 
     fn search(&self, query: &str, limit: usize) -> Vec<Hit> {
@@ -265,11 +293,12 @@ impl Index {
         let n = self.docs.len() as f64;
         let mut scores: HashMap<u32, f64> = HashMap::new();
         for term in &terms {
-            let Some(list) = self.postings.get(term) else { continue };
+            let Ok(at) = self.vocabulary.binary_search(term) else { continue };
+            let list = &self.postings[at];
             let df = list.len() as f64;
             let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
             for &(doc, tf) in list {
-                let length = f64::from(self.docs[doc as usize].1);
+                let length = f64::from(self.lengths[doc as usize]);
                 let tf = f64::from(tf);
                 let norm = tf * (K1 + 1.0)
                     / (tf + K1 * (1.0 - B + B * length / self.average_length.max(1.0)));
@@ -283,7 +312,7 @@ impl Index {
             .into_iter()
             .take(limit)
             .map(|(doc, score)| {
-                let (doc, _) = &self.docs[doc as usize];
+                let doc = &self.docs[doc as usize];
                 let (offset, snippet) = snippet(&doc.text, &terms);
                 Hit { file: doc.file.clone(), line: doc.line + offset, score, snippet }
             })

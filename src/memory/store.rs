@@ -123,7 +123,10 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// Project memory in the repository `repo` (a handle that writes objects to disk).
-    pub fn project(repo: gix::Repository) -> MemoryStore {
+    pub fn project(mut repo: gix::Repository) -> MemoryStore {
+        // Packed facts are deltas of one another; a pack cache saves re-resolving their
+        // bases when a search index is built from thousands of them.
+        repo.object_cache_size_if_unset(4 * 1024 * 1024);
         MemoryStore {
             repo,
             reference: PROJECT_REF,
@@ -189,6 +192,13 @@ impl MemoryStore {
             Some(tip) => Ok(Some(self.commit_tree(tip)?)),
             None => Ok(None),
         }
+    }
+
+    /// `MEMORY.md` at the tip (empty without memory), read without the facts.
+    pub fn index_text(&self) -> Result<String> {
+        let Some(tree) = self.tree()? else { return Ok(String::new()) };
+        let bytes = self.file_at(tree, INDEX_FILE)?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Everything at the tip.
