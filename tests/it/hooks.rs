@@ -194,7 +194,7 @@ fn a_claude_code_turn_is_a_session_of_steps_in_plain_git() {
 }
 
 #[test]
-fn log_export_blame_and_rewind_work_on_a_hook_made_session() {
+fn log_export_diff_push_blame_and_rewind_work_on_a_hook_made_session() {
     let repo = TestRepo::new();
     claude_code_turn(&repo);
     let session = only_session(&repo);
@@ -238,6 +238,22 @@ fn log_export_blame_and_rewind_work_on_a_hook_made_session() {
     let greet: Value =
         serde_json::from_str(&repo.ok(&["blame", "src/greet.rs", "--json"])).unwrap();
     assert!(greet.as_array().unwrap().iter().all(|line| line["step"] == 2), "{greet}");
+
+    // diff and push, as for any session.
+    let stat = repo.ok(&["diff", &format!("{session}@1"), &session, "--stat"]);
+    for path in ["README.md", "docs/greet.md", "src/greet.rs"] {
+        assert!(stat.contains(path), "{stat}");
+    }
+    let bare = repo.home.join("remote.git");
+    repo.git(&["init", "-q", "--bare", bare.to_str().unwrap()]);
+    repo.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
+    repo.ok(&["push", "origin", &session]);
+    assert_eq!(
+        repo.git(&["ls-remote", bare.to_str().unwrap(), &TestRepo::session_ref(&session)])
+            .split_whitespace()
+            .next(),
+        Some(repo.git(&["rev-parse", &TestRepo::session_ref(&session)]).trim())
+    );
 
     // rewind to the Write: README and the docs go back, the session ref moves, the old tip
     // is archived.
@@ -296,20 +312,23 @@ fn one_agent_session_is_one_cairn_session_even_without_the_cache() {
 fn hooks_of_one_agent_session_firing_together_share_one_session() {
     let repo = TestRepo::new();
     let payload = fixture(&repo, "claude-code", "post-tool-use-bash");
-    let children: Vec<_> = (0..6)
+    // All start, then all get their payload at once: they race for the new session.
+    let mut children: Vec<_> = (0..8)
         .map(|_| {
             let mut command = repo.command_in(&repo.home, &["hook", "claude-code"]);
             command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-            let mut child = command.spawn().expect("cairn runs");
-            child.stdin.take().unwrap().write_all(payload.as_bytes()).unwrap();
-            child
+            command.spawn().expect("cairn runs")
         })
         .collect();
+    let inputs: Vec<_> = children.iter_mut().map(|child| child.stdin.take().unwrap()).collect();
+    for mut input in inputs {
+        input.write_all(payload.as_bytes()).unwrap();
+    }
     for child in children {
         assert_quiet_success(&child.wait_with_output().unwrap());
     }
     let session = only_session(&repo);
-    assert_eq!(kinds(&repo, &session), vec!["tool"; 6]);
+    assert_eq!(kinds(&repo, &session), vec!["tool"; 8]);
     repo.assert_fsck_clean();
 }
 
