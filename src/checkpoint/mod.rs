@@ -87,6 +87,9 @@ pub enum Changes {
     Paths(Vec<PathBuf>),
     /// The workspace is as the tip recorded it.
     Unchanged,
+    /// The workspace is as this workspace tree records it (a base commit's tree, for a
+    /// step recorded after the fact that stands before work done since).
+    Tree(ObjectId),
 }
 
 /// One step, as a caller describes it.
@@ -102,6 +105,9 @@ pub struct StepRecord {
     pub details: serde_json::Map<String, serde_json::Value>,
     pub tools: Vec<String>,
     pub model: Option<String>,
+    /// The agent that did the work when it was not cairn itself (another agent's hook):
+    /// named in the commit's author, a `Cairn-Agent:` trailer and `step.json`.
+    pub agent: Option<String>,
     /// Other files under `.cairn/` (memory), by path; `None` removes one.
     pub state_files: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -117,6 +123,7 @@ impl StepRecord {
             details: serde_json::Map::new(),
             tools: Vec::new(),
             model: None,
+            agent: None,
             state_files: Vec::new(),
         }
     }
@@ -170,6 +177,9 @@ pub struct StepSummary {
     pub subject: String,
     pub tools: Vec<String>,
     pub model: Option<String>,
+    /// The agent that did the work, when it was not cairn itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// Commit time, seconds since the epoch.
     pub time: i64,
 }
@@ -354,6 +364,7 @@ impl Store {
             base,
             model,
             agent,
+            agent_session: None,
             cairn_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         Ok(Session { info, tip: None, steps: 0, messages: 0 })
@@ -483,6 +494,12 @@ impl Store {
     /// which `commit_step` replaces).
     fn workspace_part(&self, session: &Session, changes: &Changes) -> Result<WorkspacePart> {
         match (changes, session.tip) {
+            (Changes::Tree(tree), _) => Ok(WorkspacePart {
+                tree: *tree,
+                skipped: Vec::new(),
+                reserved_path_present: false,
+                stat_cache: None,
+            }),
             (Changes::Unchanged, Some(tip)) => Ok(WorkspacePart {
                 tree: self.commit_tree(tip)?,
                 skipped: Vec::new(),
@@ -556,6 +573,9 @@ impl Store {
         step_json.insert("session".into(), session.info.id.clone().into());
         step_json.insert("number".into(), number.into());
         step_json.insert("kind".into(), record.kind.as_str().into());
+        if let Some(agent) = &record.agent {
+            step_json.insert("agent".into(), agent.clone().into());
+        }
         // Commit times have one-second resolution; ordering steps of different sessions
         // (as `cairn blame` does) needs finer.
         step_json.insert("recorded_at_ms".into(), jiff::Timestamp::now().as_millisecond().into());
@@ -616,12 +636,14 @@ impl Store {
             kind: record.kind,
             tools: record.tools.clone(),
             model: model.clone(),
+            agent: record.agent.clone(),
         };
         let message = step::compose_message(&record.subject, &record.body, &trailers);
         let parent = session.tip.or_else(|| {
             session.info.base.as_deref().and_then(|b| ObjectId::from_hex(b.as_bytes()).ok())
         });
-        let commit = self.write_commit(tree, parent, &message, model.as_deref())?;
+        let author = Self::author(record.agent.as_deref(), model.as_deref());
+        let commit = self.write_commit(tree, parent, &message, author)?;
         // Objects first: the ref must never name a commit that is not on disk.
         self.persist(stat_cache)?;
         let reflog =
@@ -645,10 +667,15 @@ impl Store {
         Ok(self.repo.write_blob(bytes).context(|| "writing a blob".into())?.detach())
     }
 
-    fn author(model: Option<&str>) -> gix::actor::Signature {
-        let name = match model {
-            Some(model) => format!("cairn ({model})"),
+    /// `cairn (<model>)`, or `<agent> via cairn (<model>)` for another agent's steps.
+    fn author(agent: Option<&str>, model: Option<&str>) -> gix::actor::Signature {
+        let recorder = match agent {
+            Some(agent) => format!("{agent} via cairn"),
             None => "cairn".to_string(),
+        };
+        let name = match model {
+            Some(model) => format!("{recorder} ({model})"),
+            None => recorder,
         };
         gix::actor::Signature {
             name: name.into(),
@@ -665,7 +692,7 @@ impl Store {
                 email: user.email.to_owned(),
                 time: gix::date::Time::now_local_or_utc(),
             },
-            _ => Self::author(None),
+            _ => Self::author(None, None),
         }
     }
 
@@ -674,12 +701,12 @@ impl Store {
         tree: ObjectId,
         parent: Option<ObjectId>,
         message: &str,
-        model: Option<&str>,
+        author: gix::actor::Signature,
     ) -> Result<ObjectId> {
         let commit = gix::objs::Commit {
             tree,
             parents: parent.into_iter().collect(),
-            author: Self::author(model),
+            author,
             committer: self.committer(),
             encoding: None,
             message: message.into(),
@@ -811,6 +838,7 @@ impl Store {
             subject: message.lines().next().unwrap_or_default().to_string(),
             tools: trailers.tools,
             model: trailers.model,
+            agent: trailers.agent,
             time,
         })
     }
@@ -878,6 +906,27 @@ impl Store {
         }
         out.sort_by(|a, b| b.id.cmp(&a.id));
         Ok(out)
+    }
+
+    /// The newest session that `agent` recorded for its own session `agent_session` (as
+    /// `cairn hook` names them in `session.toml`), if any. Reads every session's
+    /// `session.toml`; sessions whose state cannot be read are passed over.
+    pub fn find_agent_session(&self, agent: &str, agent_session: &str) -> Result<Option<String>> {
+        let mut found: Option<String> = None;
+        for (name, tip) in refs::list(&self.repo, refs::SESSIONS_PREFIX)? {
+            let Ok(cairn) = self.cairn_tree(tip) else { continue };
+            let Ok(info) = self.read_session_info(tip, cairn) else { continue };
+            if info.agent.as_deref() != Some(agent)
+                || info.agent_session.as_deref() != Some(agent_session)
+            {
+                continue;
+            }
+            let id = name.trim_start_matches(refs::SESSIONS_PREFIX).to_string();
+            if found.as_ref().is_none_or(|newest| &id > newest) {
+                found = Some(id);
+            }
+        }
+        Ok(found)
     }
 
     /// Resolves a checkpoint name (SPEC 2): a session id or prefix, `<session>@<n>`, `@`,

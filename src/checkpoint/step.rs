@@ -85,6 +85,10 @@ pub struct SessionInfo {
     /// The agent that recorded the session, when it was not cairn itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// That agent's own session id, for sessions recorded by `cairn hook`: the same agent
+    /// session always continues the same cairn session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_session: Option<String>,
     pub cairn_version: String,
 }
 
@@ -96,6 +100,8 @@ pub struct Trailers {
     pub kind: StepKind,
     pub tools: Vec<String>,
     pub model: Option<String>,
+    /// The agent that did the work, when it was not cairn itself (`Cairn-Agent:`).
+    pub agent: Option<String>,
 }
 
 /// Composes a step's commit message: subject, body, trailers.
@@ -115,6 +121,9 @@ pub fn compose_message(subject: &str, body: &str, trailers: &Trailers) -> String
     }
     if let Some(model) = &trailers.model {
         message.push_str(&format!("Cairn-Model: {model}\n"));
+    }
+    if let Some(agent) = &trailers.agent {
+        message.push_str(&format!("Cairn-Agent: {agent}\n"));
     }
     message
 }
@@ -139,6 +148,7 @@ pub fn parse_trailers(message: &str) -> Option<Trailers> {
     let mut kind = None;
     let mut tools = Vec::new();
     let mut model = None;
+    let mut agent = None;
     let paragraph = message.trim_end().rsplit("\n\n").next()?;
     for line in paragraph.lines() {
         let Some((key, value)) = line.split_once(": ") else { continue };
@@ -155,10 +165,11 @@ pub fn parse_trailers(message: &str) -> Option<Trailers> {
                     .collect()
             }
             "Cairn-Model" => model = Some(value.to_string()),
+            "Cairn-Agent" => agent = Some(value.to_string()),
             _ => {}
         }
     }
-    Some(Trailers { session: session?, step: step?, kind: kind?, tools, model })
+    Some(Trailers { session: session?, step: step?, kind: kind?, tools, model, agent })
 }
 
 /// A new, unique, time-sortable session id such as `20261124-1530-k3f9`.
@@ -195,6 +206,7 @@ mod tests {
             kind: StepKind::UserEdits,
             tools: vec!["edit_file".into(), "shell".into()],
             model: Some("openai/gpt-5".into()),
+            agent: None,
         }
     }
 
@@ -207,6 +219,14 @@ mod tests {
         );
         assert!(message.starts_with("edit src/lib.rs (+3 -1)\n\nFixed the parser."));
         assert_eq!(parse_trailers(&message), Some(trailers()));
+    }
+
+    #[test]
+    fn the_agent_trailer_round_trips() {
+        let trailers = Trailers { agent: Some("claude-code".into()), ..trailers() };
+        let message = compose_message("prompt: fix it", "", &trailers);
+        assert!(message.contains("Cairn-Agent: claude-code\n"), "{message}");
+        assert_eq!(parse_trailers(&message), Some(trailers));
     }
 
     #[test]

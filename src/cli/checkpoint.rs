@@ -1,12 +1,19 @@
 //! `cairn checkpoint`: record the workspace now as a step of the current session (a new
-//! session with `--new` or when there is none). Other agents' hooks call this too.
+//! session with `--new` or when there is none). Scripts for other agents use it with
+//! `--agent`, `--prompt` and `--transcript`; `cairn hook` serves Claude Code, Codex and
+//! Gemini CLI directly.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::checkpoint::{self, Changes, StepKind, StepRecord, Store};
+use crate::checkpoint::{self, Changes, StepKind, StepRecord, Store, StoreOptions};
+use crate::config::{self, Env, Flags};
+use crate::hooks::transcript;
+use crate::llm::Message;
 
 use super::CommandError;
-use super::common::{open_store, print_json, with_progress};
+use super::common::{print_json, with_progress};
+use super::config::config_error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,6 +26,42 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// The agent that did the work (letters, digits, `.`, `_`, `-`): named in the commit's
+    /// author (`<agent> via cairn`), a `Cairn-Agent:` trailer and `step.json`.
+    #[arg(long, value_name = "NAME", value_parser = parse_agent)]
+    agent: Option<String>,
+    /// The prompt this work answers: added to the conversation as a user message, so
+    /// `cairn export` and `cairn resume` see it. Makes the step a `prompt` step.
+    #[arg(long, value_name = "TEXT")]
+    prompt: Option<String>,
+    /// The agent's transcript, JSON or JSON Lines, stored in the step as
+    /// `.cairn/state/transcript.json` or `.cairn/state/transcript.jsonl`.
+    #[arg(long, value_name = "FILE")]
+    transcript: Option<PathBuf>,
+    /// The step's kind: manual (the default), prompt (the default with --prompt), model or
+    /// tool.
+    #[arg(long, value_parser = parse_kind)]
+    kind: Option<StepKind>,
+}
+
+fn parse_agent(name: &str) -> Result<String, String> {
+    let plain = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if plain {
+        Ok(name.to_string())
+    } else {
+        Err("an agent name is 1 to 64 letters, digits, '.', '_' or '-' (e.g. claude-code)".into())
+    }
+}
+
+fn parse_kind(kind: &str) -> Result<StepKind, String> {
+    match kind.parse::<StepKind>()? {
+        kind @ (StepKind::Manual | StepKind::Prompt | StepKind::Model | StepKind::Tool) => Ok(kind),
+        other => Err(format!(
+            "cairn records {other} steps itself; a checkpoint is manual, prompt, model or tool"
+        )),
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -33,13 +76,26 @@ struct Output {
 const ATTEMPTS: usize = 5;
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
-    let store = open_store()?;
-    let subject = args.message.clone().unwrap_or_else(|| "checkpoint".to_string());
+    let (store, redact) = open()?;
+    // Everything that can be refused is checked before anything is written.
+    let transcript = match &args.transcript {
+        Some(path) => Some(transcript::load(path, redact).map_err(|err| {
+            CommandError::user(err.to_string())
+                .with_hint("pass the agent's transcript file: one JSON document or JSON Lines")
+        })?),
+        None => None,
+    };
+    let template = step_record(&args, transcript, redact);
+    let title = match &args.prompt {
+        Some(prompt) if args.message.is_none() => prompt.clone(),
+        _ => template.subject.clone(),
+    };
+    let title = if redact { crate::secrets::redact(&title).0 } else { title };
     let mut attempt = 0;
     let (session, recorded) = loop {
         attempt += 1;
-        let mut session = choose_session(&store, args.new, &subject)?;
-        let record = StepRecord::new(StepKind::Manual, subject.clone(), Changes::Scan);
+        let mut session = choose_session(&store, args.new, &title, args.agent.as_deref())?;
+        let record = template.clone();
         match with_progress("snapshot", &store.progress, || store.record_step(&mut session, record))
         {
             Ok(recorded) => break (session, recorded),
@@ -78,10 +134,56 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The store for the current directory, sized by the configuration, and whether to
+/// redact secrets from what is stored.
+fn open() -> Result<(Store, bool), CommandError> {
+    let cwd = std::env::current_dir()?;
+    let root = gix::discover(&cwd).ok().and_then(|repo| repo.workdir().map(ToOwned::to_owned));
+    let config = config::load(root.as_deref(), &Env::from_process(), &Flags::default())
+        .map_err(config_error)?;
+    let options = StoreOptions { max_new_file_size: config.max_new_file_size.value };
+    Ok((Store::discover(&cwd, options)?, config.redact_secrets.value))
+}
+
+/// The step the arguments describe.
+fn step_record(
+    args: &Args,
+    transcript: Option<transcript::Transcript>,
+    redact: bool,
+) -> StepRecord {
+    let kind = args.kind.unwrap_or(if args.prompt.is_some() {
+        StepKind::Prompt
+    } else {
+        StepKind::Manual
+    });
+    let subject = match (&args.message, &args.prompt) {
+        (Some(message), _) => message.clone(),
+        (None, Some(prompt)) => format!("prompt: {}", checkpoint::step::one_line(prompt)),
+        (None, None) => "checkpoint".to_string(),
+    };
+    let mut record = StepRecord::new(kind, subject, Changes::Scan);
+    record.agent = args.agent.clone();
+    if let Some(prompt) = &args.prompt {
+        let message = Message::User { text: prompt.clone() };
+        record.messages.push(serde_json::to_value(message).unwrap_or_default());
+    }
+    if let Some(transcript) = transcript {
+        record.state_files.extend(transcript.state_files());
+    }
+    if redact {
+        for message in &mut record.messages {
+            crate::secrets::redact_json(message);
+        }
+        record.subject = crate::secrets::redact(&record.subject).0;
+    }
+    record
+}
+
 fn choose_session(
     store: &Store,
     new: bool,
     title: &str,
+    agent: Option<&str>,
 ) -> Result<checkpoint::Session, CommandError> {
     if !new && let Some(id) = store.current_session()? {
         match store.open_session(&id) {
@@ -90,5 +192,5 @@ fn choose_session(
             Err(err) => return Err(err.into()),
         }
     }
-    Ok(store.start_session(title, None, None)?)
+    Ok(store.start_session(title, None, agent.map(str::to_string))?)
 }

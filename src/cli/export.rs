@@ -97,6 +97,12 @@ fn markdown(export: &Export) -> String {
     if let Some(model) = &info.model {
         let _ = writeln!(out, "- model: {model}");
     }
+    if let Some(agent) = &info.agent {
+        let _ = match &info.agent_session {
+            Some(id) => writeln!(out, "- agent: {agent} (its session `{id}`)"),
+            None => writeln!(out, "- agent: {agent}"),
+        };
+    }
     let _ = writeln!(out, "- steps: {}", export.steps.len());
     for step in &export.steps {
         let s = &step.summary;

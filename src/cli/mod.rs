@@ -11,6 +11,7 @@ mod error;
 mod export;
 mod fetch;
 mod gc;
+mod hook;
 mod init;
 mod interactive;
 mod land;
@@ -56,6 +57,8 @@ enum Command {
     Init(init::Args),
     /// Record the workspace now as a step of the current session.
     Checkpoint(checkpoint::Args),
+    /// Record a hook call of Claude Code, Codex or Gemini CLI as steps of a session.
+    Hook(hook::Args),
     /// List the sessions in this repository.
     Sessions(sessions::Args),
     /// List the steps of a session.
@@ -90,7 +93,15 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+            // Exit 2 blocks the host agent's action for a hook of Claude Code or Gemini
+            // CLI; a mistyped hook command must not stop their work.
+            let hook = std::env::args().nth(1).as_deref() == Some("hook");
+            let code = match (err.use_stderr(), hook) {
+                (false, _) => 0,
+                (true, true) => 1,
+                (true, false) => 2,
+            };
+            return ExitCode::from(code);
         }
     };
     match run(cli) {
@@ -112,6 +123,7 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Demo(args) => demo::run(args),
         Command::Init(args) => init::run(args),
         Command::Checkpoint(args) => checkpoint::run(args),
+        Command::Hook(args) => hook::run(args),
         Command::Sessions(args) => sessions::run(args),
         Command::Log(args) => log::run(args),
         Command::Show(args) => show::run(args),

@@ -12,6 +12,7 @@ mod environments;
 mod export;
 mod gc;
 mod git_state;
+mod hooks;
 mod hostile;
 mod interactive;
 mod land;

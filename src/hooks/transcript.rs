@@ -1,0 +1,150 @@
+//! Another agent's transcript, stored with a step as `.cairn/state/transcript.json` or
+//! `.cairn/state/transcript.jsonl` (`cairn checkpoint --transcript`, `cairn hook
+//! --with-transcript`). It must parse as one JSON document or as JSON Lines; secrets are
+//! redacted line by line like the rest of the stored conversation.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// Where transcripts go in a step's `.cairn/` tree.
+pub const JSON_STATE_PATH: &str = "state/transcript.json";
+pub const JSONL_STATE_PATH: &str = "state/transcript.jsonl";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Jsonl,
+}
+
+/// A transcript read and checked, ready to store.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    pub format: Format,
+    pub bytes: Vec<u8>,
+    /// How many secrets were redacted.
+    pub redacted: usize,
+}
+
+impl Transcript {
+    /// The `.cairn/`-relative path this transcript is stored at.
+    pub fn state_path(&self) -> &'static str {
+        match self.format {
+            Format::Json => JSON_STATE_PATH,
+            Format::Jsonl => JSONL_STATE_PATH,
+        }
+    }
+
+    /// The state files a step records: this transcript, and no stale one of the other form.
+    pub fn state_files(self) -> Vec<(String, Option<Vec<u8>>)> {
+        let other = match self.format {
+            Format::Json => JSONL_STATE_PATH,
+            Format::Jsonl => JSON_STATE_PATH,
+        };
+        vec![(other.to_string(), None), (self.state_path().to_string(), Some(self.bytes))]
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    Read { path: PathBuf, source: std::io::Error },
+    Empty { path: PathBuf },
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Read { path, source } => {
+                write!(f, "cannot read the transcript {}: {source}", path.display())
+            }
+            Error::Empty { path } => write!(f, "the transcript {} is empty", path.display()),
+            Error::Invalid { path, reason } => {
+                write!(
+                    f,
+                    "the transcript {} is neither JSON nor JSON Lines: {reason}",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Reads and checks the transcript at `path`; with `redact`, replaces secret-looking
+/// strings inside it.
+pub fn load(path: &Path, redact: bool) -> Result<Transcript, Error> {
+    let bytes =
+        std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let invalid = |reason: String| Error::Invalid { path: path.to_owned(), reason };
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid("it is not UTF-8".into()))?;
+    if text.trim().is_empty() {
+        return Err(Error::Empty { path: path.to_owned() });
+    }
+    if let Ok(mut value) = serde_json::from_str::<Value>(text) {
+        let (bytes, redacted) = match redact.then(|| crate::secrets::redact_json(&mut value)) {
+            Some(count) if count > 0 => (serde_json::to_vec_pretty(&value).unwrap_or(bytes), count),
+            _ => (bytes, 0),
+        };
+        return Ok(Transcript { format: Format::Json, bytes, redacted });
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut redacted = 0;
+    for (number, line) in text.split_inclusive('\n').enumerate() {
+        let content = line.trim_end_matches(['\n', '\r']);
+        if content.trim().is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        let mut value: Value = serde_json::from_str(content)
+            .map_err(|err| invalid(format!("line {}: {err}", number + 1)))?;
+        let count = if redact { crate::secrets::redact_json(&mut value) } else { 0 };
+        if count == 0 {
+            out.push_str(line);
+        } else {
+            redacted += count;
+            out.push_str(&serde_json::to_string(&value).unwrap_or_default());
+            out.push_str(&line[content.len()..]);
+        }
+    }
+    Ok(Transcript { format: Format::Jsonl, bytes: out.into_bytes(), redacted })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(content: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), content).unwrap();
+        file
+    }
+
+    #[test]
+    fn json_lines_keep_their_bytes_except_where_a_secret_was() {
+        let text = "{\"type\":\"user\",  \"text\":\"hi\"}\n{\"key\":\"AKIAIOSFODNN7EXAMPLE\"}\n";
+        let file = write(text);
+        let plain = load(file.path(), false).unwrap();
+        assert_eq!((plain.format, plain.bytes.as_slice()), (Format::Jsonl, text.as_bytes()));
+        let redacted = load(file.path(), true).unwrap();
+        assert_eq!(redacted.redacted, 1);
+        assert_eq!(
+            String::from_utf8(redacted.bytes).unwrap(),
+            "{\"type\":\"user\",  \"text\":\"hi\"}\n{\"key\":\"[redacted AWS access key id]\"}\n"
+        );
+    }
+
+    #[test]
+    fn one_json_document_is_json_and_anything_else_is_refused() {
+        let file = write("{\n  \"messages\": []\n}\n");
+        assert_eq!(load(file.path(), true).unwrap().format, Format::Json);
+        let bad = write("{\"ok\":1}\nnot json\n");
+        let err = load(bad.path(), true).unwrap_err().to_string();
+        assert!(err.contains("neither JSON nor JSON Lines: line 2"), "{err}");
+        assert!(matches!(load(write(" \n").path(), true), Err(Error::Empty { .. })));
+        let missing = load(Path::new("/nonexistent/transcript.jsonl"), true).unwrap_err();
+        assert!(missing.to_string().starts_with("cannot read the transcript /nonexistent"));
+    }
+}

@@ -1,0 +1,688 @@
+//! `cairn hook claude-code|codex|gemini` and `cairn checkpoint --agent/--prompt/--transcript`:
+//! other agents' work recorded as cairn sessions, fed with the payload fixtures of
+//! `fixtures/hooks/`, read back with the git CLI and with cairn's own commands.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::TestRepo;
+use crate::support::mock_model::{self, Reply};
+
+/// A payload fixture with its placeholder workspace replaced by the test repository.
+fn fixture(repo: &TestRepo, agent: &str, name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hooks")
+        .join(agent)
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("fixture {}: {err}", path.display()));
+    text.replace("/home/user/project", repo.root.to_str().expect("a UTF-8 temp path"))
+}
+
+/// Runs `cairn hook <agent> [args]` with `stdin` piped in, from outside the repository (the
+/// payload's `cwd` must be what finds it).
+fn hook_with(repo: &TestRepo, agent: &str, args: &[&str], stdin: &str) -> Output {
+    let mut all = vec!["hook", agent];
+    all.extend_from_slice(args);
+    let mut command = repo.command_in(&repo.home, &all);
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("cairn runs");
+    // A usage error exits before reading: a broken pipe here is that, and the exit status
+    // tells.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
+    child.wait_with_output().expect("cairn finishes")
+}
+
+/// Pipes `payload` to `cairn hook <agent>` and asserts it recorded quietly: exit 0,
+/// nothing on stdout (which Claude Code would add to the prompt), nothing on stderr.
+fn hook(repo: &TestRepo, agent: &str, payload: &str) {
+    let out = hook_with(repo, agent, &[], payload);
+    assert_quiet_success(&out);
+}
+
+fn assert_quiet_success(out: &Output) {
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice(), String::from_utf8_lossy(&out.stderr).as_ref()),
+        (Some(0), &b""[..], ""),
+        "the hook should record silently"
+    );
+}
+
+/// The ids of all sessions, by their refs.
+fn sessions(repo: &TestRepo) -> Vec<String> {
+    repo.git(&["for-each-ref", "--format=%(refname:lstrip=3)", "refs/cairn/sessions"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn only_session(repo: &TestRepo) -> String {
+    let all = sessions(repo);
+    assert_eq!(all.len(), 1, "exactly one session: {all:?}");
+    all[0].clone()
+}
+
+/// `git cat-file -p <rev>:<path>` as JSON.
+fn json_at(repo: &TestRepo, rev: &str, path: &str) -> Value {
+    serde_json::from_str(&repo.git(&["cat-file", "-p", &format!("{rev}:{path}")]))
+        .unwrap_or_else(|err| panic!("{rev}:{path} is JSON: {err}"))
+}
+
+/// Each step's kind and subject, oldest first, from the commit messages.
+fn kinds_and_subjects(repo: &TestRepo, session: &str) -> Vec<(String, String)> {
+    let log = repo.git(&[
+        "log",
+        "--reverse",
+        "--format=%(trailers:key=Cairn-Kind,valueonly,separator=)%x09%s",
+        &format!("{}~0", TestRepo::session_ref(session)),
+        "--not",
+        "HEAD",
+    ]);
+    log.lines()
+        .map(|line| {
+            let (kind, subject) = line.split_once('\t').expect("kind and subject");
+            (kind.trim().to_string(), subject.to_string())
+        })
+        .collect()
+}
+
+fn kinds(repo: &TestRepo, session: &str) -> Vec<String> {
+    kinds_and_subjects(repo, session).into_iter().map(|(kind, _)| kind).collect()
+}
+
+/// Plays a Claude Code turn: a prompt, a Write, an Edit and a Bash command (each tool's
+/// effect on the files made first, as the agent would), a failed command, a compaction,
+/// and the end of the turn.
+fn claude_code_turn(repo: &TestRepo) {
+    hook(repo, "claude-code", &fixture(repo, "claude-code", "user-prompt-submit"));
+    repo.write(
+        "src/greet.rs",
+        "pub fn greet(name: &str) -> String {\n    format!(\"Hello, {name}!\")\n}\n",
+    );
+    hook(repo, "claude-code", &fixture(repo, "claude-code", "post-tool-use-write"));
+    repo.write("README.md", "hello\nSee greet() in src/greet.rs.\n");
+    hook(repo, "claude-code", &fixture(repo, "claude-code", "post-tool-use-edit"));
+    repo.write("docs/greet.md", "greet(name) says hello\n");
+    hook(repo, "claude-code", &fixture(repo, "claude-code", "post-tool-use-bash"));
+    hook(repo, "claude-code", &fixture(repo, "claude-code", "post-tool-use-failure"));
+    hook(repo, "claude-code", &fixture(repo, "claude-code", "pre-compact"));
+    hook(repo, "claude-code", &fixture(repo, "claude-code", "stop"));
+}
+
+#[test]
+fn a_claude_code_turn_is_a_session_of_steps_in_plain_git() {
+    let repo = TestRepo::new();
+    repo.git(&["branch", "feature"]);
+    let before = repo.user_state();
+
+    claude_code_turn(&repo);
+
+    let session = only_session(&repo);
+    let reference = TestRepo::session_ref(&session);
+    assert_eq!(
+        kinds_and_subjects(&repo, &session),
+        [
+            ("prompt", "prompt: Add a greet function in src/greet.rs and mention it in the README"),
+            ("tool", "Write src/greet.rs"),
+            ("tool", "Edit README.md"),
+            ("tool", "Bash: mkdir -p docs && echo 'greet(name) says hello' > docs/greet.md"),
+            ("tool", "Bash: cargo test (failed)"),
+            ("compact", "compact (auto)"),
+            (
+                "model",
+                "model: I added greet() in src/greet.rs, documented it in docs/greet.md and mentioned it in the READ…"
+            ),
+        ]
+        .map(|(kind, subject)| (kind.to_string(), subject.to_string()))
+    );
+    // Step 1 sits on HEAD; the agent is named in the author and a trailer.
+    assert_eq!(
+        repo.git(&["rev-parse", &format!("{reference}~6^")]),
+        repo.git(&["rev-parse", "HEAD"])
+    );
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an <%ae>", &reference]).trim(),
+        "claude-code via cairn <cairn@localhost>"
+    );
+    assert!(
+        repo.git(&["log", "-1", "--format=%B", &reference]).contains("Cairn-Agent: claude-code\n")
+    );
+
+    // Each step's diff is exactly its tool's effect.
+    let changed = |rev: &str| {
+        repo.git(&["diff", "--name-only", &format!("{rev}^"), rev, "--", ".", ":!.cairn"])
+    };
+    assert_eq!(changed(&format!("{reference}~5")), "src/greet.rs\n");
+    assert_eq!(changed(&format!("{reference}~4")), "README.md\n");
+    assert_eq!(changed(&format!("{reference}~3")), "docs/greet.md\n");
+    assert_eq!(changed(&reference), "");
+
+    let write = json_at(&repo, &format!("{reference}~5"), ".cairn/state/step.json");
+    assert_eq!(write["kind"], "tool");
+    assert_eq!(write["agent"], "claude-code");
+    assert_eq!(write["hook"]["event"], "PostToolUse");
+    assert_eq!(write["hook"]["agent_session"], "8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90");
+    assert_eq!(write["tool_calls"][0]["name"], "Write");
+    assert_eq!(write["tool_calls"][0]["id"], "toolu_01DUWrite7Kq2");
+    assert_eq!(write["tool_results"][0]["is_error"], false);
+    let failed = json_at(&repo, &format!("{reference}~2"), ".cairn/state/step.json");
+    assert_eq!(failed["tool_results"][0]["is_error"], true);
+    assert_eq!(failed["tool_results"][0]["content"], "Command failed with exit code 101");
+    let info = repo.git(&["cat-file", "-p", &format!("{reference}:.cairn/session.toml")]);
+    assert!(info.contains("agent = \"claude-code\"\n"), "{info}");
+    assert!(info.contains("agent_session = \"8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90\"\n"), "{info}");
+
+    // The conversation: the prompt, each call with its result, the last answer.
+    let messages =
+        repo.git(&["ls-tree", "--name-only", &format!("{reference}:.cairn/state/messages")]);
+    let names: Vec<&str> = messages.lines().collect();
+    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names[0], "000001-user.json");
+    assert_eq!(names[9], "000010-assistant.json");
+    let prompt = json_at(&repo, &reference, ".cairn/state/messages/000001-user.json");
+    assert_eq!(prompt["text"], "Add a greet function in src/greet.rs and mention it in the README");
+    let call = json_at(&repo, &reference, ".cairn/state/messages/000002-assistant.json");
+    assert_eq!(call["tool_calls"][0]["name"], "Write");
+    let result = json_at(&repo, &reference, ".cairn/state/messages/000003-toolresult.json");
+    assert_eq!(result["call_id"], "toolu_01DUWrite7Kq2");
+
+    assert_eq!(repo.user_state(), before, "HEAD, index, branches untouched");
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn log_export_diff_push_blame_and_rewind_work_on_a_hook_made_session() {
+    let repo = TestRepo::new();
+    claude_code_turn(&repo);
+    let session = only_session(&repo);
+    let before = repo.user_state();
+
+    // log: the current session is the hook's.
+    let log: Value = serde_json::from_str(&repo.ok(&["log", "--json"])).unwrap();
+    let logged: Vec<&str> =
+        log.as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(logged, ["prompt", "tool", "tool", "tool", "tool", "compact", "model"]);
+    assert_eq!(log[1]["agent"], "claude-code");
+
+    // export: the conversation and each step's diff.
+    let export: Value =
+        serde_json::from_str(&repo.ok(&["export", &session, "--format", "json"])).unwrap();
+    assert_eq!(export["session"]["agent"], "claude-code");
+    let steps = export["steps"].as_array().unwrap();
+    assert_eq!(
+        steps[0]["messages"],
+        json!([{"role": "user", "text": "Add a greet function in src/greet.rs and mention it in the README"}])
+    );
+    assert_eq!(steps[1]["messages"][0]["tool_calls"][0]["name"], "Write");
+    assert_eq!(steps[1]["messages"][1]["role"], "tool_result");
+    assert!(steps[1]["diff"].as_str().unwrap().contains("+pub fn greet(name: &str) -> String {"));
+    assert_eq!(steps[6]["messages"][0]["role"], "assistant");
+    let markdown = repo.ok(&["export", &session]);
+    assert!(
+        markdown
+            .contains("- agent: claude-code (its session `8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90`)"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("**Tool call** `Edit` (`toolu_01EdReadme3Zp`)"), "{markdown}");
+
+    // blame: the Edit wrote README's second line, the base commit its first.
+    let blame: Value = serde_json::from_str(&repo.ok(&["blame", "README.md", "--json"])).unwrap();
+    assert_eq!(blame[0]["origin"], "base");
+    assert_eq!(
+        (blame[1]["origin"].as_str(), blame[1]["session"].as_str(), blame[1]["step"].as_u64()),
+        (Some("step"), Some(session.as_str()), Some(3))
+    );
+    let greet: Value =
+        serde_json::from_str(&repo.ok(&["blame", "src/greet.rs", "--json"])).unwrap();
+    assert!(greet.as_array().unwrap().iter().all(|line| line["step"] == 2), "{greet}");
+
+    // diff and push, as for any session.
+    let stat = repo.ok(&["diff", &format!("{session}@1"), &session, "--stat"]);
+    for path in ["README.md", "docs/greet.md", "src/greet.rs"] {
+        assert!(stat.contains(path), "{stat}");
+    }
+    let bare = repo.home.join("remote.git");
+    repo.git(&["init", "-q", "--bare", bare.to_str().unwrap()]);
+    repo.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
+    repo.ok(&["push", "origin", &session]);
+    assert_eq!(
+        repo.git(&["ls-remote", bare.to_str().unwrap(), &TestRepo::session_ref(&session)])
+            .split_whitespace()
+            .next(),
+        Some(repo.git(&["rev-parse", &TestRepo::session_ref(&session)]).trim())
+    );
+
+    // rewind to the Write: README and the docs go back, the session ref moves, the old tip
+    // is archived.
+    repo.ok(&["rewind", &format!("{session}@2")]);
+    assert_eq!(repo.read("README.md"), "hello\n");
+    assert!(!repo.path("docs/greet.md").exists());
+    assert!(repo.path("src/greet.rs").exists());
+    assert_eq!(kinds(&repo, &session).len(), 2);
+    assert_eq!(
+        repo.git(&["for-each-ref", "--format=%(refname)", "refs/cairn/archive"]).lines().count(),
+        1
+    );
+
+    // The agent's next event continues the same session from the rewound step.
+    repo.write("README.md", "hello\nSee greet() in src/greet.rs.\n");
+    hook(&repo, "claude-code", &fixture(&repo, "claude-code", "post-tool-use-edit"));
+    assert_eq!(only_session(&repo), session);
+    assert_eq!(kinds(&repo, &session), ["prompt", "tool", "tool"]);
+    assert_eq!(repo.user_state(), before);
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn one_agent_session_is_one_cairn_session_even_without_the_cache() {
+    let repo = TestRepo::new();
+    let prompt = fixture(&repo, "claude-code", "user-prompt-submit");
+    hook(&repo, "claude-code", &prompt);
+    hook(&repo, "claude-code", &fixture(&repo, "claude-code", "stop"));
+    let first = only_session(&repo);
+
+    // Another agent session: another cairn session.
+    let other = prompt.replace("8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90", "another-session");
+    hook(&repo, "claude-code", &other);
+    assert_eq!(sessions(&repo).len(), 2);
+
+    // The cache is only a cache: without it the first agent session still finds its own.
+    std::fs::remove_dir_all(repo.path(".git/cairn/hooks")).unwrap();
+    repo.write("notes.txt", "edited by hand between turns\n");
+    hook(&repo, "claude-code", &prompt);
+    assert_eq!(sessions(&repo).len(), 2);
+    assert_eq!(
+        kinds(&repo, &first),
+        ["prompt", "model", "user-edits", "prompt"],
+        "the user's edit stays theirs"
+    );
+    let edits =
+        json_at(&repo, &format!("{}~1", TestRepo::session_ref(&first)), ".cairn/state/step.json");
+    assert!(edits.get("agent").is_none(), "user edits are not the agent's: {edits}");
+    assert!(
+        repo.path(".git/cairn/hooks/claude-code/8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90").exists(),
+        "the cache is written again"
+    );
+}
+
+#[test]
+fn hooks_of_one_agent_session_firing_together_share_one_session() {
+    let repo = TestRepo::new();
+    let payload = fixture(&repo, "claude-code", "post-tool-use-bash");
+    // All start, then all get their payload at once: they race for the new session.
+    let mut children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut command = repo.command_in(&repo.home, &["hook", "claude-code"]);
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            command.spawn().expect("cairn runs")
+        })
+        .collect();
+    let inputs: Vec<_> = children.iter_mut().map(|child| child.stdin.take().unwrap()).collect();
+    for mut input in inputs {
+        input.write_all(payload.as_bytes()).unwrap();
+    }
+    for child in children {
+        assert_quiet_success(&child.wait_with_output().unwrap());
+    }
+    let session = only_session(&repo);
+    assert_eq!(kinds(&repo, &session), vec!["tool"; 8]);
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn codex_notify_passes_the_payload_as_its_last_argument() {
+    let repo = TestRepo::new();
+    repo.write("notes.txt", "greeting\n");
+    repo.git(&["add", "notes.txt"]);
+    repo.git(&["commit", "-qm", "notes"]);
+    let before = repo.user_state();
+
+    repo.write("notes.txt", "salutation\n");
+    let payload = fixture(&repo, "codex", "notify-agent-turn-complete");
+    let out = repo
+        .command_in(&repo.home, &["hook", "codex", &payload])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_quiet_success(&out);
+
+    let session = only_session(&repo);
+    let reference = TestRepo::session_ref(&session);
+    assert_eq!(
+        kinds_and_subjects(&repo, &session),
+        [
+            ("prompt", "prompt: Rename `greeting` to `salutation` in notes.txt"),
+            ("model", "model: Renamed greeting to salutation in notes.txt."),
+        ]
+        .map(|(kind, subject)| (kind.to_string(), subject.to_string()))
+    );
+    // The prompt step holds the workspace as the turn found it; the model step its work.
+    assert_eq!(repo.git(&["show", &format!("{reference}~1:notes.txt")]), "greeting\n");
+    assert_eq!(repo.git(&["show", &format!("{reference}:notes.txt")]), "salutation\n");
+    let step = json_at(&repo, &reference, ".cairn/state/step.json");
+    assert_eq!(
+        step["hook"],
+        json!({"event": "agent-turn-complete", "agent_session": "b5f6c1c2-1111-2222-3333-444455556666", "turn_id": "12345"})
+    );
+    let answer = json_at(&repo, &reference, ".cairn/state/messages/000002-assistant.json");
+    assert_eq!(answer["text"], "Renamed greeting to salutation in notes.txt.");
+
+    // The next turn of the thread continues the session.
+    let next = payload.replace("\"turn-id\": \"12345\"", "\"turn-id\": \"12346\"");
+    let out = repo
+        .command_in(&repo.home, &["hook", "codex", &next])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_quiet_success(&out);
+    assert_eq!(kinds(&repo, &only_session(&repo)), ["prompt", "model", "prompt", "model"]);
+    assert_eq!(repo.user_state(), before);
+
+    // On an unborn branch the turn's prompt stands on the empty workspace.
+    let unborn = TestRepo::empty();
+    unborn.write("notes.txt", "salutation\n");
+    let payload = fixture(&unborn, "codex", "notify-agent-turn-complete");
+    let out = unborn
+        .command_in(&unborn.home, &["hook", "codex", &payload])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_quiet_success(&out);
+    let reference = TestRepo::session_ref(&only_session(&unborn));
+    assert!(unborn.tree_files(&format!("{reference}~1")).is_empty());
+    assert_eq!(unborn.tree_files(&reference).keys().collect::<Vec<_>>(), ["notes.txt"]);
+    unborn.git(&["fsck", "--strict", "--no-dangling"]);
+}
+
+#[test]
+fn codex_hooks_record_prompts_patches_commands_and_the_model() {
+    let repo = TestRepo::new();
+    hook(&repo, "codex", &fixture(&repo, "codex", "user-prompt-submit"));
+    repo.write("CHANGES", "- add CHANGES\n");
+    hook(&repo, "codex", &fixture(&repo, "codex", "post-tool-use-apply-patch"));
+    repo.write("files.txt", "CHANGES\nREADME.md\n");
+    hook(&repo, "codex", &fixture(&repo, "codex", "post-tool-use-bash"));
+    hook(&repo, "codex", &fixture(&repo, "codex", "stop"));
+
+    let session = only_session(&repo);
+    let reference = TestRepo::session_ref(&session);
+    assert_eq!(
+        kinds_and_subjects(&repo, &session),
+        [
+            ("prompt", "prompt: Add a CHANGES file and list the files"),
+            ("tool", "apply_patch CHANGES"),
+            ("tool", "Bash: ls > files.txt"),
+            ("model", "model: Added CHANGES and listed the files in files.txt."),
+        ]
+        .map(|(kind, subject)| (kind.to_string(), subject.to_string()))
+    );
+    let changed = |rev: &str| {
+        repo.git(&["diff", "--name-only", &format!("{rev}^"), rev, "--", ".", ":!.cairn"])
+    };
+    assert_eq!(changed(&format!("{reference}~2")), "CHANGES\n");
+    assert_eq!(changed(&format!("{reference}~1")), "files.txt\n");
+    let message = repo.git(&["log", "-1", "--format=%an%n%B", &reference]);
+    assert!(message.starts_with("codex via cairn (gpt-5-codex)\n"), "{message}");
+    assert!(message.contains("Cairn-Model: gpt-5-codex\n"), "{message}");
+    let step = json_at(&repo, &format!("{reference}~2"), ".cairn/state/step.json");
+    assert_eq!(step["hook"]["turn_id"], "019a2f6e-8a01-7c11-b2d4-5e6f7a8b9c0d");
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn gemini_hooks_record_the_turn_and_its_prompt_once() {
+    let repo = TestRepo::new();
+    hook(&repo, "gemini", &fixture(&repo, "gemini", "before-agent"));
+    repo.write("hello.py", "print('hello')\n");
+    hook(&repo, "gemini", &fixture(&repo, "gemini", "after-tool-write-file"));
+    repo.write("README.md", "# Hello project\n");
+    hook(&repo, "gemini", &fixture(&repo, "gemini", "after-tool-replace"));
+    repo.write("out.txt", "hello\n");
+    hook(&repo, "gemini", &fixture(&repo, "gemini", "after-tool-run-shell-command"));
+    hook(&repo, "gemini", &fixture(&repo, "gemini", "after-agent"));
+
+    let session = only_session(&repo);
+    assert_eq!(
+        kinds(&repo, &session),
+        ["prompt", "tool", "tool", "tool", "model"],
+        "AfterAgent repeats the prompt BeforeAgent recorded"
+    );
+    let export: Value =
+        serde_json::from_str(&repo.ok(&["export", &session, "--format", "json"])).unwrap();
+    let users = export["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|step| step["messages"].as_array().unwrap())
+        .filter(|message| message["role"] == "user")
+        .count();
+    assert_eq!(users, 1);
+    let reference = TestRepo::session_ref(&session);
+    assert_eq!(repo.git(&["show", &format!("{reference}:README.md")]), "# Hello project\n");
+    assert_eq!(repo.git(&["show", &format!("{reference}:out.txt")]), "hello\n");
+
+    // Only AfterAgent configured: the turn's prompt is recorded from it.
+    let alone = fixture(&repo, "gemini", "after-agent")
+        .replace("3f9e2b1a-5c4d-4e6f-8a7b-9c0d1e2f3a4b", "gemini-two");
+    hook(&repo, "gemini", &alone);
+    let second = sessions(&repo).into_iter().find(|id| *id != session).expect("a second session");
+    assert_eq!(kinds(&repo, &second), ["prompt", "model"]);
+}
+
+#[test]
+fn unusable_payloads_and_unrecorded_events_say_why_and_change_nothing() {
+    let repo = TestRepo::new();
+    let before = repo.user_state();
+    let outside = repo.home.join("not-a-repo");
+    std::fs::create_dir_all(&outside).unwrap();
+    let stop = fixture(&repo, "claude-code", "stop");
+    let cases: Vec<(&str, Vec<&str>, String, i32, &str)> = vec![
+        ("claude-code", vec![], "{\"session_id\": ".into(), 1, "the hook payload is not JSON"),
+        ("claude-code", vec![], "".into(), 1, "the hook payload is empty"),
+        ("gemini", vec![], "[\"AfterTool\"]".into(), 1, "not a JSON object"),
+        (
+            "claude-code",
+            vec![],
+            json!({"hook_event_name": "Stop", "cwd": "/x"}).to_string(),
+            1,
+            "has no `session_id`",
+        ),
+        ("codex", vec![], json!({"thread-id": "t"}).to_string(), 1, "has no `type`"),
+        ("cursor", vec![], stop.clone(), 1, "unknown agent 'cursor'"),
+        ("claude-code", vec!["--no-such-flag"], stop.clone(), 1, "unexpected argument"),
+        (
+            "claude-code",
+            vec![],
+            stop.replace("\"Stop\"", "\"TeammateIdle\""),
+            0,
+            "'TeammateIdle' event is not one cairn records",
+        ),
+        (
+            "claude-code",
+            vec![],
+            fixture(&repo, "claude-code", "session-start"),
+            0,
+            "'SessionStart' event is not one cairn records",
+        ),
+        (
+            "claude-code",
+            vec![],
+            stop.replace(repo.root.to_str().unwrap(), outside.to_str().unwrap()),
+            0,
+            "(the payload's cwd) is not inside a git repository",
+        ),
+    ];
+    for (agent, args, payload, code, says) in cases {
+        let out = hook_with(&repo, agent, &args, &payload);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{agent} {payload}: {stderr}");
+        assert!(stderr.contains(says), "{agent} {payload}: expected {says:?} in {stderr:?}");
+        assert!(out.stdout.is_empty(), "nothing on stdout");
+        assert!(stderr.starts_with("cairn hook") || stderr.starts_with("error:"), "{stderr}");
+        assert_eq!(repo.git(&["for-each-ref", "refs/cairn"]), "", "no ref after {agent} {payload}");
+        assert_eq!(repo.user_state(), before);
+    }
+    assert!(!outside.join(".git").exists(), "no repository is created outside one");
+}
+
+#[test]
+fn secrets_in_a_hook_payload_are_redacted_unless_configured_off() {
+    let repo = TestRepo::new();
+    let key = "AKIAIOSFODNN7EXAMPLE";
+    let payload = fixture(&repo, "claude-code", "post-tool-use-bash").replace(
+        "mkdir -p docs && echo 'greet(name) says hello' > docs/greet.md",
+        &format!("aws configure set key {key}"),
+    );
+    hook(&repo, "claude-code", &payload);
+    let reference = TestRepo::session_ref(&only_session(&repo));
+    let stored = repo.git(&["log", "-1", "--format=%B", &reference])
+        + &repo.git(&["cat-file", "-p", &format!("{reference}:.cairn/state/step.json")])
+        + &repo.git(&[
+            "cat-file",
+            "-p",
+            &format!("{reference}:.cairn/state/messages/000001-assistant.json"),
+        ]);
+    assert!(!stored.contains(key), "{stored}");
+    assert!(stored.contains("[redacted AWS access key id]"), "{stored}");
+
+    std::fs::write(repo.home.join("cairn-config.toml"), "[transcript]\nredact_secrets = false\n")
+        .unwrap();
+    hook(&repo, "claude-code", &payload.replace("8c35adc1", "9d46bed2"));
+    let plain =
+        sessions(&repo).into_iter().map(|id| TestRepo::session_ref(&id)).collect::<Vec<_>>();
+    let raw: String = plain
+        .iter()
+        .map(|r| repo.git(&["cat-file", "-p", &format!("{r}:.cairn/state/step.json")]))
+        .collect();
+    assert!(raw.contains(key), "redaction off keeps the text as it was");
+}
+
+#[test]
+fn with_transcript_a_turns_end_stores_the_agents_transcript() {
+    let repo = TestRepo::new();
+    let transcript = repo.home.join("transcript.jsonl");
+    let lines = "{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":\"hi\"}}\n{\"type\":\"assistant\",\"message\":{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"hello\"}]}}\n";
+    std::fs::write(&transcript, lines).unwrap();
+    let stop = fixture(&repo, "claude-code", "stop");
+    let stop: Value = serde_json::from_str(&stop).unwrap();
+    let mut with_path = stop.clone();
+    with_path["transcript_path"] = json!(transcript.to_str().unwrap());
+    let out = hook_with(&repo, "claude-code", &["--with-transcript"], &with_path.to_string());
+    assert_quiet_success(&out);
+    let reference = TestRepo::session_ref(&only_session(&repo));
+    assert_eq!(
+        repo.git(&["cat-file", "-p", &format!("{reference}:.cairn/state/transcript.jsonl")]),
+        lines
+    );
+
+    // A transcript that is gone does not stop the step; stderr says what was left out.
+    let mut missing = stop;
+    missing["transcript_path"] = json!(repo.home.join("gone.jsonl").to_str().unwrap());
+    let out = hook_with(&repo, "claude-code", &["--with-transcript"], &missing.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("cannot read the transcript") && stderr.contains("recorded without it"),
+        "{stderr}"
+    );
+    assert_eq!(kinds(&repo, &only_session(&repo)), ["model", "model"]);
+}
+
+#[test]
+fn checkpoint_records_another_agents_prompt_and_transcript() {
+    let repo = TestRepo::new();
+    let before = repo.user_state();
+    let transcript = repo.home.join("chat.json");
+    std::fs::write(
+        &transcript,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"fix the bug\"}]}\n",
+    )
+    .unwrap();
+    repo.write("bug.rs", "fixed\n");
+
+    let (session, step, commit) = repo.checkpoint(&[
+        "--new",
+        "--agent",
+        "aider",
+        "--prompt",
+        "fix the bug",
+        "--transcript",
+        transcript.to_str().unwrap(),
+    ]);
+    assert_eq!(step, 1);
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an%n%s", &commit]),
+        "aider via cairn\nprompt: fix the bug\n"
+    );
+    let step_json = json_at(&repo, &commit, ".cairn/state/step.json");
+    assert_eq!(
+        (step_json["kind"].as_str(), step_json["agent"].as_str()),
+        (Some("prompt"), Some("aider"))
+    );
+    assert_eq!(
+        json_at(&repo, &commit, ".cairn/state/messages/000001-user.json"),
+        json!({"role": "user", "text": "fix the bug"})
+    );
+    assert_eq!(
+        repo.git(&["cat-file", "-p", &format!("{commit}:.cairn/state/transcript.json")]),
+        std::fs::read_to_string(&transcript).unwrap()
+    );
+    assert!(
+        repo.git(&["cat-file", "-p", &format!("{commit}:.cairn/session.toml")])
+            .contains("agent = \"aider\"")
+    );
+    let export: Value =
+        serde_json::from_str(&repo.ok(&["export", &session, "--format", "json"])).unwrap();
+    assert_eq!(export["steps"][0]["messages"][0]["text"], "fix the bug");
+
+    // A model step with -m; refused inputs record nothing.
+    repo.checkpoint(&["--agent", "aider", "--kind", "model", "-m", "aider: done"]);
+    let refs_before = repo.git(&["for-each-ref", "refs/cairn"]);
+    let missing =
+        repo.fails(&["checkpoint", "--prompt", "x", "--transcript", "/nonexistent/t.jsonl"]);
+    assert!(missing.contains("cannot read the transcript /nonexistent/t.jsonl"), "{missing}");
+    std::fs::write(&transcript, "{\"ok\": 1}\n{oops\n").unwrap();
+    let invalid =
+        repo.fails(&["checkpoint", "--new", "--transcript", transcript.to_str().unwrap()]);
+    assert!(invalid.contains("neither JSON nor JSON Lines: line 2"), "{invalid}");
+    let kind = repo.cairn(&["checkpoint", "--kind", "rewind"]);
+    assert_eq!(kind.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&kind.stderr)
+            .contains("a checkpoint is manual, prompt, model or tool")
+    );
+    let name = repo.cairn(&["checkpoint", "--agent", "bad name <x>"]);
+    assert_eq!(name.status.code(), Some(2));
+    assert_eq!(repo.git(&["for-each-ref", "refs/cairn"]), refs_before, "nothing recorded");
+    assert_eq!(kinds(&repo, &session), ["prompt", "model"]);
+    assert_eq!(repo.user_state(), before);
+    repo.assert_fsck_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_continues_a_hook_made_session_with_its_conversation() {
+    let repo = TestRepo::new();
+    claude_code_turn(&repo);
+    let session = only_session(&repo);
+    let model = mock_model::start([Reply::chat_text("Carrying on from Claude Code's work.")]).await;
+    repo.use_model(&model.base_url());
+    let mut command = repo.command_in(
+        &repo.root,
+        &["resume", &session, "what is next?", "--approval", "auto", "--json"],
+    );
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let requests = model.requests();
+    let seen = requests.last().unwrap().body["messages"].as_array().unwrap().clone();
+    let text = serde_json::to_string(&seen).unwrap();
+    assert!(text.contains("Add a greet function in src/greet.rs"), "the hook's prompt: {text}");
+    assert!(text.contains("toolu_01DUWrite7Kq2"), "the Write call: {text}");
+    assert!(text.contains("what is next?"));
+    assert_eq!(only_session(&repo), session);
+    let all = kinds(&repo, &session);
+    assert_eq!(&all[all.len() - 2..], ["prompt", "model"]);
+}
