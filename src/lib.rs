@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod land;
 pub mod llm;
+pub mod mcp;
 pub mod secrets;
 pub mod share;
 pub mod text;

@@ -16,6 +16,7 @@ mod interactive;
 mod land;
 mod launch;
 mod log;
+mod mcp;
 mod push;
 mod render;
 mod resume;
@@ -67,6 +68,8 @@ enum Command {
     Rewind(rewind::Args),
     /// Inspect the configuration.
     Config(config::Args),
+    /// The MCP servers: whether they start, and the tools they offer.
+    Mcp(mcp::Args),
     /// Drop old archive refs and stale caches; merge cairn's small packs.
     Gc(gc::Args),
     /// A session as a review document (Markdown or JSON).
@@ -121,5 +124,6 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Blame(args) => blame::run(args),
         Command::Land(args) => land::run(args),
         Command::Config(args) => config::run(args),
+        Command::Mcp(args) => mcp::run(args),
     }
 }

@@ -40,8 +40,16 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     runtime.block_on(async move {
         let (model, client) = context.model().await?;
         let session = context.store.start_session(&args.prompt, Some(model.to_string()), None)?;
-        let mut agent =
-            launch::agent(context, session, Vec::new(), model.clone(), client, Box::new(Headless));
+        let mcp = launch::start_mcp(&context.config, context.store.root()).await;
+        let mut agent = launch::agent(
+            context,
+            session,
+            Vec::new(),
+            model.clone(),
+            client,
+            Box::new(Headless),
+            mcp,
+        );
         let mut printer = Printer::new(args.json);
         printer.event(&Event::SessionStarted {
             session: agent.session().info.id.clone(),
@@ -50,6 +58,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         let outcome =
             drive(&mut agent, &args.prompt, args.max_steps, &mut |event| printer.event(&event))
                 .await;
+        agent.shutdown().await;
         finish(&agent, outcome, &mut printer)
     })
 }

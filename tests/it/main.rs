@@ -16,6 +16,7 @@ mod hostile;
 mod interactive;
 mod land;
 mod llm;
+mod mcp;
 mod rewind;
 mod share;
 mod snapshot;
