@@ -96,6 +96,12 @@ impl Connection {
         );
         let handshake = async {
             let service = client.serve(transport).await.map_err(|err| describe_init_error(&err))?;
+            // A server without the tools capability (resources or prompts only) has none.
+            let offers_tools =
+                service.peer_info().is_none_or(|info| info.capabilities.tools.is_some());
+            if !offers_tools {
+                return Ok((service, Vec::new()));
+            }
             let tools = service.list_all_tools().await.map_err(|err| {
                 format!("it did not list its tools: {}", describe_service_error(&err))
             })?;
