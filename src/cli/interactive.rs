@@ -71,7 +71,10 @@ pub fn run_session(
         .servers()
         .iter()
         .filter(|server| server.status == crate::mcp::Status::Started)
-        .map(|server| format!("{} ({} tools)", server.config.name, server.tools.len()))
+        .map(|server| {
+            let noun = if server.tools.len() == 1 { "tool" } else { "tools" };
+            format!("{} ({} {noun})", server.config.name, server.tools.len())
+        })
         .collect();
     let mut agent =
         launch::agent(context, session, conversation, model.clone(), client, Box::new(asker), mcp);

@@ -21,7 +21,7 @@ use crate::config::McpServer;
 const STDERR_TAIL_BYTES: usize = 2000;
 
 /// How long to wait for a failed server's last words on stderr.
-const STDERR_GRACE: Duration = Duration::from_millis(500);
+const STDERR_GRACE: Duration = Duration::from_secs(2);
 
 /// How a server's process is started.
 #[derive(Debug, Clone, Default)]
