@@ -11,9 +11,10 @@
 //! API keys are never stored here, only the names of the variables holding them; they are
 //! read from the environment when a client is built ([`Config::client_settings`]).
 //!
-//! Two rules keep a cloned repository from turning cairn against its user: a project's
-//! `cairn.toml` cannot set `approval = "auto"`, and a key is only sent to a `base_url`
-//! that came from a built-in provider or the user's own configuration.
+//! Three rules keep a cloned repository from turning cairn against its user: a project's
+//! `cairn.toml` cannot set `approval = "auto"`, a key is only sent to a `base_url` that
+//! came from a built-in provider or the user's own configuration, and an MCP server whose
+//! command line came from a project file is not started ([`McpServer::untrusted`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -175,6 +176,42 @@ pub struct Provider {
     pub default_model: Option<&'static str>,
 }
 
+/// How long an MCP server may take to start and list its tools, by default.
+pub const DEFAULT_MCP_STARTUP_TIMEOUT_MS: u64 = 10_000;
+
+/// How long one MCP tool call may take, by default.
+pub const DEFAULT_MCP_TOOL_TIMEOUT_MS: u64 = 600_000;
+
+/// One MCP server, `[mcp.<name>]`: a command cairn starts and speaks the Model Context
+/// Protocol with over its stdin and stdout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpServer {
+    pub name: String,
+    pub command: Sourced<String>,
+    pub args: Sourced<Vec<String>>,
+    /// Variables set for the server on top of cairn's environment.
+    pub env: BTreeMap<String, Sourced<String>>,
+    pub enabled: Sourced<bool>,
+    /// When set, only these of the server's tools are offered to the model.
+    pub tools: Option<Sourced<Vec<String>>>,
+    pub startup_timeout_ms: Sourced<u64>,
+    pub tool_timeout_ms: Sourced<u64>,
+}
+
+impl McpServer {
+    /// The project file that set this server's command, arguments or environment, if one
+    /// did: such a server is not started, since the command came with the cloned code.
+    pub fn untrusted(&self) -> Option<&Path> {
+        std::iter::once(&self.command.source)
+            .chain(std::iter::once(&self.args.source))
+            .chain(self.env.values().map(|value| &value.source))
+            .find_map(|source| match source {
+                Source::ProjectFile(path) => Some(path.as_path()),
+                _ => None,
+            })
+    }
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -189,6 +226,8 @@ pub struct Config {
     pub redact_secrets: Sourced<bool>,
     /// `[memory]`: caps and compaction.
     pub memory: MemorySettings,
+    /// `[mcp.<name>]`: the MCP servers, by name.
+    pub mcp: BTreeMap<String, McpServer>,
     /// The files that were read, in the order they were applied.
     pub files: Vec<Source>,
 }
@@ -427,6 +466,20 @@ struct FileConfig {
     snapshot: Option<FileSnapshot>,
     transcript: Option<FileTranscript>,
     memory: Option<FileMemory>,
+    #[serde(default)]
+    mcp: BTreeMap<String, Spanned<FileMcp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMcp {
+    command: Option<Spanned<String>>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    enabled: Option<bool>,
+    tools: Option<Vec<String>>,
+    startup_timeout_ms: Option<Spanned<u64>>,
+    tool_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -573,6 +626,7 @@ impl Config {
                 summarize: Sourced::new(true, Source::Default),
                 push: Sourced::new(false, Source::Default),
             },
+            mcp: BTreeMap::new(),
             files: Vec::new(),
         }
     }
@@ -648,6 +702,14 @@ impl Config {
             self.providers.insert(name, provider);
         }
 
+        for (name, spanned) in file.mcp {
+            let span = spanned.span();
+            let server = self
+                .apply_mcp(&name, spanned.into_inner(), &source)
+                .map_err(|(inner, message)| at(Some(inner.unwrap_or(span)), message))?;
+            self.mcp.insert(name, server);
+        }
+
         if let Some(model) = file.model {
             let span = model.span();
             let parsed =
@@ -697,6 +759,87 @@ impl Config {
         }
         self.files.push(source);
         Ok(())
+    }
+
+    /// One `[mcp.<name>]` table on top of what earlier files said about that server. An
+    /// error carries the span of the value at fault, if it is not the whole table.
+    fn apply_mcp(
+        &self,
+        name: &str,
+        entry: FileMcp,
+        source: &Source,
+    ) -> Result<McpServer, (Option<Range<usize>>, String)> {
+        if let Err(message) = check_mcp_name(name) {
+            return Err((None, message));
+        }
+        let existing = self.mcp.get(name);
+        let command = match (entry.command, existing) {
+            (Some(command), _) => {
+                if command.get_ref().trim().is_empty() {
+                    return Err((
+                        Some(command.span()),
+                        format!("mcp server `{name}` has an empty `command`"),
+                    ));
+                }
+                source.of(command.into_inner())
+            }
+            (None, Some(server)) => server.command.clone(),
+            (None, None) => {
+                return Err((
+                    None,
+                    format!(
+                        "mcp server `{name}` needs `command`, the program to start, e.g. \
+                         command = \"npx\", args = [\"-y\", \"@modelcontextprotocol/server-memory\"]"
+                    ),
+                ));
+            }
+        };
+        let timeout = |value: Option<Spanned<u64>>,
+                       key: &str,
+                       default: Option<&Sourced<u64>>,
+                       fallback: u64| {
+            match value {
+                Some(ms) if *ms.get_ref() == 0 => {
+                    Err((Some(ms.span()), format!("`{key}` must be at least 1 (milliseconds)")))
+                }
+                Some(ms) => Ok(source.of(ms.into_inner())),
+                None => {
+                    Ok(default.cloned().unwrap_or_else(|| Sourced::new(fallback, Source::Default)))
+                }
+            }
+        };
+        let mut env = existing.map(|server| server.env.clone()).unwrap_or_default();
+        for (variable, value) in entry.env.unwrap_or_default() {
+            env.insert(variable, source.of(value));
+        }
+        Ok(McpServer {
+            name: name.to_owned(),
+            command,
+            args: entry.args.map(|args| source.of(args)).unwrap_or_else(|| {
+                existing
+                    .map_or_else(|| Sourced::new(Vec::new(), Source::Default), |s| s.args.clone())
+            }),
+            env,
+            enabled: entry.enabled.map(|enabled| source.of(enabled)).unwrap_or_else(|| {
+                existing.map_or_else(|| Sourced::new(true, Source::Default), |s| s.enabled.clone())
+            }),
+            tools: entry
+                .tools
+                .map(|tools| source.of(tools))
+                .or_else(|| existing.and_then(|s| s.tools.clone())),
+            startup_timeout_ms: timeout(
+                entry.startup_timeout_ms,
+                "startup_timeout_ms",
+                existing.map(|s| &s.startup_timeout_ms),
+                DEFAULT_MCP_STARTUP_TIMEOUT_MS,
+            )?,
+            tool_timeout_ms: timeout(
+                entry.tool_timeout_ms,
+                "tool_timeout_ms",
+                existing.map(|s| &s.tool_timeout_ms),
+                DEFAULT_MCP_TOOL_TIMEOUT_MS,
+            )?,
+        })
     }
 
     fn parse_model(&self, text: &str) -> Result<ModelRef, String> {
@@ -796,6 +939,23 @@ impl Config {
             .map(|(name, value)| (name.clone(), value.value.clone()))
             .collect();
         Ok(settings)
+    }
+}
+
+/// An MCP server's name becomes the prefix of its tools' names (`<server>__<tool>`), which
+/// model APIs restrict to letters, digits, `_` and `-`; `__` is the separator.
+fn check_mcp_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.contains("__");
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` cannot name an mcp server: use up to 32 letters, digits, `_` or `-`, \
+             without `__` (it separates server and tool in tool names)"
+        ))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod hooks;
 pub mod land;
 pub mod llm;
+pub mod mcp;
 pub mod memory;
 pub mod secrets;
 pub mod share;

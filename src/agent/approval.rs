@@ -34,7 +34,7 @@ pub struct Headless;
 impl Asker for Headless {
     fn ask(&mut self, request: &Request<'_>) -> Decision {
         Decision::Deny(format!(
-            "refused: `{}` needs approval and this run is headless; the user can rerun with `--approval auto` to allow file writes and shell commands",
+            "refused: `{}` needs approval and this run is headless; the user can rerun with `--approval auto` to allow file writes, shell commands and MCP tools",
             request.tool
         ))
     }

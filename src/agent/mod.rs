@@ -5,6 +5,10 @@
 //! record the response with its tool calls and results as one step, until the model ends
 //! its turn or the step budget runs out. Edit tools name the paths they changed, so their
 //! steps take the snapshot fast path; `shell` steps take a full incremental scan.
+//!
+//! Tools of MCP servers (`<server>__<tool>`, from [`crate::mcp`]) are offered beside the
+//! built-in ones and treated like `shell`: they may do anything, so they need the same
+//! approval and their steps take a full scan.
 
 pub mod approval;
 pub mod events;
@@ -25,6 +29,7 @@ use serde_json::{Value, json};
 
 use crate::checkpoint::{self, Changes, Session, StepKind, StepRecord, StepState, Store};
 use crate::llm::{self, CancellationToken, Message, StreamEvent, ToolArguments, ToolCall};
+use crate::mcp::McpHub;
 use crate::memory::Origin;
 pub use memory_tools::{AgentMemory, Settings as MemorySettings};
 
@@ -82,6 +87,8 @@ pub struct AgentSetup {
     pub watch: bool,
     /// Replace secret-looking strings in the stored transcript with a marker.
     pub redact_secrets: bool,
+    /// The session's MCP servers (none: `McpHub::default()`).
+    pub mcp: McpHub,
 }
 
 pub struct Agent {
@@ -104,6 +111,7 @@ pub struct Agent {
     redact_secrets: bool,
     /// Turns run since the session's end was last summarized.
     turns: usize,
+    mcp: McpHub,
 }
 
 /// The tools of one model response, after they ran.
@@ -167,7 +175,13 @@ impl Agent {
             watcher,
             redact_secrets: setup.redact_secrets,
             turns: 0,
+            mcp: setup.mcp,
         }
+    }
+
+    /// Stops what the agent started: its MCP servers, waiting for their processes.
+    pub async fn shutdown(&mut self) {
+        self.mcp.shutdown().await;
     }
 
     pub fn session(&self) -> &Session {
@@ -215,9 +229,9 @@ impl Agent {
         }
     }
 
-    /// The tools offered to the model: the file and shell tools, the memory tools and
-    /// `rewind`.
-    pub fn tool_definitions() -> Vec<llm::ToolDefinition> {
+    /// The tools offered to the model: the file and shell tools, the memory tools,
+    /// `rewind`, and the MCP servers' tools.
+    pub fn tool_definitions(&self) -> Vec<llm::ToolDefinition> {
         let mut out: Vec<llm::ToolDefinition> = tools::specs()
             .into_iter()
             .map(|spec| llm::ToolDefinition {
@@ -238,7 +252,20 @@ impl Agent {
             }),
         });
         out.extend(memory_tools::definitions());
+        out.extend(self.mcp.tools().iter().map(|tool| llm::ToolDefinition {
+            name: tool.name.clone(),
+            description: tool.description.clone(),
+            parameters: tool.input_schema.clone(),
+        }));
         out
+    }
+
+    /// What a tool may do, for approval: an MCP tool may do anything, like `shell`.
+    fn access_of(&self, name: &str) -> tools::Access {
+        if self.mcp.has_tool(name) {
+            return tools::Access::Shell;
+        }
+        tools::specs().iter().find(|s| s.name == name).map_or(tools::Access::Write, |s| s.access)
     }
 
     /// Runs one turn: the user's prompt, then model calls and tools until the model is
@@ -401,7 +428,7 @@ impl Agent {
             model: self.model.clone(),
             system,
             messages: self.history[self.context_from..].to_vec(),
-            tools: Self::tool_definitions(),
+            tools: self.tool_definitions(),
             max_output_tokens: self.max_output_tokens,
             temperature: None,
         };
@@ -630,9 +657,6 @@ impl Agent {
         emit: &mut dyn FnMut(Event),
     ) -> Result<ToolRound, AgentError> {
         let specs = tools::specs();
-        let access_of = |name: &str| {
-            specs.iter().find(|s| s.name == name).map(|s| s.access).unwrap_or(tools::Access::Write)
-        };
         let mut round = ToolRound::default();
         let mut index = 0;
         while index < calls.len() {
@@ -695,7 +719,8 @@ impl Agent {
                 index += batch.len();
                 continue;
             }
-            let output = self.run_one(call, access_of(&call.name), &round, cancel, emit).await?;
+            let output =
+                self.run_one(call, self.access_of(&call.name), &round, cancel, emit).await?;
             if call.name == REWIND_TOOL && !output.is_error {
                 round.rewound = true;
             }
@@ -730,9 +755,11 @@ impl Agent {
             let origin = self.origin();
             return Ok(memory_tools::run(&call.name, &arguments, &mut self.memory, &origin));
         }
-        let known = call.name == REWIND_TOOL || tools::specs().iter().any(|s| s.name == call.name);
+        let known = call.name == REWIND_TOOL
+            || self.mcp.has_tool(&call.name)
+            || tools::specs().iter().any(|s| s.name == call.name);
         if !known {
-            let names: Vec<String> = Self::tool_definitions().into_iter().map(|d| d.name).collect();
+            let names: Vec<String> = self.tool_definitions().into_iter().map(|d| d.name).collect();
             return Ok(error(format!(
                 "unknown tool `{}`; the tools are: {}",
                 call.name,
@@ -751,6 +778,16 @@ impl Agent {
         if access == tools::Access::Shell && !round.scan {
             // The command may read the user's latest edits; record them as theirs first.
             self.flush_user_edits(&round.changed, emit)?;
+        }
+        if self.mcp.has_tool(&call.name) {
+            let outcome = self.mcp.call(&call.name, &arguments, cancel).await;
+            return Ok(tools::ToolOutput {
+                content: tools::output::truncate_middle(&outcome.content, tools::MAX_CONTENT_BYTES),
+                is_error: outcome.is_error,
+                changed_paths: Vec::new(),
+                // The server may have changed any file.
+                may_change_anything: true,
+            });
         }
         let ctx =
             tools::ToolContext { root: self.store.root(), cancel, hidden_env: &self.hidden_env };

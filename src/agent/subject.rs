@@ -37,6 +37,14 @@ pub fn describe_call(name: &str, arguments: &Value) -> String {
         "rewind" => {
             format!("rewind to step {}", arguments.get("step").and_then(Value::as_u64).unwrap_or(0))
         }
+        // An MCP tool (`<server>__<tool>`): its arguments say what it would do.
+        mcp if mcp.contains(crate::mcp::SEPARATOR) => match arguments {
+            Value::Object(map) if !map.is_empty() => {
+                let arguments: String = arguments.to_string().chars().take(100).collect();
+                format!("{mcp} {arguments}")
+            }
+            _ => mcp.to_string(),
+        },
         other => other.to_string(),
     }
 }
@@ -105,6 +113,11 @@ mod tests {
         assert_eq!(describe_call("read_file", &json!({"path": "src/a.rs"})), "read_file src/a.rs");
         assert_eq!(describe_call("rewind", &json!({"step": 3})), "rewind to step 3");
         assert_eq!(describe_call("write_file", &json!({})), "write_file ?");
+        assert_eq!(
+            describe_call("echo__say", &json!({"text": "hi"})),
+            "echo__say {\"text\":\"hi\"}"
+        );
+        assert_eq!(describe_call("echo__ping", &json!({})), "echo__ping");
         assert_eq!(for_reply("  \n"), "model: (empty response)");
         assert_eq!(for_reply("All done.\nDetails follow."), "model: All done.");
     }

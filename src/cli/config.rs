@@ -1,8 +1,8 @@
 //! `cairn config show`: the effective configuration and where each value came from.
 //!
 //! Useful when a setting does not take: it shows which file (or flag, or environment
-//! variable) won. Keys are never printed in full, and header values, which may carry
-//! credentials, are masked as well.
+//! variable) won. Keys are never printed in full, and header values and MCP servers'
+//! environment values, which may carry credentials, are masked as well.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -166,6 +166,39 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
             );
         }
     }
+    for server in config.mcp.values() {
+        line(String::new(), String::new());
+        line(format!("[mcp.{}]", server.name), String::new());
+        line(
+            format!("command = {}", quote(&server.command.value)),
+            server.command.source.to_string(),
+        );
+        line(format!("args = {}", json!(server.args.value)), server.args.source.to_string());
+        for (name, value) in &server.env {
+            line(
+                format!("env.{} = {}", quote(name), quote(&mask_secret(&value.value))),
+                value.source.to_string(),
+            );
+        }
+        line(format!("enabled = {}", server.enabled.value), server.enabled.source.to_string());
+        if let Some(tools) = &server.tools {
+            line(format!("tools = {}", json!(tools.value)), tools.source.to_string());
+        }
+        line(
+            format!("startup_timeout_ms = {}", server.startup_timeout_ms.value),
+            server.startup_timeout_ms.source.to_string(),
+        );
+        line(
+            format!("tool_timeout_ms = {}", server.tool_timeout_ms.value),
+            server.tool_timeout_ms.source.to_string(),
+        );
+        if let Some(path) = server.untrusted() {
+            line(
+                format!("# not started: its command comes from {}", path.display()),
+                String::new(),
+            );
+        }
+    }
     let width = lines
         .iter()
         .filter(|(_, note)| !note.is_empty())
@@ -233,6 +266,31 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
             (provider.name.clone(), value)
         })
         .collect();
+    let mcp: serde_json::Map<String, Value> = config
+        .mcp
+        .values()
+        .map(|server| {
+            let env: serde_json::Map<String, Value> = server
+                .env
+                .iter()
+                .map(|(name, value)| {
+                    let masked = Sourced::new(mask_secret(&value.value), value.source.clone());
+                    (name.clone(), sourced_json(&masked))
+                })
+                .collect();
+            let value = json!({
+                "command": sourced_json(&server.command),
+                "args": sourced_json(&server.args),
+                "env": env,
+                "enabled": sourced_json(&server.enabled),
+                "tools": server.tools.as_ref().map(sourced_json),
+                "startup_timeout_ms": sourced_json(&server.startup_timeout_ms),
+                "tool_timeout_ms": sourced_json(&server.tool_timeout_ms),
+                "untrusted": server.untrusted().map(|path| path.display().to_string()),
+            });
+            (server.name.clone(), value)
+        })
+        .collect();
     let (model, model_error) = match model {
         Ok(model) => (
             sourced_json(&Sourced::new(model.value.to_string(), model.source.clone())),
@@ -260,5 +318,6 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
             "push": sourced_json(&config.memory.push),
         },
         "providers": providers,
+        "mcp": mcp,
     })
 }

@@ -102,6 +102,7 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
             hidden_env: Vec::new(),
             watch: false,
             redact_secrets: true,
+            mcp: Default::default(),
         });
         section(&format!("$ cairn run \"{PROMPT}\""));
         let mut printer = Printer::new(false);

@@ -66,8 +66,18 @@ pub fn run_session(
     let history = context.store.private_dir().join("history");
     let screen = Screen::default();
     let asker = TerminalAsker { screen: screen.clone(), always: false };
+    let mcp = runtime.block_on(launch::start_mcp(&context.config, context.store.root()));
+    let servers: Vec<String> = mcp
+        .servers()
+        .iter()
+        .filter(|server| server.status == crate::mcp::Status::Started)
+        .map(|server| {
+            let noun = if server.tools.len() == 1 { "tool" } else { "tools" };
+            format!("{} ({} {noun})", server.config.name, server.tools.len())
+        })
+        .collect();
     let mut agent =
-        launch::agent(context, session, restored, model.clone(), client, Box::new(asker))?;
+        launch::agent(context, session, restored, model.clone(), client, Box::new(asker), mcp)?;
     let mut editor =
         rustyline::DefaultEditor::new().map_err(|err| CommandError::internal(err.to_string()))?;
     let _ = editor.load_history(&history);
@@ -76,6 +86,9 @@ pub fn run_session(
         "cairn: session {} with {model} ({mode} approval). /help lists commands; Ctrl-D quits.",
         agent.session().info.id,
     );
+    if !servers.is_empty() {
+        eprintln!("MCP servers: {}", servers.join(", "));
+    }
     if !agent.is_watching() {
         eprintln!(
             "note: no file watcher is available here; your edits are found by scanning before each model call"
@@ -122,6 +135,7 @@ pub fn run_session(
     let _ = editor.save_history(&history);
     let mut plain = super::run::Printer::new(false);
     runtime.block_on(super::run::end_session(&mut agent, &mut |event| plain.event(&event)));
+    runtime.block_on(agent.shutdown());
     Ok(ExitCode::SUCCESS)
 }
 

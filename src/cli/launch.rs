@@ -1,5 +1,6 @@
-//! Starting the agent: configuration, the model and its client, the checkpoint store, and
-//! the agent itself, shared by `cairn`, `cairn run`, `cairn resume` and `cairn demo`.
+//! Starting the agent: configuration, the model and its client, the checkpoint store, the
+//! MCP servers, and the agent itself, shared by `cairn`, `cairn run`, `cairn resume` and
+//! `cairn demo`.
 
 use crate::agent::{
     self, Agent, AgentMemory, AgentSetup, MemorySettings, Policy, Restored, approval,
@@ -8,6 +9,7 @@ use crate::agent::{
 use crate::checkpoint::{Session, Store, StoreOptions};
 use crate::config::{self, Approval, Config, Env, Flags, ModelRef, OLLAMA_PROBE_TIMEOUT};
 use crate::llm;
+use crate::mcp::{self, McpHub, Status};
 
 use super::CommandError;
 use super::config::config_error;
@@ -55,7 +57,47 @@ impl Context {
     }
 }
 
-/// Builds the agent for `session`, continuing from `restored`.
+/// Environment variables hidden from commands the agent runs: the providers' API keys.
+pub fn hidden_env(config: &Config) -> Vec<String> {
+    let mut hidden: Vec<String> =
+        ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"].map(String::from).to_vec();
+    for provider in config.providers.values() {
+        if let Some(name) = &provider.api_key_env
+            && !hidden.contains(&name.value)
+        {
+            hidden.push(name.value.clone());
+        }
+    }
+    hidden
+}
+
+/// Starts the configured MCP servers in `root`, saying on stderr which could not start;
+/// the session goes on without those.
+pub async fn start_mcp(config: &Config, root: &std::path::Path) -> McpHub {
+    if config.mcp.is_empty() {
+        return McpHub::default();
+    }
+    let launch = mcp::Launch { root: root.to_path_buf(), hidden_env: hidden_env(config) };
+    let hub = McpHub::start(config.mcp.values().cloned(), launch).await;
+    for server in hub.servers() {
+        let name = &server.config.name;
+        match &server.status {
+            Status::Failed(reason) => eprintln!(
+                "warning: MCP server `{name}` did not start, so the session goes on without it: {reason}"
+            ),
+            Status::Untrusted(_) => {
+                eprintln!("warning: MCP server `{name}` {}", server.status.describe())
+            }
+            Status::Started | Status::Disabled | Status::Down(_) => {}
+        }
+        for note in server.notes {
+            eprintln!("warning: MCP server `{name}`: {note}");
+        }
+    }
+    hub
+}
+
+/// Builds the agent for `session`, continuing from `restored`, with the MCP servers of `mcp`.
 pub fn agent(
     context: Context,
     session: Session,
@@ -63,6 +105,7 @@ pub fn agent(
     model: ModelRef,
     client: llm::Client,
     asker: Box<dyn approval::Asker>,
+    mcp: McpHub,
 ) -> Result<Agent, CommandError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| context.store.root().to_path_buf());
     let instructions =
@@ -95,15 +138,7 @@ pub fn agent(
         memory: guidance.as_deref(),
     });
     let policy = Policy::new(context.config.approval.value, asker);
-    let mut hidden_env: Vec<String> =
-        ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"].map(String::from).to_vec();
-    for provider in context.config.providers.values() {
-        if let Some(name) = &provider.api_key_env
-            && !hidden_env.contains(&name.value)
-        {
-            hidden_env.push(name.value.clone());
-        }
-    }
+    let hidden_env = hidden_env(&context.config);
     Ok(Agent::new(AgentSetup {
         store: context.store,
         session,
@@ -118,6 +153,7 @@ pub fn agent(
         hidden_env,
         watch: true,
         redact_secrets: context.config.redact_secrets.value,
+        mcp,
     }))
 }
 

@@ -17,6 +17,7 @@ mod interactive;
 mod land;
 mod launch;
 mod log;
+mod mcp;
 mod memory;
 mod push;
 mod render;
@@ -71,6 +72,8 @@ enum Command {
     Rewind(rewind::Args),
     /// Inspect the configuration.
     Config(config::Args),
+    /// The MCP servers: whether they start, and the tools they offer.
+    Mcp(mcp::Args),
     /// Drop old archive refs and stale caches; merge cairn's small packs.
     Gc(gc::Args),
     /// A session as a review document (Markdown or JSON).
@@ -137,5 +140,6 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Land(args) => land::run(args),
         Command::Memory(args) => memory::run(args),
         Command::Config(args) => config::run(args),
+        Command::Mcp(args) => mcp::run(args),
     }
 }

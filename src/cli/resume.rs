@@ -90,14 +90,16 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let runtime = launch::runtime()?;
     runtime.block_on(async move {
         let (model, client) = context.model().await?;
+        let mcp = launch::start_mcp(&context.config, context.store.root()).await;
         let mut agent =
-            launch::agent(context, session, restored, model, client, Box::new(Headless))?;
+            launch::agent(context, session, restored, model, client, Box::new(Headless), mcp)?;
         let mut printer = Printer::new(args.json);
         let outcome =
             drive(&mut agent, &prompt, args.max_steps, &mut |event| printer.event(&event)).await;
         if matches!(outcome, Ok(TurnEnd::Done | TurnEnd::MaxSteps)) {
             end_session(&mut agent, &mut |event| printer.event(&event)).await;
         }
+        agent.shutdown().await;
         finish(&agent, outcome, &mut printer)
     })
 }

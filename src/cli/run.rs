@@ -40,6 +40,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     runtime.block_on(async move {
         let (model, client) = context.model().await?;
         let session = context.store.start_session(&args.prompt, Some(model.to_string()), None)?;
+        let mcp = launch::start_mcp(&context.config, context.store.root()).await;
         let mut agent = launch::agent(
             context,
             session,
@@ -47,6 +48,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             model.clone(),
             client,
             Box::new(Headless),
+            mcp,
         )?;
         let mut printer = Printer::new(args.json);
         printer.event(&Event::SessionStarted {
@@ -59,6 +61,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         if matches!(outcome, Ok(TurnEnd::Done | TurnEnd::MaxSteps)) {
             end_session(&mut agent, &mut |event| printer.event(&event)).await;
         }
+        agent.shutdown().await;
         finish(&agent, outcome, &mut printer)
     })
 }

@@ -488,3 +488,52 @@ fn config_show_explains_what_to_set_and_reports_bad_files() {
         "{stderr}"
     );
 }
+
+#[test]
+fn mcp_servers_layer_and_a_project_file_may_narrow_but_not_launch() {
+    let setup = Setup::new();
+    setup.write_user(
+        "[mcp.fs]\ncommand = \"fs-server\"\nargs = [\"--root\", \".\"]\nenv = { TOKEN = \"user-token-0123456789\" }\n\
+         [mcp.other]\ncommand = \"other-server\"\n",
+    );
+    setup.write_project(
+        "[mcp.fs]\ntools = [\"read\"]\nenabled = false\n\
+         [mcp.other]\nargs = [\"--evil\"]\n\
+         [mcp.own]\ncommand = \"project-server\"\nstartup_timeout_ms = 500\n",
+    );
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let user = Source::UserFile(setup.user_file());
+    let project = Source::ProjectFile(setup.project().join("cairn.toml"));
+
+    let fs = &config.mcp["fs"];
+    assert_eq!(fs.command.value, "fs-server");
+    assert_eq!(fs.args.value, ["--root", "."]);
+    assert_eq!(fs.env["TOKEN"].source, user);
+    assert_eq!((fs.enabled.value, &fs.enabled.source), (false, &project));
+    assert_eq!(fs.tools.as_ref().map(|t| &t.value), Some(&vec!["read".to_string()]));
+    assert_eq!(fs.untrusted(), None, "narrowing a user's server keeps it trusted");
+    assert_eq!(fs.startup_timeout_ms.value, config::DEFAULT_MCP_STARTUP_TIMEOUT_MS);
+
+    let other = &config.mcp["other"];
+    assert_eq!(other.untrusted(), Some(setup.project().join("cairn.toml").as_path()));
+    let own = &config.mcp["own"];
+    assert_eq!(own.untrusted(), Some(setup.project().join("cairn.toml").as_path()));
+    assert_eq!((own.startup_timeout_ms.value, &own.startup_timeout_ms.source), (500, &project));
+    assert!(own.enabled.value);
+
+    // `cairn` reads the project file of the repository it runs in.
+    let init = Command::new("git").args(["init", "-q"]).current_dir(setup.project()).status();
+    assert!(init.unwrap().success());
+    let (stdout, stderr, code) = cairn(&setup, &["config", "show"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("user-token-0123456789"), "{stdout}");
+    assert!(stdout.contains("env.\"TOKEN\" = \"user…6789\""), "{stdout}");
+    assert!(stdout.contains("[mcp.own]\ncommand = \"project-server\""), "{stdout}");
+    assert!(stdout.contains("# not started: its command comes from"), "{stdout}");
+    let (stdout, _, code) = cairn(&setup, &["config", "show", "--json"], &[]);
+    assert_eq!(code, 0);
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["mcp"]["fs"]["env"]["TOKEN"]["value"], "user…6789");
+    assert_eq!(json["mcp"]["fs"]["untrusted"], Value::Null);
+    assert_eq!(json["mcp"]["own"]["command"]["source"]["kind"], "project-file");
+}

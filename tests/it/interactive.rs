@@ -151,6 +151,50 @@ async fn a_turn_with_an_approval_then_undo_and_rewind_at_a_terminal() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_are_offered_asked_about_and_stopped_with_the_session() {
+    let repo = TestRepo::new();
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[(
+            "c1",
+            "echo__write",
+            json!({"path": "asked.txt", "content": "x"}),
+        )]),
+        Reply::chat_text("As you wish."),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+    crate::mcp::configure(
+        &repo,
+        &crate::mcp::server_table("echo", &crate::mcp::counted(&repo, "echo")),
+    );
+    let command = repo.command_in(&repo.root, &[]);
+    tokio::task::spawn_blocking(move || {
+        let mut term = Terminal::spawn(command);
+        let mut at = term.expect("MCP servers: echo (6 tools)", 0);
+        at = term.expect("› ", at);
+        term.type_line("write through the server");
+        at = term.expect("Allow echo__write {", at);
+        at = term.expect("? [y]es / [n]o / [a]lways:", at);
+        term.type_line("n");
+        at = term.expect("As you wish.", at);
+        term.expect("› ", at);
+        term.writer.write_all(&[4]).unwrap(); // Ctrl-D
+        let status = term.child.wait().unwrap();
+        assert!(status.success(), "{status}; screen:\n{}", term.screen.lock().unwrap());
+    })
+    .await
+    .unwrap();
+
+    assert!(!repo.path("asked.txt").exists());
+    let requests = model.requests();
+    let declined = requests[1].body["messages"].to_string();
+    assert!(declined.contains("the user declined `echo__write"), "{declined}");
+    let pids = crate::mcp::pids(&crate::mcp::counter(&repo, "echo"));
+    assert_eq!(pids.len(), 1);
+    assert!(!crate::mcp::running(pids[0]), "the server outlived the session");
+}
+
 #[test]
 fn the_demo_runs_offline_and_shows_the_whole_story() {
     let repo = TestRepo::new();

@@ -17,6 +17,7 @@ mod hostile;
 mod interactive;
 mod land;
 mod llm;
+mod mcp;
 mod memory;
 mod rewind;
 mod share;

@@ -80,7 +80,7 @@ impl ToolOutput {
 }
 
 /// A safety net over every tool's own bounds, so no output can flood the context.
-const MAX_CONTENT_BYTES: usize = 128 * 1024;
+pub const MAX_CONTENT_BYTES: usize = 128 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tool {

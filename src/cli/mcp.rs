@@ -1,0 +1,121 @@
+//! `cairn mcp list [--json]`: the configured MCP servers, whether each starts, and the
+//! tools it offers the model. Each enabled server is started, asked for its tools, and
+//! stopped again, so this is also the way to check a new server's configuration.
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::CommandError;
+use super::common::print_json;
+use super::config::config_error;
+use crate::config::{self, Env, Flags};
+use crate::mcp::{ServerReport, Status};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Subcommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Start each configured server, list its tools, and stop it.
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    match args.command {
+        Subcommand::List(args) => list(args),
+    }
+}
+
+fn list(args: ListArgs) -> Result<ExitCode, CommandError> {
+    let cwd = std::env::current_dir()?;
+    let root = gix::discover(&cwd).ok().and_then(|repo| repo.workdir().map(ToOwned::to_owned));
+    let config = config::load(root.as_deref(), &Env::from_process(), &Flags::default())
+        .map_err(config_error)?;
+    let runtime = super::launch::runtime()?;
+    runtime.block_on(async {
+        let launch = crate::mcp::Launch {
+            root: root.unwrap_or(cwd),
+            hidden_env: super::launch::hidden_env(&config),
+        };
+        let mut hub = crate::mcp::McpHub::start(config.mcp.values().cloned(), launch).await;
+        let servers = hub.servers();
+        let printed = if args.json {
+            print_json(&json!({"servers": servers.iter().map(server_json).collect::<Vec<_>>()}))
+        } else {
+            print!("{}", to_text(&servers));
+            Ok(())
+        };
+        hub.shutdown().await;
+        printed
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn to_text(servers: &[ServerReport<'_>]) -> String {
+    if servers.is_empty() {
+        return "no MCP servers are configured; add an [mcp.<name>] table to your config \
+                (see the README's \"MCP servers\")\n"
+            .to_owned();
+    }
+    let mut out = String::new();
+    for server in servers {
+        let config = server.config;
+        let command_line = std::iter::once(&config.command.value)
+            .chain(&config.args.value)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push_str(&format!("{}: {}\n", config.name, server.status.describe()));
+        out.push_str(&format!("  command: {command_line}\n"));
+        if server.status == Status::Started {
+            let noun = if server.tools.len() == 1 { "tool" } else { "tools" };
+            out.push_str(&format!("  {} {noun}\n", server.tools.len()));
+        }
+        let width = server.tools.iter().map(|tool| tool.name.len()).max().unwrap_or(0);
+        for tool in &server.tools {
+            let summary = tool.description.lines().next().unwrap_or_default();
+            let summary: String = summary.chars().take(80).collect();
+            out.push_str(format!("    {:width$}  {summary}", tool.name).trim_end());
+            out.push('\n');
+        }
+        for note in server.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+    }
+    out
+}
+
+fn server_json(server: &ServerReport<'_>) -> Value {
+    let config = server.config;
+    let reason = match &server.status {
+        Status::Failed(reason) | Status::Down(reason) => Some(reason.clone()),
+        Status::Untrusted(_) => Some(server.status.describe()),
+        Status::Started | Status::Disabled => None,
+    };
+    json!({
+        "name": config.name,
+        "command": config.command.value,
+        "args": config.args.value,
+        "enabled": config.enabled.value,
+        "status": server.status.kind(),
+        "error": reason,
+        "tools": server.tools.iter().map(|tool| json!({
+            "name": tool.name,
+            "tool": tool.tool,
+            "description": tool.description,
+            "input_schema": tool.input_schema,
+        })).collect::<Vec<_>>(),
+        "notes": server.notes,
+    })
+}
