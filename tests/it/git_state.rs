@@ -48,6 +48,16 @@ fn no_command_touches_head_index_refs_stash_or_ignored_files() {
         &["push"],
         &["fetch"],
         &["config", "show"],
+        &["memory", "add", "The build runs with make"],
+        &["memory", "show"],
+        &["memory", "search", "build"],
+        &["memory", "log"],
+        &["memory", "forget", "the-build-runs-with-make"],
+        &["memory", "add", "--user", "Prefer short answers"],
+        &["push", "--memory"],
+        &["fetch"],
+        &["memory", "merge"],
+        &["mcp", "list"],
     ];
     for command in commands {
         repo.ok(command);
