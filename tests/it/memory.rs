@@ -543,3 +543,33 @@ async fn a_session_end_writes_the_summary_and_promotes_only_trusted_facts() {
     let fact = repo.git(&["show", "refs/cairn/memory:facts/the-build-command-is-echo-built.md"]);
     assert!(fact.contains("source = \"verified\""), "{fact}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_overflow_from_the_provider_compacts_and_retries_once() {
+    let repo = TestRepo::new();
+    let overflow = r#"{"error":{"message":"This model's maximum context length is 8192 tokens.","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[("c1", "read_file", json!({"path": "README.md"}))]),
+        Reply::status(400, overflow),
+        Reply::chat_text("## Next action\n- answer from the summary\n"),
+        Reply::chat_text("Answered."),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+    let out = cairn(&repo, &["run", "summarize the readme", "--json"]).await;
+    assert_ok(&out);
+    let session = session_of(&out);
+    let requests = model.requests();
+    assert_eq!(requests.len(), 4);
+    assert!(system_prompt(&requests[2].body).starts_with("You summarize a coding session"));
+    let retried = requests[3].body["messages"].to_string();
+    assert!(retried.contains("compacted") && retried.contains("answer from the summary"), "{retried}");
+    let reason = repo.git(&[
+        "log",
+        "-1",
+        "--format=%b",
+        "--grep=^Cairn-Kind: compact",
+        &TestRepo::session_ref(&session),
+    ]);
+    assert!(reason.contains("the provider reported a context overflow"), "{reason}");
+}
