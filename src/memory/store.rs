@@ -124,9 +124,11 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// Project memory in the repository `repo` (a handle that writes objects to disk).
     pub fn project(mut repo: gix::Repository) -> MemoryStore {
-        // Packed facts are deltas of one another; a pack cache saves re-resolving their
-        // bases when a search index is built from thousands of them.
-        repo.object_cache_size_if_unset(4 * 1024 * 1024);
+        // Packed facts are deltas of one another; a cache of delta bases saves inflating
+        // each base again for every fact when a search index is built from thousands.
+        repo.objects.set_pack_cache(|| {
+            Box::<gix_pack::cache::lru::StaticLinkedList<64>>::default()
+        });
         MemoryStore {
             repo,
             reference: PROJECT_REF,
