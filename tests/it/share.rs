@@ -270,3 +270,17 @@ fn fetch_merges_facts_from_both_clones_and_keeps_both_versions_of_a_fact_changed
     assert!(again.contains("up to date"), "{again}");
     b.assert_fsck_clean();
 }
+
+#[test]
+fn memory_goes_with_every_push_when_the_configuration_says_so() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    a.checkpoint(&["-m", "one", "--new"]);
+    a.ok(&["memory", "add", "Pushed by configuration"]);
+    a.ok(&["push"]);
+    assert!(!remote_refs(&a, &url).contains("refs/cairn/memory"), "off by default");
+    std::fs::write(a.home.join("cairn-config.toml"), "[memory]\npush = true\n").unwrap();
+    a.ok(&["push"]);
+    let memory = a.git(&["rev-parse", "refs/cairn/memory"]);
+    assert!(remote_refs(&a, &url).contains(&format!("{}\trefs/cairn/memory", memory.trim())));
+}
