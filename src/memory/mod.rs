@@ -350,20 +350,10 @@ impl Memory {
         let mut before: BTreeMap<String, Option<ObjectId>> = BTreeMap::new();
         let mut last_written: BTreeMap<String, Option<ObjectId>> = BTreeMap::new();
         for entry in log.iter().filter(|e| e.session.as_deref() == Some(session)) {
-            let commit =
-                store.repo().find_commit(entry.commit).map_err(|err| checkpoint::Error::Git {
-                    context: format!("reading memory commit {}", entry.commit),
-                    message: err.to_string(),
-                })?;
-            let parent_tree = match commit.parent_ids().next() {
-                Some(parent) => Some(store.commit_tree(parent.detach())?),
-                None => None,
-            };
-            let tree = store.commit_tree(entry.commit)?;
             for slug in &entry.paths {
-                last_written.insert(slug.clone(), fact_blob(store, Some(tree), slug)?);
+                last_written.insert(slug.clone(), fact_blob(store, Some(entry.tree), slug)?);
                 if entry.step.is_some_and(|s| s > step) && !before.contains_key(slug) {
-                    before.insert(slug.clone(), fact_blob(store, parent_tree, slug)?);
+                    before.insert(slug.clone(), fact_blob(store, entry.parent_tree, slug)?);
                 }
             }
         }
@@ -374,20 +364,7 @@ impl Memory {
             if current != last_written.get(&slug).copied().flatten() || current == old {
                 continue;
             }
-            let content = match old {
-                Some(id) => Some(
-                    store
-                        .repo()
-                        .find_blob(id)
-                        .map_err(|err| checkpoint::Error::Git {
-                            context: format!("reading {id}"),
-                            message: err.to_string(),
-                        })?
-                        .data
-                        .clone(),
-                ),
-                None => None,
-            };
+            let content = old.map(|id| store.blob(id)).transpose()?;
             changes.push(Change::Raw { slug: slug.clone(), content });
             reverted.push(slug);
         }
@@ -408,8 +385,6 @@ impl Memory {
     pub fn merge(&self, theirs: ObjectId, label: &str) -> Result<MergeReport> {
         let store = &self.project;
         let repo = store.repo();
-        let git =
-            |context: String| move |err: String| checkpoint::Error::Git { context, message: err };
         let Some(ours) = store.tip()? else {
             checkpoint::refs::compare_and_swap(
                 repo,
@@ -457,13 +432,6 @@ impl Memory {
         let their_facts = entries(Some(store.commit_tree(theirs)?))?;
         let mut report = MergeReport::default();
         let mut changes = Vec::new();
-        let read = |id: ObjectId| -> Result<Vec<u8>> {
-            Ok(repo
-                .find_blob(id)
-                .map_err(|err| git(format!("reading {id}"))(err.to_string()))?
-                .data
-                .clone())
-        };
         let slugs: std::collections::BTreeSet<&String> =
             our_facts.keys().chain(their_facts.keys()).collect();
         let suffix = format!(".from-{}", fact::slug_for(label));
@@ -475,7 +443,7 @@ impl Memory {
             if o == b {
                 changes.push(Change::Raw {
                     slug: slug.clone(),
-                    content: t.map(|id| read(*id)).transpose()?,
+                    content: t.map(|id| store.blob(*id)).transpose()?,
                 });
                 report.taken.push(slug.clone());
                 continue;
@@ -483,7 +451,7 @@ impl Memory {
             // Changed on both sides (or deleted on one and changed on the other).
             if let Some(id) = t {
                 let aside = format!("{slug}{suffix}");
-                changes.push(Change::Raw { slug: aside.clone(), content: Some(read(*id)?) });
+                changes.push(Change::Raw { slug: aside.clone(), content: Some(store.blob(*id)?) });
                 report.conflicts.push((slug.clone(), aside));
             }
         }

@@ -112,6 +112,11 @@ pub struct LogEntry {
     /// Fact files the commit added, changed or removed.
     #[serde(skip)]
     pub paths: Vec<String>,
+    /// The memory tree of the commit and of its first parent.
+    #[serde(skip)]
+    pub tree: ObjectId,
+    #[serde(skip)]
+    pub parent_tree: Option<ObjectId>,
 }
 
 pub struct MemoryStore {
@@ -126,9 +131,8 @@ impl MemoryStore {
     pub fn project(mut repo: gix::Repository) -> MemoryStore {
         // Packed facts are deltas of one another; a cache of delta bases saves inflating
         // each base again for every fact when a search index is built from thousands.
-        repo.objects.set_pack_cache(|| {
-            Box::<gix_pack::cache::lru::StaticLinkedList<64>>::default()
-        });
+        repo.objects
+            .set_pack_cache(|| Box::<gix_pack::cache::lru::StaticLinkedList<64>>::default());
         MemoryStore {
             repo,
             reference: PROJECT_REF,
@@ -419,6 +423,8 @@ impl MemoryStore {
                 step,
                 time: commit.time().map(|t| t.seconds).unwrap_or(0),
                 paths: self.changed_facts(parent_tree, tree)?,
+                tree,
+                parent_tree,
             });
         }
         Ok(out)
@@ -445,6 +451,11 @@ impl MemoryStore {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    /// The bytes of blob `id`.
+    pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>> {
+        Ok(self.repo.find_blob(id).context(|| format!("reading {id}"))?.data.clone())
     }
 
     pub fn commit_tree(&self, commit: ObjectId) -> Result<ObjectId> {

@@ -563,7 +563,10 @@ async fn a_context_overflow_from_the_provider_compacts_and_retries_once() {
     assert_eq!(requests.len(), 4);
     assert!(system_prompt(&requests[2].body).starts_with("You summarize a coding session"));
     let retried = requests[3].body["messages"].to_string();
-    assert!(retried.contains("compacted") && retried.contains("answer from the summary"), "{retried}");
+    assert!(
+        retried.contains("compacted") && retried.contains("answer from the summary"),
+        "{retried}"
+    );
     let reason = repo.git(&[
         "log",
         "-1",
