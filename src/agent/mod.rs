@@ -144,11 +144,6 @@ impl Restored {
             summary: state.summary.clone(),
         })
     }
-
-    /// The messages the model sees.
-    pub fn context(&self) -> &[Message] {
-        &self.history[self.context_from.min(self.history.len())..]
-    }
 }
 
 impl Agent {
