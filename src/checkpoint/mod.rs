@@ -744,14 +744,7 @@ impl Store {
 
     /// The content of the file at `path` in `tree`, if it holds one.
     pub fn blob_at(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
-        let tree = self.repo.find_tree(tree).context(|| format!("reading tree {tree}"))?;
-        let Some(entry) =
-            tree.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?
-        else {
-            return Ok(None);
-        };
-        let blob = self.repo.find_blob(entry.oid()).context(|| format!("reading {path}"))?;
-        Ok(Some(blob.data.clone()))
+        blob_at(&self.repo, tree, path)
     }
 
     fn subtree_len(&self, tree: ObjectId, path: &str) -> Result<usize> {
@@ -1008,4 +1001,15 @@ impl Store {
             applied,
         })
     }
+}
+
+/// The content of the file at `path` in `tree` of `repo`, if it holds one.
+pub fn blob_at(repo: &gix::Repository, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+    let tree = repo.find_tree(tree).context(|| format!("reading tree {tree}"))?;
+    let Some(entry) = tree.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?
+    else {
+        return Ok(None);
+    };
+    let blob = repo.find_blob(entry.oid()).context(|| format!("reading {path}"))?;
+    Ok(Some(blob.data.clone()))
 }

@@ -263,14 +263,7 @@ impl MemoryStore {
 
     /// The bytes of `path` in memory tree `tree`.
     pub fn file_at(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
-        let tree = self.repo.find_tree(tree).context(|| format!("reading memory tree {tree}"))?;
-        let Some(entry) =
-            tree.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?
-        else {
-            return Ok(None);
-        };
-        let blob = self.repo.find_blob(entry.oid()).context(|| format!("reading {path}"))?;
-        Ok(Some(blob.data.clone()))
+        Ok(checkpoint::blob_at(&self.repo, tree, path)?)
     }
 
     /// Applies `changes` in one commit on top of the newest tip, retrying when another

@@ -7,8 +7,8 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::TestRepo;
 use crate::support::mock_model::{self, Reply};
+use crate::support::{TestRepo, cairn, session_of};
 
 /// The test server's binary, next to the `cairn` binary's directory.
 fn server() -> PathBuf {
@@ -70,20 +70,6 @@ pub(crate) fn counted(repo: &TestRepo, name: &str) -> String {
         "env = {{ MCP_TEST_COUNTER = {} }}",
         toml_string(&counter(repo, name).display().to_string())
     )
-}
-
-async fn cairn(repo: &TestRepo, args: &[&str]) -> Output {
-    let mut command = repo.command_in(&repo.root, args);
-    tokio::task::spawn_blocking(move || command.output().expect("cairn runs")).await.unwrap()
-}
-
-fn session_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|event| event["type"] == "session_started")
-        .and_then(|event| event["session"].as_str().map(String::from))
-        .expect("a session_started event")
 }
 
 fn tool_names(request: &Value) -> Vec<String> {

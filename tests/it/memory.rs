@@ -6,22 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::TestRepo;
 use crate::support::mock_model::{self, MockModel, Reply};
-
-async fn cairn(repo: &TestRepo, args: &[&str]) -> Output {
-    let mut command = repo.command_in(&repo.root, args);
-    tokio::task::spawn_blocking(move || command.output().expect("cairn runs")).await.unwrap()
-}
-
-fn session_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|event| event["type"] == "session_started")
-        .and_then(|event| event["session"].as_str().map(str::to_string))
-        .expect("session_started")
-}
+use crate::support::{TestRepo, cairn, session_of};
 
 fn assert_ok(out: &Output) {
     assert!(

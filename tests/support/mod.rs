@@ -224,3 +224,20 @@ pub fn age(path: &Path) {
         Command::new("touch").args(["-h", "-d", "2020-01-01 00:00:00"]).arg(path).status().unwrap();
     assert!(status.success());
 }
+
+/// Runs `cairn` with `args` on a blocking thread, so a scripted model server on this
+/// test's runtime keeps serving.
+pub async fn cairn(repo: &TestRepo, args: &[&str]) -> Output {
+    let mut command = repo.command_in(&repo.root, args);
+    tokio::task::spawn_blocking(move || command.output().expect("cairn runs")).await.unwrap()
+}
+
+/// The session id from the `session_started` event of a `--json` run.
+pub fn session_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event["type"] == "session_started")
+        .and_then(|event| event["session"].as_str().map(String::from))
+        .expect("a session_started event")
+}
