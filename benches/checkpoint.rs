@@ -34,7 +34,8 @@ mod common;
 use common::*;
 
 const CHANGED: usize = 10;
-const STORAGE_STEPS: usize = 100;
+/// One-file steps in the storage measurement: a 200-step session, as the storage bound is stated for.
+const STORAGE_STEPS: usize = 200;
 
 fn main() {
     if let Err(err) = bench_main() {
