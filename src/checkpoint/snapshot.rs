@@ -31,6 +31,7 @@ use super::ignore::{DirRules, GlobalRules};
 use super::objects;
 use super::stat::{FileStat, Timestamp};
 use super::stat_cache::{CachedKind, DirRecord, EntryRecord, StatCache};
+use super::temp;
 
 /// The name of the reserved directory that holds cairn's state in a step's tree.
 pub const RESERVED_DIR: &str = ".cairn";
@@ -522,6 +523,13 @@ impl Walker<'_> {
             }
             if rel.is_empty() && name == RESERVED_DIR {
                 listing.reserved_present = true;
+                continue;
+            }
+            if temp::is_temporary(&entry.file_name()) {
+                // A file cairn is writing, or one a killed cairn left: never the user's.
+                if temp::is_abandoned(&name) {
+                    temp::remove(&entry.path());
+                }
                 continue;
             }
             let Ok(file_type) = entry.file_type() else { continue };
