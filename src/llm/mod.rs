@@ -219,6 +219,10 @@ impl Response {
     }
 }
 
+/// The default for [`ClientSettings::max_response_bytes`]: one response's stream, SSE
+/// framing included. A 128k-token answer streamed token by token is about 30 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The default for [`ClientSettings::idle_timeout`]: long enough for a slow local model to
 /// process a large prompt before its first token.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
