@@ -17,7 +17,7 @@ mod openai_chat;
 mod openai_responses;
 mod retry;
 pub mod scripted;
-mod sse;
+pub mod sse;
 
 use std::fmt;
 use std::time::Duration;
