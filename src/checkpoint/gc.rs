@@ -90,7 +90,9 @@ impl Store {
         for dir in dirs {
             for entry in read_dir(&dir) {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let leftover = name.starts_with(".tmp") || name == objects::LOCK_FILE;
+                let leftover = name.starts_with(".tmp")
+                    || super::temp::owner(name.as_bytes()).is_some()
+                    || name == objects::LOCK_FILE;
                 let old = entry
                     .metadata()
                     .and_then(|m| m.modified())

@@ -56,11 +56,15 @@ impl GlobalRules {
 }
 
 fn default_excludes_file() -> Option<PathBuf> {
-    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+    Some(config_home()?.join("git").join("ignore"))
+}
+
+/// `$XDG_CONFIG_HOME`, or `~/.config`, where git looks for its global files by default.
+pub fn config_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
-    Some(config_home.join("git").join("ignore"))
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
 }
 
 /// The `.gitignore` patterns of one directory, linked to those of its parents.

@@ -15,6 +15,7 @@ pub mod snapshot;
 mod stat;
 mod stat_cache;
 pub mod step;
+pub mod temp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct Store {
     options: StoreOptions,
     /// Entries visited by the running snapshot, for progress display.
     pub progress: Arc<AtomicUsize>,
+    /// Whether this process has swept up after killed ones yet (see [`temp`]).
+    swept: std::cell::Cell<bool>,
 }
 
 /// A session as the caller holds it: its identity and the tip it last saw.
@@ -255,7 +258,16 @@ impl Store {
             format!("linked-{name}")
         };
         let worktree_dir = private_dir.join("worktrees").join(worktree_name);
-        Ok(Store { sync, repo, root, private_dir, worktree_dir, options, progress: Arc::default() })
+        Ok(Store {
+            sync,
+            repo,
+            root,
+            private_dir,
+            worktree_dir,
+            options,
+            progress: Arc::default(),
+            swept: std::cell::Cell::new(false),
+        })
     }
 
     /// The workspace root.
@@ -329,6 +341,9 @@ impl Store {
 
     /// Writes the objects buffered so far, then the stat cache that names them.
     fn persist(&self, stat_cache: Option<StatCacheUpdate>) -> Result<()> {
+        if !self.swept.replace(true) {
+            self.sweep();
+        }
         let registry = self.pack_registry();
         if let Some(pack) = objects::persist(&self.repo)? {
             // Maintenance: if it fails, lookups are a little slower until a later step
@@ -341,6 +356,16 @@ impl Store {
             stat_cache.save();
         }
         Ok(())
+    }
+
+    /// Removes what killed cairn processes left in the repository: temporary files of
+    /// the private caches, half-written packs and old locks on cairn's refs (see [`temp`]). Once per process, before
+    /// its first write; the workspace's are swept by the snapshot that meets them.
+    fn sweep(&self) {
+        objects::sweep_pack_dir(&self.repo);
+        refs::sweep_abandoned_locks(&self.repo);
+        temp::sweep(&self.private_dir);
+        temp::sweep(&self.worktree_dir);
     }
 
     /// Begins a new session on top of the current `HEAD`. Nothing is written until its
@@ -439,7 +464,9 @@ impl Store {
         std::fs::create_dir_all(&self.worktree_dir)
             .io_context(|| format!("creating {}", self.worktree_dir.display()))?;
         let path = self.worktree_dir.join("current-session");
-        let mut file = tempfile::NamedTempFile::new_in(&self.worktree_dir)
+        let mut file = tempfile::Builder::new()
+            .prefix(&temp::prefix())
+            .tempfile_in(&self.worktree_dir)
             .io_context(|| "recording the current session".into())?;
         std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes())
             .io_context(|| "recording the current session".into())?;

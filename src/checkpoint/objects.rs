@@ -32,6 +32,7 @@ use gix::odb::pack;
 use gix::{ObjectId, objs::Kind};
 
 use super::error::{Context, Error, IoContext, Result};
+use super::temp;
 
 /// How many buffered bytes a long scan may hold before it writes them out (bounded memory
 /// on a first snapshot of a large workspace).
@@ -49,7 +50,7 @@ pub const LOCK_FILE: &str = "packs.lock";
 /// Packs larger than this (a first snapshot's) are left as they are when consolidating.
 const SMALL_PACK_BYTES: u64 = 8 << 20;
 
-/// A lock on consolidation older than this was left by a crash.
+/// A lock on consolidation whose owner cannot be read, older than this, was left by a crash.
 const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Writes every object buffered in `repo`'s object memory that the repository does not
@@ -81,23 +82,62 @@ fn write_pack(
     let bytes = encode_pack(objects, level)?;
     let pack_dir = pack_dir(repo);
     std::fs::create_dir_all(&pack_dir).io_context(|| "creating objects/pack".into())?;
-    let outcome = pack::Bundle::write_to_directory(
+    // Written in a directory of its own first (gix's temporary files, the `.keep` it
+    // guards a fresh pack with), then moved into place: a kill at any moment leaves only
+    // that directory, which the next run sweeps up (see `sweep_pack_dir`).
+    let staging = pack_dir.join(temp::name());
+    std::fs::create_dir(&staging).io_context(|| format!("creating {}", staging.display()))?;
+    let written = pack::Bundle::write_to_directory(
         &mut bytes.as_slice(),
-        Some(&pack_dir),
+        Some(&staging),
         &mut gix::progress::Discard,
         &AtomicBool::new(false),
         None::<gix::objs::find::Never>,
         gix::hash::Kind::Sha1,
         pack::bundle::write::Options { thread_limit: Some(1), ..Default::default() },
     )
-    .context(|| "writing a pack".into())?;
-    // The `.keep` guards a fetched pack until refs point into it. Unreferenced objects
-    // are safe from `git gc` for two weeks anyway (gc.pruneExpire), which covers the
-    // moment between this and the ref update.
-    if let Some(keep) = outcome.keep_path {
-        let _ = std::fs::remove_file(keep);
+    .context(|| "writing a pack".into())
+    .and_then(|outcome| {
+        let (Some(data), Some(index)) = (outcome.data_path, outcome.index_path) else {
+            return Ok(None);
+        };
+        // Data before index, as git does: git only reads a pack once its index exists.
+        let mut placed = None;
+        for from in [data, index] {
+            let to = pack_dir.join(from.file_name().unwrap_or_default());
+            std::fs::rename(&from, &to).io_context(|| format!("moving {}", to.display()))?;
+            placed.get_or_insert(to);
+        }
+        Ok(placed)
+    });
+    temp::remove(&staging);
+    written
+}
+
+/// Sweeps up after cairn processes killed while writing a pack: their staging
+/// directories go, but an index whose pack already made it into place is moved in too,
+/// finishing the move the process began.
+pub fn sweep_pack_dir(repo: &gix::Repository) {
+    let pack_dir = pack_dir(repo);
+    let Ok(entries) = std::fs::read_dir(&pack_dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !temp::is_abandoned(name.as_encoded_bytes()) {
+            continue;
+        }
+        let staging = pack_dir.join(&name);
+        if let Ok(staged) = std::fs::read_dir(&staging) {
+            for file in staged.flatten() {
+                let file_name = file.file_name();
+                let to = pack_dir.join(&file_name);
+                let is_index = file_name.to_str().is_some_and(|n| n.ends_with(".idx"));
+                if is_index && to.with_extension("pack").is_file() && !to.exists() {
+                    let _ = std::fs::rename(file.path(), &to);
+                }
+            }
+        }
+        temp::remove(&staging);
     }
-    Ok(outcome.data_path)
 }
 
 /// A view of the objects on disk (past the memory proxy) for asking whether objects
@@ -197,7 +237,9 @@ pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> 
     let mut names: Vec<String> = large.into_iter().map(|(name, _)| name).collect();
     let merged_name = merged.as_deref().and_then(Path::file_name).and_then(|n| n.to_str());
     names.extend(merged_name.map(str::to_owned));
-    let mut list = tempfile::NamedTempFile::new_in(registry.parent().unwrap_or(Path::new(".")))
+    let mut list = tempfile::Builder::new()
+        .prefix(&temp::prefix())
+        .tempfile_in(registry.parent().unwrap_or(Path::new(".")))
         .io_context(|| "creating the pack list".into())?;
     list.write_all(names.iter().map(|n| format!("{n}\n")).collect::<String>().as_bytes())
         .io_context(|| "writing the pack list".into())?;
@@ -213,20 +255,33 @@ pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> 
     Ok(small.len())
 }
 
-/// An exclusive lock file, removed on drop; one left by a crash expires.
+/// An exclusive lock file holding its owner's process id, removed on drop. One left by
+/// a killed process is taken over (and one whose owner cannot be told, after a while).
 struct Lock(PathBuf);
 
 impl Lock {
     fn acquire(path: &Path) -> Result<Option<Lock>> {
         for _ in 0..2 {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(_) => return Ok(Some(Lock(path.to_owned()))),
+                Ok(mut file) => {
+                    let lock = Lock(path.to_owned());
+                    file.write_all(std::process::id().to_string().as_bytes())
+                        .io_context(|| format!("writing {}", path.display()))?;
+                    return Ok(Some(lock));
+                }
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let stale = std::fs::metadata(path)
-                        .and_then(|m| m.modified())
+                    let owner = std::fs::read_to_string(path)
                         .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age > STALE_LOCK);
+                        .and_then(|text| text.trim().parse::<u32>().ok());
+                    let stale = match owner {
+                        Some(pid) => !temp::alive(pid),
+                        // Being written this instant, or unreadable: only age tells.
+                        None => std::fs::metadata(path)
+                            .and_then(|m| m.modified())
+                            .ok()
+                            .and_then(|t| t.elapsed().ok())
+                            .is_some_and(|age| age > STALE_LOCK),
+                    };
                     if !stale {
                         return Ok(None);
                     }

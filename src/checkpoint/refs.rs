@@ -44,22 +44,75 @@ pub fn compare_and_swap(
         name: full_name,
         deref: false,
     };
-    match repo.edit_references_as(Some(edit), Some(committer)) {
-        Ok(_) => Ok(()),
-        Err(err) => {
-            let found = read_ref(repo, name)?;
-            if found != expected {
-                let show =
-                    |id: Option<ObjectId>| id.map_or("nothing".to_string(), |id| id.to_string());
-                return Err(Error::ConcurrentUpdate {
-                    session: name.trim_start_matches(SESSIONS_PREFIX).to_string(),
-                    expected: show(expected),
-                    found: show(found),
-                });
+    let mut retried = false;
+    loop {
+        let err = match repo.edit_references_as(Some(edit.clone()), Some(committer)) {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        let found = read_ref(repo, name)?;
+        if found != expected {
+            let show = |id: Option<ObjectId>| id.map_or("nothing".to_string(), |id| id.to_string());
+            return Err(Error::ConcurrentUpdate {
+                session: name.trim_start_matches(SESSIONS_PREFIX).to_string(),
+                expected: show(expected),
+                found: show(found),
+            });
+        }
+        if !retried && clear_abandoned_lock(repo, name) {
+            retried = true;
+            continue;
+        }
+        return Err(Error::Git { context: format!("updating {name}"), message: err.to_string() });
+    }
+}
+
+/// A lock on one of cairn's refs older than this was left by a killed process: git and
+/// cairn hold one for the milliseconds a ref update takes.
+const ABANDONED_REF_LOCK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Removes the locks under `refs/cairn/` that killed processes left on refs no update
+/// has come back to (an archive ref is only ever created once).
+pub fn sweep_abandoned_locks(repo: &gix::Repository) {
+    let mut dirs = vec![repo.common_dir().join("refs/cairn")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "lock")
+                && lock_age(&path).is_some_and(|age| age >= ABANDONED_REF_LOCK)
+            {
+                let _ = std::fs::remove_file(&path);
             }
-            Err(Error::Git { context: format!("updating {name}"), message: err.to_string() })
         }
     }
+}
+
+fn lock_age(lock: &std::path::Path) -> Option<std::time::Duration> {
+    let modified = std::fs::metadata(lock).and_then(|m| m.modified()).ok()?;
+    Some(modified.elapsed().unwrap_or_default())
+}
+
+/// Waits out a lock on `name` held by another process and removes one a killed process
+/// left (only under `refs/cairn/`, which only cairn writes); returns whether the update
+/// is worth trying again.
+fn clear_abandoned_lock(repo: &gix::Repository, name: &str) -> bool {
+    if !name.starts_with("refs/cairn/") {
+        return false;
+    }
+    let lock = repo.common_dir().join(format!("{name}.lock"));
+    let started = std::time::Instant::now();
+    while started.elapsed() < ABANDONED_REF_LOCK * 2 {
+        // Gone: its holder finished.
+        let Some(age) = lock_age(&lock) else { return true };
+        if age >= ABANDONED_REF_LOCK {
+            return std::fs::remove_file(&lock).is_ok();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
 }
 
 /// The object a ref points at, or `None` if there is no such ref.

@@ -250,9 +250,9 @@ fn blocking_ancestor(root: &Path, rel: &BStr) -> Option<String> {
 fn write_entry(abs: &Path, kind: EntryKind, data: &[u8]) -> std::io::Result<()> {
     let parent = abs.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
-    let file_name = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp =
-        parent.join(format!(".{file_name}.cairn-{}-{:08x}", std::process::id(), fastrand::u32(..)));
+    // Named for this process, so a snapshot never records it and the next run removes
+    // it if a kill leaves it behind (see `temp`).
+    let temp = super::temp::sibling(abs);
     let result = (|| {
         if kind == EntryKind::Link {
             std::os::unix::fs::symlink(OsStr::from_bytes(data), &temp)?;

@@ -31,6 +31,7 @@ use super::ignore::{DirRules, GlobalRules};
 use super::objects;
 use super::stat::{FileStat, Timestamp};
 use super::stat_cache::{CachedKind, DirRecord, EntryRecord, StatCache};
+use super::temp;
 
 /// The name of the reserved directory that holds cairn's state in a step's tree.
 pub const RESERVED_DIR: &str = ".cairn";
@@ -138,7 +139,9 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
     // file in sixty-four of those it lists: only worth it when many files are pending.
     let index_bytes = index_stat.map_or(0, |stat| stat.size);
     let mut files_reused = walker.files_reused.load(Ordering::Relaxed);
-    if root.count_pending() as u64 * INDEX_BYTES_PER_PENDING_FILE >= index_bytes {
+    if root.count_pending() as u64 * INDEX_BYTES_PER_PENDING_FILE >= index_bytes
+        && index_holds_raw_bytes(repo, ctx.root, &root)
+    {
         files_reused += root.resolve_from_index(&walker.index);
     }
     let mut pending = Vec::new();
@@ -193,6 +196,41 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
     };
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((Snapshot { tree, skipped, reserved_path_present, counts }, cache))
+}
+
+/// Whether the blob ids in the user's index hash the bytes on disk. Not when git converts
+/// content as it adds it — line endings under `core.autocrlf`, or whatever
+/// `.gitattributes` asks for (`text`, `eol`, `filter`, `ident`, `working-tree-encoding`):
+/// the index then holds the converted blob, and a snapshot taking its id would record,
+/// and a rewind write back, other bytes than the user's.
+fn index_holds_raw_bytes(repo: &gix::Repository, root: &Path, scanned: &ScannedDir) -> bool {
+    let config = repo.config_snapshot();
+    let autocrlf = config.string("core.autocrlf").map(|v| v.to_ascii_lowercase());
+    if autocrlf.is_some_and(|v| !matches!(v.as_slice(), b"false" | b"no" | b"off" | b"0")) {
+        return false;
+    }
+    let mut files: Vec<PathBuf> = vec![repo.common_dir().join("info/attributes")];
+    match config.trusted_path("core.attributesFile").ok().flatten() {
+        Some(path) => files.push(path),
+        None => files.extend(super::ignore::config_home().map(|dir| dir.join("git/attributes"))),
+    }
+    let mut in_workspace = Vec::new();
+    scanned.attribute_files(&mut in_workspace);
+    files.extend(in_workspace.iter().map(|rel| root.join(OsStr::from_bytes(rel))));
+    !files.iter().any(|file| std::fs::read(file).is_ok_and(|text| asks_for_conversion(&text)))
+}
+
+/// Whether `.gitattributes` text sets an attribute that makes git convert content.
+fn asks_for_conversion(text: &[u8]) -> bool {
+    const CONVERTING: [&[u8]; 6] =
+        [b"text", b"eol", b"crlf", b"filter", b"ident", b"working-tree-encoding"];
+    text.lines().any(|line| {
+        line.fields().skip(1).any(|attribute| {
+            // `-text` and `!text` turn conversion off; `binary` is `-diff -merge -text`.
+            let name = attribute.split(|&b| b == b'=').next().unwrap_or_default();
+            CONVERTING.contains(&name)
+        })
+    })
 }
 
 /// Everything outside the workspace that decides what a listing contains.
@@ -524,6 +562,13 @@ impl Walker<'_> {
                 listing.reserved_present = true;
                 continue;
             }
+            if temp::is_temporary(&entry.file_name()) {
+                // A file cairn is writing, or one a killed cairn left: never the user's.
+                if temp::is_abandoned(&name) {
+                    temp::remove(&entry.path());
+                }
+                continue;
+            }
             let Ok(file_type) = entry.file_type() else { continue };
             let is_dir = file_type.is_dir();
             let rel_path = join(rel.as_bstr(), name.as_bstr());
@@ -601,6 +646,18 @@ impl ScannedDir {
             is_repository: true,
             reserved_present: false,
             listed: true,
+        }
+    }
+
+    /// The `.gitattributes` files found, as paths from the root.
+    fn attribute_files(&self, out: &mut Vec<BString>) {
+        for entry in &self.entries {
+            if entry.name == ".gitattributes" && entry.kind == CachedKind::File {
+                out.push(join(self.rel.as_bstr(), entry.name.as_bstr()));
+            }
+        }
+        for dir in &self.subdirs {
+            dir.attribute_files(out);
         }
     }
 
@@ -1016,4 +1073,29 @@ fn is_ignored_path(root: &Path, global: &GlobalRules, rel: &BStr) -> Result<bool
         dir = path;
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_that_convert_content_are_told_from_those_that_do_not() {
+        for converting in [
+            &b"*.txt text\n"[..],
+            b"* text=auto\n",
+            b"*.sh eol=lf\n",
+            b"*.bin filter=lfs diff=lfs merge=lfs -text\n",
+            b"*.c ident\n",
+            b"*.ps1 working-tree-encoding=UTF-16LE\n",
+            b"[attr]mine text\n",
+        ] {
+            assert!(asks_for_conversion(converting), "{}", converting.as_bstr());
+        }
+        for plain in
+            [&b"*.png binary\n"[..], b"*.txt -text\n", b"docs/** linguist-documentation\n", b""]
+        {
+            assert!(!asks_for_conversion(plain), "{}", plain.as_bstr());
+        }
+    }
 }

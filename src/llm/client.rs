@@ -17,8 +17,8 @@ use super::error::{HttpFailure, Target};
 use super::retry::{RetryNotice, RetryPolicy, retry_after};
 use super::sse::SseDecoder;
 use super::{
-    DEFAULT_IDLE_TIMEOUT, Decode, LlmError, ProviderKind, Request, Response, StreamEvent,
-    anthropic, openai_chat, openai_responses,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, Decode, LlmError, ProviderKind, Request,
+    Response, StreamEvent, anthropic, openai_chat, openai_responses,
 };
 
 /// Everything needed to talk to one provider.
@@ -38,6 +38,9 @@ pub struct ClientSettings {
     pub retry: RetryPolicy,
     /// How long the stream (or the wait for its first byte) may be silent.
     pub idle_timeout: Duration,
+    /// How many bytes one response may stream before it is abandoned: a server that never
+    /// ends (a loop, a proxy replaying) must not run or grow memory forever.
+    pub max_response_bytes: u64,
     pub connect_timeout: Duration,
 }
 
@@ -57,6 +60,7 @@ impl ClientSettings {
             headers: Vec::new(),
             retry: RetryPolicy::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             connect_timeout: Duration::from_secs(10),
         }
     }
@@ -73,6 +77,7 @@ impl fmt::Debug for ClientSettings {
             .field("headers", &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>())
             .field("retry", &self.retry)
             .field("idle_timeout", &self.idle_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -147,6 +152,22 @@ impl Client {
 }
 
 /// Asks an OpenAI-compatible server which models it serves (`GET {base_url}/models`),
+/// The start of an error response's body: enough for any real error message, and a
+/// server answering an error with an endless body cannot grow memory.
+async fn error_body(mut response: reqwest::Response) -> Vec<u8> {
+    const LIMIT: usize = 64 * 1024;
+    let mut body = Vec::new();
+    while body.len() < LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(LIMIT - body.len())])
+            }
+            _ => break,
+        }
+    }
+    body
+}
+
 /// giving up after `timeout`. Used to detect a running Ollama.
 pub async fn list_models(base_url: &str, timeout: Duration) -> Result<Vec<String>, LlmError> {
     let url = format!("{}/models", base_url.trim_end_matches('/'));
@@ -254,6 +275,7 @@ impl Call {
         };
         let mut sse = SseDecoder::default();
         let mut out = Vec::new();
+        let mut received = 0u64;
         loop {
             let chunk = tokio::select! {
                 biased;
@@ -271,10 +293,18 @@ impl Call {
                         ),
                     }));
                 }
-                Ok(Ok(Some(bytes))) => sse.feed(&bytes).map_err(|err| LlmError::Malformed {
-                    provider: provider.to_owned(),
-                    detail: err.to_string(),
-                })?,
+                Ok(Ok(Some(bytes))) => {
+                    received += bytes.len() as u64;
+                    if received > settings.max_response_bytes {
+                        return Err(Some(LlmError::ResponseTooLarge {
+                            limit: settings.max_response_bytes,
+                        }));
+                    }
+                    sse.feed(&bytes).map_err(|err| LlmError::Malformed {
+                        provider: provider.to_owned(),
+                        detail: err.to_string(),
+                    })?
+                }
                 Ok(Ok(None)) => {
                     if let Some(event) = sse.finish() {
                         decoder.event(event, &mut out)?;
@@ -337,12 +367,9 @@ impl Call {
                     let body = tokio::select! {
                         biased;
                         () = self.cancel.cancelled() => return Err(Some(LlmError::Cancelled)),
-                        body = tokio::time::timeout(settings.idle_timeout, response.bytes()) => body,
+                        body = tokio::time::timeout(settings.idle_timeout, error_body(response)) => body,
                     };
-                    let body = match body {
-                        Ok(Ok(body)) => body.to_vec(),
-                        _ => Vec::new(),
-                    };
+                    let body = body.unwrap_or_default();
                     let failure = HttpFailure::from_body(status.as_u16(), &body);
                     let retryable = failure.is_retryable();
                     let error = failure.into_error(&self.target, attempt);

@@ -53,6 +53,12 @@ pub enum LlmError {
     )]
     StreamTruncated { terminator: &'static str },
 
+    #[error(
+        "the model's response passed {} MiB without ending; the stream was abandoned (the \
+         server may be looping)", .limit / (1024 * 1024)
+    )]
+    ResponseTooLarge { limit: u64 },
+
     #[error("{provider} reported an error mid-stream: {message}")]
     Provider { provider: String, code: Option<String>, message: String },
 

@@ -17,7 +17,7 @@ mod openai_chat;
 mod openai_responses;
 mod retry;
 pub mod scripted;
-mod sse;
+pub mod sse;
 
 use std::fmt;
 use std::time::Duration;
@@ -218,6 +218,10 @@ impl Response {
         }
     }
 }
+
+/// The default for [`ClientSettings::max_response_bytes`]: one response's stream, SSE
+/// framing included. A 128k-token answer streamed token by token is about 30 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The default for [`ClientSettings::idle_timeout`]: long enough for a slow local model to
 /// process a large prompt before its first token.

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,9 @@ pub struct Reply {
     pub initial_delay: Duration,
     /// Waited before each chunk after the first.
     pub chunk_delay: Duration,
+    /// How many more times the last chunk is sent after all of them (`u64::MAX`: until
+    /// the client goes away), for huge and endless streams that take no memory here.
+    pub repeat_last: u64,
     pub end: End,
 }
 
@@ -68,6 +71,7 @@ impl Reply {
             chunks: vec![body.into()],
             initial_delay: Duration::ZERO,
             chunk_delay: Duration::ZERO,
+            repeat_last: 0,
             end: End::Complete,
         }
     }
@@ -115,6 +119,12 @@ impl Reply {
 
     pub fn chunk_delay(mut self, delay: Duration) -> Self {
         self.chunk_delay = delay;
+        self
+    }
+
+    /// Sends the last chunk `times` more times after the body (`u64::MAX`: endlessly).
+    pub fn repeat_last(mut self, times: u64) -> Self {
+        self.repeat_last = times;
         self
     }
 
@@ -210,6 +220,7 @@ pub struct ScriptedModel {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     hangs_closed: Arc<AtomicUsize>,
+    bytes_sent: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -223,16 +234,18 @@ impl ScriptedModel {
             requests: Vec::new(),
         }));
         let hangs_closed = Arc::new(AtomicUsize::new(0));
+        let bytes_sent = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn({
+            let counters =
+                Counters { hangs_closed: hangs_closed.clone(), bytes_sent: bytes_sent.clone() };
             let state = state.clone();
-            let hangs_closed = hangs_closed.clone();
             async move {
                 while let Ok((socket, _)) = listener.accept().await {
-                    tokio::spawn(serve(socket, state.clone(), hangs_closed.clone()));
+                    tokio::spawn(serve(socket, state.clone(), counters.clone()));
                 }
             }
         });
-        Ok(Self { addr, state, hangs_closed, task })
+        Ok(Self { addr, state, hangs_closed, bytes_sent, task })
     }
 
     /// The API root to configure as a provider's `base_url`.
@@ -253,6 +266,12 @@ impl ScriptedModel {
     pub fn hangs_closed(&self) -> usize {
         self.hangs_closed.load(Ordering::SeqCst)
     }
+
+    /// Body bytes the clients have taken so far, over all replies (a client that stops
+    /// reading stops this too, within the sockets' buffers).
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::SeqCst)
+    }
 }
 
 /// The state stays usable even if a holder panicked: it is only a script and a log.
@@ -266,7 +285,13 @@ impl Drop for ScriptedModel {
     }
 }
 
-async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, hangs_closed: Arc<AtomicUsize>) {
+#[derive(Clone)]
+struct Counters {
+    hangs_closed: Arc<AtomicUsize>,
+    bytes_sent: Arc<AtomicU64>,
+}
+
+async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, counters: Counters) {
     // Each chunk should leave at once, as a real server flushing an event would.
     let _ = socket.set_nodelay(true);
     let Some(request) = read_request(&mut socket).await else { return };
@@ -286,8 +311,16 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, hangs_closed: Ar
     if socket.write_all(head.as_bytes()).await.is_err() {
         return;
     }
-    for (i, chunk) in reply.chunks.iter().enumerate() {
-        if i > 0 {
+    let repeats = reply.chunks.last().into_iter().cycle().take_while({
+        let mut left = reply.repeat_last;
+        move |_| {
+            let more = left > 0;
+            left = left.saturating_sub(1);
+            more
+        }
+    });
+    for (i, chunk) in reply.chunks.iter().chain(repeats).enumerate() {
+        if i > 0 && !reply.chunk_delay.is_zero() {
             tokio::time::sleep(reply.chunk_delay).await;
         }
         if chunk.is_empty() {
@@ -299,6 +332,7 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, hangs_closed: Ar
         if socket.write_all(&framed).await.is_err() || socket.flush().await.is_err() {
             return;
         }
+        counters.bytes_sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
     }
     match reply.end {
         End::Complete => {
@@ -310,7 +344,7 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, hangs_closed: Ar
         End::Hang => {
             let mut sink = [0u8; 1024];
             while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
-            hangs_closed.fetch_add(1, Ordering::SeqCst);
+            counters.hangs_closed.fetch_add(1, Ordering::SeqCst);
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Server-sent events, decoded from a byte stream that arrives in arbitrary pieces.
 //!
 //! Written by hand rather than taken from a crate because cairn needs three guarantees a
-//! general decoder does not promise: a line longer than a bound is an error (a broken
-//! server must not grow memory without limit), invalid UTF-8 is an error rather than
+//! general decoder does not promise: a line or an event longer than a bound is an error (a
+//! broken server must not grow memory without limit), invalid UTF-8 is an error rather than
 //! silently replaced text, and how the bytes were split never changes the events. The
 //! format follows the WHATWG EventSource rules: lines end in LF, CR or CRLF; `:` starts a
 //! comment; `data` lines accumulate; a blank line dispatches.
@@ -21,6 +21,7 @@ pub struct SseEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseError {
     LineTooLong { limit: usize },
+    EventTooLong { limit: usize },
     InvalidUtf8 { line: usize },
 }
 
@@ -30,6 +31,9 @@ impl fmt::Display for SseError {
             SseError::LineTooLong { limit } => {
                 write!(f, "a stream line is longer than {limit} bytes")
             }
+            SseError::EventTooLong { limit } => {
+                write!(f, "a stream event's data is longer than {limit} bytes")
+            }
             SseError::InvalidUtf8 { line } => write!(f, "stream line {line} is not valid UTF-8"),
         }
     }
@@ -37,8 +41,9 @@ impl fmt::Display for SseError {
 
 impl std::error::Error for SseError {}
 
-/// The default bound on one line: far above any real event (tool-call arguments arrive in
-/// pieces), far below what would hurt.
+/// The default bound on one line, and on one event's data (its `data:` lines together):
+/// far above any real event (tool-call arguments arrive in pieces), far below what would
+/// hurt.
 pub const DEFAULT_MAX_LINE: usize = 8 * 1024 * 1024;
 
 #[derive(Debug)]
@@ -145,6 +150,9 @@ impl SseDecoder {
         match field {
             "event" => value.clone_into(&mut self.event),
             "data" => {
+                if self.data.len() + value.len() + 1 > self.max_line {
+                    return Err(SseError::EventTooLong { limit: self.max_line });
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -263,6 +271,18 @@ mod tests {
         let mut decoder = SseDecoder::new(16);
         assert!(decoder.feed(b"data: 0123456").is_ok());
         assert_eq!(decoder.feed(b"789abcdef"), Err(SseError::LineTooLong { limit: 16 }));
+    }
+
+    #[test]
+    fn an_event_of_many_short_data_lines_is_bounded_too() {
+        let mut decoder = SseDecoder::new(16);
+        assert!(decoder.feed(b"data: 0123\ndata: 4567\ndata: 89a\n").is_ok());
+        assert_eq!(decoder.feed(b"data: bcde\n"), Err(SseError::EventTooLong { limit: 16 }));
+        // A dispatched event frees its room.
+        let mut decoder = SseDecoder::new(16);
+        for _ in 0..100 {
+            assert_eq!(decoder.feed(b"data: 0123456789\n\n").unwrap().len(), 1);
+        }
     }
 
     #[test]

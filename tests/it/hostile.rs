@@ -108,3 +108,147 @@ fn a_session_with_a_corrupt_state_file_reports_it_and_the_others_work() {
     let (session, step, _) = repo.checkpoint(&["-m", "b2"]);
     assert_eq!((session, step), (healthy, 2), "the healthy session goes on");
 }
+
+/// `git status --porcelain` including ignored files, as the user would see it (without
+/// letting git refresh the index as it looks).
+fn status(repo: &TestRepo) -> String {
+    repo.git(&[
+        "--no-optional-locks",
+        "status",
+        "--porcelain",
+        "--ignored",
+        "--untracked-files=all",
+    ])
+}
+
+#[test]
+fn with_autocrlf_snapshots_work_and_rewind_round_trips_bytes_exactly() {
+    let repo = TestRepo::new();
+    repo.git(&["config", "core.autocrlf", "true"]);
+    // Committed with CRLF: git stores LF in its blob, the file on disk keeps CRLF.
+    std::fs::write(repo.path("crlf.txt"), b"one\r\ntwo\r\n").unwrap();
+    std::fs::write(repo.path("lf.txt"), b"one\ntwo\n").unwrap();
+    std::fs::write(repo.path("mixed.txt"), b"one\r\ntwo\nthree\r").unwrap();
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-qm", "line endings"]);
+    let git_status = status(&repo);
+    let state = repo.user_state();
+
+    let (_, _, first) = repo.checkpoint(&["--new", "-m", "as checked in"]);
+    std::fs::write(repo.path("crlf.txt"), b"changed\r\n").unwrap();
+    std::fs::write(repo.path("lf.txt"), b"changed\n").unwrap();
+    std::fs::remove_file(repo.path("mixed.txt")).unwrap();
+    repo.checkpoint(&["-m", "changed"]);
+    repo.ok(&["rewind", &first]);
+
+    assert_eq!(std::fs::read(repo.path("crlf.txt")).unwrap(), b"one\r\ntwo\r\n");
+    assert_eq!(std::fs::read(repo.path("lf.txt")).unwrap(), b"one\ntwo\n");
+    assert_eq!(std::fs::read(repo.path("mixed.txt")).unwrap(), b"one\r\ntwo\nthree\r");
+    // The snapshot holds the bytes on disk: cairn runs no conversion either way.
+    assert_eq!(repo.git(&["cat-file", "blob", &format!("{first}:crlf.txt")]), "one\r\ntwo\r\n");
+    assert_eq!(status(&repo), git_status);
+    assert_eq!(repo.user_state(), state);
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn filters_never_run_lfs_pointers_are_stored_as_they_are() {
+    let repo = TestRepo::new();
+    let pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n";
+    repo.write(".gitattributes", "*.bin filter=lfs diff=lfs merge=lfs -text\n*.txt filter=evil\n");
+    repo.write("model.bin", pointer);
+    repo.write("notes.txt", "plain\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-qm", "attributes"]);
+    // Configured after the commit, so only cairn could run them from here on. Each would
+    // leave a marker; git-lfs itself is pointed at the same trap.
+    let marker = repo.home.join("filter-ran");
+    let trap = format!("touch {}; cat", marker.display());
+    for key in ["filter.evil.clean", "filter.evil.smudge", "filter.lfs.clean", "filter.lfs.smudge"]
+    {
+        repo.git(&["config", key, &trap]);
+    }
+    repo.git(&["config", "filter.lfs.process", &format!("touch {}", marker.display())]);
+    repo.git(&["config", "filter.evil.required", "true"]);
+
+    repo.write("model.bin", &pointer.replace("12345", "54321"));
+    repo.write("notes.txt", "edited\n");
+    repo.write("new.txt", "new\n");
+    let (_, _, first) = repo.checkpoint(&["--new", "-m", "edits"]);
+    assert_eq!(
+        repo.git(&["cat-file", "blob", &format!("{first}:model.bin")]),
+        pointer.replace("12345", "54321")
+    );
+    assert_eq!(repo.git(&["cat-file", "blob", &format!("{first}:notes.txt")]), "edited\n");
+    repo.write("notes.txt", "edited again\n");
+    repo.write("model.bin", "not a pointer any more\n");
+    repo.checkpoint(&["-m", "more"]);
+    repo.ok(&["diff", &first, "@"]);
+    repo.ok(&["rewind", &first]);
+    repo.ok(&["show", "@"]);
+    repo.ok(&["diff"]);
+
+    assert_eq!(repo.read("model.bin"), pointer.replace("12345", "54321"));
+    assert_eq!(repo.read("notes.txt"), "edited\n");
+    assert!(!marker.exists(), "a filter command ran");
+}
+
+#[test]
+fn a_device_file_is_skipped_without_reading_it() {
+    let repo = TestRepo::new();
+    // /dev/zero's numbers: reading it never ends, so a snapshot that read it would hang.
+    let device = repo.path("zero");
+    let made = std::process::Command::new("mknod").arg(&device).args(["c", "1", "5"]).output();
+    match made {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            println!("skipped: mknod failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return;
+        }
+        Err(err) => {
+            println!("skipped: mknod cannot run: {err}");
+            return;
+        }
+    }
+    repo.write("kept.txt", "kept\n");
+    let (_, _, commit) = repo.checkpoint(&["--new", "-m", "with a device"]);
+    let files = repo.tree_files(&commit);
+    assert!(files.contains_key("kept.txt") && !files.contains_key("zero"), "{files:?}");
+    repo.write("kept.txt", "changed\n");
+    repo.checkpoint(&["-m", "changed"]);
+    repo.ok(&["rewind", &commit]);
+    assert!(std::fs::symlink_metadata(&device).unwrap().file_type().is_char_device());
+    repo.assert_fsck_clean();
+}
+
+/// `count` new files in one directory: all recorded, and a later step after one change.
+fn many_untracked_files_in_one_directory(count: usize) {
+    let repo = TestRepo::new();
+    let dir = repo.path("many");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..count {
+        std::fs::write(dir.join(format!("f{i:06}.txt")), format!("{i}\n")).unwrap();
+    }
+    let (_, _, first) = repo.checkpoint(&["--new", "-m", "many"]);
+    let listed = repo.git(&["ls-tree", "--name-only", &format!("{first}:many")]);
+    assert_eq!(listed.lines().count(), count);
+    std::fs::write(dir.join("f000007.txt"), "changed\n").unwrap();
+    let (_, _, second) = repo.checkpoint(&["-m", "one change"]);
+    let changed = repo.git(&["diff", "--name-only", &first, &second, "--", ".", ":!.cairn"]);
+    assert_eq!(changed, "many/f000007.txt\n");
+    repo.ok(&["rewind", &first]);
+    assert_eq!(std::fs::read_to_string(dir.join("f000007.txt")).unwrap(), "7\n");
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn twenty_thousand_untracked_files_in_one_directory() {
+    many_untracked_files_in_one_directory(20_000);
+}
+
+/// The full size; too slow for every run (see README, "Run the tests").
+#[test]
+#[ignore]
+fn a_hundred_thousand_untracked_files_in_one_directory() {
+    many_untracked_files_in_one_directory(100_000);
+}

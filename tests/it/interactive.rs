@@ -13,14 +13,14 @@ use crate::support::TestRepo;
 use crate::support::mock_model::{self, Reply};
 
 /// A child process attached to a pseudo-terminal, with everything it prints collected.
-struct Terminal {
-    child: std::process::Child,
-    writer: std::fs::File,
-    screen: Arc<Mutex<String>>,
+pub(crate) struct Terminal {
+    pub(crate) child: std::process::Child,
+    pub(crate) writer: std::fs::File,
+    pub(crate) screen: Arc<Mutex<String>>,
 }
 
 impl Terminal {
-    fn spawn(mut command: std::process::Command) -> Terminal {
+    pub(crate) fn spawn(mut command: std::process::Command) -> Terminal {
         let (mut master, mut slave) = (0, 0);
         // SAFETY: openpty writes two descriptors into the given integers.
         let rc = unsafe {
@@ -67,7 +67,7 @@ impl Terminal {
     }
 
     /// Waits until the screen shows `text` after position `from`; returns where it ends.
-    fn expect(&self, text: &str, from: usize) -> usize {
+    pub(crate) fn expect(&self, text: &str, from: usize) -> usize {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             {
@@ -85,7 +85,7 @@ impl Terminal {
         }
     }
 
-    fn type_line(&mut self, line: &str) {
+    pub(crate) fn type_line(&mut self, line: &str) {
         self.writer.write_all(line.as_bytes()).unwrap();
         self.writer.write_all(b"\r").unwrap();
         self.writer.flush().unwrap();

@@ -399,6 +399,61 @@ async fn an_idle_stream_times_out() {
     assert!(matches!(result.unwrap_err(), LlmError::IdleTimeout { .. }));
 }
 
+/// A server that never ends a line: the client stops reading at its line bound (8 MiB)
+/// with a clear error, rather than buffering all 100 MiB.
+#[tokio::test]
+async fn a_100_mib_line_is_refused_at_the_line_bound() {
+    for kind in KINDS {
+        let line = Reply::sse("data: ").with_chunks(vec![vec![b'a'; 1 << 20]]).repeat_last(99);
+        let (result, model) = run(kind, vec![line]).await;
+        let err = result.unwrap_err();
+        assert!(matches!(err, LlmError::Malformed { .. }), "{kind}: {err:?}");
+        assert!(err.to_string().contains("longer than 8388608 bytes"), "{kind}: {err}");
+        // What the client took before giving up: the bound plus what the sockets buffer.
+        assert!(model.bytes_sent() < 40 << 20, "{kind}: {} bytes read", model.bytes_sent());
+    }
+}
+
+/// A server streaming small deltas forever is cut at `max_response_bytes`.
+#[tokio::test]
+async fn an_endless_stream_of_deltas_stops_at_the_response_cap() {
+    assert_eq!(
+        ClientSettings::new("x", ProviderKind::OpenaiChat, "http://x").max_response_bytes,
+        cairn::llm::DEFAULT_MAX_RESPONSE_BYTES
+    );
+    assert_eq!(cairn::llm::DEFAULT_MAX_RESPONSE_BYTES, 64 << 20);
+    let mut capped = settings(ProviderKind::OpenaiChat, "http://unused");
+    capped.max_response_bytes = 2 << 20;
+    let delta = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"la \"}}]}\n\n";
+    let endless = Reply::sse(delta).repeat_last(u64::MAX);
+    let (result, model) = run_with(capped, vec![endless]).await;
+    let err = result.unwrap_err();
+    assert_eq!(err, LlmError::ResponseTooLarge { limit: 2 << 20 });
+    assert!(err.to_string().contains("passed 2 MiB without ending"), "{err}");
+    assert!(model.bytes_sent() < 40 << 20, "{} bytes read", model.bytes_sent());
+}
+
+/// An error answer with an endless body is read only as far as its message needs.
+#[tokio::test]
+async fn an_endless_error_body_is_read_only_in_part() {
+    let endless = Reply::status(400, "bad request: ").with_chunks(vec![vec![b'x'; 1 << 16]]);
+    let (result, model) = run(ProviderKind::OpenaiChat, vec![endless.repeat_last(u64::MAX)]).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, LlmError::Rejected { status: 400, .. }), "{err:?}");
+    assert!(model.bytes_sent() < 40 << 20, "{} bytes read", model.bytes_sent());
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_stream_is_a_clear_error() {
+    for kind in KINDS {
+        let body = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\xff\xfe\"}}]}\n\n";
+        let (result, _) = run(kind, vec![Reply::sse(body.to_vec())]).await;
+        let err = result.unwrap_err();
+        assert!(matches!(err, LlmError::Malformed { .. }), "{kind}: {err:?}");
+        assert!(err.to_string().contains("stream line 1 is not valid UTF-8"), "{kind}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn cancelling_stops_the_request_promptly() {
     let partial =
