@@ -55,6 +55,8 @@ struct Figures {
     refs_verified: usize,
     refs_at_end: usize,
     versions_written: usize,
+    /// Facts on `refs/cairn/memory` at the last check.
+    facts_at_end: usize,
 }
 
 /// Every version of every file the test wrote, as blob ids, with the path for messages.
@@ -234,7 +236,7 @@ fn killed_commands_never_corrupt_the_repository_or_lose_user_bytes() {
 }
 
 /// A scripted model for one `cairn run`: three tool-call turns writing and editing files
-/// of the agent's own, then an answer.
+/// of the agent's own, taking a note and remembering a fact, then an answer.
 fn start_model(runtime: &tokio::runtime::Runtime, iteration: usize) -> MockModel {
     let file = |k: usize| format!("agent/i{iteration}-{k}.txt");
     let script = vec![
@@ -247,11 +249,14 @@ fn start_model(runtime: &tokio::runtime::Runtime, iteration: usize) -> MockModel
             "edit_file",
             json!({"path": file(1), "old_string": "one", "new_string": "one\nmore"}),
         )]),
-        Reply::chat_tool_calls(&[(
-            "c4",
-            "note",
-            json!({"text": format!("iteration {iteration}")}),
-        )]),
+        Reply::chat_tool_calls(&[
+            ("c4", "note", json!({"text": format!("iteration {iteration}")})),
+            (
+                "c5",
+                "remember",
+                json!({"fact": format!("Crash iteration {iteration} wrote agent files")}),
+            ),
+        ]),
         Reply::chat_text("Wrote the files."),
     ];
     runtime.block_on(support::mock_model::start(script))
@@ -323,6 +328,33 @@ fn check_repository(repo: &TestRepo, figures: &mut Figures, context: &str) {
     }
     figures.steps_verified = all.lines().count();
     figures.refs_at_end = refs.len();
+    check_memory(repo, figures, context);
+}
+
+/// Project memory, when a killed run got as far as writing some, is whole: every fact
+/// file has its front matter and the index has one line per fact.
+fn check_memory(repo: &TestRepo, figures: &mut Figures, context: &str) {
+    if repo.git(&["for-each-ref", "refs/cairn/memory"]).trim().is_empty() {
+        return;
+    }
+    // A rewind that reverted the only fact leaves no facts/ directory at all.
+    let files = repo.git(&["ls-tree", "-r", "--name-only", "refs/cairn/memory"]);
+    let facts: String = files
+        .lines()
+        .filter_map(|path| path.strip_prefix("facts/"))
+        .map(|name| format!("{name}\n"))
+        .collect();
+    let index = repo.git(&["show", "refs/cairn/memory:MEMORY.md"]);
+    assert_eq!(
+        index.lines().count(),
+        facts.lines().count(),
+        "{context}: index\n{index}\nfacts\n{facts}"
+    );
+    for fact in facts.lines() {
+        let content = repo.git(&["show", &format!("refs/cairn/memory:facts/{fact}")]);
+        assert!(content.starts_with("+++\n"), "{context}: {fact}: {content}");
+    }
+    figures.facts_at_end = facts.lines().count();
 }
 
 /// Every version the test wrote is a blob of a recorded step.
@@ -425,11 +457,12 @@ fn print_figures(figures: &Figures, seed: u64) {
         println!("crash:   {kind:?}: {started} started, {killed} killed, {finished} finished");
     }
     println!(
-        "crash:   {} recovery checkpoints; {} steps and {} refs verified at the end ({} ref checks in all); {} file versions written, none lost",
+        "crash:   {} recovery checkpoints; {} steps and {} refs verified at the end ({} ref checks in all); {} file versions written, none lost; {} facts whole",
         figures.recoveries,
         figures.steps_verified,
         figures.refs_at_end,
         figures.refs_verified,
         figures.versions_written,
+        figures.facts_at_end,
     );
 }
