@@ -3,8 +3,10 @@
 //!
 //! Every write is its own commit with `Cairn-Session:`/`Cairn-Step:` trailers and moves
 //! the ref by compare-and-swap. A writer that loses the race re-applies its change on the
-//! new tip, so concurrent sessions never lose each other's facts. Objects are written
-//! loose: a write is a handful of small objects.
+//! new tip, so concurrent sessions never lose each other's facts. In the user's
+//! repository a write's objects go to disk as one pack, like a step's (registered for
+//! cairn's pack merging, and crash-safe the same way); in the user memory repository they
+//! are written loose.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,7 @@ use gix::objs::tree::EntryKind;
 
 use super::fact::{self, Fact};
 use super::{Error, Result};
-use crate::checkpoint::{self, Context, refs};
+use crate::checkpoint::{self, Context, objects, refs};
 
 /// Project memory (tier 3) in the user's repository.
 pub const PROJECT_REF: &str = refs::MEMORY_REF;
@@ -124,11 +126,16 @@ pub struct MemoryStore {
     reference: &'static str,
     tier: Tier,
     location: String,
+    /// cairn's pack registry, where this store's writes are packed (project memory).
+    pack_registry: Option<PathBuf>,
 }
 
 impl MemoryStore {
     /// Project memory in the repository `repo` (a handle that writes objects to disk).
-    pub fn project(mut repo: gix::Repository) -> MemoryStore {
+    pub fn project(repo: gix::Repository) -> MemoryStore {
+        let pack_registry = repo.common_dir().join("cairn").join(objects::REGISTRY);
+        // Objects collect in memory and are written as one pack before the ref moves.
+        let mut repo = repo.with_object_memory();
         // Packed facts are deltas of one another; a cache of delta bases saves inflating
         // each base again for every fact when a search index is built from thousands.
         repo.objects
@@ -138,6 +145,7 @@ impl MemoryStore {
             reference: PROJECT_REF,
             tier: Tier::Project,
             location: PROJECT_REF.into(),
+            pack_registry: Some(pack_registry),
         }
     }
 
@@ -168,6 +176,7 @@ impl MemoryStore {
             reference: USER_REF,
             tier: Tier::User,
             location: path.display().to_string(),
+            pack_registry: None,
         })
     }
 
@@ -319,6 +328,8 @@ impl MemoryStore {
                 .write_object(&commit)
                 .context(|| "writing a memory commit".into())?
                 .detach();
+            // Objects first: the ref must never name a commit that is not on disk.
+            self.persist()?;
             let signature = signature(&self.repo);
             let mut time = gix::date::parse::TimeBuf::default();
             match refs::compare_and_swap(
@@ -337,6 +348,19 @@ impl MemoryStore {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+
+    /// Writes the objects buffered in memory as one pack (a no-op for a handle that
+    /// writes loose objects), and lets cairn's pack merging take it in.
+    fn persist(&self) -> Result<()> {
+        if let Some(pack) = objects::persist(&self.repo)?
+            && let Some(registry) = &self.pack_registry
+            && objects::register(registry, &pack).is_ok()
+        {
+            // Maintenance only: a failure leaves one more small pack until a later merge.
+            let _ = objects::consolidate(&self.repo, registry, objects::MAX_SMALL_PACKS);
+        }
+        Ok(())
     }
 
     /// `base` with `changes` applied and the index brought up to date.
