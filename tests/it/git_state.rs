@@ -2,8 +2,6 @@
 //! tags, the stash and ignored files byte for byte as they were (`cairn land` aside,
 //! which makes exactly one commit and is tested on its own).
 
-use std::io::Write as _;
-
 use serde_json::json;
 
 use crate::interactive::Terminal;
@@ -138,9 +136,7 @@ async fn resume_the_interactive_session_and_the_demo_leave_git_state_alone() {
         at = term.expect("Back at step", at);
         term.type_line("/diff");
         term.expect("› ", at);
-        term.writer.write_all(&[4]).unwrap(); // Ctrl-D
-        let status = term.child.wait().unwrap();
-        assert!(status.success(), "{status}; screen:\n{}", term.screen.lock().unwrap());
+        term.quit();
     })
     .await
     .unwrap();

@@ -90,6 +90,13 @@ impl Terminal {
         self.writer.write_all(b"\r").unwrap();
         self.writer.flush().unwrap();
     }
+
+    /// Ends the session with Ctrl-D and asserts it exits successfully.
+    pub(crate) fn quit(&mut self) {
+        self.writer.write_all(&[4]).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}; screen:\n{}", self.screen.lock().unwrap());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,9 +133,7 @@ async fn a_turn_with_an_approval_then_undo_and_rewind_at_a_terminal() {
         assert!(!root.join("greeting.txt").exists(), "step 1 is before the write");
         term.type_line("/log");
         term.expect("prompt: write a greeting", at);
-        term.writer.write_all(&[4]).unwrap(); // Ctrl-D
-        let status = term.child.wait().unwrap();
-        assert!(status.success(), "{status}; screen:\n{}", term.screen.lock().unwrap());
+        term.quit();
         let screen = term.screen.lock().unwrap().clone();
         let id = screen
             .split("session ")
@@ -179,9 +184,7 @@ async fn mcp_tools_are_offered_asked_about_and_stopped_with_the_session() {
         term.type_line("n");
         at = term.expect("As you wish.", at);
         term.expect("› ", at);
-        term.writer.write_all(&[4]).unwrap(); // Ctrl-D
-        let status = term.child.wait().unwrap();
-        assert!(status.success(), "{status}; screen:\n{}", term.screen.lock().unwrap());
+        term.quit();
     })
     .await
     .unwrap();
