@@ -177,6 +177,11 @@ pub fn print_merge(remote: &str, report: &memory::MergeReport) {
     } else {
         println!("Merged memory from {remote}: {} facts taken.", report.taken.len());
     }
+    for slug in &report.deleted_there {
+        println!(
+            "{remote} deleted {slug}, which changed here since: kept (`cairn memory forget {slug}` to follow {remote})."
+        );
+    }
     for (ours, theirs) in &report.conflicts {
         println!(
             "Both sides changed {ours}: yours is kept, theirs is beside it as {theirs} (edit or forget one)."

@@ -83,6 +83,8 @@ pub struct MergeReport {
     pub taken: Vec<String>,
     /// Facts changed on both sides: ours stays, theirs is kept beside it under this name.
     pub conflicts: Vec<(String, String)>,
+    /// Facts the remote deleted that were changed here since: kept.
+    pub deleted_there: Vec<String>,
     pub fast_forward: bool,
     pub up_to_date: bool,
 }
@@ -448,11 +450,15 @@ impl Memory {
                 report.taken.push(slug.clone());
                 continue;
             }
-            // Changed on both sides (or deleted on one and changed on the other).
-            if let Some(id) = t {
-                let aside = format!("{slug}{suffix}");
-                changes.push(Change::Raw { slug: aside.clone(), content: Some(store.blob(*id)?) });
-                report.conflicts.push((slug.clone(), aside));
+            // Changed on both sides, or deleted on one and changed on the other.
+            match t {
+                Some(id) => {
+                    let aside = format!("{slug}{suffix}");
+                    changes
+                        .push(Change::Raw { slug: aside.clone(), content: Some(store.blob(*id)?) });
+                    report.conflicts.push((slug.clone(), aside));
+                }
+                None => report.deleted_there.push(slug.clone()),
             }
         }
         store.write_with_parents(

@@ -284,3 +284,30 @@ fn memory_goes_with_every_push_when_the_configuration_says_so() {
     let memory = a.git(&["rev-parse", "refs/cairn/memory"]);
     assert!(remote_refs(&a, &url).contains(&format!("{}\trefs/cairn/memory", memory.trim())));
 }
+
+#[test]
+fn a_fact_deleted_there_but_changed_here_is_kept_and_said() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    a.ok(&["memory", "add", "Doomed fact says alpha"]);
+    a.ok(&["push", "--memory", "--all"]);
+    let b = second_clone(&url);
+    b.ok(&["fetch"]);
+    a.ok(&["memory", "forget", "doomed-fact-says-alpha"]);
+    a.ok(&["memory", "add", "Unrelated fact from A"]);
+    a.ok(&["push", "--memory", "--all"]);
+    let editor = b.home.join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/alpha/beta/' \"$1\"\n").unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&editor).status().unwrap();
+    let mut command = b.command_in(&b.root, &["memory", "edit", "doomed-fact-says-alpha"]);
+    assert!(command.env("EDITOR", &editor).env_remove("VISUAL").status().unwrap().success());
+
+    let out = b.ok(&["fetch"]);
+    assert!(
+        out.contains("origin deleted doomed-fact-says-alpha, which changed here since: kept"),
+        "{out}"
+    );
+    let facts = b.git(&["ls-tree", "--name-only", "refs/cairn/memory:facts"]);
+    assert_eq!(facts, "doomed-fact-says-alpha.md\nunrelated-fact-from-a.md\n");
+    assert!(b.git(&["show", "refs/cairn/memory:facts/doomed-fact-says-alpha.md"]).contains("beta"));
+}
