@@ -638,11 +638,14 @@ impl Store {
             }
         }
         match refs::read_ref(&self.repo, refs::MEMORY_REF)? {
+            // A memory ref that names no commit (set by hand) must not stop steps: the
+            // step then keeps the memory tree its parent recorded.
             Some(memory) => {
-                let tree = self.commit_tree(memory)?;
-                cairn
-                    .upsert(step::PROJECT_MEMORY_DIR, EntryKind::Tree, tree)
-                    .context(|| "adding the project memory".into())?;
+                if let Ok(tree) = self.commit_tree(memory) {
+                    cairn
+                        .upsert(step::PROJECT_MEMORY_DIR, EntryKind::Tree, tree)
+                        .context(|| "adding the project memory".into())?;
+                }
             }
             None => {
                 cairn

@@ -127,7 +127,14 @@ pub fn agent(
         },
         instructions.files.clone(),
     )?;
-    let guidance = memory.memory.guidance(memory.settings.inject_tokens)?;
+    // Broken memory is reported, and the session goes on without it.
+    let guidance = match memory.memory.guidance(memory.settings.inject_tokens) {
+        Ok(guidance) => guidance,
+        Err(err) => {
+            eprintln!("warning: no memory is injected: {err}");
+            None
+        }
+    };
     let branch =
         context.store.repo().head_name().ok().flatten().map(|name| name.shorten().to_string());
     let system = prompt::build(&prompt::PromptParts {

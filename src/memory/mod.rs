@@ -39,6 +39,11 @@ pub enum Error {
     InvalidFact(String),
     #[error("the user memory at {} cannot be used: {message}", .path.display())]
     UserRepository { path: PathBuf, message: String },
+    #[error(
+        "{reference} points at {id}, which is not a commit; `git reflog {reference}` shows \
+         where it was (restore it with `git update-ref {reference} <commit>`)"
+    )]
+    BrokenRef { reference: String, id: String },
     #[error("no user memory location: set XDG_DATA_HOME or HOME")]
     NoUserLocation,
     #[error("{context}: {source}")]

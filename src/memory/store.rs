@@ -204,9 +204,18 @@ impl MemoryStore {
     /// The memory tree at the tip, if there is one.
     pub fn tree(&self) -> Result<Option<ObjectId>> {
         match self.tip()? {
-            Some(tip) => Ok(Some(self.commit_tree(tip)?)),
+            Some(tip) => Ok(Some(self.tip_tree(tip)?)),
             None => Ok(None),
         }
+    }
+
+    /// The tree of the tip commit, or [`Error::BrokenRef`] when the ref names something
+    /// else.
+    fn tip_tree(&self, tip: ObjectId) -> Result<ObjectId> {
+        self.commit_tree(tip).map_err(|_| Error::BrokenRef {
+            reference: self.reference.to_string(),
+            id: tip.to_string(),
+        })
     }
 
     /// `MEMORY.md` at the tip (empty without memory), read without the facts.
@@ -220,7 +229,7 @@ impl MemoryStore {
     pub fn load(&self) -> Result<Contents> {
         let tip = self.tip()?;
         let mut contents = self.load_tree(match tip {
-            Some(tip) => Some(self.commit_tree(tip)?),
+            Some(tip) => Some(self.tip_tree(tip)?),
             None => None,
         })?;
         contents.tip = tip;
@@ -306,7 +315,7 @@ impl MemoryStore {
             attempt += 1;
             let tip = self.tip()?;
             let base = match tip {
-                Some(tip) => self.commit_tree(tip)?,
+                Some(tip) => self.tip_tree(tip)?,
                 None => ObjectId::empty_tree(gix::hash::Kind::Sha1),
             };
             let tree = self.apply(base, changes)?;

@@ -562,3 +562,26 @@ async fn a_context_overflow_from_the_provider_compacts_and_retries_once() {
     ]);
     assert!(reason.contains("the provider reported a context overflow"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_ref_that_names_no_commit_is_reported_and_does_not_stop_sessions() {
+    let repo = TestRepo::new();
+    repo.ok(&["memory", "add", "A fact before the damage"]);
+    let (_, _, first) = repo.checkpoint(&["-m", "one", "--new"]);
+    let recorded = repo.git(&["rev-parse", &format!("{first}:.cairn/memory/project")]);
+    let blob = repo.git(&["hash-object", "-w", "--stdin"]);
+    repo.git(&["update-ref", "refs/cairn/memory", blob.trim()]);
+    repo.write("after.txt", "still recorded\n");
+    let (_, _, second) = repo.checkpoint(&["-m", "two"]);
+    assert_eq!(repo.git(&["show", &format!("{second}:after.txt")]), "still recorded\n");
+    assert_eq!(repo.git(&["rev-parse", &format!("{second}:.cairn/memory/project")]), recorded);
+    let err = repo.fails(&["memory", "show"]);
+    assert!(err.contains("refs/cairn/memory points at") && err.contains("git reflog"), "{err}");
+
+    let model = mock_model::start([Reply::chat_text("Fine.")]).await;
+    repo.use_model(&model.base_url());
+    let out = cairn(&repo, &["run", "still works?", "--json"]).await;
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: no memory is injected"));
+    assert_eq!(repo.git(&["rev-parse", "refs/cairn/memory"]), blob, "left for the user to restore");
+}
