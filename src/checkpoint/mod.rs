@@ -716,14 +716,7 @@ impl Store {
 
     /// The user from git config, falling back to cairn itself when none is set.
     pub fn committer(&self) -> gix::actor::Signature {
-        match self.repo.committer() {
-            Some(Ok(user)) => gix::actor::Signature {
-                name: user.name.to_owned(),
-                email: user.email.to_owned(),
-                time: gix::date::Time::now_local_or_utc(),
-            },
-            _ => Self::author(None, None),
-        }
+        committer(&self.repo)
     }
 
     fn write_commit(
@@ -1042,4 +1035,17 @@ pub fn blob_at(repo: &gix::Repository, tree: ObjectId, path: &str) -> Result<Opt
     };
     let blob = repo.find_blob(entry.oid()).context(|| format!("reading {path}"))?;
     Ok(Some(blob.data.clone()))
+}
+
+/// The user from `repo`'s git config, falling back to cairn itself when none is set: the
+/// committer of every commit cairn writes.
+pub fn committer(repo: &gix::Repository) -> gix::actor::Signature {
+    match repo.committer() {
+        Some(Ok(user)) => gix::actor::Signature {
+            name: user.name.to_owned(),
+            email: user.email.to_owned(),
+            time: gix::date::Time::now_local_or_utc(),
+        },
+        _ => Store::author(None, None),
+    }
 }

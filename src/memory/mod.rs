@@ -258,12 +258,7 @@ impl Memory {
                 location: "user memory (empty)".into(),
             });
         };
-        let tree = store.tree()?;
-        let present = match tree {
-            Some(tree) => store.fact_entries(tree)?.iter().any(|(s, _)| s == slug),
-            None => false,
-        };
-        if !present {
+        if store.fact_id(store.tree()?, slug)?.is_none() {
             return Err(Error::NoSuchFact { slug: slug.into(), location: store.location().into() });
         }
         store.write(&[Change::Remove(slug.to_string())], &format!("forget: {slug}"), origin)?;
@@ -356,18 +351,20 @@ impl Memory {
         log.reverse();
         let mut before: BTreeMap<String, Option<ObjectId>> = BTreeMap::new();
         let mut last_written: BTreeMap<String, Option<ObjectId>> = BTreeMap::new();
+        // Only this session's commits are diffed: a rewind need not read everyone's.
         for entry in log.iter().filter(|e| e.session.as_deref() == Some(session)) {
-            for slug in &entry.paths {
-                last_written.insert(slug.clone(), fact_blob(store, Some(entry.tree), slug)?);
-                if entry.step.is_some_and(|s| s > step) && !before.contains_key(slug) {
-                    before.insert(slug.clone(), fact_blob(store, entry.parent_tree, slug)?);
+            for slug in store.changed_facts(entry.parent_tree, entry.tree)? {
+                let written = store.fact_id(Some(entry.tree), &slug)?;
+                if entry.step.is_some_and(|s| s > step) && !before.contains_key(&slug) {
+                    before.insert(slug.clone(), store.fact_id(entry.parent_tree, &slug)?);
                 }
+                last_written.insert(slug, written);
             }
         }
         let mut changes = Vec::new();
         let mut reverted = Vec::new();
         for (slug, old) in before {
-            let current = fact_blob(store, Some(tip), &slug)?;
+            let current = store.fact_id(Some(tip), &slug)?;
             if current != last_written.get(&slug).copied().flatten() || current == old {
                 continue;
             }
@@ -399,7 +396,7 @@ impl Memory {
                 None,
                 theirs,
                 &format!("cairn memory: merge from {label}"),
-                store::signature(repo).to_ref(&mut Default::default()),
+                checkpoint::committer(repo).to_ref(&mut Default::default()),
             )?;
             return Ok(MergeReport { fast_forward: true, ..MergeReport::default() });
         };
@@ -421,7 +418,7 @@ impl Memory {
                 Some(ours),
                 theirs,
                 &format!("cairn memory: fast-forward from {label}"),
-                store::signature(repo).to_ref(&mut Default::default()),
+                checkpoint::committer(repo).to_ref(&mut Default::default()),
             )?;
             return Ok(MergeReport { fast_forward: true, ..MergeReport::default() });
         }
@@ -474,9 +471,4 @@ impl Memory {
         )?;
         Ok(report)
     }
-}
-
-fn fact_blob(store: &MemoryStore, tree: Option<ObjectId>, slug: &str) -> Result<Option<ObjectId>> {
-    let Some(tree) = tree else { return Ok(None) };
-    Ok(store.fact_entries(tree)?.into_iter().find(|(s, _)| s == slug).map(|(_, id)| id))
 }

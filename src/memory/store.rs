@@ -111,9 +111,6 @@ pub struct LogEntry {
     pub step: Option<u64>,
     /// Seconds since the epoch.
     pub time: i64,
-    /// Fact files the commit added, changed or removed.
-    #[serde(skip)]
-    pub paths: Vec<String>,
     /// The memory tree of the commit and of its first parent.
     #[serde(skip)]
     pub tree: ObjectId,
@@ -323,11 +320,12 @@ impl MemoryStore {
                 return Ok(None);
             }
             let message = compose(subject, origin);
+            let user = checkpoint::committer(&self.repo);
             let commit = gix::objs::Commit {
                 tree,
                 parents: tip.into_iter().chain(extra_parent).collect(),
-                author: signature(&self.repo),
-                committer: signature(&self.repo),
+                author: user.clone(),
+                committer: user.clone(),
                 encoding: None,
                 message: message.into(),
                 extra_headers: Vec::new(),
@@ -339,7 +337,6 @@ impl MemoryStore {
                 .detach();
             // Objects first: the ref must never name a commit that is not on disk.
             self.persist()?;
-            let signature = signature(&self.repo);
             let mut time = gix::date::parse::TimeBuf::default();
             match refs::compare_and_swap(
                 &self.repo,
@@ -347,7 +344,7 @@ impl MemoryStore {
                 tip,
                 commit,
                 &format!("cairn memory: {subject}"),
-                signature.to_ref(&mut time),
+                user.to_ref(&mut time),
             ) {
                 Ok(()) => return Ok(Some(commit)),
                 Err(checkpoint::Error::ConcurrentUpdate { .. }) if attempt < MAX_ATTEMPTS => {
@@ -448,7 +445,6 @@ impl MemoryStore {
                 session,
                 step,
                 time: commit.time().map(|t| t.seconds).unwrap_or(0),
-                paths: self.changed_facts(parent_tree, tree)?,
                 tree,
                 parent_tree,
             });
@@ -456,27 +452,31 @@ impl MemoryStore {
         Ok(out)
     }
 
-    /// The slugs whose files differ between two memory trees.
+    /// The slugs whose files differ between two memory trees, sorted.
     pub fn changed_facts(&self, from: Option<ObjectId>, to: ObjectId) -> Result<Vec<String>> {
-        let before = match from {
-            Some(tree) => self.fact_entries(tree)?,
-            None => Vec::new(),
+        let before: std::collections::HashMap<String, ObjectId> = match from {
+            Some(tree) => self.fact_entries(tree)?.into_iter().collect(),
+            None => Default::default(),
         };
         let after = self.fact_entries(to)?;
-        let mut out: Vec<String> = Vec::new();
-        for (slug, id) in &after {
-            if !before.iter().any(|(s, i)| s == slug && i == id) {
-                out.push(slug.clone());
-            }
-        }
-        for (slug, _) in &before {
-            if !after.iter().any(|(s, _)| s == slug) {
-                out.push(slug.clone());
-            }
-        }
+        let mut out: Vec<String> = after
+            .iter()
+            .filter(|(slug, id)| before.get(slug) != Some(id))
+            .map(|(slug, _)| slug.clone())
+            .collect();
+        let kept: std::collections::HashSet<&str> = after.iter().map(|(s, _)| s.as_str()).collect();
+        out.extend(before.keys().filter(|slug| !kept.contains(slug.as_str())).cloned());
         out.sort();
-        out.dedup();
         Ok(out)
+    }
+
+    /// The blob id of `facts/<slug>.md` in `tree`, if there is one.
+    pub fn fact_id(&self, tree: Option<ObjectId>, slug: &str) -> Result<Option<ObjectId>> {
+        let Some(tree) = tree else { return Ok(None) };
+        let path = format!("{FACTS_DIR}/{slug}.md");
+        let tree = self.repo.find_tree(tree).context(|| format!("reading memory tree {tree}"))?;
+        let entry = tree.lookup_entry_by_path(&path).context(|| format!("looking up {path}"))?;
+        Ok(entry.filter(|e| e.mode().is_blob()).map(|e| e.oid().to_owned()))
     }
 
     /// The bytes of blob `id`.
@@ -488,17 +488,6 @@ impl MemoryStore {
         let object =
             self.repo.find_commit(commit).context(|| format!("reading memory commit {commit}"))?;
         Ok(object.tree_id().context(|| format!("reading the tree of {commit}"))?.detach())
-    }
-}
-
-/// The user from the repository's git config, else cairn.
-pub fn signature(repo: &gix::Repository) -> gix::actor::Signature {
-    let time = gix::date::Time::now_local_or_utc();
-    match repo.committer() {
-        Some(Ok(user)) => {
-            gix::actor::Signature { name: user.name.to_owned(), email: user.email.to_owned(), time }
-        }
-        _ => gix::actor::Signature { name: "cairn".into(), email: "cairn@localhost".into(), time },
     }
 }
 
