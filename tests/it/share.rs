@@ -311,3 +311,30 @@ fn a_fact_deleted_there_but_changed_here_is_kept_and_said() {
     assert_eq!(facts, "doomed-fact-says-alpha.md\nunrelated-fact-from-a.md\n");
     assert!(b.git(&["show", "refs/cairn/memory:facts/doomed-fact-says-alpha.md"]).contains("beta"));
 }
+
+#[test]
+fn a_fact_edited_to_hold_a_private_key_blocks_a_memory_push() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    a.ok(&["memory", "add", "The deploy key lives in the vault"]);
+    // `remember` redacts; a hand edit does not, so the push must catch it.
+    let editor = a.home.join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf -- '-----BEGIN RSA PRIVATE KEY-----\\nMIIEowIBAAKCAQEA\\n-----END RSA PRIVATE KEY-----\\n' >> \"$1\"\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&editor).status().unwrap();
+    let mut command =
+        a.command_in(&a.root, &["memory", "edit", "the-deploy-key-lives-in-the-vault"]);
+    assert!(command.env("EDITOR", &editor).env_remove("VISUAL").status().unwrap().success());
+
+    let out = a.cairn(&["push", "--memory"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("looks like a private key: facts/the-deploy-key-lives-in-the-vault.md"),
+        "{said}"
+    );
+    assert!(!remote_refs(&a, &url).contains("refs/cairn/memory"), "nothing was pushed");
+}
