@@ -864,14 +864,7 @@ impl Agent {
     ) -> Result<(), AgentError> {
         if self.redact_secrets {
             // The stored transcript only; the model keeps what it saw in this session.
-            record.messages.iter_mut().for_each(|message| {
-                crate::secrets::redact_json(message);
-            });
-            for value in record.details.values_mut() {
-                crate::secrets::redact_json(value);
-            }
-            record.body = crate::secrets::redact(&record.body).0;
-            record.subject = crate::secrets::redact(&record.subject).0;
+            record.redact_secrets();
         }
         if self.memory.notes_changed {
             let notes = self.memory.notes.clone().into_bytes();

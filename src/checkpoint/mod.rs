@@ -131,6 +131,19 @@ impl StepRecord {
         }
     }
 
+    /// Replaces secret-looking strings in everything the step stores as text (messages,
+    /// `step.json` details, the commit message) with a marker.
+    pub fn redact_secrets(&mut self) {
+        for message in &mut self.messages {
+            crate::secrets::redact_json(message);
+        }
+        for value in self.details.values_mut() {
+            crate::secrets::redact_json(value);
+        }
+        self.body = crate::secrets::redact(&self.body).0;
+        self.subject = crate::secrets::redact(&self.subject).0;
+    }
+
     /// Adds `name` (in milliseconds) to the `timings` object of the step's `step.json`.
     pub fn add_timing(&mut self, name: &str, took: std::time::Duration) {
         let timings = self.details.entry("timings").or_insert_with(|| serde_json::json!({}));

@@ -171,10 +171,7 @@ fn step_record(
         record.state_files.extend(transcript.state_files());
     }
     if redact {
-        for message in &mut record.messages {
-            crate::secrets::redact_json(message);
-        }
-        record.subject = crate::secrets::redact(&record.subject).0;
+        record.redact_secrets();
     }
     record
 }

@@ -188,7 +188,7 @@ fn plan(
         record.model = event.model.clone();
         record.details.insert("hook".into(), hook_details(event));
         if options.redact_secrets {
-            redact(record);
+            record.redact_secrets();
         }
     }
     Ok(records)
@@ -414,18 +414,6 @@ fn hook_details(event: &HookEvent) -> Value {
         hook.insert("transcript_path".into(), path.display().to_string().into());
     }
     hook.into()
-}
-
-/// Redacts what a step stores (its transcript was redacted as it was read).
-fn redact(record: &mut StepRecord) {
-    for message in &mut record.messages {
-        crate::secrets::redact_json(message);
-    }
-    for value in record.details.values_mut() {
-        crate::secrets::redact_json(value);
-    }
-    record.body = crate::secrets::redact(&record.body).0;
-    record.subject = crate::secrets::redact(&record.subject).0;
 }
 
 fn to_json(message: &Message) -> Value {
