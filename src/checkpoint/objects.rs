@@ -207,7 +207,11 @@ pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> 
         return Ok(0);
     }
     let lock_path = registry.with_file_name(LOCK_FILE);
-    let Some(_lock) = Lock::acquire(&lock_path)? else { return Ok(0) };
+    let Some(_lock) = temp::PidLock::try_acquire(&lock_path, STALE_LOCK)
+        .io_context(|| format!("locking {}", lock_path.display()))?
+    else {
+        return Ok(0);
+    };
 
     let dir = pack_dir(repo);
     let mut objects = Vec::new();
@@ -253,51 +257,6 @@ pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> 
         let _ = std::fs::remove_file(&pack);
     }
     Ok(small.len())
-}
-
-/// An exclusive lock file holding its owner's process id, removed on drop. One left by
-/// a killed process is taken over (and one whose owner cannot be told, after a while).
-struct Lock(PathBuf);
-
-impl Lock {
-    fn acquire(path: &Path) -> Result<Option<Lock>> {
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(mut file) => {
-                    let lock = Lock(path.to_owned());
-                    file.write_all(std::process::id().to_string().as_bytes())
-                        .io_context(|| format!("writing {}", path.display()))?;
-                    return Ok(Some(lock));
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(path)
-                        .ok()
-                        .and_then(|text| text.trim().parse::<u32>().ok());
-                    let stale = match owner {
-                        Some(pid) => !temp::alive(pid),
-                        // Being written this instant, or unreadable: only age tells.
-                        None => std::fs::metadata(path)
-                            .and_then(|m| m.modified())
-                            .ok()
-                            .and_then(|t| t.elapsed().ok())
-                            .is_some_and(|age| age > STALE_LOCK),
-                    };
-                    if !stale {
-                        return Ok(None);
-                    }
-                    let _ = std::fs::remove_file(path);
-                }
-                Err(err) => return Err(Error::io(format!("creating {}", path.display()), err)),
-            }
-        }
-        Ok(None)
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// The pack format (version 2): a header, each object as a type-and-size header plus its

@@ -8,8 +8,10 @@
 //! cairn skips such names when snapshotting and removes them once that process is gone.
 
 use std::ffi::OsStr;
+use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const PREFIX: &str = ".cairn-tmp-";
 
@@ -49,6 +51,51 @@ pub(crate) fn alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
     let result = unsafe { libc::kill(pid, 0) };
     result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// An exclusive lock file holding its owner's process id, removed on drop. One left by a
+/// killed process is taken over at once; one whose owner cannot be read (being written
+/// this instant, or damaged) only after `stale_after`.
+pub struct PidLock(PathBuf);
+
+impl PidLock {
+    /// Takes the lock at `path`, or `None` when a live process holds it.
+    pub fn try_acquire(path: &Path, stale_after: Duration) -> std::io::Result<Option<PidLock>> {
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(mut file) => {
+                    let lock = PidLock(path.to_owned());
+                    file.write_all(std::process::id().to_string().as_bytes())?;
+                    return Ok(Some(lock));
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(path)
+                        .ok()
+                        .and_then(|text| text.trim().parse::<u32>().ok());
+                    let stale = match owner {
+                        Some(pid) => !alive(pid),
+                        None => std::fs::metadata(path)
+                            .and_then(|m| m.modified())
+                            .ok()
+                            .and_then(|t| t.elapsed().ok())
+                            .is_some_and(|age| age > stale_after),
+                    };
+                    if !stale {
+                        return Ok(None);
+                    }
+                    let _ = std::fs::remove_file(path);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for PidLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Removes the abandoned temporary files and directories directly inside `dir`.

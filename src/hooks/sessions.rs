@@ -11,16 +11,17 @@
 //! hooks that fire together (parallel tool calls) neither start two sessions nor race on
 //! the session ref.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::temp::PidLock;
 use crate::checkpoint::{self, Session, Store};
 
 use super::AgentKind;
 
 /// How long a hook waits for another hook of the same agent session.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
-/// A lock older than this was left by a crashed process.
+/// A lock whose owner cannot be read, older than this, was left by a crashed process.
 const STALE_LOCK: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(20);
 
@@ -76,49 +77,18 @@ impl Entry {
     }
 
     /// Waits for, then holds, the lock on this agent session's hooks.
-    pub(super) fn lock(&self) -> Result<Lock, LockError> {
+    pub(super) fn lock(&self) -> Result<PidLock, LockError> {
         std::fs::create_dir_all(&self.dir).map_err(|err| LockError::Io(self.dir.clone(), err))?;
         let path = self.dir.join(format!("{}.lock", self.key));
         let started = Instant::now();
         loop {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    let _ = std::io::Write::write_all(
-                        &mut file,
-                        format!("{}\n", std::process::id()).as_bytes(),
-                    );
-                    return Ok(Lock(path));
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if is_stale(&path) {
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
-                    if started.elapsed() > LOCK_WAIT {
-                        return Err(LockError::Busy(path));
-                    }
-                    std::thread::sleep(POLL);
-                }
+            match PidLock::try_acquire(&path, STALE_LOCK) {
+                Ok(Some(lock)) => return Ok(lock),
+                Ok(None) if started.elapsed() > LOCK_WAIT => return Err(LockError::Busy(path)),
+                Ok(None) => std::thread::sleep(POLL),
                 Err(err) => return Err(LockError::Io(path, err)),
             }
         }
-    }
-}
-
-fn is_stale(path: &Path) -> bool {
-    std::fs::metadata(path)
-        .and_then(|meta| meta.modified())
-        .ok()
-        .and_then(|modified| modified.elapsed().ok())
-        .is_some_and(|age| age > STALE_LOCK)
-}
-
-/// A held lock, released on drop.
-pub(super) struct Lock(PathBuf);
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
