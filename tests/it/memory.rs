@@ -584,3 +584,21 @@ async fn a_memory_ref_that_names_no_commit_is_reported_and_does_not_stop_session
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: no memory is injected"));
     assert_eq!(repo.git(&["rev-parse", "refs/cairn/memory"]), blob, "left for the user to restore");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_at_an_earlier_step_reverts_the_facts_written_after_it() {
+    let repo = TestRepo::new();
+    let (session, _model) = session_remembering(&repo, "Written at step two").await;
+    assert!(!repo.git(&["ls-tree", "refs/cairn/memory", "facts/"]).is_empty());
+    let model = mock_model::start([Reply::chat_text("Again.")]).await;
+    repo.use_model(&model.base_url());
+    let out = cairn(&repo, &["resume", &format!("{session}@1"), "once more", "--json"]).await;
+    assert_ok(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("Reverted project facts written after that step: written-at-step-two"),
+        "{said}"
+    );
+    assert_eq!(repo.git(&["ls-tree", "refs/cairn/memory", "facts/"]), "");
+    assert!(!system_prompt(&model.requests()[0].body).contains("Written at step two"));
+}
