@@ -28,6 +28,8 @@ pub enum Error {
     NoGit(std::io::Error),
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::Error),
+    #[error(transparent)]
+    Memory(#[from] crate::memory::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -141,8 +143,8 @@ pub fn plan_push(
     if plan.memory.is_some() {
         // Facts edited by hand (`cairn memory edit`) were never redacted.
         let memory = crate::memory::MemoryStore::project(store.writing_repo());
-        if let Some(tree) = memory.tree().map_err(memory_error)? {
-            for (slug, blob) in memory.fact_entries(tree).map_err(memory_error)? {
+        if let Some(tree) = memory.tree()? {
+            for (slug, blob) in memory.fact_entries(tree)? {
                 let data = repo.find_object(blob).context(|| format!("reading fact {slug}"))?;
                 for kind in secrets::kinds_in(&data.data) {
                     plan.secrets.push(Finding {
@@ -156,16 +158,6 @@ pub fn plan_push(
         }
     }
     Ok(plan)
-}
-
-fn memory_error(err: crate::memory::Error) -> Error {
-    match err {
-        crate::memory::Error::Checkpoint(err) => Error::Checkpoint(err),
-        other => Error::Checkpoint(checkpoint::Error::Git {
-            context: "reading project memory".into(),
-            message: other.to_string(),
-        }),
-    }
 }
 
 /// The files a step wrote relative to its parent, `.cairn/` included.

@@ -49,6 +49,7 @@ impl From<crate::share::Error> for CommandError {
         use crate::share::Error as E;
         match err {
             E::Checkpoint(err) => err.into(),
+            E::Memory(err) => err.into(),
             E::UnknownRemote(_) => CommandError::user(err.to_string()).with_hint(
                 "name a remote (`git remote -v` lists them), or add one with `git remote add`",
             ),
