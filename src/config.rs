@@ -750,7 +750,11 @@ impl Config {
             ignored.push(Ignored { key, reason: reason.to_owned(), partly: false });
         }
         if file.model.take().is_some() {
-            ignore(&mut ignored, "model".into(), "the model decides where your conversation is sent");
+            ignore(
+                &mut ignored,
+                "model".into(),
+                "the model decides where your conversation is sent",
+            );
         }
         for name in std::mem::take(&mut file.provider).into_keys() {
             ignore(
@@ -778,16 +782,28 @@ impl Config {
             && self.redact_secrets.value
         {
             transcript.redact_secrets = None;
-            ignore(&mut ignored, "transcript.redact_secrets".into(), "a project may not turn redaction off");
+            ignore(
+                &mut ignored,
+                "transcript.redact_secrets".into(),
+                "a project may not turn redaction off",
+            );
         }
         if let Some(memory) = &mut file.memory {
             if memory.push == Some(true) && !self.memory.push.value {
                 memory.push = None;
-                ignore(&mut ignored, "memory.push".into(), "a project may not send memory to remotes");
+                ignore(
+                    &mut ignored,
+                    "memory.push".into(),
+                    "a project may not send memory to remotes",
+                );
             }
             if memory.merge_on_fetch == Some(true) && !self.memory.merge_on_fetch.value {
                 memory.merge_on_fetch = None;
-                ignore(&mut ignored, "memory.merge_on_fetch".into(), "a project may not merge remote memory");
+                ignore(
+                    &mut ignored,
+                    "memory.merge_on_fetch".into(),
+                    "a project may not merge remote memory",
+                );
             }
         }
         file.mcp.retain(|name, entry| {
@@ -809,7 +825,11 @@ impl Config {
             }
             if entry.enabled == Some(true) && !existing.enabled.value {
                 entry.enabled = None;
-                ignore(&mut ignored, format!("{table}.enabled"), "a project may not enable a disabled server");
+                ignore(
+                    &mut ignored,
+                    format!("{table}.enabled"),
+                    "a project may not enable a disabled server",
+                );
             }
             if let (Some(tools), Some(allowed)) = (&mut entry.tools, &existing.tools) {
                 let (kept, dropped): (Vec<String>, Vec<String>) =
@@ -820,7 +840,11 @@ impl Config {
                         key: format!("{table}.tools"),
                         reason: format!(
                             "only tools your list allows apply; left out: {}",
-                            dropped.iter().map(|tool| key_part(tool)).collect::<Vec<_>>().join(", ")
+                            dropped
+                                .iter()
+                                .map(|tool| key_part(tool))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                         partly: true,
                     });
@@ -1156,8 +1180,8 @@ fn parse_file(text: &str, source: &Source) -> Result<FileConfig, ConfigError> {
 /// One part of a dotted key as TOML writes it: bare when it can be, else quoted with
 /// control characters escaped, so a hostile name cannot reach a terminal raw.
 fn key_part(name: &str) -> String {
-    let bare = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let bare =
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if bare { name.to_owned() } else { serde_json::Value::String(name.to_owned()).to_string() }
 }
 

@@ -181,7 +181,11 @@ pub fn run(name: &str, args: &Value, memory: &mut AgentMemory, origin: &Origin) 
                 &memory.instructions,
             ) {
                 Ok(hits) if hits.is_empty() => ok(format!("No memory matches {query:?}.")),
-                Ok(hits) => ok(hits.iter().map(memory::search::Hit::display_line).collect::<Vec<_>>().join("\n")),
+                Ok(hits) => ok(hits
+                    .iter()
+                    .map(memory::search::Hit::display_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")),
                 Err(err) => error(format!("memory search failed: {err}")),
             }
         }

@@ -74,10 +74,7 @@ fn show(args: ShowArgs) -> Result<ExitCode, CommandError> {
 pub(crate) fn project_at(dir: &Path) -> Option<config::Project> {
     let repo = gix::discover(dir).ok()?;
     let root = repo.workdir().map(Path::to_path_buf)?;
-    let origin_url = repo
-        .config_snapshot()
-        .string("remote.origin.url")
-        .map(|url| url.to_string());
+    let origin_url = repo.config_snapshot().string("remote.origin.url").map(|url| url.to_string());
     Some(config::Project { root, origin_url })
 }
 

@@ -48,7 +48,7 @@ fn list(args: ListArgs) -> Result<ExitCode, CommandError> {
     let runtime = super::launch::runtime()?;
     runtime.block_on(async {
         let launch = crate::mcp::Launch {
-            root: root.unwrap_or(cwd),
+            root: project.map_or(cwd, |project| project.root),
             hidden_env: super::launch::hidden_env(&config),
         };
         let mut hub = crate::mcp::McpHub::start(config.mcp.values().cloned(), launch).await;

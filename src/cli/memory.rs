@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use crate::agent::instructions::{self, Instructions};
+use crate::config::trust::printable;
 use crate::memory::{self, Fact, Memory, Origin, Source, Tier, store::MemoryStore};
 
 use super::CommandError;
@@ -180,7 +181,7 @@ pub fn print_merge(remote: &str, report: &memory::MergeReport) {
         );
     }
     for (slug, reason) in &report.rejected {
-        println!("Left out {remote}'s {}: {}.", slug.escape_debug(), reason.escape_debug());
+        println!("Left out {remote}'s {}: {}.", printable(slug), printable(reason));
     }
     for slug in &report.deleted_there {
         println!(

@@ -32,7 +32,10 @@ pub enum Trust {
     Trusted,
     Untrusted,
     /// Trusted once, but its origin URL has changed since, so the trust is void.
-    OriginChanged { trusted: Option<String>, now: Option<String> },
+    OriginChanged {
+        trusted: Option<String>,
+        now: Option<String>,
+    },
 }
 
 impl Trust {

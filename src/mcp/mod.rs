@@ -12,7 +12,6 @@
 
 mod server;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;

@@ -66,7 +66,9 @@ impl<'de> Deserialize<'de> for Source {
             return Ok(source);
         }
         match text.strip_prefix("remote:") {
-            Some(name) => RemoteName::new(name).map(Source::Remote).map_err(serde::de::Error::custom),
+            Some(name) => {
+                RemoteName::new(name).map(Source::Remote).map_err(serde::de::Error::custom)
+            }
             None => Err(serde::de::Error::custom(format!(
                 "`{}` is not a source; expected user, verified, observed or remote:<name>",
                 text.escape_default()
@@ -253,9 +255,7 @@ mod tests {
         assert!(fact.render().contains("source = \"remote:origin\"\n"), "{}", fact.render());
         assert_eq!(Fact::parse("x", &fact.render()).unwrap().meta.source, remote);
         let with = |source: &str| {
-            format!(
-                "+++\ncreated = \"x\"\nsource = {source}\nlast_confirmed = \"x\"\n+++\ntext\n"
-            )
+            format!("+++\ncreated = \"x\"\nsource = {source}\nlast_confirmed = \"x\"\n+++\ntext\n")
         };
         for hostile in [
             "\"remote:\"",

@@ -343,12 +343,17 @@ impl Memory {
             for slug in slugs.iter().rev() {
                 let file = format!("{}/{slug}.md", store::FACTS_DIR);
                 let Some(bytes) = store.file_at(tree, &file)? else { continue };
-                let Ok(fact) =
-                    std::str::from_utf8(&bytes).map_err(|err| err.to_string()).and_then(|text| Fact::parse(slug, text))
+                let Ok(fact) = std::str::from_utf8(&bytes)
+                    .map_err(|err| err.to_string())
+                    .and_then(|text| Fact::parse(slug, text))
                 else {
                     continue;
                 };
-                let fact = GuidanceFact { file, source: fact.meta.source.clone(), headline: fact.headline() };
+                let fact = GuidanceFact {
+                    file,
+                    source: fact.meta.source.clone(),
+                    headline: fact.headline(),
+                };
                 let cost = fact.line().len() + 1;
                 if used + cost > share {
                     break;
@@ -453,7 +458,9 @@ impl Memory {
         }
         let entries = |commit: Option<ObjectId>| -> Result<BTreeMap<String, ObjectId>> {
             Ok(match commit {
-                Some(commit) => store.fact_entries(store.commit_tree(commit)?)?.into_iter().collect(),
+                Some(commit) => {
+                    store.fact_entries(store.commit_tree(commit)?)?.into_iter().collect()
+                }
                 None => BTreeMap::new(),
             })
         };
@@ -521,7 +528,11 @@ impl Memory {
 /// A remote's fact file as it is stored here: parsed (so only a well-formed fact is
 /// taken), within the size cap, and sourced as `remote:<remote>` unless it already names
 /// the remote it came from.
-fn restamped(slug: &str, bytes: &[u8], remote: &RemoteName) -> std::result::Result<Vec<u8>, String> {
+fn restamped(
+    slug: &str,
+    bytes: &[u8],
+    remote: &RemoteName,
+) -> std::result::Result<Vec<u8>, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8".to_string())?;
     let mut fact = Fact::parse(slug, text)?;
     if fact.text.len() > store::FACT_MAX_BYTES {

@@ -372,7 +372,7 @@ mod tests {
     fn group(file: &str, text: &str) -> Group {
         Group {
             blob: file.into(),
-            docs: vec![Doc { file: file.into(), line: 1, text: text.into() }],
+            docs: vec![Doc { file: file.into(), line: 1, text: text.into(), source: None }],
         }
     }
 
@@ -409,8 +409,13 @@ mod tests {
 
     #[test]
     fn a_fact_document_skips_its_front_matter() {
-        let doc = fact_doc("f", "+++\ncreated = \"x\"\nsource = \"user\"\n+++\nUse port 5433.\n")
-            .unwrap();
+        let doc =
+            fact_doc("f", "f", "+++\ncreated = \"x\"\nsource = \"user\"\n+++\nUse port 5433.\n")
+                .unwrap();
         assert_eq!((doc.line, doc.text.as_str()), (5, "Use port 5433."));
+        // That front matter lacks `last_confirmed`, so the fact does not parse: no source.
+        assert_eq!(doc.source, None);
+        let remote = "+++\ncreated = \"x\"\nsource = \"remote:origin\"\nlast_confirmed = \"x\"\n+++\nUse port 5433.\n";
+        assert_eq!(fact_doc("f", "f", remote).unwrap().source.as_deref(), Some("remote:origin"));
     }
 }

@@ -296,7 +296,10 @@ async fn the_session_goes_on_without_servers_that_fail_are_disabled_or_from_the_
         .find(|event| event["type"] == "notice")
         .unwrap_or_else(|| panic!("no notice in {stdout}"));
     let message = notice["message"].as_str().unwrap();
-    assert!(message.contains("cairn.toml is not trusted, so cairn ignored: mcp.project."), "{message}");
+    assert!(
+        message.contains("cairn.toml is not trusted, so cairn ignored: mcp.project."),
+        "{message}"
+    );
     assert!(message.contains("run `cairn trust`"), "{message}");
     let tools = tool_names(&model.requests()[0].body);
     let mcp: Vec<&String> = tools.iter().filter(|name| name.contains("__")).collect();

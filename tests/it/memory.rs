@@ -366,10 +366,7 @@ async fn caps_hold_for_notes_facts_and_injected_memory() {
     assert_ok(&out);
     let requests = model.requests();
     let system = system_prompt(&requests[0].body);
-    let guidance = system
-        .split("memory-data\n")
-        .nth(1)
-        .unwrap();
+    let guidance = system.split("memory-data\n").nth(1).unwrap();
     assert!(guidance.len() <= 300 * 4, "{} bytes injected:\n{guidance}", guidance.len());
     assert!(guidance.contains("older entries not shown; use memory_search"), "{guidance}");
     let results = requests[1].body["messages"].to_string();
@@ -433,7 +430,10 @@ fn the_memory_commands_show_search_edit_log_and_forget() {
     let again = repo.ok(&["memory", "add", "Deploys go through `make ship`"]);
     assert!(again.contains("(confirmed)"), "{again}");
     let shown = repo.ok(&["memory", "show"]);
-    assert!(shown.contains("deploys-go-through-make-ship") && shown.contains("(source: user)"), "{shown}");
+    assert!(
+        shown.contains("deploys-go-through-make-ship") && shown.contains("(source: user)"),
+        "{shown}"
+    );
 
     // `edit` runs $EDITOR on the fact and commits what it left.
     let editor = repo.home.join("editor.sh");
