@@ -157,7 +157,8 @@ async fn memory_search_ranks_the_relevant_fact_first_among_200() {
     let first = result.lines().next().unwrap();
     assert_eq!(
         first,
-        "refs/cairn/memory:facts/dev-database-port.md:6: The dev database listens on port 5433."
+        "refs/cairn/memory:facts/dev-database-port.md:6: The dev database listens on port 5433. \
+         (source: user)"
     );
 
     // The command line ranks the same way, from the cache the tool left.
