@@ -68,7 +68,8 @@ enum Command {
         #[arg(long)]
         user: bool,
     },
-    /// Merge a remote's project memory, fetched by `cairn fetch`, into this one.
+    /// Merge a remote's project memory, fetched by `cairn fetch`, into this one; its facts
+    /// are marked source = "remote:<remote>".
     Merge {
         #[arg(default_value = "origin")]
         remote: String,
