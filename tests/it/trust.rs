@@ -222,6 +222,14 @@ fn an_untrusted_cairn_toml_may_make_approval_stricter_and_cannot_merge_memory_or
     assert!(err.contains("cairn.toml:1:2: unknown field `hooks`"), "{err}");
     let _ = repo.cairn(&["checkpoint", "-m", "x"]);
     assert!(!marker.exists());
+
+    // `cairn trust` needs a repository, and revoking what was never trusted changes nothing.
+    let out = repo.cairn_in(&repo.home, &["trust"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not in a git repository with a work tree"));
+    let out = repo.ok(&["trust", "--revoke"]);
+    assert!(out.ends_with("was not trusted; nothing changed.\n"), "{out}");
+    assert!(!repo.home.join(".config/cairn/trusted.toml").exists(), "nothing written");
 }
 
 // --- Remote memory -------------------------------------------------------------------
