@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
+use cairn::agent::prompt;
 use cairn::checkpoint::{Store, StoreOptions};
 use cairn::memory::{self, Memory};
 
@@ -99,13 +100,15 @@ fn bench_main() -> BoxResult<()> {
     let memory = Memory::open(&store)?;
     for cap in [500, memory::DEFAULT_INJECT_TOKENS, 8000] {
         let started = Instant::now();
-        let text = memory.guidance(cap)?.unwrap_or_default();
+        let text = memory.guidance(cap)?.map(|g| prompt::memory_block(&g)).unwrap_or_default();
+        // The cap is on the facts; the block's fixed framing comes on top of it.
         let tokens = memory::estimate_tokens(&text);
+        let framing = memory::estimate_tokens(prompt::MEMORY_PREAMBLE) + 8;
         println!(
-            "  injected at session start, cap {cap} tokens: {tokens} tokens ({} lines) in {} — {}",
+            "  injected at session start, cap {cap} tokens (+{framing} of framing): {tokens} tokens ({} lines) in {} — {}",
             text.lines().count(),
             fmt_d(started.elapsed()),
-            verdict(tokens <= cap)
+            verdict(tokens <= cap + framing)
         );
     }
     Ok(())

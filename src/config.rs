@@ -11,10 +11,18 @@
 //! API keys are never stored here, only the names of the variables holding them; they are
 //! read from the environment when a client is built ([`Config::client_settings`]).
 //!
-//! Three rules keep a cloned repository from turning cairn against its user: a project's
-//! `cairn.toml` cannot set `approval = "auto"`, a key is only sent to a `base_url` that
-//! came from a built-in provider or the user's own configuration, and an MCP server whose
-//! command line came from a project file is not started ([`McpServer::untrusted`]).
+//! A project's `cairn.toml` comes with code the user cloned, so until the user runs
+//! `cairn trust` ([`trust`]) it may only make cairn more careful: approval stricter than
+//! the user's, snapshot limits, the memory and transcript settings that only restrict
+//! (`summarize`, `inject_tokens`, `compact_at`, `redact_secrets = true`, `push = false`),
+//! disabling a server the user defined or narrowing its `tools` (the intersection). It
+//! may not choose the model or any provider key, define MCP servers or change their
+//! `command`, `args` or `env`, widen `tools`, re-enable a server, or set
+//! `merge_on_fetch = true`. Those keys are left out and listed in
+//! [`Config::project`], which `cairn config show` and a notice at session start report;
+//! the file is still read strictly, so a typo is an error either way. A trusted project's
+//! file applies in full, except that a key is still only sent to a `base_url` that came
+//! from a built-in provider or the user's own configuration.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +35,10 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::llm::{ClientSettings, ProviderKind};
+
+pub mod trust;
+
+pub use trust::{Project, Trust};
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +128,15 @@ pub enum Approval {
 }
 
 impl Approval {
+    /// How much this mode holds the agent back: `auto` least, `read-only` most.
+    fn strictness(self) -> u8 {
+        match self {
+            Approval::Auto => 0,
+            Approval::Ask => 1,
+            Approval::ReadOnly => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Approval::Ask => "ask",
@@ -198,20 +219,6 @@ pub struct McpServer {
     pub tool_timeout_ms: Sourced<u64>,
 }
 
-impl McpServer {
-    /// The project file that set this server's command, arguments or environment, if one
-    /// did: such a server is not started, since the command came with the cloned code.
-    pub fn untrusted(&self) -> Option<&Path> {
-        std::iter::once(&self.command.source)
-            .chain(std::iter::once(&self.args.source))
-            .chain(self.env.values().map(|value| &value.source))
-            .find_map(|source| match source {
-                Source::ProjectFile(path) => Some(path.as_path()),
-                _ => None,
-            })
-    }
-}
-
 /// The effective configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -230,6 +237,75 @@ pub struct Config {
     pub mcp: BTreeMap<String, McpServer>,
     /// The files that were read, in the order they were applied.
     pub files: Vec<Source>,
+    /// The project's `cairn.toml`, when there is one: whether it is trusted, and what
+    /// became of each key it set.
+    pub project: Option<ProjectFile>,
+}
+
+/// What configuration made of a project's `cairn.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectFile {
+    pub path: PathBuf,
+    pub trust: Trust,
+    /// Every key the file sets (dotted, e.g. `mcp.fs.tools`), sorted.
+    pub keys: Vec<ProjectKey>,
+    /// The keys left out (or cut down) because the file is not trusted.
+    pub ignored: Vec<Ignored>,
+}
+
+/// One key of a project file and whether it took effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectKey {
+    pub key: String,
+    pub applied: bool,
+    /// Why it was ignored, or how it was cut down.
+    pub note: Option<String>,
+}
+
+/// A key (or table) of an untrusted project file that did not apply as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// Dotted, e.g. `provider.evil` for a whole table, `mcp.fs.command` for one key.
+    pub key: String,
+    pub reason: String,
+    /// Applied in part: `tools` cut down to the names the user's list allows.
+    pub partly: bool,
+}
+
+impl ProjectFile {
+    /// The one notice a session gives about an untrusted project file that tried to set
+    /// more than it may: which keys were ignored, from which file, and what to do.
+    pub fn notice(&self) -> Option<String> {
+        if self.ignored.is_empty() {
+            return None;
+        }
+        let keys: Vec<String> = self
+            .ignored
+            .iter()
+            .map(|ignored| {
+                if ignored.partly {
+                    format!("{} ({})", ignored.key, ignored.reason)
+                } else {
+                    ignored.key.clone()
+                }
+            })
+            .collect();
+        let why = match &self.trust {
+            Trust::OriginChanged { trusted, now } => format!(
+                "was trusted while its origin was {}, but its origin is now {}, so that trust \
+                 no longer holds",
+                trusted.as_deref().map_or("(none)".into(), trust::printable),
+                now.as_deref().map_or("(none)".into(), trust::printable)
+            ),
+            Trust::Trusted | Trust::Untrusted => "is not trusted".to_owned(),
+        };
+        Some(format!(
+            "{} {why}, so cairn ignored: {}. If you trust this repository, run `cairn trust` in \
+             it to apply the file in full (`cairn config show` lists every key).",
+            self.path.display(),
+            keys.join(", ")
+        ))
+    }
 }
 
 /// `[memory]` settings.
@@ -245,6 +321,8 @@ pub struct MemorySettings {
     pub summarize: Sourced<bool>,
     /// `push`: `cairn push` sends project memory along with sessions (as `--memory`).
     pub push: Sourced<bool>,
+    /// `merge_on_fetch`: `cairn fetch` merges the remote's memory (as `--merge-memory`).
+    pub merge_on_fetch: Sourced<bool>,
 }
 
 /// The context window assumed for a model whose provider sets no `context_window`.
@@ -376,8 +454,8 @@ pub fn user_file(env: &Env) -> Option<Source> {
     Some(Source::UserFile(base.join("cairn").join("config.toml")))
 }
 
-/// Loads the configuration for a project rooted at `project_root` (or for no project).
-pub fn load(project_root: Option<&Path>, env: &Env, flags: &Flags) -> Result<Config, ConfigError> {
+/// Loads the configuration for `project` (or for no project).
+pub fn load(project: Option<&Project>, env: &Env, flags: &Flags) -> Result<Config, ConfigError> {
     let mut config = Config::built_in();
     if let Some(source) = user_file(env) {
         let path = source.path().map(Path::to_path_buf).unwrap_or_default();
@@ -391,10 +469,16 @@ pub fn load(project_root: Option<&Path>, env: &Env, flags: &Flags) -> Result<Con
             Err(source) => return Err(ConfigError::Read { path, source }),
         }
     }
-    if let Some(root) = project_root {
-        let path = root.join("cairn.toml");
+    if let Some(project) = project {
+        let path = project.root.join("cairn.toml");
         match std::fs::read_to_string(&path) {
-            Ok(text) => config.apply_file(&text, Source::ProjectFile(path))?,
+            Ok(text) => {
+                let trust = match trust::TrustFile::for_user(env)? {
+                    Some(file) => file.verdict(project),
+                    None => Trust::Untrusted,
+                };
+                config.apply_project_file(&text, path, trust)?;
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(ConfigError::Read { path, source }),
         }
@@ -528,6 +612,7 @@ struct FileMemory {
     compact_at: Option<Spanned<u64>>,
     summarize: Option<bool>,
     push: Option<bool>,
+    merge_on_fetch: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -625,21 +710,163 @@ impl Config {
                 compact_at: Sourced::new(80, Source::Default),
                 summarize: Sourced::new(true, Source::Default),
                 push: Sourced::new(false, Source::Default),
+                merge_on_fetch: Sourced::new(false, Source::Default),
             },
             mcp: BTreeMap::new(),
             files: Vec::new(),
+            project: None,
         }
     }
 
     /// Applies one file's text on top of what is there.
     fn apply_file(&mut self, text: &str, source: Source) -> Result<(), ConfigError> {
+        let file = parse_file(text, &source)?;
+        self.apply_parsed(file, text, source)
+    }
+
+    /// Applies a project's `cairn.toml`: in full when `trust` says so, else only the keys
+    /// that make cairn more careful ([`Config::restrict`]).
+    fn apply_project_file(
+        &mut self,
+        text: &str,
+        path: PathBuf,
+        trust: Trust,
+    ) -> Result<(), ConfigError> {
+        let source = Source::ProjectFile(path.clone());
+        let mut file = parse_file(text, &source)?;
+        let ignored = if trust.is_trusted() { Vec::new() } else { self.restrict(&mut file) };
+        // The file parsed as a `FileConfig`, so it parses as a table.
+        let table: toml::Table = toml::from_str(text).unwrap_or_default();
+        let keys = project_keys(&table, &ignored);
+        self.apply_parsed(file, text, source)?;
+        self.project = Some(ProjectFile { path, trust, keys, ignored });
+        Ok(())
+    }
+
+    /// Takes out of an untrusted project file what it may not set, saying what and why.
+    fn restrict(&self, file: &mut FileConfig) -> Vec<Ignored> {
+        let mut ignored = Vec::new();
+        fn ignore(ignored: &mut Vec<Ignored>, key: String, reason: &str) {
+            ignored.push(Ignored { key, reason: reason.to_owned(), partly: false });
+        }
+        if file.model.take().is_some() {
+            ignore(
+                &mut ignored,
+                "model".into(),
+                "the model decides where your conversation is sent",
+            );
+        }
+        for name in std::mem::take(&mut file.provider).into_keys() {
+            ignore(
+                &mut ignored,
+                format!("provider.{}", key_part(&name)),
+                "a provider decides where your conversation is sent",
+            );
+        }
+        if let Some(approval) = &file.approval
+            && approval.get_ref().strictness() < self.approval.value.strictness()
+        {
+            ignore(
+                &mut ignored,
+                "approval".into(),
+                &format!(
+                    "`{}` is looser than `{}`; a project may only make approval stricter",
+                    approval.get_ref(),
+                    self.approval.value
+                ),
+            );
+            file.approval = None;
+        }
+        if let Some(transcript) = &mut file.transcript
+            && transcript.redact_secrets == Some(false)
+            && self.redact_secrets.value
+        {
+            transcript.redact_secrets = None;
+            ignore(
+                &mut ignored,
+                "transcript.redact_secrets".into(),
+                "a project may not turn redaction off",
+            );
+        }
+        if let Some(memory) = &mut file.memory {
+            if memory.push == Some(true) && !self.memory.push.value {
+                memory.push = None;
+                ignore(
+                    &mut ignored,
+                    "memory.push".into(),
+                    "a project may not send memory to remotes",
+                );
+            }
+            if memory.merge_on_fetch == Some(true) && !self.memory.merge_on_fetch.value {
+                memory.merge_on_fetch = None;
+                ignore(
+                    &mut ignored,
+                    "memory.merge_on_fetch".into(),
+                    "a project may not merge remote memory",
+                );
+            }
+        }
+        file.mcp.retain(|name, entry| {
+            let table = format!("mcp.{}", key_part(name));
+            let Some(existing) = self.mcp.get(name) else {
+                ignore(&mut ignored, table, "a project may not define MCP servers");
+                return false;
+            };
+            let entry = entry.get_mut();
+            let runs = "a project may not change the command a server runs";
+            if entry.command.take().is_some() {
+                ignore(&mut ignored, format!("{table}.command"), runs);
+            }
+            if entry.args.take().is_some() {
+                ignore(&mut ignored, format!("{table}.args"), runs);
+            }
+            if entry.env.take().is_some() {
+                ignore(&mut ignored, format!("{table}.env"), runs);
+            }
+            if entry.enabled == Some(true) && !existing.enabled.value {
+                entry.enabled = None;
+                ignore(
+                    &mut ignored,
+                    format!("{table}.enabled"),
+                    "a project may not enable a disabled server",
+                );
+            }
+            if let (Some(tools), Some(allowed)) = (&mut entry.tools, &existing.tools) {
+                let (kept, dropped): (Vec<String>, Vec<String>) =
+                    tools.drain(..).partition(|tool| allowed.value.contains(tool));
+                *tools = kept;
+                if !dropped.is_empty() {
+                    ignored.push(Ignored {
+                        key: format!("{table}.tools"),
+                        reason: format!(
+                            "only tools your list allows apply; left out: {}",
+                            dropped
+                                .iter()
+                                .map(|tool| key_part(tool))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        partly: true,
+                    });
+                }
+            }
+            true
+        });
+        ignored
+    }
+
+    /// Applies a parsed file on top of what is there.
+    fn apply_parsed(
+        &mut self,
+        file: FileConfig,
+        text: &str,
+        source: Source,
+    ) -> Result<(), ConfigError> {
         let path = source.path().map(Path::to_path_buf).unwrap_or_default();
         let at = |span: Option<Range<usize>>, message: String| {
             let (line, column) = line_column(text, span.map_or(0, |span| span.start));
             ConfigError::Invalid { path: path.clone(), line, column, message }
         };
-        let file: FileConfig =
-            toml::from_str(text).map_err(|err| at(err.span(), err.message().to_owned()))?;
 
         for (name, spanned) in file.provider {
             let span = spanned.span();
@@ -717,14 +944,6 @@ impl Config {
             self.model = Some(source.of(parsed));
         }
         if let Some(approval) = file.approval {
-            if matches!(source, Source::ProjectFile(_)) && *approval.get_ref() == Approval::Auto {
-                return Err(at(
-                    Some(approval.span()),
-                    "a project's cairn.toml cannot set approval = \"auto\"; pass --approval auto \
-                     or set it in your user config"
-                        .to_owned(),
-                ));
-            }
             self.approval = source.of(approval.into_inner());
         }
         if let Some(size) = file.snapshot.and_then(|snapshot| snapshot.max_new_file_size) {
@@ -755,6 +974,9 @@ impl Config {
             }
             if let Some(push) = memory.push {
                 self.memory.push = source.of(push);
+            }
+            if let Some(merge) = memory.merge_on_fetch {
+                self.memory.merge_on_fetch = source.of(merge);
             }
         }
         self.files.push(source);
@@ -940,6 +1162,60 @@ impl Config {
             .collect();
         Ok(settings)
     }
+}
+
+/// Reads a configuration file's text strictly.
+fn parse_file(text: &str, source: &Source) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|err| {
+        let (line, column) = line_column(text, err.span().map_or(0, |span| span.start));
+        ConfigError::Invalid {
+            path: source.path().map(Path::to_path_buf).unwrap_or_default(),
+            line,
+            column,
+            message: err.message().to_owned(),
+        }
+    })
+}
+
+/// One part of a dotted key as TOML writes it: bare when it can be, else quoted with
+/// control characters escaped, so a hostile name cannot reach a terminal raw.
+fn key_part(name: &str) -> String {
+    let bare =
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare { name.to_owned() } else { serde_json::Value::String(name.to_owned()).to_string() }
+}
+
+/// Every leaf key of a project file, dotted, with whether it applied.
+fn project_keys(table: &toml::Table, ignored: &[Ignored]) -> Vec<ProjectKey> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (name, value) in table {
+            let key = if prefix.is_empty() {
+                key_part(name)
+            } else {
+                format!("{prefix}.{}", key_part(name))
+            };
+            match value {
+                toml::Value::Table(inner) if !inner.is_empty() => walk(&key, inner, out),
+                _ => out.push(key),
+            }
+        }
+    }
+    let mut leaves = Vec::new();
+    walk("", table, &mut leaves);
+    leaves
+        .into_iter()
+        .map(|key| {
+            let hit = ignored.iter().find(|ignored| {
+                key == ignored.key || key.starts_with(&format!("{}.", ignored.key))
+            });
+            match hit {
+                None => ProjectKey { key, applied: true, note: None },
+                Some(hit) => {
+                    ProjectKey { key, applied: hit.partly, note: Some(hit.reason.clone()) }
+                }
+            }
+        })
+        .collect()
 }
 
 /// An MCP server's name becomes the prefix of its tools' names (`<server>__<tool>`), which

@@ -183,7 +183,7 @@ pub fn run(name: &str, args: &Value, memory: &mut AgentMemory, origin: &Origin) 
                 Ok(hits) if hits.is_empty() => ok(format!("No memory matches {query:?}.")),
                 Ok(hits) => ok(hits
                     .iter()
-                    .map(|hit| format!("{}:{}: {}", hit.file, hit.line, hit.snippet))
+                    .map(memory::search::Hit::display_line)
                     .collect::<Vec<_>>()
                     .join("\n")),
                 Err(err) => error(format!("memory search failed: {err}")),

@@ -591,9 +591,12 @@ impl Agent {
         }
         let summary_text = self.summarize(cancel, emit).await;
         let contents = self.memory.memory.project().load()?;
+        // Facts merged from a remote stay out: they are another clone's data, and must
+        // neither be promoted nor steer what this pass proposes.
         let facts: String = contents
             .facts
             .iter()
+            .filter(|fact| fact.meta.source.remote().is_none())
             .take(crate::memory::store::INDEX_MAX_LINES)
             .map(|fact| format!("- {}: {}\n", fact.slug, fact.headline()))
             .collect();
@@ -614,10 +617,11 @@ impl Agent {
             let memory = &mut self.memory.memory;
             let outcome = match &promotion {
                 summary::Promotion::Add { fact, source } => memory
-                    .remember(crate::memory::Tier::Project, fact, *source, &origin)
+                    .remember(crate::memory::Tier::Project, fact, source.clone(), &origin)
                     .map(|done| format!("{} {}", done.outcome, done.slug)),
                 summary::Promotion::Update { slug, fact, source } => {
-                    memory.update(slug, fact, *source, &origin).map(|()| format!("updated {slug}"))
+                    let source = source.clone();
+                    memory.update(slug, fact, source, &origin).map(|()| format!("updated {slug}"))
                 }
                 summary::Promotion::Delete { slug } => memory
                     .forget(crate::memory::Tier::Project, slug, &origin)

@@ -138,8 +138,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 /// redact secrets from what is stored.
 fn open() -> Result<(Store, bool), CommandError> {
     let cwd = std::env::current_dir()?;
-    let root = gix::discover(&cwd).ok().and_then(|repo| repo.workdir().map(ToOwned::to_owned));
-    let config = config::load(root.as_deref(), &Env::from_process(), &Flags::default())
+    let project = super::config::project_at(&cwd);
+    let config = config::load(project.as_ref(), &Env::from_process(), &Flags::default())
         .map_err(config_error)?;
     let options = StoreOptions { max_new_file_size: config.max_new_file_size.value };
     Ok((Store::discover(&cwd, options)?, config.redact_secrets.value))

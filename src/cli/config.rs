@@ -1,18 +1,19 @@
 //! `cairn config show`: the effective configuration and where each value came from.
 //!
 //! Useful when a setting does not take: it shows which file (or flag, or environment
-//! variable) won. Keys are never printed in full, and header values and MCP servers'
+//! variable) won, and for a project's `cairn.toml` whether it is trusted and which of its
+//! keys applied. Keys are never printed in full, and header values and MCP servers'
 //! environment values, which may carry credentials, are masked as well.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
 use super::CommandError;
 use crate::config::{
-    self, Approval, Config, ConfigError, Env, Flags, ModelRef, OLLAMA_PROBE_TIMEOUT, Source,
-    Sourced, format_size, mask_secret,
+    self, Approval, Config, ConfigError, Env, Flags, ModelRef, OLLAMA_PROBE_TIMEOUT, ProjectFile,
+    Source, Sourced, Trust, format_size, mask_secret, trust,
 };
 
 #[derive(Debug, clap::Args)]
@@ -49,8 +50,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 fn show(args: ShowArgs) -> Result<ExitCode, CommandError> {
     let env = Env::from_process();
     let flags = Flags { model: args.model, approval: args.approval };
-    let root = project_root();
-    let config = config::load(root.as_deref(), &env, &flags).map_err(config_error)?;
+    let project = std::env::current_dir().ok().and_then(|cwd| project_at(&cwd));
+    let config = config::load(project.as_ref(), &env, &flags).map_err(config_error)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -67,12 +68,14 @@ fn show(args: ShowArgs) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The repository's top directory, if the current directory is in one. Only the path is
-/// needed: configuration itself knows nothing of git.
-fn project_root() -> Option<PathBuf> {
-    let cwd = std::env::current_dir().ok()?;
-    let repo = gix::discover(&cwd).ok()?;
-    repo.workdir().map(PathBuf::from)
+/// The repository holding `dir`, as configuration needs to know it: its top directory and
+/// its origin URL (trust is void when that changes). Configuration itself knows nothing
+/// of git.
+pub(crate) fn project_at(dir: &Path) -> Option<config::Project> {
+    let repo = gix::discover(dir).ok()?;
+    let root = repo.workdir().map(Path::to_path_buf)?;
+    let origin_url = repo.config_snapshot().string("remote.origin.url").map(|url| url.to_string());
+    Some(config::Project { root, origin_url })
 }
 
 pub(crate) fn config_error(err: ConfigError) -> CommandError {
@@ -138,6 +141,10 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
     line(format!("compact_at = {}", memory.compact_at.value), memory.compact_at.source.to_string());
     line(format!("summarize = {}", memory.summarize.value), memory.summarize.source.to_string());
     line(format!("push = {}", memory.push.value), memory.push.source.to_string());
+    line(
+        format!("merge_on_fetch = {}", memory.merge_on_fetch.value),
+        memory.merge_on_fetch.source.to_string(),
+    );
     for provider in config.providers.values() {
         line(String::new(), String::new());
         line(format!("[provider.{}]", provider.name), String::new());
@@ -192,12 +199,6 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
             format!("tool_timeout_ms = {}", server.tool_timeout_ms.value),
             server.tool_timeout_ms.source.to_string(),
         );
-        if let Some(path) = server.untrusted() {
-            line(
-                format!("# not started: its command comes from {}", path.display()),
-                String::new(),
-            );
-        }
     }
     let width = lines
         .iter()
@@ -213,6 +214,9 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
             out.push_str(&format!("# read {file}\n"));
         }
     }
+    if let Some(project) = &config.project {
+        out.push_str(&project_text(project));
+    }
     for (setting, note) in lines {
         if note.is_empty() {
             out.push_str(&setting);
@@ -222,6 +226,47 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
         out.push('\n');
     }
     out
+}
+
+/// The project file's trust and, key by key, whether it applied.
+fn project_text(project: &ProjectFile) -> String {
+    let trust = match &project.trust {
+        Trust::Trusted => "trusted (`cairn trust --revoke` undoes it): applied in full".to_owned(),
+        Trust::Untrusted => "not trusted (`cairn trust` applies it in full)".to_owned(),
+        Trust::OriginChanged { trusted, now } => format!(
+            "not trusted: trusted while origin was {}, but origin is now {} \
+             (`cairn trust` trusts it again)",
+            trusted.as_deref().map_or("(none)".into(), trust::printable),
+            now.as_deref().map_or("(none)".into(), trust::printable)
+        ),
+    };
+    let mut out = format!("# project config {}: {trust}\n", project.path.display());
+    for key in &project.keys {
+        let state = if key.applied { "applied" } else { "ignored" };
+        match &key.note {
+            Some(note) => out.push_str(&format!("#   {state} {}: {note}\n", key.key)),
+            None => out.push_str(&format!("#   {state} {}\n", key.key)),
+        }
+    }
+    out
+}
+
+fn project_json(project: &ProjectFile) -> Value {
+    let (trusted_origin, origin) = match &project.trust {
+        Trust::OriginChanged { trusted, now } => (json!(trusted), json!(now)),
+        Trust::Trusted | Trust::Untrusted => (Value::Null, Value::Null),
+    };
+    json!({
+        "path": project.path.display().to_string(),
+        "trust": project.trust.kind(),
+        "trusted_origin": trusted_origin,
+        "origin": origin,
+        "keys": project.keys.iter().map(|key| json!({
+            "key": key.key,
+            "applied": key.applied,
+            "note": key.note,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn source_json(source: &Source) -> Value {
@@ -286,7 +331,6 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
                 "tools": server.tools.as_ref().map(sourced_json),
                 "startup_timeout_ms": sourced_json(&server.startup_timeout_ms),
                 "tool_timeout_ms": sourced_json(&server.tool_timeout_ms),
-                "untrusted": server.untrusted().map(|path| path.display().to_string()),
             });
             (server.name.clone(), value)
         })
@@ -316,7 +360,9 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
             "compact_at": sourced_json(&config.memory.compact_at),
             "summarize": sourced_json(&config.memory.summarize),
             "push": sourced_json(&config.memory.push),
+            "merge_on_fetch": sourced_json(&config.memory.merge_on_fetch),
         },
+        "project": config.project.as_ref().map(project_json),
         "providers": providers,
         "mcp": mcp,
     })

@@ -1,5 +1,6 @@
 //! `cairn fetch [REMOTE]`: bring a remote's sessions here through `git fetch`, never
-//! overwriting a local session that has diverged.
+//! overwriting a local session that has diverged. The remote's memory is fetched beside
+//! ours and merged only with `--merge-memory` or `[memory] merge_on_fetch = true`.
 
 use std::process::ExitCode;
 
@@ -14,8 +15,12 @@ pub struct Args {
     /// Print what happened to each session as JSON.
     #[arg(long)]
     json: bool,
-    /// Leave the remote's memory at refs/cairn/remotes/<remote>/memory without merging it
-    /// (`cairn memory merge` does it later).
+    /// Merge the remote's memory into this one; its facts are marked
+    /// source = "remote:<remote>". Without it (or `[memory] merge_on_fetch = true`), the
+    /// memory stays at refs/cairn/remotes/<remote>/memory for `cairn memory merge`.
+    #[arg(long, conflicts_with = "no_merge")]
+    merge_memory: bool,
+    /// Do not merge the remote's memory, even with `[memory] merge_on_fetch = true`.
     #[arg(long)]
     no_merge: bool,
 }
@@ -27,9 +32,11 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         Some(remote) => return Err(share::Error::UnknownRemote(remote).into()),
         None => share::default_remote(store.repo())?,
     };
+    // A remote's memory is another clone's data: merged only when the user asks.
+    let merge = !args.no_merge && (args.merge_memory || merge_on_fetch(&store)?);
     let fetched = share::fetch(&store, &remote)?;
     let merged = match &fetched.memory {
-        Some(name) if !args.no_merge => {
+        Some(name) if merge => {
             let theirs = crate::checkpoint::refs::read_ref(store.repo(), name)?;
             match theirs {
                 Some(theirs) => Some(crate::memory::Memory::open(&store)?.merge(theirs, &remote)?),
@@ -51,6 +58,12 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     }
     if let Some(memory) = &fetched.memory {
         println!("memory     {memory}");
+        if merged.is_none() {
+            println!(
+                "           not merged: `cairn memory merge {remote}` (or `cairn fetch \
+                 --merge-memory`) takes its facts, marked as {remote}'s"
+            );
+        }
     }
     if let Some(report) = &merged {
         super::memory::print_merge(&remote, report);
@@ -70,4 +83,15 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `[memory] merge_on_fetch`, which only the user's own configuration can turn on.
+fn merge_on_fetch(store: &crate::checkpoint::Store) -> Result<bool, CommandError> {
+    let config = crate::config::load(
+        super::config::project_at(store.root()).as_ref(),
+        &crate::config::Env::from_process(),
+        &crate::config::Flags::default(),
+    )
+    .map_err(super::config::config_error)?;
+    Ok(config.memory.merge_on_fetch.value)
 }

@@ -135,9 +135,9 @@ fn read_stdin() -> Result<String, String> {
 /// The store for the repository holding `cwd`, and whether to redact secrets. A broken
 /// configuration file does not stop a hook: the defaults (redaction on) apply.
 fn open(cwd: &std::path::Path, note: &dyn Fn(&str)) -> Result<(Store, bool), String> {
-    let root = gix::discover(cwd).ok().and_then(|repo| repo.workdir().map(ToOwned::to_owned));
+    let project = super::config::project_at(cwd);
     let env = Env::from_process();
-    let config = match config::load(root.as_deref(), &env, &Flags::default()) {
+    let config = match config::load(project.as_ref(), &env, &Flags::default()) {
         Ok(config) => config,
         Err(err) => {
             note(&format!("warning: {err}; using the default configuration"));

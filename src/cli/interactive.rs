@@ -60,6 +60,9 @@ pub fn run_session(
     restored: Restored,
     first_prompt: Option<String>,
 ) -> Result<ExitCode, CommandError> {
+    if let Some(notice) = context.config_notice() {
+        eprintln!("note: {notice}");
+    }
     let runtime = launch::runtime()?;
     let (model, client) = runtime.block_on(context.model())?;
     session.info.model.get_or_insert_with(|| model.to_string());

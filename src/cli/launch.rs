@@ -12,7 +12,7 @@ use crate::llm;
 use crate::mcp::{self, McpHub, Status};
 
 use super::CommandError;
-use super::config::config_error;
+use super::config::{config_error, project_at};
 
 /// Output tokens asked for per model call.
 const MAX_OUTPUT_TOKENS: u32 = 16_384;
@@ -32,14 +32,20 @@ impl Context {
         let cwd = std::env::current_dir()?;
         let env = Env::from_process();
         // Configuration first for the size limit; the repository is found the same way.
-        let root = gix::discover(&cwd).ok().and_then(|repo| repo.workdir().map(ToOwned::to_owned));
-        let config = config::load(root.as_deref(), &env, &Flags { model, approval })
+        let project = project_at(&cwd);
+        let config = config::load(project.as_ref(), &env, &Flags { model, approval })
             .map_err(config_error)?;
         let store = Store::discover(
             &cwd,
             StoreOptions { max_new_file_size: config.max_new_file_size.value },
         )?;
         Ok(Context { store, config, env })
+    }
+
+    /// What to tell the user, once, about the project's `cairn.toml`: the keys it was
+    /// not allowed to set.
+    pub fn config_notice(&self) -> Option<String> {
+        self.config.project.as_ref().and_then(config::ProjectFile::notice)
     }
 
     /// The configured (or detected) model and a client for it.
@@ -85,9 +91,6 @@ pub async fn start_mcp(config: &Config, root: &std::path::Path) -> McpHub {
             Status::Failed(reason) => eprintln!(
                 "warning: MCP server `{name}` did not start, so the session goes on without it: {reason}"
             ),
-            Status::Untrusted(_) => {
-                eprintln!("warning: MCP server `{name}` {}", server.status.describe())
-            }
             Status::Started | Status::Disabled | Status::Down(_) => {}
         }
         for note in server.notes {
@@ -142,7 +145,7 @@ pub fn agent(
         branch,
         date: jiff::Zoned::now().strftime("%Y-%m-%d").to_string(),
         instructions: &instructions,
-        memory: guidance.as_deref(),
+        memory: guidance.as_ref(),
     });
     let policy = Policy::new(context.config.approval.value, asker);
     let hidden_env = hidden_env(&context.config);

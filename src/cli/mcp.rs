@@ -39,13 +39,16 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 
 fn list(args: ListArgs) -> Result<ExitCode, CommandError> {
     let cwd = std::env::current_dir()?;
-    let root = gix::discover(&cwd).ok().and_then(|repo| repo.workdir().map(ToOwned::to_owned));
-    let config = config::load(root.as_deref(), &Env::from_process(), &Flags::default())
+    let project = super::config::project_at(&cwd);
+    let config = config::load(project.as_ref(), &Env::from_process(), &Flags::default())
         .map_err(config_error)?;
+    if let Some(notice) = config.project.as_ref().and_then(config::ProjectFile::notice) {
+        eprintln!("warning: {notice}");
+    }
     let runtime = super::launch::runtime()?;
     runtime.block_on(async {
         let launch = crate::mcp::Launch {
-            root: root.unwrap_or(cwd),
+            root: project.map_or(cwd, |project| project.root),
             hidden_env: super::launch::hidden_env(&config),
         };
         let mut hub = crate::mcp::McpHub::start(config.mcp.values().cloned(), launch).await;
@@ -100,7 +103,6 @@ fn server_json(server: &ServerReport<'_>) -> Value {
     let config = server.config;
     let reason = match &server.status {
         Status::Failed(reason) | Status::Down(reason) => Some(reason.clone()),
-        Status::Untrusted(_) => Some(server.status.describe()),
         Status::Started | Status::Disabled => None,
     };
     json!({

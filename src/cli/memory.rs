@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use crate::agent::instructions::{self, Instructions};
+use crate::config::trust::printable;
 use crate::memory::{self, Fact, Memory, Origin, Source, Tier, store::MemoryStore};
 
 use super::CommandError;
@@ -67,7 +68,8 @@ enum Command {
         #[arg(long)]
         user: bool,
     },
-    /// Merge a remote's project memory, fetched by `cairn fetch`, into this one.
+    /// Merge a remote's project memory, fetched by `cairn fetch`, into this one; its facts
+    /// are marked source = "remote:<remote>".
     Merge {
         #[arg(default_value = "origin")]
         remote: String,
@@ -107,7 +109,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
                 println!("No memory matches {query:?}.");
             } else {
                 for hit in hits {
-                    println!("{}:{}: {}", hit.file, hit.line, hit.snippet);
+                    println!("{}", hit.display_line());
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -172,10 +174,15 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 pub fn print_merge(remote: &str, report: &memory::MergeReport) {
     if report.up_to_date {
         println!("Memory is up to date with {remote}.");
-    } else if report.fast_forward {
-        println!("Memory fast-forwarded to {remote}'s.");
     } else {
-        println!("Merged memory from {remote}: {} facts taken.", report.taken.len());
+        println!(
+            "Merged memory from {remote}: {} facts taken, marked source = \"remote:{remote}\" \
+             (`cairn memory show` lists them; `cairn memory edit` makes one yours).",
+            report.taken.len()
+        );
+    }
+    for (slug, reason) in &report.rejected {
+        println!("Left out {remote}'s {}: {}.", printable(slug), printable(reason));
     }
     for slug in &report.deleted_there {
         println!(
@@ -231,7 +238,9 @@ fn show(
         println!("No facts in {}.", store.location());
     }
     for fact in &contents.facts {
-        println!("{:<32} {} ({})", fact.slug, fact.headline(), fact.meta.source.as_str());
+        let source = &fact.meta.source;
+        let note = if source.remote().is_some() { ", not confirmed here" } else { "" };
+        println!("{:<32} {} (source: {source}{note})", fact.slug, fact.headline());
     }
     Ok(ExitCode::SUCCESS)
 }

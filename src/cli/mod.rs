@@ -26,6 +26,7 @@ mod rewind;
 mod run;
 mod sessions;
 mod show;
+mod trust;
 
 use std::process::ExitCode;
 
@@ -88,6 +89,8 @@ enum Command {
     Land(land::Args),
     /// Project and user memory: show, search, add, edit, log, forget, merge.
     Memory(memory::Args),
+    /// Let this repository's cairn.toml set providers, the model and MCP servers.
+    Trust(trust::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
@@ -141,5 +144,6 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Memory(args) => memory::run(args),
         Command::Config(args) => config::run(args),
         Command::Mcp(args) => mcp::run(args),
+        Command::Trust(args) => trust::run(args),
     }
 }

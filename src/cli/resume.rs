@@ -9,7 +9,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use crate::agent::{self, TurnEnd, approval::Headless};
+use crate::agent::{self, Event, TurnEnd, approval::Headless};
 use crate::checkpoint::{Checkpoint, Error as StoreError};
 use crate::config::Approval;
 
@@ -88,12 +88,15 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     }
     let prompt = args.prompt.unwrap_or_default();
     let runtime = launch::runtime()?;
+    let mut printer = Printer::new(args.json);
+    if let Some(message) = context.config_notice() {
+        printer.event(&Event::Notice { message });
+    }
     runtime.block_on(async move {
         let (model, client) = context.model().await?;
         let mcp = launch::start_mcp(&context.config, context.store.root()).await;
         let mut agent =
             launch::agent(context, session, restored, model, client, Box::new(Headless), mcp)?;
-        let mut printer = Printer::new(args.json);
         let outcome =
             drive(&mut agent, &prompt, args.max_steps, &mut |event| printer.event(&event)).await;
         if matches!(outcome, Ok(TurnEnd::Done | TurnEnd::MaxSteps)) {

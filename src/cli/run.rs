@@ -36,6 +36,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let context = Context::load(args.model, args.approval)?;
+    let mut printer = Printer::new(args.json);
+    // Before the model is chosen: an ignored `model` key may be why none is found.
+    if let Some(message) = context.config_notice() {
+        printer.event(&Event::Notice { message });
+    }
     let runtime = launch::runtime()?;
     runtime.block_on(async move {
         let (model, client) = context.model().await?;
@@ -50,7 +55,6 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             Box::new(Headless),
             mcp,
         )?;
-        let mut printer = Printer::new(args.json);
         printer.event(&Event::SessionStarted {
             session: agent.session().info.id.clone(),
             model: model.to_string(),

@@ -12,7 +12,6 @@
 
 mod server;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -51,20 +50,17 @@ pub enum Status {
     Failed(String),
     /// `enabled = false`.
     Disabled,
-    /// Not started: its command came from this project file.
-    Untrusted(PathBuf),
     /// It died twice (or its restart failed); why.
     Down(String),
 }
 
 impl Status {
-    /// `started`, `failed`, `disabled`, `untrusted` or `down`.
+    /// `started`, `failed`, `disabled` or `down`.
     pub fn kind(&self) -> &'static str {
         match self {
             Status::Started => "started",
             Status::Failed(_) => "failed",
             Status::Disabled => "disabled",
-            Status::Untrusted(_) => "untrusted",
             Status::Down(_) => "down",
         }
     }
@@ -75,11 +71,6 @@ impl Status {
             Status::Started => "started".to_owned(),
             Status::Failed(reason) => format!("failed: {reason}"),
             Status::Disabled => "disabled (enabled = false)".to_owned(),
-            Status::Untrusted(path) => format!(
-                "not started: its command comes from {}, and cairn does not run commands a \
-                 repository's cairn.toml names; define the server in your user config to use it",
-                path.display()
-            ),
             Status::Down(reason) => format!("down: {reason}"),
         }
     }
@@ -99,7 +90,6 @@ enum State {
     Running(Connection),
     Failed(String),
     Disabled,
-    Untrusted(PathBuf),
     Down(String),
 }
 
@@ -119,7 +109,7 @@ pub struct McpHub {
 }
 
 impl McpHub {
-    /// Starts every enabled, trusted server in parallel. Never fails: a server that does
+    /// Starts every enabled server in parallel. Never fails: a server that does
     /// not start is reported by [`McpHub::servers`].
     pub async fn start(configs: impl IntoIterator<Item = McpServer>, launch: Launch) -> McpHub {
         let configs: Vec<McpServer> = configs.into_iter().collect();
@@ -128,9 +118,6 @@ impl McpHub {
             async move {
                 if !config.enabled.value {
                     return (State::Disabled, Vec::new());
-                }
-                if let Some(path) = config.untrusted() {
-                    return (State::Untrusted(path.to_path_buf()), Vec::new());
                 }
                 match Connection::start(config, launch).await {
                     Ok((connection, tools)) => (State::Running(connection), tools),
@@ -202,7 +189,6 @@ impl McpHub {
                     State::Running(_) => Status::Started,
                     State::Failed(reason) => Status::Failed(reason.clone()),
                     State::Disabled => Status::Disabled,
-                    State::Untrusted(path) => Status::Untrusted(path.clone()),
                     State::Down(reason) => Status::Down(reason.clone()),
                 },
                 tools: self.tools.iter().filter(|t| t.server == server.config.name).collect(),
@@ -253,7 +239,7 @@ impl McpHub {
                     is_error: true,
                 };
             }
-            State::Failed(_) | State::Disabled | State::Untrusted(_) => {
+            State::Failed(_) | State::Disabled => {
                 return CallOutcome {
                     content: format!("the MCP server `{}` is not running", server.config.name),
                     is_error: true,

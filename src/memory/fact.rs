@@ -1,12 +1,15 @@
 //! One remembered fact: a Markdown file `facts/<slug>.md` whose TOML front matter (between
 //! `+++` lines, as Hugo and Zola write it) says where the fact came from.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where a fact came from. Only what the user said and what was checked is kept as
-/// durable memory; guesses never are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// durable memory; guesses never are. A fact merged from a remote says which remote, and
+/// stays that way until the user edits it: another clone's memory is data, not the user's
+/// word.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// The user stated it.
     User,
@@ -14,9 +17,13 @@ pub enum Source {
     Verified,
     /// Seen in a command's output, not otherwise checked.
     Observed,
+    /// Merged from this remote's memory (`remote:<name>` in the front matter).
+    Remote(RemoteName),
 }
 
 impl Source {
+    /// A source a session or the promotion pass may claim: `user`, `verified` or
+    /// `observed`. `remote:<name>` is never accepted from them; only a merge writes it.
     pub fn parse(text: &str) -> Option<Source> {
         match text {
             "user" => Some(Source::User),
@@ -26,12 +33,81 @@ impl Source {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    /// The remote a fact came from, if it came from one.
+    pub fn remote(&self) -> Option<&RemoteName> {
         match self {
-            Source::User => "user",
-            Source::Verified => "verified",
-            Source::Observed => "observed",
+            Source::Remote(name) => Some(name),
+            _ => None,
         }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::User => f.write_str("user"),
+            Source::Verified => f.write_str("verified"),
+            Source::Observed => f.write_str("observed"),
+            Source::Remote(name) => write!(f, "remote:{name}"),
+        }
+    }
+}
+
+impl Serialize for Source {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Source {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if let Some(source) = Source::parse(&text) {
+            return Ok(source);
+        }
+        match text.strip_prefix("remote:") {
+            Some(name) => {
+                RemoteName::new(name).map(Source::Remote).map_err(serde::de::Error::custom)
+            }
+            None => Err(serde::de::Error::custom(format!(
+                "`{}` is not a source; expected user, verified, observed or remote:<name>",
+                text.escape_default()
+            ))),
+        }
+    }
+}
+
+/// A git remote's name as a fact's source may carry it: letters, digits, `.`, `_` and `-`,
+/// at most 64, not starting with `.` or `-`. Anything else is refused, so a source can
+/// never smuggle text (a newline, a bracket, an instruction) into the prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteName(String);
+
+impl RemoteName {
+    pub fn new(name: &str) -> Result<RemoteName, String> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with(['.', '-'])
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if valid {
+            Ok(RemoteName(name.to_owned()))
+        } else {
+            Err(format!(
+                "`{}` cannot name a remote in a fact's source: use up to 64 letters, digits, \
+                 `.`, `_` or `-`",
+                name.escape_default()
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RemoteName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -166,6 +242,36 @@ mod tests {
             let err = Fact::parse("x", content).unwrap_err();
             assert!(err.contains(expected), "{content:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_remote_source_round_trips_and_only_a_valid_remote_name_is_accepted() {
+        let remote = Source::Remote(RemoteName::new("origin").unwrap());
+        let fact = Fact {
+            slug: "x".into(),
+            meta: Meta { source: remote.clone(), ..meta() },
+            text: "The API is at port 8080.".into(),
+        };
+        assert!(fact.render().contains("source = \"remote:origin\"\n"), "{}", fact.render());
+        assert_eq!(Fact::parse("x", &fact.render()).unwrap().meta.source, remote);
+        let with = |source: &str| {
+            format!("+++\ncreated = \"x\"\nsource = {source}\nlast_confirmed = \"x\"\n+++\ntext\n")
+        };
+        for hostile in [
+            "\"remote:\"",
+            "\"remote:evil name\"",
+            "\"remote:a\\nb\"",
+            "\"remote:-x\"",
+            "\"remote:a/b\"",
+            "\"Remote:origin\"",
+            "\"remote\"",
+            "\"user \"",
+        ] {
+            let err = Fact::parse("x", &with(hostile)).unwrap_err();
+            assert!(err.contains("bad front matter"), "{hostile}: {err}");
+        }
+        // A session cannot claim a remote source.
+        assert_eq!(Source::parse("remote:origin"), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use gix::ObjectId;
 
-pub use fact::{Fact, Source};
+pub use fact::{Fact, RemoteName, Source};
 pub use store::{Change, Contents, MemoryStore, Origin, Tier};
 
 use crate::checkpoint;
@@ -37,6 +37,11 @@ pub enum Error {
     InvalidSlug(String),
     #[error("{0}")]
     InvalidFact(String),
+    #[error(
+        "facts/{slug}.md came from {remote}'s memory, so a session does not rewrite it as its \
+         own; `cairn memory edit {slug}` makes it yours"
+    )]
+    RemoteFact { slug: String, remote: RemoteName },
     #[error("the user memory at {} cannot be used: {message}", .path.display())]
     UserRepository { path: PathBuf, message: String },
     #[error(
@@ -84,14 +89,51 @@ pub struct Remembered {
 /// What a merge of a remote's memory did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MergeReport {
-    /// Facts taken from the remote.
+    /// Facts taken from the remote (written, or removed where the remote removed them).
     pub taken: Vec<String>,
     /// Facts changed on both sides: ours stays, theirs is kept beside it under this name.
     pub conflicts: Vec<(String, String)>,
     /// Facts the remote deleted that were changed here since: kept.
     pub deleted_there: Vec<String>,
-    pub fast_forward: bool,
+    /// The remote's fact files that were not taken, and why (unreadable, too long, a bad
+    /// name).
+    pub rejected: Vec<(String, String)>,
     pub up_to_date: bool,
+}
+
+/// The memory injected at session start, one section per tier, as data for the prompt
+/// to frame ([`crate::agent::prompt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guidance {
+    pub sections: Vec<GuidanceSection>,
+}
+
+/// One tier's facts in the injected memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuidanceSection {
+    pub title: &'static str,
+    /// Where the memory lives, e.g. `refs/cairn/memory`.
+    pub location: String,
+    /// Newest last, as in `MEMORY.md`.
+    pub facts: Vec<GuidanceFact>,
+    /// Index entries left out for the token cap (or unreadable).
+    pub omitted: usize,
+}
+
+/// One fact as injected: its first line, its file and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuidanceFact {
+    /// `facts/<slug>.md`.
+    pub file: String,
+    pub source: Source,
+    pub headline: String,
+}
+
+impl GuidanceFact {
+    /// The fact's line as the prompt shows it (without the prompt's own escaping).
+    pub fn line(&self) -> String {
+        format!("- {} ({}, source: {})", self.headline, self.file, self.source)
+    }
 }
 
 /// Project memory, and user memory when it exists (created on the first user write).
@@ -236,6 +278,9 @@ impl Memory {
                 location: self.project.location().into(),
             });
         };
+        if let Some(remote) = fact.meta.source.remote() {
+            return Err(Error::RemoteFact { slug: slug.into(), remote: remote.clone() });
+        }
         let mut fact = fact.clone();
         fact.text = text;
         fact.meta.source = source;
@@ -265,63 +310,68 @@ impl Memory {
         Ok(())
     }
 
-    /// The memory injected at session start: the user and project indexes, marked with
-    /// their sources, within `max_tokens` (whole lines; the newest kept).
-    pub fn guidance(&self, max_tokens: usize) -> Result<Option<String>> {
-        let mut sections = Vec::new();
+    /// The memory injected at session start: the facts of the user and project indexes,
+    /// each with its file and source, within `max_tokens` (whole lines; the newest kept).
+    /// Lines are made from the fact files themselves, never copied from `MEMORY.md`, so
+    /// an index written elsewhere cannot put text in the prompt that no fact holds.
+    pub fn guidance(&self, max_tokens: usize) -> Result<Option<Guidance>> {
+        let mut stores = Vec::new();
         for store in [self.user.as_ref(), Some(&self.project)].into_iter().flatten() {
-            let index = store.index_text()?;
-            if index.trim().is_empty() {
-                continue;
+            let Some(tree) = store.tree()? else { continue };
+            let slugs = store.index_slugs(tree)?;
+            if !slugs.is_empty() {
+                stores.push((store, tree, slugs));
             }
+        }
+        if stores.is_empty() {
+            return Ok(None);
+        }
+        let budget = max_tokens * 4;
+        let mut left = budget;
+        let mut sections = Vec::new();
+        // Fair shares: each section may use what the ones before it left over.
+        let count = stores.len();
+        for (i, (store, tree, slugs)) in stores.into_iter().enumerate() {
+            let share = left / (count - i);
+            let note_room = 64;
             let title = match store.tier() {
                 Tier::User => "User memory (preferences across projects)",
                 Tier::Project => "Project memory",
             };
-            sections.push((
-                format!("## {title}, from {}:{}\n", store.location(), store::INDEX_FILE),
-                index,
-            ));
-        }
-        if sections.is_empty() {
-            return Ok(None);
-        }
-        let budget = max_tokens * 4;
-        let headers: usize = sections.iter().map(|(h, _)| h.len()).sum();
-        let mut left = budget.saturating_sub(headers);
-        let mut out = String::new();
-        // Fair shares: each section may use what the ones before it left over.
-        let count = sections.len();
-        for (i, (header, index)) in sections.into_iter().enumerate() {
-            let share = left / (count - i);
-            let lines: Vec<&str> = index.lines().collect();
-            let mut kept: Vec<&str> = Vec::new();
-            let mut used = 0;
-            let note_room = 64;
-            for line in lines.iter().rev() {
-                if used + line.len() + 1 + note_room > share {
+            let mut used = title.len() + store.location().len() + note_room;
+            let mut facts = Vec::new();
+            for slug in slugs.iter().rev() {
+                let file = format!("{}/{slug}.md", store::FACTS_DIR);
+                let Some(bytes) = store.file_at(tree, &file)? else { continue };
+                let Ok(fact) = std::str::from_utf8(&bytes)
+                    .map_err(|err| err.to_string())
+                    .and_then(|text| Fact::parse(slug, text))
+                else {
+                    continue;
+                };
+                let fact = GuidanceFact {
+                    file,
+                    source: fact.meta.source.clone(),
+                    headline: fact.headline(),
+                };
+                let cost = fact.line().len() + 1;
+                if used + cost > share {
                     break;
                 }
-                used += line.len() + 1;
-                kept.push(line);
+                used += cost;
+                facts.push(fact);
             }
-            kept.reverse();
-            out.push_str(&header);
-            for line in &kept {
-                out.push_str(line);
-                out.push('\n');
-            }
-            if kept.len() < lines.len() {
-                let note = format!(
-                    "({} older entries not shown; use memory_search)\n",
-                    lines.len() - kept.len()
-                );
-                used += note.len();
-                out.push_str(&note);
-            }
+            facts.reverse();
             left = left.saturating_sub(used);
+            let omitted = slugs.len() - facts.len();
+            sections.push(GuidanceSection {
+                title,
+                location: format!("{}:{}", store.location(), store::INDEX_FILE),
+                facts,
+                omitted,
+            });
         }
-        Ok(Some(out))
+        Ok(Some(Guidance { sections }))
     }
 
     /// Ranked search over tiers 2–4 and the instruction files.
@@ -385,90 +435,111 @@ impl Memory {
 
     /// Merges `theirs` (a memory commit, such as a fetched remote's) into project memory:
     /// files changed on one side are taken from it; a fact changed on both sides keeps
-    /// ours and gets theirs beside it as `<slug>.from-<label>`.
-    pub fn merge(&self, theirs: ObjectId, label: &str) -> Result<MergeReport> {
+    /// ours and gets theirs beside it as `<slug>.from-<remote>`. Every fact taken is
+    /// rewritten with `source = "remote:<remote>"` (one that already names a remote keeps
+    /// it), and the index is rebuilt from what was taken rather than copied, so nothing
+    /// from the remote passes as the user's own memory. Always a merge commit, never a
+    /// fast-forward: that rewriting needs a commit of its own.
+    pub fn merge(&self, theirs: ObjectId, remote: &str) -> Result<MergeReport> {
+        let remote = RemoteName::new(remote).map_err(Error::InvalidFact)?;
         let store = &self.project;
         let repo = store.repo();
-        let Some(ours) = store.tip()? else {
-            checkpoint::refs::compare_and_swap(
-                repo,
-                store.reference(),
-                None,
-                theirs,
-                &format!("cairn memory: merge from {label}"),
-                checkpoint::committer(repo).to_ref(&mut Default::default()),
-            )?;
-            return Ok(MergeReport { fast_forward: true, ..MergeReport::default() });
-        };
-        if ours == theirs {
+        let ours = store.tip()?;
+        if ours == Some(theirs) {
             return Ok(MergeReport { up_to_date: true, ..MergeReport::default() });
         }
         // Histories without a common commit merge as if from empty memory.
-        let base = match repo.merge_base(ours, theirs) {
-            Ok(Some(id)) => Some(id.detach()),
+        let base = match ours.map(|ours| repo.merge_base(ours, theirs)) {
+            Some(Ok(Some(id))) => Some(id.detach()),
             _ => None,
         };
         if base == Some(theirs) {
             return Ok(MergeReport { up_to_date: true, ..MergeReport::default() });
         }
-        if base == Some(ours) {
-            checkpoint::refs::compare_and_swap(
-                repo,
-                store.reference(),
-                Some(ours),
-                theirs,
-                &format!("cairn memory: fast-forward from {label}"),
-                checkpoint::committer(repo).to_ref(&mut Default::default()),
-            )?;
-            return Ok(MergeReport { fast_forward: true, ..MergeReport::default() });
-        }
-        let entries = |tree: Option<ObjectId>| -> Result<BTreeMap<String, ObjectId>> {
-            Ok(match tree {
-                Some(tree) => store.fact_entries(tree)?.into_iter().collect(),
+        let entries = |commit: Option<ObjectId>| -> Result<BTreeMap<String, ObjectId>> {
+            Ok(match commit {
+                Some(commit) => {
+                    store.fact_entries(store.commit_tree(commit)?)?.into_iter().collect()
+                }
                 None => BTreeMap::new(),
             })
         };
-        let base_facts = entries(match base {
-            Some(base) => Some(store.commit_tree(base)?),
-            None => None,
-        })?;
-        let our_facts = entries(Some(store.commit_tree(ours)?))?;
-        let their_facts = entries(Some(store.commit_tree(theirs)?))?;
+        let base_facts = entries(base)?;
+        let our_facts = entries(ours)?;
+        let their_facts = entries(Some(theirs))?;
         let mut report = MergeReport::default();
         let mut changes = Vec::new();
         let slugs: std::collections::BTreeSet<&String> =
             our_facts.keys().chain(their_facts.keys()).collect();
-        let suffix = format!(".from-{}", fact::slug_for(label));
+        let suffix = format!(".from-{}", fact::slug_for(remote.as_str()));
         for slug in slugs {
             let (b, o, t) = (base_facts.get(slug), our_facts.get(slug), their_facts.get(slug));
             if o == t || t == b {
                 continue;
             }
-            if o == b {
-                changes.push(Change::Raw {
-                    slug: slug.clone(),
-                    content: t.map(|id| store.blob(*id)).transpose()?,
-                });
-                report.taken.push(slug.clone());
+            if !fact::is_valid_slug(slug) {
+                report.rejected.push((slug.clone(), "not a valid fact name".into()));
                 continue;
             }
-            // Changed on both sides, or deleted on one and changed on the other.
-            match t {
-                Some(id) => {
-                    let aside = format!("{slug}{suffix}");
-                    changes
-                        .push(Change::Raw { slug: aside.clone(), content: Some(store.blob(*id)?) });
-                    report.conflicts.push((slug.clone(), aside));
+            // Ours is unchanged when it is the base's fact as an earlier merge wrote it.
+            let ours_unchanged = o == b
+                || match (o, b) {
+                    (Some(o), Some(b)) => {
+                        restamped(slug, &store.blob(*b)?, &remote).ok() == Some(store.blob(*o)?)
+                    }
+                    _ => false,
+                };
+            let target = if ours_unchanged { slug.clone() } else { format!("{slug}{suffix}") };
+            let content = match t {
+                Some(id) => match restamped(slug, &store.blob(*id)?, &remote) {
+                    Ok(bytes) => Some(bytes),
+                    Err(reason) => {
+                        report.rejected.push((slug.clone(), reason));
+                        continue;
+                    }
+                },
+                None if ours_unchanged => None,
+                None => {
+                    report.deleted_there.push(slug.clone());
+                    continue;
                 }
-                None => report.deleted_there.push(slug.clone()),
+            };
+            if !fact::is_valid_slug(&target) {
+                report.rejected.push((slug.clone(), format!("{target} is too long a name")));
+                continue;
+            }
+            changes.push(Change::Raw { slug: target.clone(), content });
+            if ours_unchanged {
+                report.taken.push(slug.clone());
+            } else {
+                report.conflicts.push((slug.clone(), target));
             }
         }
         store.write_with_parents(
             &changes,
-            &format!("merge memory from {label}"),
+            &format!("merge memory from {remote}"),
             &Origin::default(),
             Some(theirs),
         )?;
         Ok(report)
     }
+}
+
+/// A remote's fact file as it is stored here: parsed (so only a well-formed fact is
+/// taken), within the size cap, and sourced as `remote:<remote>` unless it already names
+/// the remote it came from.
+fn restamped(
+    slug: &str,
+    bytes: &[u8],
+    remote: &RemoteName,
+) -> std::result::Result<Vec<u8>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8".to_string())?;
+    let mut fact = Fact::parse(slug, text)?;
+    if fact.text.len() > store::FACT_MAX_BYTES {
+        return Err(format!("it is over {} bytes", store::FACT_MAX_BYTES));
+    }
+    if fact.meta.source.remote().is_none() {
+        fact.meta.source = Source::Remote(remote.clone());
+    }
+    Ok(fact.render().into_bytes())
 }

@@ -18,7 +18,7 @@ use super::store::MemoryStore;
 const K1: f64 = 1.2;
 const B: f64 = 0.75;
 /// Bump when the cache layout or the tokenizer changes.
-const CACHE_VERSION: u32 = 2;
+const CACHE_VERSION: u32 = 3;
 
 /// A text source of documents: one blob, split into documents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +35,9 @@ struct Doc {
     /// 1-based line of the document's first line in `file`.
     line: u32,
     text: String,
+    /// A fact's `source` (`user`, `remote:origin`, …); none for other documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
 }
 
 /// One search result.
@@ -46,6 +49,21 @@ pub struct Hit {
     pub score: f64,
     /// The best-matching line, and the document's first line when that differs.
     pub snippet: String,
+    /// A fact's source, so a remote's fact is never mistaken for the user's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl Hit {
+    /// `file:line: snippet`, with the source of a fact: how hits are shown.
+    pub fn display_line(&self) -> String {
+        match &self.source {
+            Some(source) => {
+                format!("{}:{}: {} (source: {source})", self.file, self.line, self.snippet)
+            }
+            None => format!("{}:{}: {}", self.file, self.line, self.snippet),
+        }
+    }
 }
 
 /// What to search: the memory tiers and instruction files of one session.
@@ -160,7 +178,8 @@ impl Source<'_> {
                     let Ok(object) = store.repo().find_blob(id) else { continue };
                     let text = String::from_utf8_lossy(&object.data);
                     let file = format!("{prefix}:facts/{slug}.md");
-                    out.push(Group { blob, docs: fact_doc(&file, &text).into_iter().collect() });
+                    let docs = fact_doc(&slug, &file, &text).into_iter().collect();
+                    out.push(Group { blob, docs });
                 }
             }
             Source::Text { file, text } => {
@@ -174,8 +193,9 @@ impl Source<'_> {
     }
 }
 
-/// A fact file as one document: its text without the front matter.
-fn fact_doc(file: &str, content: &str) -> Option<Doc> {
+/// A fact file as one document: its text without the front matter, and its source.
+fn fact_doc(slug: &str, file: &str, content: &str) -> Option<Doc> {
+    let source = super::Fact::parse(slug, content).ok().map(|fact| fact.meta.source.to_string());
     let mut line = 1;
     let mut body = content;
     if let Some(rest) = content.strip_prefix("+++\n")
@@ -185,7 +205,7 @@ fn fact_doc(file: &str, content: &str) -> Option<Doc> {
         body = &rest[end + 5..];
     }
     let text = body.trim_end().to_string();
-    (!text.trim().is_empty()).then(|| Doc { file: file.to_string(), line, text })
+    (!text.trim().is_empty()).then(|| Doc { file: file.to_string(), line, text, source })
 }
 
 /// A Markdown text split at its headings (and every 40 lines), so a hit points near its
@@ -198,7 +218,7 @@ fn sections(file: &str, text: &str) -> Vec<Doc> {
     let mut flush = |start: usize, lines: &mut Vec<&str>| {
         let text = lines.join("\n");
         if !text.trim().is_empty() {
-            docs.push(Doc { file: file.to_string(), line: start as u32, text });
+            docs.push(Doc { file: file.to_string(), line: start as u32, text, source: None });
         }
         lines.clear();
     };
@@ -314,7 +334,13 @@ impl Index {
             .map(|(doc, score)| {
                 let doc = &self.docs[doc as usize];
                 let (offset, snippet) = snippet(&doc.text, &terms);
-                Hit { file: doc.file.clone(), line: doc.line + offset, score, snippet }
+                Hit {
+                    file: doc.file.clone(),
+                    line: doc.line + offset,
+                    score,
+                    snippet,
+                    source: doc.source.clone(),
+                }
             })
             .collect()
     }
@@ -346,7 +372,7 @@ mod tests {
     fn group(file: &str, text: &str) -> Group {
         Group {
             blob: file.into(),
-            docs: vec![Doc { file: file.into(), line: 1, text: text.into() }],
+            docs: vec![Doc { file: file.into(), line: 1, text: text.into(), source: None }],
         }
     }
 
@@ -383,8 +409,13 @@ mod tests {
 
     #[test]
     fn a_fact_document_skips_its_front_matter() {
-        let doc = fact_doc("f", "+++\ncreated = \"x\"\nsource = \"user\"\n+++\nUse port 5433.\n")
-            .unwrap();
+        let doc =
+            fact_doc("f", "f", "+++\ncreated = \"x\"\nsource = \"user\"\n+++\nUse port 5433.\n")
+                .unwrap();
         assert_eq!((doc.line, doc.text.as_str()), (5, "Use port 5433."));
+        // That front matter lacks `last_confirmed`, so the fact does not parse: no source.
+        assert_eq!(doc.source, None);
+        let remote = "+++\ncreated = \"x\"\nsource = \"remote:origin\"\nlast_confirmed = \"x\"\n+++\nUse port 5433.\n";
+        assert_eq!(fact_doc("f", "f", remote).unwrap().source.as_deref(), Some("remote:origin"));
     }
 }

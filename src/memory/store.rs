@@ -215,11 +215,17 @@ impl MemoryStore {
         })
     }
 
-    /// `MEMORY.md` at the tip (empty without memory), read without the facts.
-    pub fn index_text(&self) -> Result<String> {
-        let Some(tree) = self.tree()? else { return Ok(String::new()) };
+    /// The fact names `MEMORY.md` lists in memory tree `tree`, oldest first; names that
+    /// are not valid fact names, and repeats, are left out.
+    pub fn index_slugs(&self, tree: ObjectId) -> Result<Vec<String>> {
         let bytes = self.file_at(tree, INDEX_FILE)?.unwrap_or_default();
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        let mut seen = std::collections::HashSet::new();
+        Ok(Index::parse(&String::from_utf8_lossy(&bytes))
+            .lines
+            .into_iter()
+            .map(|(slug, _)| slug)
+            .filter(|slug| fact::is_valid_slug(slug) && seen.insert(slug.clone()))
+            .collect())
     }
 
     /// Everything at the tip.

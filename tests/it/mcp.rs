@@ -44,7 +44,7 @@ pub(crate) fn counter(repo: &TestRepo, name: &str) -> PathBuf {
     repo.home.join(format!("{name}.starts"))
 }
 
-fn starts(path: &Path) -> usize {
+pub(crate) fn starts(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
 }
 
@@ -72,7 +72,7 @@ pub(crate) fn counted(repo: &TestRepo, name: &str) -> String {
     )
 }
 
-fn tool_names(request: &Value) -> Vec<String> {
+pub(crate) fn tool_names(request: &Value) -> Vec<String> {
     request["tools"]
         .as_array()
         .unwrap()
@@ -265,7 +265,7 @@ async fn error_results_and_a_crashed_server_restarted_once_are_told_to_the_model
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_session_goes_on_without_servers_that_fail_are_disabled_or_untrusted() {
+async fn the_session_goes_on_without_servers_that_fail_are_disabled_or_from_the_project() {
     let repo = TestRepo::new();
     let model = mock_model::start([Reply::chat_text("Hello.")]).await;
     repo.use_model(&model.base_url());
@@ -288,11 +288,19 @@ async fn the_session_goes_on_without_servers_that_fail_are_disabled_or_untrusted
         ),
         "{stderr}"
     );
+    // The project's own server is not even configured: the file is not trusted.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let notice = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["type"] == "notice")
+        .unwrap_or_else(|| panic!("no notice in {stdout}"));
+    let message = notice["message"].as_str().unwrap();
     assert!(
-        stderr.contains("warning: MCP server `project` not started: its command comes from")
-            && stderr.contains("cairn.toml"),
-        "{stderr}"
+        message.contains("cairn.toml is not trusted, so cairn ignored: mcp.project."),
+        "{message}"
     );
+    assert!(message.contains("run `cairn trust`"), "{message}");
     let tools = tool_names(&model.requests()[0].body);
     let mcp: Vec<&String> = tools.iter().filter(|name| name.contains("__")).collect();
     assert_eq!(mcp, ["picky__echo"]);

@@ -173,10 +173,13 @@ fn project_memory_travels_with_push_memory_and_lands_under_the_remotes_name() {
     assert!(out.contains("memory     refs/cairn/remotes/origin/memory"), "{out}");
     assert_eq!(b.git(&["rev-parse", "refs/cairn/remotes/origin/memory"]).trim(), memory);
     assert!(b.git(&["for-each-ref", "refs/cairn/memory"]).is_empty(), "--no-merge leaves it aside");
-    // By default the fetched memory is merged: here, with no local memory, taken as is.
-    let out = b.ok(&["fetch"]);
-    assert!(out.contains("fast-forwarded"), "{out}");
-    assert_eq!(b.git(&["rev-parse", "refs/cairn/memory"]).trim(), memory);
+    // Nor is it merged by default: a remote's memory is merged only when asked for.
+    b.ok(&["fetch"]);
+    assert!(b.git(&["for-each-ref", "refs/cairn/memory"]).is_empty(), "not merged by default");
+    // Asked for, it is merged with a commit of its own, on top of the remote's history.
+    let out = b.ok(&["fetch", "--merge-memory"]);
+    assert!(out.contains("Merged memory from origin: 0 facts taken"), "{out}");
+    assert_eq!(b.git(&["rev-parse", "refs/cairn/memory^"]).trim(), memory);
 }
 
 #[test]
@@ -219,7 +222,7 @@ fn fetch_merges_facts_from_both_clones_and_keeps_both_versions_of_a_fact_changed
     a.ok(&["memory", "add", "The shared fact says port 1"]);
     a.ok(&["push", "--memory", "--all"]);
     let b = second_clone(&url);
-    b.ok(&["fetch"]);
+    b.ok(&["fetch", "--merge-memory"]);
     let shared = "facts/the-shared-fact-says-port-1.md";
     // Both sides change the shared fact and each adds one of its own.
     let edit_to = |repo: &TestRepo, port: &str| {
@@ -237,8 +240,8 @@ fn fetch_merges_facts_from_both_clones_and_keeps_both_versions_of_a_fact_changed
     edit_to(&b, "3");
     b.ok(&["memory", "add", "Only clone B knows this"]);
 
-    let out = b.ok(&["fetch"]);
-    assert!(out.contains("Merged memory from origin: 1 facts taken."), "{out}");
+    let out = b.ok(&["fetch", "--merge-memory"]);
+    assert!(out.contains("Merged memory from origin: 1 facts taken,"), "{out}");
     assert!(out.contains("Both sides changed the-shared-fact-says-port-1"), "{out}");
     let facts = b.git(&["ls-tree", "--name-only", "refs/cairn/memory:facts"]);
     assert_eq!(
@@ -266,7 +269,7 @@ fn fetch_merges_facts_from_both_clones_and_keeps_both_versions_of_a_fact_changed
         .is_empty()
     );
     // Fetching again changes nothing.
-    let again = b.ok(&["fetch"]);
+    let again = b.ok(&["fetch", "--merge-memory"]);
     assert!(again.contains("up to date"), "{again}");
     b.assert_fsck_clean();
 }
@@ -292,7 +295,7 @@ fn a_fact_deleted_there_but_changed_here_is_kept_and_said() {
     a.ok(&["memory", "add", "Doomed fact says alpha"]);
     a.ok(&["push", "--memory", "--all"]);
     let b = second_clone(&url);
-    b.ok(&["fetch"]);
+    b.ok(&["fetch", "--merge-memory"]);
     a.ok(&["memory", "forget", "doomed-fact-says-alpha"]);
     a.ok(&["memory", "add", "Unrelated fact from A"]);
     a.ok(&["push", "--memory", "--all"]);
@@ -302,7 +305,7 @@ fn a_fact_deleted_there_but_changed_here_is_kept_and_said() {
     let mut command = b.command_in(&b.root, &["memory", "edit", "doomed-fact-says-alpha"]);
     assert!(command.env("EDITOR", &editor).env_remove("VISUAL").status().unwrap().success());
 
-    let out = b.ok(&["fetch"]);
+    let out = b.ok(&["fetch", "--merge-memory"]);
     assert!(
         out.contains("origin deleted doomed-fact-says-alpha, which changed here since: kept"),
         "{out}"
