@@ -745,6 +745,17 @@ impl Config {
 
     /// Takes out of an untrusted project file what it may not set, saying what and why.
     fn restrict(&self, file: &mut FileConfig) -> Vec<Ignored> {
+        // Named without `..`, so a key added to `FileConfig` does not compile until it is
+        // decided here whether a project may set it: the safe answer must be a choice.
+        let FileConfig {
+            model: _,
+            approval: _,
+            provider: _,
+            snapshot: _,
+            transcript: _,
+            memory: _,
+            mcp: _,
+        } = file;
         let mut ignored = Vec::new();
         fn ignore(ignored: &mut Vec<Ignored>, key: String, reason: &str) {
             ignored.push(Ignored { key, reason: reason.to_owned(), partly: false });
@@ -789,6 +800,13 @@ impl Config {
             );
         }
         if let Some(memory) = &mut file.memory {
+            let FileMemory {
+                inject_tokens: _,
+                compact_at: _,
+                summarize: _,
+                push: _,
+                merge_on_fetch: _,
+            } = memory;
             if memory.push == Some(true) && !self.memory.push.value {
                 memory.push = None;
                 ignore(
@@ -813,6 +831,16 @@ impl Config {
                 return false;
             };
             let entry = entry.get_mut();
+            // As in `FileConfig` above: a new server key needs a decision here.
+            let FileMcp {
+                command: _,
+                args: _,
+                env: _,
+                enabled: _,
+                tools: _,
+                startup_timeout_ms: _,
+                tool_timeout_ms: _,
+            } = entry;
             let runs = "a project may not change the command a server runs";
             if entry.command.take().is_some() {
                 ignore(&mut ignored, format!("{table}.command"), runs);
