@@ -24,3 +24,4 @@ mod rewind;
 mod share;
 mod snapshot;
 mod tools;
+mod untrusted;
