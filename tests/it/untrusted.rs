@@ -254,9 +254,12 @@ fn assert_fsck_only_reports(repo: &TestRepo, ours: &[String]) {
         .unwrap();
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // git's tree parser says this once per read of a truncated tree, naming no object;
+    // fsck then names the tree in its own lines.
+    let unnamed = ["error: too-short tree object"];
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         assert!(
-            ours.iter().any(|id| line.contains(id.as_str())),
+            ours.iter().any(|id| line.contains(id.as_str())) || unnamed.contains(&line.trim()),
             "git fsck reports something cairn wrote: {line}\n{text}"
         );
     }
@@ -515,10 +518,9 @@ fn a_symlink_replaced_by_a_directory_of_the_same_name_is_removed_not_followed() 
         ],
     );
     let b = fetched_by_victim(&attacker, &url, &hostile);
-    let session = &hostile.session;
-    b.ok(&["rewind", &format!("{session}@2")]);
+    b.ok(&["rewind", &hostile.commits[0]]);
     assert_eq!(std::fs::read_link(b.path("d")).unwrap(), Path::new("../outside"));
-    b.ok(&["rewind", &format!("{session}@3")]);
+    b.ok(&["rewind", &hostile.commits[1]]);
     assert!(std::fs::symlink_metadata(b.path("d")).unwrap().is_dir(), "a real directory now");
     assert_eq!(b.read("d/pwned"), "written through\n");
     assert!(outside_is_empty(&b), "nothing was written through the old link");
@@ -542,9 +544,8 @@ fn a_symlink_the_snapshot_does_not_hold_is_never_written_through() {
         ],
     );
     let b = fetched_by_victim(&attacker, &url, &hostile);
-    let session = &hostile.session;
-    b.ok(&["rewind", &format!("{session}@2")]);
-    let out = b.cairn(&["rewind", &format!("{session}@3")]);
+    b.ok(&["rewind", &hostile.commits[0]]);
+    let out = b.cairn(&["rewind", &hostile.commits[1]]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -607,8 +608,10 @@ fn ordinary_odd_names_round_trip_through_push_fetch_and_rewind() {
         "src/.cairn/not-the-reserved-one",
         "trailing.dot.",
     ];
+    // `git fsck` parses a `.gitmodules`, so that one holds config text.
+    let content = |name: &str| format!("# {name}\n");
     for name in names {
-        a.write(name, &format!("{name}\n"));
+        a.write(name, &content(name));
     }
     let (session, _, first) = a.checkpoint(&["--new", "-m", "odd names"]);
     let recorded = a.tree_files(&first);
@@ -622,7 +625,7 @@ fn ordinary_odd_names_round_trip_through_push_fetch_and_rewind() {
     assert!(fetched.contains(&format!("new        {session}")), "{fetched}");
     b.ok(&["rewind", &session]);
     for name in names {
-        assert_eq!(b.read(name), format!("{name}\n"), "{name}");
+        assert_eq!(b.read(name), content(name), "{name}");
     }
     b.assert_fsck_clean();
 }
