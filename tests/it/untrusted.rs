@@ -664,3 +664,81 @@ fn workspace_files_with_names_a_restore_would_refuse_are_left_out_and_listed() {
     assert_eq!(files.keys().collect::<Vec<_>>(), ["README.md", "fine.txt"]);
     repo.assert_fsck_clean();
 }
+
+#[test]
+fn fetch_rejects_steps_that_are_not_steps_of_the_session_and_keeps_the_accepted_tip() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    let (session, _, first) = a.checkpoint(&["--new", "-m", "ordinary"]);
+    a.ok(&["push"]);
+    let b = victim(&url);
+    assert!(b.ok(&["fetch"]).contains(&format!("new        {session}")));
+
+    let tree = a.git(&["rev-parse", &format!("{first}^{{tree}}")]).trim().to_string();
+    let readme_only = a.git(&["rev-parse", &format!("{first}^{{tree}}:README.md")]);
+    let bare_tree = git_stdin(
+        &a,
+        &a.root,
+        &["mktree"],
+        format!("100644 blob {}\tREADME.md\n", readme_only.trim()).as_bytes(),
+    );
+    let trailers = |session: &str, step: u64| {
+        format!("edit\n\nCairn-Session: {session}\nCairn-Step: {step}\nCairn-Kind: tool\n")
+    };
+    let cases = [
+        ("no trailers", tree.clone(), "plain commit\n".to_string(), "is not a cairn step"),
+        (
+            "another session's trailers",
+            tree.clone(),
+            trailers("20200101-0000-else", 2),
+            "is a step of session 20200101-0000-else",
+        ),
+        ("a skipped step number", tree.clone(), trailers(&session, 5), "step 5 follows step 1"),
+        ("no .cairn/session.toml", bare_tree, trailers(&session, 2), "has no .cairn/session.toml"),
+    ];
+    let session_ref = TestRepo::session_ref(&session);
+    let tracking = format!("refs/cairn/remotes/origin/sessions/{session}");
+    for (name, tree, message, reason) in cases {
+        let commit =
+            git_stdin(&a, &a.root, &["commit-tree", &tree, "-p", &first], message.as_bytes());
+        a.git(&["push", "-q", "-f", &url, &format!("{commit}:{session_ref}")]);
+        let fetched = b.ok(&["fetch"]);
+        assert!(fetched.contains(&format!("rejected   {session}: ")), "{name}: {fetched}");
+        assert!(fetched.contains(reason), "{name}: {fetched}");
+        let quarantine = format!("refs/cairn/remotes/origin/rejected/{session}");
+        assert_eq!(b.git(&["rev-parse", &quarantine]).trim(), commit, "{name}");
+        // What was accepted before stays: the local session and the tracking ref.
+        assert_eq!(b.git(&["rev-parse", &session_ref]).trim(), first, "{name}");
+        assert_eq!(b.git(&["rev-parse", &tracking]).trim(), first, "{name}");
+        let incoming = b.git(&["for-each-ref", "refs/cairn/remotes/origin/incoming/"]);
+        assert!(incoming.is_empty(), "{name}: {incoming}");
+    }
+    println!("4 non-step cases, all rejected");
+}
+
+#[test]
+fn resume_without_a_checkpoint_picks_a_session_started_here_not_a_fetched_one() {
+    let a = TestRepo::new();
+    let url = bare_remote(&a);
+    let b = victim(&url);
+    let (mine, _, _) = b.checkpoint(&["--new", "-m", "mine"]);
+    // A remote's session whose id sorts after every real one, so it is the newest.
+    let (_, _, step) = a.checkpoint(&["--new", "-m", "theirs"]);
+    let theirs = "29991231-2359-zzzz";
+    let tree = a.git(&["rev-parse", &format!("{step}^{{tree}}")]).trim().to_string();
+    let message = format!("theirs\n\nCairn-Session: {theirs}\nCairn-Step: 1\nCairn-Kind: manual\n");
+    let commit = git_stdin(&a, &a.root, &["commit-tree", &tree, "-p", "HEAD"], message.as_bytes());
+    a.git(&["push", "-q", &url, &format!("{commit}:{}", TestRepo::session_ref(theirs))]);
+    assert!(b.ok(&["fetch"]).contains(&format!("new        {theirs}")));
+    assert!(b.ok(&["sessions"]).find(theirs) < b.ok(&["sessions"]).find(&mine), "newest first");
+
+    // Without a prompt or a terminal, resume says which session it chose, then stops.
+    let out = b.cairn(&["resume"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("Resuming session {mine} ")), "{said}");
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    // Named, a fetched session resumes as any other.
+    let out = b.cairn(&["resume", theirs]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("Resuming session {theirs} ")), "{said}");
+}
