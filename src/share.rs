@@ -324,7 +324,7 @@ fn accept(store: &Store, remote: &str, id: &str, theirs: ObjectId) -> Result<Fet
 /// Walks the steps from `tip` back to one already accepted (`known`: the local session's
 /// tip and what was last fetched) or to step 1, so the cost follows what arrived. Each
 /// step must be a cairn step of session `id` (its trailers), numbered one above its
-/// parent, with a `.cairn/session.toml`; then, oldest first, each step's tree is checked
+/// parent, with a `.cairn/session.toml` naming `id`; then, oldest first, each step's tree is checked
 /// where it differs from its parent step's ([`restore::check_tree`]: names, modes, trees
 /// that decode), step 1's whole.
 pub fn check_session(
@@ -341,6 +341,12 @@ pub fn check_session(
     let mut accepted_parent = None;
     loop {
         if known.contains(&current) {
+            if let Some(&(_, after)) = new_steps.last() {
+                let known_step = store.step_summary(current).map_err(|err| err.to_string())?.step;
+                if known_step + 1 != after {
+                    return Err(format!("step {after} follows step {known_step}"));
+                }
+            }
             accepted_parent = Some(current);
             break;
         }
@@ -359,8 +365,18 @@ pub fn check_session(
             return Err(format!("step {after} follows step {}, not {}", summary.step, after - 1));
         }
         let tree = store.step_tree(current).map_err(|err| err.to_string())?;
-        if !matches!(store.blob_at(tree, ".cairn/session.toml"), Ok(Some(_))) {
+        let Ok(Some(toml)) = store.blob_at(tree, ".cairn/session.toml") else {
             return Err(format!("step {} has no .cairn/session.toml", summary.step));
+        };
+        let named = toml::from_str::<toml::Table>(&String::from_utf8_lossy(&toml))
+            .ok()
+            .and_then(|table| table.get("id")?.as_str().map(str::to_string));
+        if named.as_deref() != Some(id) {
+            return Err(format!(
+                "step {}'s .cairn/session.toml names session {}, not {id}",
+                summary.step,
+                named.as_deref().unwrap_or("(none)")
+            ));
         }
         new_steps.push((current, summary.step));
         if summary.step <= 1 {

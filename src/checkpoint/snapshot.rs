@@ -938,8 +938,8 @@ pub(crate) fn cmp_names(a: &[u8], a_is_dir: bool, b: &[u8], b_is_dir: bool) -> s
     })
 }
 
-/// Checks that a caller-supplied path is a plain relative workspace path and returns it
-/// in `/`-separated form (whether its names are safe is [`RepoPath`]'s to say).
+/// Checks that a caller-supplied path is a plain relative workspace path whose names
+/// [`RepoPath`] accepts, and returns it in `/`-separated form.
 pub(crate) fn validate_rel_path(path: &Path) -> Result<BString> {
     let invalid = |reason: &str| Error::InvalidPath {
         path: path.display().to_string(),
@@ -958,10 +958,11 @@ pub(crate) fn validate_rel_path(path: &Path) -> Result<BString> {
             _ => return Err(invalid("must be relative to the workspace root, without '..'")),
         }
     }
-    if out.is_empty() {
-        return Err(invalid("names no file"));
-    }
-    Ok(out)
+    // A name a restore would refuse (`.git/x`, `.cairn/x`, `a\b`) is recorded by no step.
+    RepoPath::new(out).map(|path| BString::from(path.as_bstr())).map_err(|err| Error::InvalidPath {
+        path: path.display().to_string(),
+        reason: err.rule.to_string(),
+    })
 }
 
 /// What [`apply_paths`] produced.
@@ -989,13 +990,6 @@ pub fn apply_paths(
     let mut skipped = Vec::new();
     for path in paths {
         let rel = validate_rel_path(path)?;
-        // A name a restore would refuse (`.git/x`, `.cairn/x`, `a\b`) is recorded by no
-        // step, like the names a full scan refuses.
-        if let Err(err) = RepoPath::new(rel.clone()) {
-            let reason = format!("unsafe name: {}", err.rule);
-            skipped.push(Skipped { path: rel.to_str_lossy().into_owned(), reason });
-            continue;
-        }
         let abs = root.join(OsStr::from_bytes(&rel));
         let known = base_tree
             .lookup_entry_by_path(Path::new(OsStr::from_bytes(&rel)))

@@ -463,6 +463,26 @@ fn run_case(case: &Case) -> String {
     format!("{}: {via}; rewind, resume, resume --fork and land refused it", case.name)
 }
 
+/// The tree of `commit` with the file at `path` replaced by `content`.
+fn with_file(repo: &TestRepo, commit: &str, path: &str, content: &[u8]) -> String {
+    let blob = git_stdin(repo, &repo.root, &["hash-object", "-w", "--stdin"], content);
+    let index = repo.home.join("crafting-index");
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&repo.root)
+            .env("GIT_INDEX_FILE", &index)
+            .env("HOME", &repo.home)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["read-tree", commit]);
+    git(&["update-index", "--cacheinfo", &format!("100644,{blob},{path}")]);
+    git(&["write-tree"])
+}
+
 /// Copies one object from `from`'s store to `to`'s, byte for byte.
 fn copy_object(from: &TestRepo, to: &TestRepo, id: &str) {
     let kind = from.git(&["cat-file", "-t", id]).trim().to_string();
@@ -695,6 +715,12 @@ fn fetch_rejects_steps_that_are_not_steps_of_the_session_and_keeps_the_accepted_
         ),
         ("a skipped step number", tree.clone(), trailers(&session, 5), "step 5 follows step 1"),
         ("no .cairn/session.toml", bare_tree, trailers(&session, 2), "has no .cairn/session.toml"),
+        (
+            "a session.toml of another session",
+            with_file(&a, &first, ".cairn/session.toml", b"id = \"20200101-0000-else\"\n"),
+            trailers(&session, 2),
+            "names session 20200101-0000-else",
+        ),
     ];
     let session_ref = TestRepo::session_ref(&session);
     let tracking = format!("refs/cairn/remotes/origin/sessions/{session}");
@@ -713,7 +739,7 @@ fn fetch_rejects_steps_that_are_not_steps_of_the_session_and_keeps_the_accepted_
         let incoming = b.git(&["for-each-ref", "refs/cairn/remotes/origin/incoming/"]);
         assert!(incoming.is_empty(), "{name}: {incoming}");
     }
-    println!("4 non-step cases, all rejected");
+    println!("5 non-step cases, all rejected");
 }
 
 #[test]
@@ -725,7 +751,10 @@ fn resume_without_a_checkpoint_picks_a_session_started_here_not_a_fetched_one() 
     // A remote's session whose id sorts after every real one, so it is the newest.
     let (_, _, step) = a.checkpoint(&["--new", "-m", "theirs"]);
     let theirs = "29991231-2359-zzzz";
-    let tree = a.git(&["rev-parse", &format!("{step}^{{tree}}")]).trim().to_string();
+    let toml = a.git(&["show", &format!("{step}:.cairn/session.toml")]);
+    let id_line = toml.lines().find(|line| line.starts_with("id = ")).unwrap();
+    let toml = toml.replace(id_line, &format!("id = \"{theirs}\""));
+    let tree = with_file(&a, &step, ".cairn/session.toml", toml.as_bytes());
     let message = format!("theirs\n\nCairn-Session: {theirs}\nCairn-Step: 1\nCairn-Kind: manual\n");
     let commit = git_stdin(&a, &a.root, &["commit-tree", &tree, "-p", "HEAD"], message.as_bytes());
     a.git(&["push", "-q", &url, &format!("{commit}:{}", TestRepo::session_ref(theirs))]);
