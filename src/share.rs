@@ -277,16 +277,19 @@ pub fn fetch(store: &Store, remote: &str) -> Result<FetchReport> {
             format!("+{MEMORY_REF}*:{memory}*"),
         ],
     )?;
-    let mut out = Vec::new();
-    for (name, theirs) in refs::list(store.repo(), &incoming)? {
-        let id = name[incoming.len()..].to_string();
-        let outcome = accept(store, remote, &id, theirs);
-        // Unchecked tips never stay where anything could pick them up.
-        refs::delete(store.repo(), &name, theirs)?;
-        out.push(outcome?);
+    let arrived = refs::list(store.repo(), &incoming)?;
+    let outcomes: Vec<Result<Fetched>> = arrived
+        .iter()
+        .map(|(name, theirs)| accept(store, remote, &name[incoming.len()..], *theirs))
+        .collect();
+    // Unchecked tips never stay where anything could pick them up, even when accepting
+    // one failed.
+    for (name, theirs) in &arrived {
+        refs::delete(store.repo(), name, *theirs)?;
     }
+    let sessions = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
     let memory = refs::read_ref(store.repo(), &memory)?.map(|_| memory);
-    Ok(FetchReport { sessions: out, memory })
+    Ok(FetchReport { sessions, memory })
 }
 
 /// Checks the remote's tip `theirs` of session `id`, then records it as the remote's

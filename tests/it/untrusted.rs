@@ -647,6 +647,7 @@ fn ordinary_odd_names_round_trip_through_push_fetch_and_rewind() {
     for name in names {
         assert_eq!(b.read(name), content(name), "{name}");
     }
+    assert!(!b.path(".cairn").exists(), "the step's own .cairn is never written to the workspace");
     b.assert_fsck_clean();
 }
 
