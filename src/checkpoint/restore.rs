@@ -416,3 +416,102 @@ fn write_entry(abs: &Path, kind: EntryKind, data: &[u8]) -> std::io::Result<()> 
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    fn repo() -> (tempfile::TempDir, gix::Repository) {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("git").args(["init", "-q"]).current_dir(dir.path()).status();
+        assert!(status.unwrap().success());
+        let repo = gix::open(dir.path()).unwrap();
+        (dir, repo)
+    }
+
+    /// Writes an object of `kind` with exactly `bytes`, as an attacker would.
+    fn raw(dir: &Path, kind: &str, bytes: &[u8]) -> ObjectId {
+        let mut child = Command::new("git")
+            .args(["hash-object", "-t", kind, "--literally", "-w", "--stdin"])
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        ObjectId::from_hex(String::from_utf8(out.stdout).unwrap().trim().as_bytes()).unwrap()
+    }
+
+    fn tree(dir: &Path, entries: &[(&str, &[u8], ObjectId)]) -> ObjectId {
+        let mut bytes = Vec::new();
+        for (mode, name, id) in entries {
+            bytes.extend_from_slice(format!("{mode} ").as_bytes());
+            bytes.extend_from_slice(name);
+            bytes.push(0);
+            bytes.extend_from_slice(id.as_bytes());
+        }
+        raw(dir, "tree", &bytes)
+    }
+
+    fn refused(result: Result<()>) -> UnsafePath {
+        match result {
+            Err(crate::checkpoint::Error::UnsafePath(path)) => path,
+            other => panic!("expected an unsafe path, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn truncated_and_unsorted_trees_are_refused_by_path() {
+        let (dir, repo) = repo();
+        let blob = raw(dir.path(), "blob", b"x\n");
+        let mut cut = b"100644 file\0".to_vec();
+        cut.extend_from_slice(&blob.as_bytes()[..7]);
+        let truncated = raw(dir.path(), "tree", &cut);
+        let root = tree(dir.path(), &[("40000", b"sub", truncated)]);
+        let err = refused(check_tree(&repo, None, root, &mut Default::default()));
+        assert_eq!((err.path.as_slice(), err.rule), (&b"sub"[..], Rule::MalformedTree));
+
+        let unsorted = tree(dir.path(), &[("100644", b"b", blob), ("100644", b"a", blob)]);
+        let err = refused(check_tree(&repo, None, unsorted, &mut Default::default()));
+        assert_eq!(err.rule, Rule::UnsortedTree);
+        let twice = tree(dir.path(), &[("100644", b"a", blob), ("100644", b"a", blob)]);
+        let err = refused(check_tree(&repo, None, twice, &mut Default::default()));
+        assert_eq!(err.rule, Rule::UnsortedTree);
+    }
+
+    #[test]
+    fn only_what_differs_from_the_checked_tree_is_read() {
+        let (dir, repo) = repo();
+        let blob = raw(dir.path(), "blob", b"x\n");
+        // A subtree that would be refused, standing in for one checked earlier: a walk
+        // that skips unchanged subtrees never opens it.
+        let bad = tree(dir.path(), &[("100644", b"..", blob)]);
+        let old = tree(dir.path(), &[("40000", b"kept", bad)]);
+        let new = tree(dir.path(), &[("100644", b"added", blob), ("40000", b"kept", bad)]);
+        assert!(check_tree(&repo, Some(old), new, &mut Default::default()).is_ok());
+        let err = refused(check_tree(&repo, None, new, &mut Default::default()));
+        assert_eq!((err.path.as_slice(), err.rule), (&b"kept/.."[..], Rule::ParentDir));
+    }
+
+    #[test]
+    fn a_symlinked_parent_is_reported_and_nothing_is_created_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let path = RepoPath::new("link/deeper/file").unwrap();
+        let blocker = not_a_directory(&root, &path, Create::Missing).unwrap().unwrap();
+        assert!(blocker.starts_with("link is a symlink"), "{blocker}");
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "nothing made outside");
+
+        let fresh = RepoPath::new("new/deeper/file").unwrap();
+        assert_eq!(not_a_directory(&root, &fresh, Create::Missing).unwrap(), None);
+        assert!(root.join("new/deeper").is_dir(), "missing parents are created inside");
+    }
+}
