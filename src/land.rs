@@ -56,10 +56,15 @@ pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Lan
     let state = store.read_state(tip)?;
     let base = state.session.base.as_deref().and_then(|b| ObjectId::from_hex(b.as_bytes()).ok());
 
-    let session_tree = without_cairn(store, store.step_tree(tip)?)?;
+    let step_tree = store.step_tree(tip)?;
     let base_tree = base.map(|commit| store.step_tree(commit)).transpose()?;
     let head_tree = head.map(|commit| store.step_tree(commit)).transpose()?;
-    let theirs = changes(repo, base_tree, Some(session_tree))?;
+    // Every path the session adds, changes or removes is checked before anything is
+    // written (the diff leaves the root `.cairn` out): an unsafe one lands nothing.
+    let step = store.step_summary(tip)?.step;
+    let theirs = changes(repo, base_tree, Some(step_tree))
+        .map_err(|err| Error::Checkpoint(err.in_step(session, step)))?;
+    let session_tree = without_cairn(store, step_tree)?;
     if theirs.is_empty() {
         return Err(Error::NothingToLand);
     }
@@ -132,12 +137,14 @@ fn changes(
     repo: &gix::Repository,
     from: Option<ObjectId>,
     to: Option<ObjectId>,
-) -> Result<BTreeMap<BString, Option<(EntryKind, ObjectId)>>> {
+) -> checkpoint::Result<BTreeMap<BString, Option<(EntryKind, ObjectId)>>> {
     Ok(restore::diff_trees(repo, from, to)?
         .into_iter()
         .map(|change| match change {
-            restore::Change::Delete { path, .. } => (path, None),
-            restore::Change::Write { path, kind, id, .. } => (path, Some((kind, id))),
+            restore::Change::Delete { path, .. } => (path.as_bstr().to_owned(), None),
+            restore::Change::Write { path, kind, id, .. } => {
+                (path.as_bstr().to_owned(), Some((kind, id)))
+            }
         })
         .collect())
 }

@@ -9,6 +9,7 @@ pub mod blame;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod git;
 pub mod hooks;
 pub mod land;
 pub mod llm;

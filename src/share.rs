@@ -4,6 +4,12 @@
 //! What a remote last had of a session is kept in `refs/cairn/remotes/<remote>/sessions/`.
 //! A fetch never overwrites a local session that has diverged from the remote's: both are
 //! kept, the remote's under that tracking ref.
+//!
+//! What a fetch brings is hostile until checked: `git fetch` lands the remote's sessions
+//! under `refs/cairn/remotes/<remote>/incoming/`, and only a session whose new steps are
+//! all cairn steps of that session with safe trees (see [`check_session`]) moves on to
+//! the tracking ref and `refs/cairn/sessions/`. Any other is kept for inspection under
+//! `refs/cairn/remotes/<remote>/rejected/<id>` and reported.
 
 use std::path::Path;
 use std::process::Command;
@@ -44,6 +50,16 @@ pub fn remote_memory_ref(remote: &str) -> String {
 /// Where a remote's sessions are tracked locally.
 pub fn tracking_prefix(remote: &str) -> String {
     format!("refs/cairn/remotes/{remote}/sessions/")
+}
+
+/// Where `git fetch` puts a remote's sessions until they are checked.
+fn incoming_prefix(remote: &str) -> String {
+    format!("refs/cairn/remotes/{remote}/incoming/")
+}
+
+/// Where a fetched session that failed the checks is kept for inspection.
+pub fn rejected_ref(remote: &str, id: &str) -> String {
+    format!("refs/cairn/remotes/{remote}/rejected/{id}")
 }
 
 /// The remotes configured in the repository.
@@ -227,6 +243,13 @@ pub enum Fetched {
         id: String,
         remote_ref: String,
     },
+    /// It failed the checks (see [`check_session`]): nothing of it was made available;
+    /// the remote's tip is kept under `kept_as` for inspection.
+    Rejected {
+        id: String,
+        reason: String,
+        kept_as: String,
+    },
 }
 
 /// What a fetch brought.
@@ -239,41 +262,152 @@ pub struct FetchReport {
 
 /// Fetches the remote's sessions into `refs/cairn/remotes/<remote>/sessions/` (and its
 /// project memory into `refs/cairn/remotes/<remote>/memory`), and brings local sessions
-/// up to date where that loses nothing.
+/// up to date where that loses nothing. Each session is checked first; one that fails
+/// is [`Fetched::Rejected`] and touches neither ref area.
 pub fn fetch(store: &Store, remote: &str) -> Result<FetchReport> {
-    let prefix = tracking_prefix(remote);
+    let incoming = incoming_prefix(remote);
     let memory = remote_memory_ref(remote);
     run_git(
         store.root(),
         &[
             "fetch".into(),
             remote.into(),
-            format!("+{}*:{prefix}*", refs::SESSIONS_PREFIX),
+            format!("+{}*:{incoming}*", refs::SESSIONS_PREFIX),
             // A pattern, so a remote without memory is not an error ('*' matches empty).
             format!("+{MEMORY_REF}*:{memory}*"),
         ],
     )?;
-    let mut out = Vec::new();
-    for (name, theirs) in refs::list(store.repo(), &prefix)? {
-        let id = name[prefix.len()..].to_string();
-        let local = refs::session_ref(&id);
-        let outcome = match refs::read_ref(store.repo(), &local)? {
-            None => {
-                set_ref(store, &local, theirs, &format!("cairn: fetched from {remote}"))?;
-                Fetched::New { id }
-            }
-            Some(ours) if ours == theirs => Fetched::UpToDate { id },
-            Some(ours) if contains(store, theirs, ours)? => {
-                set_ref(store, &local, theirs, &format!("cairn: fast-forward from {remote}"))?;
-                Fetched::Updated { id }
-            }
-            Some(ours) if contains(store, ours, theirs)? => Fetched::LocalAhead { id },
-            Some(_) => Fetched::Diverged { id, remote_ref: name },
-        };
-        out.push(outcome);
+    let arrived = refs::list(store.repo(), &incoming)?;
+    let outcomes: Vec<Result<Fetched>> = arrived
+        .iter()
+        .map(|(name, theirs)| accept(store, remote, &name[incoming.len()..], *theirs))
+        .collect();
+    // Unchecked tips never stay where anything could pick them up, even when accepting
+    // one failed.
+    for (name, theirs) in &arrived {
+        refs::delete(store.repo(), name, *theirs)?;
     }
+    let sessions = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
     let memory = refs::read_ref(store.repo(), &memory)?.map(|_| memory);
-    Ok(FetchReport { sessions: out, memory })
+    Ok(FetchReport { sessions, memory })
+}
+
+/// Checks the remote's tip `theirs` of session `id`, then records it as the remote's
+/// and moves the local session where that loses nothing.
+fn accept(store: &Store, remote: &str, id: &str, theirs: ObjectId) -> Result<Fetched> {
+    let tracking = format!("{}{id}", tracking_prefix(remote));
+    let local = refs::session_ref(id);
+    let ours = refs::read_ref(store.repo(), &local)?;
+    let known: Vec<ObjectId> =
+        [refs::read_ref(store.repo(), &tracking)?, ours].into_iter().flatten().collect();
+    if let Err(reason) = check_session(store, id, theirs, &known) {
+        let kept_as = rejected_ref(remote, id);
+        set_ref(store, &kept_as, theirs, &format!("cairn: rejected from {remote}: {reason}"))?;
+        return Ok(Fetched::Rejected { id: id.to_string(), reason, kept_as });
+    }
+    set_ref(store, &tracking, theirs, &format!("cairn: fetched from {remote}"))?;
+    let id = id.to_string();
+    Ok(match ours {
+        None => {
+            set_ref(store, &local, theirs, &format!("cairn: fetched from {remote}"))?;
+            Fetched::New { id }
+        }
+        Some(ours) if ours == theirs => Fetched::UpToDate { id },
+        Some(ours) if contains(store, theirs, ours)? => {
+            set_ref(store, &local, theirs, &format!("cairn: fast-forward from {remote}"))?;
+            Fetched::Updated { id }
+        }
+        Some(ours) if contains(store, ours, theirs)? => Fetched::LocalAhead { id },
+        Some(_) => Fetched::Diverged { id, remote_ref: tracking },
+    })
+}
+
+/// Why the fetched tip `tip` of session `id` must not be used, if it must not.
+///
+/// Walks the steps from `tip` back to one already accepted (`known`: the local session's
+/// tip and what was last fetched) or to step 1, so the cost follows what arrived. Each
+/// step must be a cairn step of session `id` (its trailers), numbered one above its
+/// parent, with a `.cairn/session.toml` naming `id`; then, oldest first, each step's tree is checked
+/// where it differs from its parent step's ([`restore::check_tree`]: names, modes, trees
+/// that decode), step 1's whole.
+pub fn check_session(
+    store: &Store,
+    id: &str,
+    tip: ObjectId,
+    known: &[ObjectId],
+) -> std::result::Result<(), String> {
+    if crate::git::path::RepoPath::new(id).is_err() || id.contains('/') {
+        return Err(format!("{id:?} is not a session id"));
+    }
+    let mut new_steps = Vec::new();
+    let mut current = tip;
+    let mut accepted_parent = None;
+    loop {
+        if known.contains(&current) {
+            if let Some(&(_, after)) = new_steps.last() {
+                let known_step = store.step_summary(current).map_err(|err| err.to_string())?.step;
+                if known_step + 1 != after {
+                    return Err(format!("step {after} follows step {known_step}"));
+                }
+            }
+            accepted_parent = Some(current);
+            break;
+        }
+        let summary = store.step_summary(current).map_err(|_| {
+            format!("commit {current} is not a cairn step (no Cairn-Session/Cairn-Step trailers)")
+        })?;
+        if summary.session != id {
+            return Err(format!(
+                "commit {current} is a step of session {}, not {id}",
+                summary.session
+            ));
+        }
+        if let Some(&(_, after)) = new_steps.last()
+            && summary.step + 1 != after
+        {
+            return Err(format!("step {after} follows step {}, not {}", summary.step, after - 1));
+        }
+        let tree = store.step_tree(current).map_err(|err| err.to_string())?;
+        let Ok(Some(toml)) = store.blob_at(tree, ".cairn/session.toml") else {
+            return Err(format!("step {} has no .cairn/session.toml", summary.step));
+        };
+        let named = toml::from_str::<toml::Table>(&String::from_utf8_lossy(&toml))
+            .ok()
+            .and_then(|table| table.get("id")?.as_str().map(str::to_string));
+        if named.as_deref() != Some(id) {
+            return Err(format!(
+                "step {}'s .cairn/session.toml names session {}, not {id}",
+                summary.step,
+                named.as_deref().unwrap_or("(none)")
+            ));
+        }
+        new_steps.push((current, summary.step));
+        if summary.step <= 1 {
+            break;
+        }
+        current = store
+            .parent_commit(current)
+            .ok()
+            .flatten()
+            .ok_or_else(|| format!("step {} has no parent step", summary.step))?;
+    }
+    let repo = store.repo();
+    let mut checked = std::collections::HashSet::new();
+    let mut previous = match accepted_parent {
+        Some(commit) => Some(store.step_tree(commit).map_err(|err| err.to_string())?),
+        None => None,
+    };
+    for (commit, step) in new_steps.into_iter().rev() {
+        let tree = store.step_tree(commit).map_err(|err| err.to_string())?;
+        restore::check_tree(repo, previous, tree, &mut checked).map_err(|err| match err {
+            checkpoint::Error::UnsafePath(path) => {
+                format!("step {step} holds an unsafe path {:?} ({})", path.path, path.rule)
+            }
+            other => format!("step {step}: {other}"),
+        })?;
+        previous = Some(tree);
+    }
+    Ok(())
 }
 
 /// Whether `step` is `tip` or one of the steps before it in its session.

@@ -32,6 +32,10 @@ pub enum Error {
     ConcurrentUpdate { session: String, expected: String, found: String },
     #[error("session {session} is busy: process {pid} is recording a step")]
     SessionBusy { session: String, pid: u32 },
+    #[error("unsafe path {0}")]
+    UnsafePath(#[from] crate::git::path::UnsafePath),
+    #[error("refusing session {session}: step {step} holds an unsafe path {:?} ({})", .path.path, .path.rule)]
+    UnsafeStep { session: String, step: u64, path: crate::git::path::UnsafePath },
     #[error("invalid path '{path}': {reason}")]
     InvalidPath { path: String, reason: String },
     #[error("{context}: {source}")]
@@ -48,6 +52,16 @@ impl Error {
     /// Whether the user can act on this error (as opposed to an internal failure).
     pub fn is_user_error(&self) -> bool {
         !matches!(self, Error::Io { .. } | Error::Git { .. })
+    }
+
+    /// An unsafe path found while reading step `step` of `session`, named as such.
+    pub fn in_step(self, session: &str, step: u64) -> Self {
+        match self {
+            Error::UnsafePath(path) => {
+                Error::UnsafeStep { session: session.to_string(), step, path }
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

@@ -459,6 +459,17 @@ impl Store {
         Ok(session)
     }
 
+    /// Forks `from` (as [`Store::fork_session`]) and makes the workspace equal it, after
+    /// checking every path the restore would touch: on an unsafe one nothing is recorded
+    /// and nothing written ([`Error::UnsafeStep`]).
+    pub fn fork_into_workspace(&self, from: &Checkpoint) -> Result<(Session, restore::Applied)> {
+        let current = self.snapshot()?.tree;
+        let changes = self.checked_changes(current, from)?;
+        let session = self.fork_session(from)?;
+        let applied = restore::apply(&self.repo, &self.root, &changes)?;
+        Ok((session, applied))
+    }
+
     /// The session this worktree last ran or resumed.
     pub fn current_session(&self) -> Result<Option<String>> {
         match std::fs::read_to_string(self.worktree_dir.join("current-session")) {
@@ -937,6 +948,15 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether session `id` was started in this clone (its ref's oldest reflog entry is
+    /// the step that created it) rather than fetched: `cairn fetch` writes "fetched from",
+    /// plain `git fetch` writes no reflog for `refs/cairn/`. A session whose reflog was
+    /// expired counts as not started here.
+    pub fn created_here(&self, id: &str) -> Result<bool> {
+        let first = refs::first_reflog_message(&self.repo, &refs::session_ref(id))?;
+        Ok(first.is_some_and(|message| message.starts_with("cairn: step 1 (")))
+    }
+
     /// The newest session that `agent` recorded for its own session `agent_session` (as
     /// `cairn hook` names them in `session.toml`), if any. Reads every session's
     /// `session.toml`; sessions whose state cannot be read are passed over.
@@ -977,17 +997,35 @@ impl Store {
         restore::apply(&self.repo, &self.root, &changes)
     }
 
+    /// The changes that make the workspace (snapshotted as `current`) equal `target`,
+    /// every path and mode in them checked; an unsafe one is [`Error::UnsafeStep`].
+    fn checked_changes(
+        &self,
+        current: ObjectId,
+        target: &Checkpoint,
+    ) -> Result<Vec<restore::Change>> {
+        let tree = self.commit_tree(target.commit)?;
+        restore::diff_trees(&self.repo, Some(current), Some(tree))
+            .map_err(|err| err.in_step(&target.session, target.step))
+    }
+
     /// Rewinds the target's session to it (SPEC 3): records unsaved workspace edits first,
     /// keeps the old tip under `refs/cairn/archive/`, moves the ref, and makes the
     /// workspace equal the target, touching only paths that differ.
+    ///
+    /// Every path and mode the restore would touch is checked before anything is
+    /// recorded: on an unsafe one ([`Error::UnsafeStep`]) no step is recorded, no ref
+    /// moves and nothing is written.
     pub fn rewind(&self, target: &Checkpoint) -> Result<RewindOutcome> {
         let mut session = self.open_session(&target.session)?;
         let tip = session.tip.ok_or_else(|| Error::UnknownSession(target.session.clone()))?;
         let (snapshot, stat_cache) = self.scan()?;
         let current = snapshot.tree;
-        let unsaved =
-            !restore::diff_trees(&self.repo, Some(current), Some(self.commit_tree(tip)?))?
-                .is_empty();
+        let changes = self.checked_changes(current, target)?;
+        // A tip that does not even read as a safe tree differs from the workspace, whose
+        // snapshot is always safe: recording the edits then loses nothing.
+        let unsaved = restore::diff_trees(&self.repo, Some(current), Some(self.commit_tree(tip)?))
+            .map_or(true, |changes| !changes.is_empty());
         let saved_edits = if unsaved {
             let record =
                 StepRecord::new(StepKind::UserEdits, "user edits before rewind", Changes::Scan);
@@ -1027,7 +1065,7 @@ impl Store {
             )?;
             archived_as = Some(name);
         }
-        let applied = self.restore_from(current, target.commit)?;
+        let applied = restore::apply(&self.repo, &self.root, &changes)?;
         self.set_current_session(&target.session)?;
         Ok(RewindOutcome {
             session: target.session.clone(),

@@ -121,6 +121,20 @@ pub fn read_ref(repo: &gix::Repository, name: &str) -> Result<Option<ObjectId>> 
     Ok(reference.and_then(|r| r.target().try_id().map(ToOwned::to_owned)))
 }
 
+/// The message of `name`'s oldest reflog entry: how the ref came to be (`None` when it
+/// has no reflog, as after `git fetch` or `git reflog expire`).
+pub fn first_reflog_message(repo: &gix::Repository, name: &str) -> Result<Option<String>> {
+    let Some(reference) = repo.try_find_reference(name).context(|| format!("reading {name}"))?
+    else {
+        return Ok(None);
+    };
+    let mut log = reference.log_iter();
+    let Some(mut entries) = log.all().context(|| format!("reading the reflog of {name}"))? else {
+        return Ok(None);
+    };
+    Ok(entries.next().and_then(|line| line.ok()).map(|line| line.message.to_string()))
+}
+
 /// All refs under `prefix`, as (name, target) pairs sorted by name.
 pub fn list(repo: &gix::Repository, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
     let platform = repo.references().context(|| "listing refs".into())?;

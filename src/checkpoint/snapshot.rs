@@ -32,6 +32,7 @@ use super::objects;
 use super::stat::{FileStat, Timestamp};
 use super::stat_cache::{CachedKind, DirRecord, EntryRecord, StatCache};
 use super::temp;
+use crate::git::path::{Leaf, RepoPath, check_component};
 
 /// The name of the reserved directory that holds cairn's state in a step's tree.
 pub const RESERVED_DIR: &str = ".cairn";
@@ -424,6 +425,9 @@ impl Walker<'_> {
             reserved_present: listing.reserved_present,
             listed,
         };
+        for (name, reason) in listing.refused {
+            scanned.entries.push(ScannedEntry::skipped(name, reason));
+        }
         let mut subdirs = Vec::new();
         for (name, hint) in listing.names {
             self.progress.fetch_add(1, Ordering::Relaxed);
@@ -586,6 +590,16 @@ impl Walker<'_> {
                     continue;
                 }
             }
+            // A name a restore would refuse is never recorded (Linux lets anyone create
+            // `.GIT/x` or `a\b`). The byte pre-check passes nearly every name; the full
+            // rule runs on the rest, and only for directories actually listed.
+            if !crate::git::path::is_plainly_safe(&name) {
+                let leaf = if file_type.is_symlink() { Leaf::Symlink } else { Leaf::Other };
+                if let Err(rule) = check_component(name.as_bstr(), rel.is_empty(), leaf) {
+                    listing.refused.push((name, format!("unsafe name: {rule}")));
+                    continue;
+                }
+            }
             listing.names.push((name, hint));
         }
         listing.names.sort_by(|a, b| cmp_names(&a.0, a.1.is_dir(), &b.0, b.1.is_dir()));
@@ -596,6 +610,8 @@ impl Walker<'_> {
 #[derive(Default)]
 struct Listing {
     names: Vec<(BString, CachedKind)>,
+    /// Entries left out because a restore would refuse their names, with the rule.
+    refused: Vec<(BString, String)>,
     depends_on_index: bool,
     reserved_present: bool,
 }
@@ -604,6 +620,8 @@ impl Listing {
     fn reuse(record: &DirRecord) -> Self {
         Listing {
             names: record.entries.iter().map(|e| (e.name.clone(), e.kind)).collect(),
+            // Reported when the directory was listed; a reused listing is unchanged.
+            refused: Vec::new(),
             depends_on_index: record.depends_on_index,
             // The root's listing is reused only while unchanged, and it had no `.cairn`
             // worth reporting again.
@@ -920,8 +938,8 @@ pub(crate) fn cmp_names(a: &[u8], a_is_dir: bool, b: &[u8], b_is_dir: bool) -> s
     })
 }
 
-/// Checks that a caller-supplied path is a plain relative workspace path and returns it
-/// in `/`-separated form.
+/// Checks that a caller-supplied path is a plain relative workspace path whose names
+/// [`RepoPath`] accepts, and returns it in `/`-separated form.
 pub(crate) fn validate_rel_path(path: &Path) -> Result<BString> {
     let invalid = |reason: &str| Error::InvalidPath {
         path: path.display().to_string(),
@@ -931,9 +949,6 @@ pub(crate) fn validate_rel_path(path: &Path) -> Result<BString> {
     for component in path.components() {
         match component {
             std::path::Component::Normal(part) => {
-                if part == ".git" {
-                    return Err(invalid("paths inside .git are never snapshotted"));
-                }
                 if !out.is_empty() {
                     out.push(b'/');
                 }
@@ -943,13 +958,11 @@ pub(crate) fn validate_rel_path(path: &Path) -> Result<BString> {
             _ => return Err(invalid("must be relative to the workspace root, without '..'")),
         }
     }
-    if out.is_empty() {
-        return Err(invalid("names no file"));
-    }
-    if out == RESERVED_DIR || out.starts_with(b".cairn/") {
-        return Err(invalid(".cairn is reserved for cairn's own state"));
-    }
-    Ok(out)
+    // A name a restore would refuse (`.git/x`, `.cairn/x`, `a\b`) is recorded by no step.
+    RepoPath::new(out).map(|path| BString::from(path.as_bstr())).map_err(|err| Error::InvalidPath {
+        path: path.display().to_string(),
+        reason: err.rule.to_string(),
+    })
 }
 
 /// What [`apply_paths`] produced.

@@ -111,6 +111,10 @@ impl From<checkpoint::Error> for CommandError {
             E::NotAStep { .. } => Some(
                 "cairn refs must point at cairn step commits; `git log` the ref to see what moved it",
             ),
+            E::UnsafeStep { .. } | E::UnsafePath(_) => Some(
+                "nothing was changed; a session holding such a path was made by hand, not by cairn \
+                 (`git ls-tree -r <step>` shows its tree)",
+            ),
             _ => None,
         };
         let mut out = if err.is_user_error() {

@@ -80,6 +80,13 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
                 "diverged   {id}: kept yours; {remote}'s is {remote_ref} \
                  (continue it with `cairn resume {remote_ref} --fork`)"
             ),
+            Fetched::Rejected { id, reason, kept_as } => {
+                println!("rejected   {id}: {reason}");
+                eprintln!(
+                    "warning: session {id} from {remote} was not made available; \
+                     its steps are kept as {kept_as} for inspection (`git log {kept_as}`)"
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -47,8 +47,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         None => newest(&context)?,
     };
     let session = if args.fork {
-        let session = context.store.fork_session(&target)?;
-        let applied = context.store.restore_workspace(session.tip.unwrap_or(target.commit))?;
+        let (session, applied) = context.store.fork_into_workspace(&target)?;
         report_kept(&applied.kept);
         eprintln!("Forked {}@{} as session {}.", target.session, target.step, session.info.id);
         session
@@ -107,11 +106,21 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     })
 }
 
-/// The newest session's tip.
+/// The tip of the newest session started in this clone: a fetched session is only ever
+/// resumed by name, so a remote cannot slip one in front of your own.
 fn newest(context: &Context) -> Result<Checkpoint, CommandError> {
-    let newest = context.store.sessions()?.into_iter().next().ok_or_else(|| {
-        CommandError::user("there are no sessions to resume")
-            .with_hint("start one with `cairn run PROMPT` or `cairn`")
+    let mut newest = None;
+    for session in context.store.sessions()? {
+        if context.store.created_here(&session.id)? {
+            newest = Some(session);
+            break;
+        }
+    }
+    let newest = newest.ok_or_else(|| {
+        CommandError::user("there are no sessions started in this clone to resume").with_hint(
+            "name one (`cairn sessions` lists them, fetched ones too), or start one with \
+             `cairn run PROMPT` or `cairn`",
+        )
     })?;
     Ok(context.store.resolve(&newest.id)?)
 }

@@ -25,3 +25,4 @@ mod share;
 mod snapshot;
 mod tools;
 mod trust;
+mod untrusted;

@@ -2,16 +2,18 @@
 //! a refusal that tells the model why.
 //!
 //! Every tool path goes through [`Workspace::resolve`]. It refuses absolute paths, `..`
-//! that climbs above the root, anything inside a `.git` directory, the reserved top-level
-//! `.cairn`, and paths whose existing part leads through a symlink to outside the root or
+//! that climbs above the root, anything a restore would refuse ([`RepoPath`]: a `.git`
+//! directory in any spelling, the reserved top-level `.cairn`, a `\`), and paths whose existing part leads through a symlink to outside the root or
 //! into one of those places. The check resolves the deepest existing ancestor with
 //! `canonicalize`, so a symlink anywhere along the way is followed exactly as the OS
 //! would; the part that does not exist yet can hold no symlink.
 
 use std::io;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use crate::checkpoint::snapshot::RESERVED_DIR;
+use crate::git::path::{RepoPath, Rule};
 
 /// The workspace root, canonicalized once per tool call.
 #[derive(Debug, Clone)]
@@ -102,23 +104,31 @@ impl Workspace {
     }
 }
 
-/// Refuses paths inside `.git` (at any depth: nested repositories have one too) and the
-/// top-level `.cairn`. Compared without case, for case-insensitive filesystems.
+/// Refuses what a restore would refuse ([`RepoPath`]'s rules): paths inside `.git` in any
+/// spelling a file system folds onto it (at any depth: nested repositories have one too),
+/// the top-level `.cairn`, and names with `\`. A file the tools write must be one a
+/// snapshot records and a rewind can write back.
 fn check_reserved(requested: &str, rel: &Path) -> Result<(), String> {
-    let mut components = rel.components();
-    if let Some(first) = components.clone().next()
-        && first.as_os_str().eq_ignore_ascii_case(RESERVED_DIR)
-    {
-        return Err(format!(
-            "`{requested}` is inside `{RESERVED_DIR}`, which cairn reserves for its own data"
-        ));
+    if rel.as_os_str().is_empty() {
+        return Ok(());
     }
-    if components.any(|c| c.as_os_str().eq_ignore_ascii_case(".git")) {
-        return Err(format!(
-            "`{requested}` is inside a `.git` directory, which the file tools may not touch; use git commands through `shell` instead"
-        ));
-    }
-    Ok(())
+    let Err(err) = RepoPath::new(rel.as_os_str().as_bytes()) else { return Ok(()) };
+    Err(match err.rule {
+        Rule::Reserved => {
+            format!(
+                "`{requested}` is inside `{RESERVED_DIR}`, which cairn reserves for its own data"
+            )
+        }
+        Rule::GitDir
+        | Rule::GitDirOtherCase
+        | Rule::GitDirShortName
+        | Rule::GitDirNtfsSuffix
+        | Rule::GitDirHfsIgnorable => format!(
+            "`{requested}` is inside a `.git` directory ({}), which the file tools may not touch; use git commands through `shell` instead",
+            err.rule
+        ),
+        rule => format!("`{requested}` is not a path cairn can record: {rule}"),
+    })
 }
 
 /// Splits `path` into its deepest ancestor that exists (as an entry, even a dangling
@@ -196,9 +206,23 @@ mod tests {
     #[test]
     fn git_and_reserved_directories_are_refused() {
         let (_dir, ws) = workspace();
-        for path in [".git", ".git/config", "sub/.git/HEAD", ".GIT/config"] {
+        for path in [
+            ".git",
+            ".git/config",
+            "sub/.git/HEAD",
+            ".GIT/config",
+            "GIT~1/config",
+            ".git./hooks/x",
+            ".git::$INDEX_ALLOCATION/config",
+            ".g\u{200c}it/config",
+        ] {
             let err = ws.resolve(path).unwrap_err();
             assert!(err.contains("`.git`"), "{path}: {err}");
+        }
+        let err = ws.resolve(r"..\x").unwrap_err();
+        assert!(err.contains(r"a `\`"), "{err}");
+        for legal in ["aux.c", "con.rs", "a:b", ".github/ci.yml", "sp ace/ünï.txt"] {
+            assert!(ws.resolve(legal).is_ok(), "{legal}");
         }
         for path in [".cairn", ".cairn/notes.md", "./.cairn"] {
             let err = ws.resolve(path).unwrap_err();
