@@ -45,13 +45,18 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         }
         _ => None,
     };
+    // Like `git fetch` with a rejected ref: the rest is fetched, and the exit says so.
+    let status = match fetched.sessions.iter().any(|s| matches!(s, Fetched::Rejected { .. })) {
+        true => ExitCode::from(1),
+        false => ExitCode::SUCCESS,
+    };
     if args.json {
         print_json(&serde_json::json!({
             "sessions": fetched.sessions,
             "memory": fetched.memory,
             "memory_merge": merged,
         }))?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(status);
     }
     if fetched.sessions.is_empty() {
         println!("{remote} has no sessions.");
@@ -89,7 +94,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(status)
 }
 
 /// `[memory] merge_on_fetch`, which only the user's own configuration can turn on.

@@ -394,7 +394,7 @@ fn run_case(case: &Case) -> String {
     let before = state(&b);
     if travels {
         // (a) `cairn fetch` rejects the session into quarantine and nothing else.
-        let fetched = b.ok(&["fetch"]);
+        let fetched = fetch_rejecting(&b, &["fetch"]);
         let expected = format!("rejected   {session}: step {step} holds an unsafe path");
         assert!(fetched.contains(&expected), "{}: {fetched}", case.name);
         assert!(fetched.contains(case.names), "{}: {fetched}", case.name);
@@ -403,7 +403,8 @@ fn run_case(case: &Case) -> String {
         assert_eq!(b.git(&["rev-parse", &quarantine]).trim(), tip, "{}", case.name);
         let cairn_refs = b.git(&["for-each-ref", "--format=%(refname)", "refs/cairn/"]);
         assert_eq!(cairn_refs.trim(), quarantine, "{}: only the quarantine ref", case.name);
-        let json: serde_json::Value = serde_json::from_str(&b.ok(&["fetch", "--json"])).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&fetch_rejecting(&b, &["fetch", "--json"])).unwrap();
         let outcome = &json["sessions"][0];
         assert_eq!(outcome["outcome"], "rejected", "{}: {json}", case.name);
         assert!(outcome["reason"].as_str().unwrap().contains(case.names), "{}: {json}", case.name);
@@ -729,7 +730,7 @@ fn fetch_rejects_steps_that_are_not_steps_of_the_session_and_keeps_the_accepted_
         let commit =
             git_stdin(&a, &a.root, &["commit-tree", &tree, "-p", &first], message.as_bytes());
         a.git(&["push", "-q", "-f", &url, &format!("{commit}:{session_ref}")]);
-        let fetched = b.ok(&["fetch"]);
+        let fetched = fetch_rejecting(&b, &["fetch"]);
         assert!(fetched.contains(&format!("rejected   {session}: ")), "{name}: {fetched}");
         assert!(fetched.contains(reason), "{name}: {fetched}");
         let quarantine = format!("refs/cairn/remotes/origin/rejected/{session}");
@@ -771,4 +772,13 @@ fn resume_without_a_checkpoint_picks_a_session_started_here_not_a_fetched_one() 
     let out = b.cairn(&["resume", theirs]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains(&format!("Resuming session {theirs} ")), "{said}");
+}
+
+/// Runs a `cairn fetch` that rejects a session: it exits 1, as `git fetch` does for a
+/// rejected ref, and says what it did on stdout.
+fn fetch_rejecting(repo: &TestRepo, args: &[&str]) -> String {
+    let out = repo.cairn(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}");
+    stdout
 }
