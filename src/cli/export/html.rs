@@ -7,7 +7,8 @@
 //! links are made of the page's own words and numbers), and characters that
 //! render invisibly or reorder text (controls, bidirectional overrides: "Trojan Source")
 //! are shown as visible codes. A Content-Security-Policy forbids every network load and
-//! runs only the page's own style and script, which carry a fresh random nonce.
+//! runs only the page's own style and script, which carry a fresh random nonce. The page
+//! uses no `<pre>` or `<textarea>` (whose end tags content could try to forge).
 
 use std::fmt::Write as _;
 
@@ -16,7 +17,7 @@ use similar::ChangeTag;
 
 use super::review::{DiffBody, FileDiff, FileStatus, Fork, ForkParent, Review, ReviewStep, Usage};
 use crate::agent::tools::output::truncate_middle;
-use crate::checkpoint::StepKind;
+use crate::checkpoint::{StepKind, StepSummary};
 use crate::llm::{Message, ToolArguments, ToolCall};
 
 const STYLE: &str = include_str!("review.css");
@@ -166,7 +167,7 @@ fn timeline_line(
             text(&s.subject),
             time(s.time),
         );
-        if let Some(model) = &s.model {
+        if let Some(model) = model_of(s) {
             let _ = write!(out, " <span class=\"model\">{}</span>", text(model));
         }
         if let Some(usage) = step.usage {
@@ -182,8 +183,8 @@ fn timeline_forks(out: &mut String, review: &Review, parent: ForkParent, after_s
     for (index, fork) in forks_at(review, parent, after_step) {
         let _ = write!(
             out,
-            "<li class=\"fork\"><a href=\"#fork-{index}\">⑂ archived branch</a> <span class=\"when\">{}</span>",
-            archived(fork)
+            "<li class=\"fork\"><a href=\"#fork-{index}\">↪ archived branch</a> <span class=\"when\">{}</span>",
+            fork.archived_at.map(time).unwrap_or_default()
         );
         timeline_line(out, review, &format!("fork-{index}"), &fork.steps, ForkParent::Fork(index));
         out.push_str("</li>\n");
@@ -225,7 +226,7 @@ fn fork_sections(out: &mut String, review: &Review, parent: ForkParent, after_st
         };
         let _ = write!(
             out,
-            "<section class=\"fork\" id=\"fork-{index}\">\n<h2>⑂ Archived branch {from}</h2>\n<p class=\"meta\">A rewind moved the session away from these {} step{}; they are kept as <code>{}</code> ({}). <code>cairn resume</code> or <code>cairn rewind</code> can go back to any of them.</p>\n",
+            "<section class=\"fork\" id=\"fork-{index}\">\n<h2>↪ Archived branch {from}</h2>\n<p class=\"meta\">A rewind moved the session away from these {} step{}; they are kept as <code>{}</code> ({}). <code>cairn resume</code> or <code>cairn rewind</code> can go back to any of them.</p>\n",
             fork.steps.len(),
             if fork.steps.len() == 1 { "" } else { "s" },
             text(&fork.reference),
@@ -248,7 +249,7 @@ fn step_section(out: &mut String, line: &str, step: &ReviewStep) {
         text(&s.subject),
         time(s.time),
     );
-    if let Some(model) = &s.model {
+    if let Some(model) = model_of(s) {
         let _ = write!(out, " <span class=\"model\">{}</span>", text(model));
     }
     if let Some(agent) = &s.agent {
@@ -339,7 +340,7 @@ fn messages(out: &mut String, messages: &[Value]) {
                 let raw = serde_json::to_string_pretty(raw).unwrap_or_default();
                 let _ = write!(
                     out,
-                    "<div class=\"msg other\"><div class=\"who\">Message</div><pre>{}</pre></div>\n",
+                    "<div class=\"msg other\"><div class=\"who\">Message</div><div class=\"pre\">{}</div></div>\n",
                     text(&truncate_middle(&raw, MAX_RESULT_BYTES))
                 );
             }
@@ -362,9 +363,11 @@ fn tool_call(out: &mut String, call: &ToolCall, result: Option<(&str, bool)>) {
         Some((_, false)) => "<span class=\"status ok\">ok</span>",
         None => "<span class=\"status\">no result</span>",
     };
+    // A failed call is worth reading: it starts open.
+    let open = if matches!(result, Some((_, true))) { " open" } else { "" };
     let _ = write!(
         out,
-        "<details class=\"msg call\"><summary><span class=\"tool-name\">{}</span> <code class=\"args\">{}</code> {status}</summary>\n<pre class=\"arguments\">{}</pre>\n",
+        "<details class=\"msg call\"{open}><summary><span class=\"tool-name\">{}</span> <code class=\"args\">{}</code> {status}</summary>\n<div class=\"pre arguments\">{}</div>\n",
         text(&call.name),
         text(&preview_line(&one_line, 120)),
         text(&truncate_middle(&arguments, MAX_RESULT_BYTES)),
@@ -383,11 +386,11 @@ fn tool_result(out: &mut String, content: &str, is_error: bool) {
     if preview.len() > PREVIEW_BYTES {
         preview = format!("{}…", cut(&preview, PREVIEW_BYTES));
     }
-    let _ = write!(out, "<pre class=\"{class}\">{}</pre>\n", text(&preview));
+    let _ = write!(out, "<div class=\"pre {class}\">{}</div>\n", text(&preview));
     if preview.len() < content.trim_end().len() {
         let _ = write!(
             out,
-            "<details class=\"more\"><summary>Show all ({total} lines, {} bytes)</summary><pre class=\"{class}\">{}</pre></details>\n",
+            "<details class=\"more\"><summary>Show all ({total} lines, {} bytes)</summary><div class=\"pre {class}\">{}</div></details>\n",
             content.len(),
             text(&truncate_middle(content, MAX_RESULT_BYTES))
         );
@@ -517,6 +520,15 @@ pub fn text(text: &str) -> String {
 fn is_hidden(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// The model that did a step; a person's edits carry the session's model in their
+/// trailer, but no model made them.
+fn model_of(step: &StepSummary) -> Option<&str> {
+    match step.kind {
+        StepKind::UserEdits => None,
+        _ => step.model.as_deref(),
+    }
 }
 
 fn badge(kind: StepKind) -> String {
