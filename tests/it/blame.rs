@@ -144,11 +144,11 @@ pub(crate) fn assert_follows_agent_trace_schema(record: &Value) {
     }
 }
 
-/// The record's ranges for `path`, as (contributor type, model id, url, [(start, end)]).
-pub(crate) fn trace_ranges(
-    record: &Value,
-    path: &str,
-) -> Vec<(String, Option<String>, Option<String>, Vec<(u64, u64)>)> {
+/// One conversation of a record: contributor type, model id, url, [(start, end)].
+pub(crate) type TraceConversation = (String, Option<String>, Option<String>, Vec<(u64, u64)>);
+
+/// The record's conversations for `path`.
+pub(crate) fn trace_ranges(record: &Value, path: &str) -> Vec<TraceConversation> {
     let file = record["files"].as_array().unwrap().iter().find(|f| f["path"] == path);
     let file = file.unwrap_or_else(|| panic!("{path} is in the record: {record}"));
     file["conversations"]

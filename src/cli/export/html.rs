@@ -37,7 +37,7 @@ pub fn page(review: &Review) -> String {
     let nonce = format!("{:032x}", fastrand::u128(..));
     let title = &review.session.title;
     let mut out = String::with_capacity(64 * 1024);
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
@@ -45,7 +45,7 @@ pub fn page(review: &Review) -> String {
          font-src 'none'; connect-src 'none'; form-action 'none'; base-uri 'none'\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>cairn review: {}</title>\n<style nonce=\"{nonce}\">\n{STYLE}</style>\n</head>\n<body>\n",
+         <title>cairn review: {}</title>\n<style nonce=\"{nonce}\">\n{STYLE}</style>\n</head>\n<body>",
         text(title)
     );
     header(&mut out, review);
@@ -54,10 +54,10 @@ pub fn page(review: &Review) -> String {
     out.push_str("<main>\n<div class=\"toolbar\"><button type=\"button\" id=\"expand-all\">Expand all</button> <button type=\"button\" id=\"collapse-all\">Collapse all</button></div>\n");
     line_of_steps(&mut out, review, "main", &review.steps, ForkParent::Main);
     out.push_str("</main>\n");
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<footer>Made by cairn {} from <code>refs/cairn/sessions/{}</code>. Everything on this page was read from the session's recorded history and is shown as text.</footer>\n\
-         <script nonce=\"{nonce}\">\n{SCRIPT}</script>\n</body>\n</html>\n",
+         <script nonce=\"{nonce}\">\n{SCRIPT}</script>\n</body>\n</html>",
         env!("CARGO_PKG_VERSION"),
         text(&review.session.id)
     );
@@ -96,9 +96,9 @@ fn summary(out: &mut String, review: &Review) {
     };
     out.push_str("<section class=\"summary\">\n");
     let mut card = |label: &str, value: String, note: String| {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<div class=\"card\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div><div class=\"note\">{note}</div></div>\n"
+            "<div class=\"card\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div><div class=\"note\">{note}</div></div>"
         );
     };
     card(
@@ -224,9 +224,9 @@ fn fork_sections(out: &mut String, review: &Review, parent: ForkParent, after_st
             0 => "from the session's base".to_string(),
             n => format!("after step {n}"),
         };
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<section class=\"fork\" id=\"fork-{index}\">\n<h2>↪ Archived branch {from}</h2>\n<p class=\"meta\">A rewind moved the session away from these {} step{}; they are kept as <code>{}</code> ({}). <code>cairn resume</code> or <code>cairn rewind</code> can go back to any of them.</p>\n",
+            "<section class=\"fork\" id=\"fork-{index}\">\n<h2>↪ Archived branch {from}</h2>\n<p class=\"meta\">A rewind moved the session away from these {} step{}; they are kept as <code>{}</code> ({}). <code>cairn resume</code> or <code>cairn rewind</code> can go back to any of them.</p>",
             fork.steps.len(),
             if fork.steps.len() == 1 { "" } else { "s" },
             text(&fork.reference),
@@ -258,7 +258,7 @@ fn step_section(out: &mut String, line: &str, step: &ReviewStep) {
     if let Some(usage) = step.usage {
         let _ = write!(out, " <span class=\"tokens\">{} tokens</span>", tokens(usage));
     }
-    let _ = write!(out, " <code class=\"commit\">{}</code></div>\n", s.commit.to_hex_with_len(12));
+    let _ = writeln!(out, " <code class=\"commit\">{}</code></div>", s.commit.to_hex_with_len(12));
     match s.kind {
         StepKind::UserEdits => out.push_str(
             "<p class=\"human-note\">Edits a person made between the agent's steps.</p>\n",
@@ -306,17 +306,17 @@ fn messages(out: &mut String, messages: &[Value]) {
     for message in &parsed {
         match message {
             Ok(Message::User { text: prompt }) => {
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<div class=\"msg user\"><div class=\"who\">Prompt</div><div class=\"text\">{}</div></div>\n",
+                    "<div class=\"msg user\"><div class=\"who\">Prompt</div><div class=\"text\">{}</div></div>",
                     text(&truncate_middle(prompt, MAX_TEXT_BYTES))
                 );
             }
             Ok(Message::Assistant { text: said, tool_calls }) => {
                 if !said.is_empty() {
-                    let _ = write!(
+                    let _ = writeln!(
                         out,
-                        "<div class=\"msg assistant\"><div class=\"who\">Model</div><div class=\"text\">{}</div></div>\n",
+                        "<div class=\"msg assistant\"><div class=\"who\">Model</div><div class=\"text\">{}</div></div>",
                         text(&truncate_middle(said, MAX_TEXT_BYTES))
                     );
                 }
@@ -338,9 +338,9 @@ fn messages(out: &mut String, messages: &[Value]) {
             Ok(Message::ToolResult { .. }) => {}
             Err(raw) => {
                 let raw = serde_json::to_string_pretty(raw).unwrap_or_default();
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<div class=\"msg other\"><div class=\"who\">Message</div><div class=\"pre\">{}</div></div>\n",
+                    "<div class=\"msg other\"><div class=\"who\">Message</div><div class=\"pre\">{}</div></div>",
                     text(&truncate_middle(&raw, MAX_RESULT_BYTES))
                 );
             }
@@ -365,9 +365,9 @@ fn tool_call(out: &mut String, call: &ToolCall, result: Option<(&str, bool)>) {
     };
     // A failed call is worth reading: it starts open.
     let open = if matches!(result, Some((_, true))) { " open" } else { "" };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<details class=\"msg call\"{open}><summary><span class=\"tool-name\">{}</span> <code class=\"args\">{}</code> {status}</summary>\n<div class=\"pre arguments\">{}</div>\n",
+        "<details class=\"msg call\"{open}><summary><span class=\"tool-name\">{}</span> <code class=\"args\">{}</code> {status}</summary>\n<div class=\"pre arguments\">{}</div>",
         text(&call.name),
         text(&preview_line(&one_line, 120)),
         text(&truncate_middle(&arguments, MAX_RESULT_BYTES)),
@@ -386,11 +386,11 @@ fn tool_result(out: &mut String, content: &str, is_error: bool) {
     if preview.len() > PREVIEW_BYTES {
         preview = format!("{}…", cut(&preview, PREVIEW_BYTES));
     }
-    let _ = write!(out, "<div class=\"pre {class}\">{}</div>\n", text(&preview));
+    let _ = writeln!(out, "<div class=\"pre {class}\">{}</div>", text(&preview));
     if preview.len() < content.trim_end().len() {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<details class=\"more\"><summary>Show all ({total} lines, {} bytes)</summary><div class=\"pre {class}\">{}</div></details>\n",
+            "<details class=\"more\"><summary>Show all ({total} lines, {} bytes)</summary><div class=\"pre {class}\">{}</div></details>",
             content.len(),
             text(&truncate_middle(content, MAX_RESULT_BYTES))
         );
@@ -403,9 +403,9 @@ fn file_diff(out: &mut String, file: &FileDiff) {
         FileStatus::Deleted => " <span class=\"file-status deleted\">deleted</span>",
         FileStatus::Modified => "",
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<details class=\"file\" open><summary><span class=\"path\">{}</span>{status} <span class=\"add\">+{}</span> <span class=\"del\">−{}</span></summary>\n",
+        "<details class=\"file\" open><summary><span class=\"path\">{}</span>{status} <span class=\"add\">+{}</span> <span class=\"del\">−{}</span></summary>",
         text(&file.path),
         file.added,
         file.removed
@@ -418,9 +418,9 @@ fn file_diff(out: &mut String, file: &FileDiff) {
         DiffBody::Text(hunks) => {
             out.push_str("<div class=\"code\">\n");
             for hunk in hunks {
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<div class=\"hunk\">@@ -{},{} +{},{} @@</div>\n",
+                    "<div class=\"hunk\">@@ -{},{} +{},{} @@</div>",
                     hunk.old_start, hunk.old_len, hunk.new_start, hunk.new_len
                 );
                 let lines = &hunk.lines;
@@ -443,9 +443,9 @@ fn file_diff(out: &mut String, file: &FileDiff) {
                             diff_line(out, line);
                         }
                         let folded = &lines[index + head..end - tail];
-                        let _ = write!(
+                        let _ = writeln!(
                             out,
-                            "<details class=\"fold\"><summary>⋯ {} unchanged line{}</summary>\n",
+                            "<details class=\"fold\"><summary>⋯ {} unchanged line{}</summary>",
                             folded.len(),
                             if folded.len() == 1 { "" } else { "s" }
                         );
@@ -464,9 +464,9 @@ fn file_diff(out: &mut String, file: &FileDiff) {
                     index = end;
                 }
                 if hunk.dropped > 0 {
-                    let _ = write!(
+                    let _ = writeln!(
                         out,
-                        "<div class=\"hunk\">… {} more lines; <code>cairn diff</code> shows them</div>\n",
+                        "<div class=\"hunk\">… {} more lines; <code>cairn diff</code> shows them</div>",
                         hunk.dropped
                     );
                 }
@@ -484,9 +484,9 @@ fn diff_line(out: &mut String, line: &super::review::DiffLine) {
         ChangeTag::Equal => ("l ctx", ' '),
     };
     let number = |n: Option<usize>| n.map(|n| n.to_string()).unwrap_or_default();
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<div class=\"{class}\"><span class=\"ln\">{}</span><span class=\"ln\">{}</span><span class=\"c\">{sign}{}</span></div>\n",
+        "<div class=\"{class}\"><span class=\"ln\">{}</span><span class=\"ln\">{}</span><span class=\"c\">{sign}{}</span></div>",
         number(line.old_number),
         number(line.new_number),
         text(&line.text)
