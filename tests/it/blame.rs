@@ -243,3 +243,59 @@ fn the_agent_trace_form_attributes_the_agents_the_persons_and_unrecorded_lines()
     assert_eq!(lines.as_array().unwrap().len(), 4);
     assert_eq!((repo.user_state(), repo.git(&["for-each-ref"])), before, "blame only reads");
 }
+
+/// Runs `git` in the repository with `stdin`, returning its stdout.
+fn git_with_input(repo: &TestRepo, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("git")
+        .args(args)
+        .current_dir(&repo.root)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_INDEX_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_forged_steps_model_name_stays_out_of_the_record_and_inert_on_the_page() {
+    let repo = TestRepo::new();
+    repo.write("a.txt", "a\n");
+    let (session, step, tip) = repo.checkpoint(&["-m", "one", "--new"]);
+    // A step made with git alone, as a fetched session could hold it: it adds evil.txt,
+    // and its model trailer carries a terminal escape and a javascript: link.
+    let model = "x\u{1b}]8;;javascript:alert(1)\u{7}click\u{1b}]8;;\u{7}";
+    let blob = git_with_input(&repo, &["hash-object", "-w", "--stdin"], "evil\n");
+    let mut entries = repo.git(&["ls-tree", &tip]);
+    entries.push_str(&format!("100644 blob {}\tevil.txt\n", blob.trim()));
+    let tree = git_with_input(&repo, &["mktree"], &entries);
+    let message = format!(
+        "<b>forged</b>\n\nCairn-Session: {session}\nCairn-Step: {}\nCairn-Kind: tool\nCairn-Model: {model}\n",
+        step + 1
+    );
+    let forged = repo.git(&["commit-tree", tree.trim(), "-p", &tip, "-m", &message]);
+    repo.git(&["update-ref", &TestRepo::session_ref(&session), forged.trim(), &tip]);
+    assert!(repo.git(&["log", "-1", "--format=%B", forged.trim()]).contains(model));
+    repo.git(&["checkout", "-q", forged.trim(), "--", "evil.txt"]);
+    repo.git(&["reset", "-q"]);
+    let before = (repo.user_state(), repo.git(&["for-each-ref"]));
+
+    let record: Value =
+        serde_json::from_str(&repo.ok(&["blame", "evil.txt", "--json=agent-trace"])).unwrap();
+    assert_follows_agent_trace_schema(&record);
+    let url = format!("cairn:session/{session}");
+    assert_eq!(trace_ranges(&record, "evil.txt"), [("ai".into(), None, Some(url), vec![(1, 1)])]);
+    assert!(!record.to_string().contains("javascript"), "{record}");
+
+    let html = repo.ok(&["export", "--format", "html"]);
+    assert!(!html.contains('\u{1b}') && !html.contains('\u{7}'), "raw control characters");
+    let shown = "x<span class=\"ctl\">U+001B</span>]8;;javascript:alert(1)<span class=\"ctl\">U+0007</span>click";
+    assert!(html.contains(shown), "the model's name is shown, its controls as codes");
+    assert!(html.contains("&lt;b&gt;forged&lt;/b&gt;") && !html.contains("<b>"));
+    assert_eq!((repo.user_state(), repo.git(&["for-each-ref"])), before, "nothing changed");
+}

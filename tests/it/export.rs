@@ -347,3 +347,29 @@ fn the_demo_sessions_page_renders_in_a_real_browser_without_errors() {
     assert!(dom.contains("data-ready=\"1\""), "the script did not run:\n{dom}");
     assert!(dom.contains("Archived branch after step 1"), "the demo's rewind is a fork");
 }
+
+#[test]
+fn archive_refs_that_are_no_branch_of_the_session_are_named_or_left_out_not_fatal() {
+    let repo = TestRepo::new();
+    repo.write("a.txt", "a\n");
+    let (session, _, _) = repo.checkpoint(&["-m", "one", "--new"]);
+    repo.write("b.txt", "b\n");
+    let (_, _, other_tip) = repo.checkpoint(&["-m", "another session", "--new"]);
+    let blob = repo.git(&["rev-parse", "HEAD:README.md"]);
+    // An archive of this session that points to a blob, and one that points into another
+    // session, as a hostile fetch could leave them.
+    repo.git(&["update-ref", &format!("refs/cairn/archive/{session}/1"), blob.trim()]);
+    repo.git(&["update-ref", &format!("refs/cairn/archive/{session}/2"), &other_tip]);
+
+    let html = repo.ok(&["export", &session, "--format", "html"]);
+    assert!(
+        html.contains(&format!(
+            "The archived branch <code>refs/cairn/archive/{session}/1</code> could not be read"
+        )),
+        "{html}"
+    );
+    assert!(!html.contains(&format!("refs/cairn/archive/{session}/2")), "another session's steps");
+    assert!(!html.contains("another session"), "{html}");
+    assert!(!html.contains("id=\"fork-"), "no fork was made of either");
+    assert!(html.contains("id=\"main-step-1\""));
+}

@@ -53,6 +53,14 @@ pub fn page(review: &Review) -> String {
     timeline(&mut out, review);
     out.push_str("<main>\n<div class=\"toolbar\"><button type=\"button\" id=\"expand-all\">Expand all</button> <button type=\"button\" id=\"collapse-all\">Collapse all</button></div>\n");
     line_of_steps(&mut out, review, "main", &review.steps, ForkParent::Main);
+    for (reference, why) in &review.unreadable {
+        let _ = writeln!(
+            out,
+            "<p class=\"unreadable\">The archived branch <code>{}</code> could not be read: {}</p>",
+            text(reference),
+            text(why)
+        );
+    }
     out.push_str("</main>\n");
     let _ = writeln!(
         out,

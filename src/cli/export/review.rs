@@ -31,6 +31,8 @@ pub struct Review {
     pub steps: Vec<ReviewStep>,
     /// Archived branches, each forking from the main line or from an earlier fork.
     pub forks: Vec<Fork>,
+    /// Archive refs of the session that could not be read, with why.
+    pub unreadable: Vec<(String, String)>,
     pub totals: Totals,
 }
 
@@ -134,46 +136,62 @@ pub fn collect(store: &Store, last: ObjectId) -> Result<Review, CommandError> {
     let archived_at =
         |name: &str| name.strip_prefix(&prefix).and_then(|secs| secs.parse::<i64>().ok());
     archived.sort_by_key(|(name, _)| archived_at(name.as_str()));
+    let mut unreadable = Vec::new();
     for (reference, tip) in archived {
-        let branch = store.steps_up_to(tip)?;
-        if branch.first().is_none_or(|step| step.session != state.session.id) {
-            continue;
+        // An archive ref may have been fetched from someone else: one that cannot be read
+        // is named on the page instead of failing the whole review.
+        match fork_of(store, &state.session.id, tip, &lines) {
+            Ok(Some((fork, commits))) => {
+                forks.push(Fork { archived_at: archived_at(&reference), reference, ..fork });
+                lines.push(commits);
+            }
+            Ok(None) => {}
+            Err(err) => unreadable.push((reference, err.message)),
         }
-        let commits: Vec<ObjectId> = branch.iter().map(|s| s.commit).collect();
-        // Its parent is the line it shares the most steps with.
-        let (parent_line, shared) = lines
-            .iter()
-            .enumerate()
-            .map(|(index, line)| {
-                (index, line.iter().zip(&commits).take_while(|(a, b)| a == b).count())
-            })
-            .max_by_key(|&(index, shared)| (shared, std::cmp::Reverse(index)))
-            .unwrap_or((0, 0));
-        if shared == commits.len() {
-            continue;
-        }
-        let after_step = shared.checked_sub(1).map_or(0, |last| branch[last].step);
-        let tip_state = store.read_state(tip)?;
-        let seen = match shared {
-            0 => 0,
-            n => store.message_count(commits[n - 1])?,
-        };
-        let steps = review_steps(store, &branch[shared..], &tip_state.messages, seen)?;
-        let parent = match parent_line {
-            0 => ForkParent::Main,
-            n => ForkParent::Fork(n - 1),
-        };
-        forks.push(Fork {
-            archived_at: archived_at(&reference),
-            reference,
-            parent,
-            after_step,
-            steps,
-        });
-        lines.push(commits);
     }
     let totals = totals(store, &state.session, &main, &steps, &forks)?;
-    Ok(Review { session: state.session, steps, forks, totals })
+    Ok(Review { session: state.session, steps, forks, unreadable, totals })
+}
+
+/// The archived branch ending at `tip`, as a fork of the line (of `lines`: the main line,
+/// then earlier forks) it shares the most steps with, and its commits; `None` when it
+/// is another session's or holds no step of its own.
+fn fork_of(
+    store: &Store,
+    session: &str,
+    tip: ObjectId,
+    lines: &[Vec<ObjectId>],
+) -> Result<Option<(Fork, Vec<ObjectId>)>, CommandError> {
+    let branch = store.steps_up_to(tip)?;
+    if branch.first().is_none_or(|step| step.session != session) {
+        return Ok(None);
+    }
+    let commits: Vec<ObjectId> = branch.iter().map(|s| s.commit).collect();
+    let (parent_line, shared) = lines
+        .iter()
+        .enumerate()
+        .map(|(index, line)| (index, line.iter().zip(&commits).take_while(|(a, b)| a == b).count()))
+        .max_by_key(|&(index, shared)| (shared, std::cmp::Reverse(index)))
+        .unwrap_or((0, 0));
+    if shared == commits.len() {
+        return Ok(None);
+    }
+    let seen = match shared {
+        0 => 0,
+        n => store.message_count(commits[n - 1])?,
+    };
+    let messages = store.read_state(tip)?.messages;
+    let fork = Fork {
+        reference: String::new(),
+        archived_at: None,
+        parent: match parent_line {
+            0 => ForkParent::Main,
+            n => ForkParent::Fork(n - 1),
+        },
+        after_step: shared.checked_sub(1).map_or(0, |last| branch[last].step),
+        steps: review_steps(store, &branch[shared..], &messages, seen)?,
+    };
+    Ok(Some((fork, commits)))
 }
 
 /// Each step with the messages past `seen` that it added (`messages` is the whole
