@@ -132,7 +132,9 @@ fn summary(out: &mut String, review: &Review) {
     );
     card("Duration", duration, "first step → last".into());
     card("Models", models, String::new());
-    card("Tokens", tokens(totals.usage), "input / output".into());
+    let usage = totals.usage;
+    let reported = usage != Usage::default();
+    card("Tokens", if reported { tokens(usage) } else { "-".into() }, "input / output".into());
     out.push_str("</section>\n");
     if !totals.files.is_empty() {
         out.push_str("<section class=\"files\">\n<h2>Files changed</h2>\n<table>\n");
