@@ -607,3 +607,60 @@ fn cut(text: &str, max: usize) -> &str {
     }
     &text[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_escapes_markup_and_shows_what_would_hide() {
+        assert_eq!(
+            text("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(text("a\tb\nc"), "a\tb\nc");
+        let codes = text("\u{202E}x\u{0}\u{200B}\u{2066}\u{FEFF}\u{1b}");
+        assert_eq!(
+            codes,
+            [0x202E, 0, 0x200B, 0x2066, 0xFEFF, 0x1B]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!(
+                    "<span class=\"ctl\">U+{c:04X}</span>{}",
+                    if i == 0 { "x" } else { "" }
+                ))
+                .collect::<String>()
+        );
+    }
+
+    #[test]
+    fn long_unchanged_runs_fold_and_short_ones_do_not() {
+        let lines = |changed: usize| -> Vec<u8> {
+            (1..=100)
+                .map(|i| if i == changed { "new\n".to_string() } else { format!("{i}\n") })
+                .collect::<String>()
+                .into_bytes()
+        };
+        let file =
+            super::super::review::file_diff("f".into(), FileStatus::Modified, lines(0), lines(50));
+        let mut out = String::new();
+        file_diff(&mut out, &file);
+        // 20 lines of context kept on each side of the change, 3 of them shown.
+        assert_eq!(
+            out.matches("<details class=\"fold\"><summary>⋯ 17 unchanged lines</summary>").count(),
+            2,
+            "{out}"
+        );
+        let shown = |n: usize| format!("<span class=\"c\"> {n}</span>");
+        assert!(out.contains(&shown(47)) && out.contains(&shown(53)));
+        let file =
+            super::super::review::file_diff("f".into(), FileStatus::Modified, lines(0), lines(3));
+        let mut out = String::new();
+        file_diff(&mut out, &file);
+        assert_eq!(
+            out.matches("class=\"fold\"").count(),
+            1,
+            "only the run after the change: {out}"
+        );
+    }
+}

@@ -305,7 +305,7 @@ fn side(repo: &gix::Repository, kind: EntryKind, id: ObjectId) -> Result<Vec<u8>
     }
 }
 
-fn file_diff(path: String, status: FileStatus, old: Vec<u8>, new: Vec<u8>) -> FileDiff {
+pub(super) fn file_diff(path: String, status: FileStatus, old: Vec<u8>, new: Vec<u8>) -> FileDiff {
     let mut file = FileDiff { path, status, body: DiffBody::Binary, added: 0, removed: 0 };
     if is_binary(&old) || is_binary(&new) {
         return file;
