@@ -181,7 +181,7 @@ fn text_at(store: &Store, commit: ObjectId, path: &str) -> Result<Option<String>
 }
 
 /// For each line of `new`, whether the step added it (it is not an unchanged line of `old`).
-fn added_lines(old: &str, new: &str) -> Vec<bool> {
+pub fn added_lines(old: &str, new: &str) -> Vec<bool> {
     let mut added = vec![true; new.split_inclusive('\n').count()];
     for (line_of_new, _) in aligned_lines(new, old) {
         added[line_of_new] = false;

@@ -5,6 +5,7 @@
 //! `checkpoint` knows nothing of models and `llm` nothing of git.
 
 pub mod agent;
+pub mod agent_trace;
 pub mod blame;
 pub mod checkpoint;
 pub mod cli;

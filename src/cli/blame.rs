@@ -1,11 +1,13 @@
-//! `cairn blame FILE [--at CHECKPOINT] [--json]`: for each line, the session step that
-//! last wrote it, or the base commit when no step did.
+//! `cairn blame FILE [--at CHECKPOINT] [--json[=agent-trace]]`: for each line, the session
+//! step that last wrote it, or the base commit when no step did; or the same attribution
+//! as an Agent Trace record (`crate::agent_trace`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use super::CommandError;
 use super::common::{open_store, print_json};
+use crate::agent_trace;
 use crate::blame::{self, Origin};
 
 #[derive(Debug, clap::Args)]
@@ -15,17 +17,26 @@ pub struct Args {
     /// Blame the file as it was at this checkpoint instead.
     #[arg(long)]
     at: Option<String>,
-    /// Print one JSON object per line of the file, in a list.
-    #[arg(long)]
-    json: bool,
+    /// Print JSON: one object per line of the file, in a list (`lines`, the default), or
+    /// one Agent Trace record (`agent-trace`).
+    #[arg(long, value_enum, value_name = "FORM", num_args = 0..=1, require_equals = true, default_missing_value = "lines")]
+    json: Option<JsonForm>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum JsonForm {
+    Lines,
+    AgentTrace,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
     let path = workspace_path(store.root(), &args.file)?;
+    let mut revision = None;
     let (content, until) = match &args.at {
         Some(name) => {
             let checkpoint = store.resolve(name)?;
+            revision = Some(checkpoint.commit);
             let tree = store.step_tree(checkpoint.commit)?;
             let bytes = store
                 .blob_at(tree, &path)
@@ -46,9 +57,17 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         return Err(CommandError::user(format!("{path} is a binary file")));
     }
     let lines = blame::blame(&store, &path, &String::from_utf8_lossy(&content), until)?;
-    if args.json {
-        print_json(&lines)?;
-        return Ok(ExitCode::SUCCESS);
+    match args.json {
+        Some(JsonForm::Lines) => {
+            print_json(&lines)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(JsonForm::AgentTrace) => {
+            let file = agent_trace::Attributed { path, lines, covered: None };
+            print_json(&agent_trace::record(&store, &[file], revision)?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
     let labels: Vec<String> = lines.iter().map(|line| label(&line.origin)).collect();
     let width = labels.iter().map(String::len).max().unwrap_or(0);

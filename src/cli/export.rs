@@ -1,6 +1,10 @@
-//! `cairn export [SESSION] [--format md|json]`: a session as a review document — each
+//! `cairn export [SESSION] [--format md|json|html]`: a session as a review document — each
 //! step's prompts, model text, tool calls with their (truncated) results, and the step's
-//! diff of the workspace (`.cairn/` hidden).
+//! diff of the workspace (`.cairn/` hidden). `html` is a self-contained review page
+//! (`review.rs` reads the session, `html.rs` presents it).
+
+mod html;
+mod review;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -23,6 +27,7 @@ const MAX_DIFF_BYTES: usize = 60_000;
 enum Format {
     Md,
     Json,
+    Html,
 }
 
 #[derive(Debug, clap::Args)]
@@ -30,7 +35,8 @@ pub struct Args {
     /// A session (its steps up to the tip), or any checkpoint (its session's steps up to
     /// it, archived ones included); the current session by default.
     checkpoint: Option<String>,
-    /// Markdown for a review page, or JSON for tools.
+    /// Markdown, JSON for tools, or a self-contained HTML review page (with the branches
+    /// rewinds archived).
     #[arg(long, value_enum, default_value = "md")]
     format: Format,
 }
@@ -60,10 +66,10 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             store.resolve(&session)?.commit
         }
     };
-    let export = collect(&store, last)?;
     match args.format {
-        Format::Json => print_json(&export)?,
-        Format::Md => print!("{}", markdown(&export)),
+        Format::Json => print_json(&collect(&store, last)?)?,
+        Format::Md => print!("{}", markdown(&collect(&store, last)?)),
+        Format::Html => print!("{}", html::page(&review::collect(&store, last)?)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -77,7 +77,7 @@ enum Command {
     Mcp(mcp::Args),
     /// Drop old archive refs and stale caches; merge cairn's small packs.
     Gc(gc::Args),
-    /// A session as a review document (Markdown or JSON).
+    /// A session as a review document (Markdown, JSON or an HTML page).
     Export(export::Args),
     /// Publish sessions to a git remote.
     Push(push::Args),

@@ -12,7 +12,7 @@ use crate::support::TestRepo;
 use crate::support::mock_model::{self, Reply};
 
 /// A payload fixture with its placeholder workspace replaced by the test repository.
-fn fixture(repo: &TestRepo, agent: &str, name: &str) -> String {
+pub(crate) fn fixture(repo: &TestRepo, agent: &str, name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/hooks")
         .join(agent)
@@ -38,7 +38,7 @@ fn hook_with(repo: &TestRepo, agent: &str, args: &[&str], stdin: &str) -> Output
 
 /// Pipes `payload` to `cairn hook <agent>` and asserts it recorded quietly: exit 0,
 /// nothing on stdout (which Claude Code would add to the prompt), nothing on stderr.
-fn hook(repo: &TestRepo, agent: &str, payload: &str) {
+pub(crate) fn hook(repo: &TestRepo, agent: &str, payload: &str) {
     let out = hook_with(repo, agent, &[], payload);
     assert_quiet_success(&out);
 }

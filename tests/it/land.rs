@@ -129,3 +129,115 @@ fn staged_changes_that_are_not_the_sessions_are_never_overwritten() {
     repo.ok(&["land"]);
     assert_eq!(repo.git(&["show", "HEAD:a.txt"]), "session\n");
 }
+
+/// A session whose model (`mock/scripted`) writes src/app.rs, then a checkpoint taken by
+/// hand that adds a line to it. Returns the session.
+async fn a_model_and_a_hand(repo: &TestRepo) -> String {
+    use crate::support::mock_model::{self, Reply};
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[(
+            "w1",
+            "write_file",
+            serde_json::json!({"path": "src/app.rs", "content": "fn a() {}\nfn b() {}\n"}),
+        )]),
+        Reply::chat_text("Wrote src/app.rs."),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+    let mut command = repo.command_in(&repo.root, &["run", "write the app", "--approval", "auto"]);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    repo.write("src/app.rs", "fn a() {}\nfn b() {}\nfn c() {}\n");
+    let (session, _, _) = repo.checkpoint(&["-m", "add c by hand"]);
+    session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landing_with_notes_attaches_an_agent_trace_record_that_git_reads() {
+    let repo = TestRepo::new();
+    let session = a_model_and_a_hand(&repo).await;
+    let base = head(&repo);
+
+    let out = repo.ok(&["land", "--notes"]);
+    assert!(
+        out.contains("Attached its Agent Trace record as a note on refs/notes/agent-trace"),
+        "{out}"
+    );
+    let landed = head(&repo);
+    assert_eq!(repo.git(&["rev-parse", "HEAD~1"]).trim(), base);
+    // Plain git reads the note back, on the landed commit.
+    let note = repo.git(&["notes", "--ref", "agent-trace", "show", "HEAD"]);
+    let record: serde_json::Value = serde_json::from_str(&note).expect("the note is JSON");
+    crate::blame::assert_follows_agent_trace_schema(&record);
+    assert_eq!(record["vcs"]["type"], "git");
+    assert_eq!(record["vcs"]["revision"], landed.as_str());
+    let url = format!("cairn:session/{session}");
+    assert_eq!(
+        crate::blame::trace_ranges(&record, "src/app.rs"),
+        [
+            ("ai".into(), Some("mock/scripted".into()), Some(url.clone()), vec![(1, 2)]),
+            ("unknown".into(), None, Some(url), vec![(3, 3)]),
+        ],
+        "the model's two lines, and the line a checkpoint by hand recorded"
+    );
+    let paths: Vec<&str> =
+        record["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["src/app.rs"], "only what the commit changed: {record}");
+    let list = repo.git(&["notes", "--ref", "agent-trace", "list"]);
+    let annotated: Vec<&str> = list.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(annotated, [landed.as_str()], "one note, on the landed commit");
+    assert_eq!(repo.git(&["rev-list", "--count", "refs/notes/agent-trace"]).trim(), "1");
+    assert_eq!(repo.git(&["status", "--porcelain"]), "", "the note touched no file");
+    repo.assert_fsck_clean();
+
+    // A second session lands on a notes ref of its own, and --json shows the record.
+    repo.write("b.txt", "b\n");
+    repo.checkpoint(&["-m", "b", "--new"]);
+    let out: serde_json::Value =
+        serde_json::from_str(&repo.ok(&["land", "--notes", "--notes-ref", "review", "--json"]))
+            .unwrap();
+    assert_eq!(out["notes_ref"], "refs/notes/review");
+    let note: serde_json::Value =
+        serde_json::from_str(&repo.git(&["notes", "--ref", "review", "show", "HEAD"])).unwrap();
+    assert_eq!(note, out["agent_trace"], "the note is the record --json printed");
+    assert_eq!(crate::blame::trace_ranges(&note, "b.txt")[0].0, "unknown");
+    assert_eq!(
+        repo.git(&["rev-list", "--count", "refs/notes/agent-trace"]).trim(),
+        "1",
+        "untouched"
+    );
+    repo.assert_fsck_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notes_ref_that_is_no_notes_ref_is_refused_before_anything_lands() {
+    let repo = TestRepo::new();
+    let session = a_model_and_a_hand(&repo).await;
+    let tip = repo.git(&["rev-parse", &TestRepo::session_ref(&session)]);
+    let unchanged = |repo: &TestRepo| {
+        (repo.user_state(), repo.git(&["for-each-ref"]), repo.git(&["status", "--porcelain"]))
+    };
+    let before = unchanged(&repo);
+    // Names that would move a branch, one of cairn's refs, or leave refs/.
+    for hostile in
+        ["refs/heads/main", "refs/cairn/sessions/x", "../../HEAD", "refs/notes/a..b", "refs/notes/"]
+    {
+        let out = repo.cairn(&["land", "--notes", "--notes-ref", hostile]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{hostile}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is not a notes ref"), "{hostile}");
+        assert_eq!(unchanged(&repo), before, "{hostile} changed something");
+    }
+    // A notes ref that points to a blob (as a hostile fetch could leave it).
+    let blob = repo.git(&["hash-object", "-w", "--stdin"]);
+    repo.git(&["update-ref", "refs/notes/agent-trace", blob.trim()]);
+    let before = unchanged(&repo);
+    let err = repo.fails(&["land", "--notes"]);
+    assert!(err.contains("refs/notes/agent-trace is not a notes ref"), "{err}");
+    assert_eq!(unchanged(&repo), before, "nothing landed");
+    assert_eq!(repo.git(&["rev-parse", &TestRepo::session_ref(&session)]), tip);
+}
