@@ -1,6 +1,10 @@
 //! A memory tier as git history: a ref whose commits each hold the whole memory tree,
 //! `MEMORY.md` (one index line per fact) and `facts/<slug>.md`.
 //!
+//! [`MemoryStore::write_with_parents`] is the one writer of memory, so it is where secrets
+//! are redacted (as the step writer does for steps): every fact file and commit message,
+//! whoever the caller, unless `[transcript] redact_secrets` is off.
+//!
 //! Every write is its own commit with `Cairn-Session:`/`Cairn-Step:` trailers and moves
 //! the ref by compare-and-swap. A writer that loses the race re-applies its change on the
 //! new tip, so concurrent sessions never lose each other's facts. In the user's
@@ -125,6 +129,8 @@ pub struct MemoryStore {
     location: String,
     /// cairn's pack registry, where this store's writes are packed (project memory).
     pack_registry: Option<PathBuf>,
+    /// Replace secret-looking strings in what is written (on unless turned off).
+    redact_secrets: bool,
 }
 
 impl MemoryStore {
@@ -143,6 +149,7 @@ impl MemoryStore {
             tier: Tier::Project,
             location: PROJECT_REF.into(),
             pack_registry: Some(pack_registry),
+            redact_secrets: true,
         }
     }
 
@@ -174,7 +181,27 @@ impl MemoryStore {
             tier: Tier::User,
             location: path.display().to_string(),
             pack_registry: None,
+            redact_secrets: true,
         })
+    }
+
+    /// This store, redacting what it writes or not (`[transcript] redact_secrets`).
+    pub fn redacting(mut self, redact_secrets: bool) -> MemoryStore {
+        self.redact_secrets = redact_secrets;
+        self
+    }
+
+    /// `text` (a commit message) as this store writes it.
+    fn stored_text(&self, text: &str) -> String {
+        if self.redact_secrets { crate::secrets::redact(text).0 } else { text.to_string() }
+    }
+
+    /// `bytes` as this store writes them: redacted unless redaction is off.
+    fn stored(&self, bytes: Vec<u8>) -> Vec<u8> {
+        match self.redact_secrets.then(|| crate::secrets::redact_stored(&bytes)).flatten() {
+            Some(redacted) => redacted,
+            None => bytes,
+        }
     }
 
     pub fn tier(&self) -> Tier {
@@ -307,6 +334,8 @@ impl MemoryStore {
                 return Err(Error::InvalidSlug(change.slug().to_string()));
             }
         }
+        let subject = self.stored_text(subject);
+        let subject = subject.as_str();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -383,7 +412,7 @@ impl MemoryStore {
                 Change::Remove(_) => None,
                 Change::Raw { content, .. } => content.clone(),
             };
-            match content {
+            match content.map(|bytes| self.stored(bytes)) {
                 Some(bytes) => {
                     let headline = match std::str::from_utf8(&bytes)
                         .ok()
