@@ -126,7 +126,7 @@ async fn no_secret_reaches_git_by_any_way_in() {
     let transcript = repo.home.join("transcript.jsonl");
     let line =
         json!({"type": "user", "message": {"role": "user", "content": secrets("TRANSCRIPT")}});
-    std::fs::write(&transcript, format!("{line}\n")).unwrap();
+    std::fs::write(&transcript, format!("{line}\n{{\"type\": \"assistant\"}}\n")).unwrap();
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hooks/claude-code/stop.json");
     let mut stop: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
@@ -137,10 +137,12 @@ async fn no_secret_reaches_git_by_any_way_in() {
     let mut child = hook.spawn().unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), stop.to_string().as_bytes())
         .unwrap();
-    assert_ok(&child.wait_with_output().unwrap());
+    let hooked = child.wait_with_output().unwrap();
+    assert_ok(&hooked);
+    assert!(hooked.stderr.is_empty(), "{}", String::from_utf8_lossy(&hooked.stderr));
 
     repo.write("later.txt", "an ordinary edit\n");
-    repo.checkpoint(&["-m", &format!("{} {}", aws_key("CHECKPOINT"), private_key("CHECKPOINT"))]);
+    repo.checkpoint(&["--new", "-m", &format!("{} {}", aws_key("CHECKPOINT"), private_key("CHECKPOINT"))]);
 
     // Each way in did store something, redacted.
     let tip = TestRepo::session_ref(&session);
@@ -156,16 +158,17 @@ async fn no_secret_reaches_git_by_any_way_in() {
         repo.git(&["for-each-ref", "refs/cairn/sessions"]).lines().count() >= 2,
         "the hook recorded its own session"
     );
-    let hooked = repo.git(&[
-        "log",
-        "--all",
-        "--format=%H",
-        "--grep=^Cairn-Agent: claude-code",
-        "--glob=refs/cairn/sessions",
-    ]);
-    let hooked = hooked.lines().next().expect("a hook step");
+    let hooked = repo
+        .git(&["for-each-ref", "--format=%(refname)", "refs/cairn/sessions"])
+        .lines()
+        .map(str::to_string)
+        .find(|reference| {
+            repo.git(&["log", "-1", "--format=%b", reference]).contains("Cairn-Agent: claude-code")
+        })
+        .expect("the hook's session");
     let stored = repo.git(&["show", &format!("{hooked}:.cairn/state/transcript.jsonl")]);
-    let stored: Value = serde_json::from_str(stored.trim()).expect("still JSON Lines");
+    let first = stored.lines().next().unwrap_or_default();
+    let stored: Value = serde_json::from_str(first).expect("still JSON Lines");
     assert_eq!(
         stored["message"]["content"],
         "[redacted AWS access key id] and\n[redacted private key]\n"
