@@ -325,10 +325,7 @@ impl Asker for TerminalAsker {
             return Decision::Allow;
         }
         self.screen.clear();
-        eprint!(
-            "Allow {}? [y]es / [n]o / [a]lways: ",
-            crate::text::terminal_safe(&request.summary)
-        );
+        eprint!("Allow {}? [y]es / [n]o / [a]lways: ", crate::text::terminal_safe(request.summary));
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);

@@ -142,7 +142,11 @@ async fn no_secret_reaches_git_by_any_way_in() {
     assert!(hooked.stderr.is_empty(), "{}", String::from_utf8_lossy(&hooked.stderr));
 
     repo.write("later.txt", "an ordinary edit\n");
-    repo.checkpoint(&["--new", "-m", &format!("{} {}", aws_key("CHECKPOINT"), private_key("CHECKPOINT"))]);
+    repo.checkpoint(&[
+        "--new",
+        "-m",
+        &format!("{} {}", aws_key("CHECKPOINT"), private_key("CHECKPOINT")),
+    ]);
 
     // Each way in did store something, redacted.
     let tip = TestRepo::session_ref(&session);
