@@ -10,6 +10,7 @@ use crate::memory::{self, Fact, Memory, Origin, Source, Tier, store::MemoryStore
 
 use super::CommandError;
 use super::common::{format_time, open_store, print_json};
+use crate::text::terminal_safe;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -107,7 +108,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
                 println!("No memory matches {query:?}.");
             } else {
                 for hit in hits {
-                    println!("{}:{}: {}", hit.file, hit.line, hit.snippet);
+                    println!("{}:{}: {}", hit.file, hit.line, terminal_safe(&hit.snippet));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -141,7 +142,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
                     _ => "user".to_string(),
                 };
                 let short = entry.commit.to_hex_with_len(10);
-                println!("{short} {} {by:<24} {}", format_time(entry.time), entry.subject);
+                let subject = terminal_safe(&entry.subject);
+                println!("{short} {} {by:<24} {subject}", format_time(entry.time));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -205,7 +207,7 @@ fn show(
     };
     let contents = store.load()?;
     for invalid in &contents.invalid {
-        eprintln!("warning: {} is skipped: {}", invalid.path, invalid.reason);
+        eprintln!("warning: {} is skipped: {}", terminal_safe(&invalid.path), invalid.reason);
     }
     if let Some(slug) = slug {
         let fact = contents.fact(slug).ok_or_else(|| memory::Error::NoSuchFact {
@@ -215,7 +217,7 @@ fn show(
         if json {
             print_json(&fact_json(fact))?;
         } else {
-            print!("{}", fact.render());
+            print!("{}", terminal_safe(&fact.render()));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -231,7 +233,8 @@ fn show(
         println!("No facts in {}.", store.location());
     }
     for fact in &contents.facts {
-        println!("{:<32} {} ({})", fact.slug, fact.headline(), fact.meta.source.as_str());
+        let headline = terminal_safe(&fact.headline()).into_owned();
+        println!("{:<32} {headline} ({})", fact.slug, fact.meta.source.as_str());
     }
     Ok(ExitCode::SUCCESS)
 }
