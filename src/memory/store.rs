@@ -7,10 +7,10 @@
 //!
 //! Every write is its own commit with `Cairn-Session:`/`Cairn-Step:` trailers and moves
 //! the ref by compare-and-swap. A writer that loses the race re-applies its change on the
-//! new tip, so concurrent sessions never lose each other's facts. In the user's
-//! repository a write's objects go to disk as one pack, like a step's (registered for
-//! cairn's pack merging, and crash-safe the same way); in the user memory repository they
-//! are written loose.
+//! new tip, so concurrent sessions never lose each other's facts. A write's objects go to
+//! disk as one pack, like a step's: fsynced before the ref moves, and registered for
+//! cairn's pack merging (in `<git dir>/cairn/packs` of the user's repository, or of the
+//! user memory repository).
 
 use std::path::{Path, PathBuf};
 
@@ -127,8 +127,8 @@ pub struct MemoryStore {
     reference: &'static str,
     tier: Tier,
     location: String,
-    /// cairn's pack registry, where this store's writes are packed (project memory).
-    pack_registry: Option<PathBuf>,
+    /// cairn's pack registry of this store's repository, listing the packs writes made.
+    pack_registry: PathBuf,
     /// Replace secret-looking strings in what is written (on unless turned off).
     redact_secrets: bool,
 }
@@ -148,7 +148,7 @@ impl MemoryStore {
             reference: PROJECT_REF,
             tier: Tier::Project,
             location: PROJECT_REF.into(),
-            pack_registry: Some(pack_registry),
+            pack_registry,
             redact_secrets: true,
         }
     }
@@ -175,12 +175,14 @@ impl MemoryStore {
             })?;
             repo
         };
+        let pack_registry = repo.common_dir().join("cairn").join(objects::REGISTRY);
         Ok(MemoryStore {
-            repo,
+            // As for project memory: one durable pack per write, not loose objects.
+            repo: repo.with_object_memory(),
             reference: USER_REF,
             tier: Tier::User,
             location: path.display().to_string(),
-            pack_registry: None,
+            pack_registry,
             redact_secrets: true,
         })
     }
@@ -385,15 +387,14 @@ impl MemoryStore {
         }
     }
 
-    /// Writes the objects buffered in memory as one pack (a no-op for a handle that
-    /// writes loose objects), and lets cairn's pack merging take it in.
+    /// Writes the objects buffered in memory as one pack, and lets cairn's pack merging
+    /// take it in.
     fn persist(&self) -> Result<()> {
         if let Some(pack) = objects::persist(&self.repo)?
-            && let Some(registry) = &self.pack_registry
-            && objects::register(registry, &pack).is_ok()
+            && objects::register(&self.pack_registry, &pack).is_ok()
         {
             // Maintenance only: a failure leaves one more small pack until a later merge.
-            let _ = objects::consolidate(&self.repo, registry, objects::MAX_SMALL_PACKS);
+            let _ = objects::consolidate(&self.repo, &self.pack_registry, objects::MAX_SMALL_PACKS);
         }
         Ok(())
     }

@@ -189,6 +189,15 @@ async fn no_secret_reaches_git_by_any_way_in() {
             assert!(!dump.contains(&key_body(path)), "{path}'s private key reached {name}");
         }
     }
+    let counted = Command::new("git")
+        .arg("--git-dir")
+        .arg(&user_memory)
+        .args(["count-objects", "-v"])
+        .output()
+        .unwrap();
+    let counted = String::from_utf8_lossy(&counted.stdout);
+    assert!(counted.contains("\ncount: 0\n") || counted.starts_with("count: 0\n"), "{counted}");
+    assert!(!counted.contains("in-pack: 0\n"), "user facts go to disk as packs: {counted}");
     let user = everything_stored(&repo, &user_memory);
     assert!(user.contains("My own key is [redacted AWS access key id]"), "{user}");
     repo.assert_fsck_clean();
