@@ -1,5 +1,7 @@
 //! Things that look like secrets: private keys and the common API key formats. Used to
-//! stop a push that would publish one, and to redact tool output before it is stored.
+//! stop a push that would publish one, and by the two writers of cairn's own data (the
+//! step commit writer and the memory store) to redact everything they store: see
+//! [`redact_stored`].
 
 use std::sync::OnceLock;
 
@@ -73,6 +75,73 @@ pub fn redact_json(value: &mut Value) -> usize {
     }
 }
 
+/// What cairn stores of its own (a `.cairn/` file, a fact file), with every
+/// secret-looking string replaced; `None` when there was nothing to replace.
+///
+/// JSON stays valid: a JSON document, or JSON Lines, is redacted value by value (so a
+/// private key cut short cannot swallow the rest of the document) and only changed lines
+/// are re-encoded. Anything else is redacted as text, and bytes that are not UTF-8 are
+/// redacted in place around them.
+pub fn redact_stored(bytes: &[u8]) -> Option<Vec<u8>> {
+    if !patterns().is_match(bytes) {
+        return None;
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Some(redact_raw(bytes));
+    };
+    if let Ok(mut value) = serde_json::from_str::<Value>(text) {
+        if redact_json(&mut value) > 0 {
+            return serde_json::to_vec_pretty(&value).ok();
+        }
+        return None;
+    }
+    if let Some(lines) = redact_json_lines(text) {
+        return Some(lines.into_bytes());
+    }
+    Some(redact(text).0.into_bytes())
+}
+
+/// `text` as JSON Lines with each line's values redacted; `None` when a non-blank line
+/// is not JSON (then it is not JSON Lines).
+fn redact_json_lines(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        if content.trim().is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        let mut value: Value = serde_json::from_str(content).ok()?;
+        if redact_json(&mut value) == 0 {
+            out.push_str(line);
+        } else {
+            out.push_str(&serde_json::to_string(&value).ok()?);
+            out.push_str(&line[content.len()..]);
+        }
+    }
+    Some(out)
+}
+
+/// [`redact`] over bytes that are not all UTF-8.
+fn redact_raw(bytes: &[u8]) -> Vec<u8> {
+    static LIST: OnceLock<Vec<(&'static str, regex::bytes::Regex)>> = OnceLock::new();
+    let list = LIST.get_or_init(|| {
+        KINDS
+            .iter()
+            .map(|(kind, pattern)| {
+                (*kind, regex::bytes::Regex::new(pattern).expect("the patterns are valid"))
+            })
+            .collect()
+    });
+    let mut out = bytes.to_vec();
+    for (kind, pattern) in list {
+        if pattern.is_match(&out) {
+            out = pattern.replace_all(&out, format!("[redacted {kind}]").as_bytes()).into_owned();
+        }
+    }
+    out
+}
+
 /// The kinds of secret `bytes` appears to hold (empty when none).
 pub fn kinds_in(bytes: &[u8]) -> Vec<&'static str> {
     patterns().matches(bytes).into_iter().map(|index| KINDS[index].0).collect()
@@ -93,6 +162,29 @@ mod tests {
         assert_eq!(redact("nothing here").1, 0);
         let pem = "before\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nsecretbody\n-----END RSA PRIVATE KEY-----\nafter\n";
         assert_eq!(redact(pem).0, "before\n[redacted private key]\nafter\n");
+    }
+
+    #[test]
+    fn stored_json_stays_valid_and_other_text_is_redacted_as_text() {
+        assert_eq!(redact_stored(b"{\"ok\": true}"), None);
+        // A key block cut short would run to the end of the text; per value it cannot.
+        let json = br#"{"a": "-----BEGIN PRIVATE KEY-----\nMIIE", "b": "kept"}"#;
+        let redacted: Value = serde_json::from_slice(&redact_stored(json).unwrap()).unwrap();
+        assert_eq!(redacted, serde_json::json!({"a": "[redacted private key]", "b": "kept"}));
+        let lines = b"{\"k\":\"AKIAIOSFODNN7EXAMPLE\"}\r\n{\"k\": 1}\n";
+        assert_eq!(
+            redact_stored(lines).unwrap(),
+            b"{\"k\":\"[redacted AWS access key id]\"}\r\n{\"k\": 1}\n"
+        );
+        let markdown = b"## Commands that worked\n- `export K=AKIAIOSFODNN7EXAMPLE`\n";
+        assert_eq!(
+            redact_stored(markdown).unwrap(),
+            b"## Commands that worked\n- `export K=[redacted AWS access key id]`\n"
+        );
+        assert_eq!(
+            redact_stored(b"\xff AKIAIOSFODNN7EXAMPLE \xfe").unwrap(),
+            b"\xff [redacted AWS access key id] \xfe"
+        );
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub fn plan_push(
         });
     }
     if plan.memory.is_some() {
-        // Facts edited by hand (`cairn memory edit`) were never redacted.
+        // Facts written around cairn (plain git) or with redaction off were never redacted.
         let memory = crate::memory::MemoryStore::project(store.writing_repo());
         if let Some(tree) = memory.tree()? {
             for (slug, blob) in memory.fact_entries(tree)? {

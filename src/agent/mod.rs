@@ -85,8 +85,6 @@ pub struct AgentSetup {
     pub hidden_env: Vec<String>,
     /// Watch the workspace for the user's edits (else scan before each model call).
     pub watch: bool,
-    /// Replace secret-looking strings in the stored transcript with a marker.
-    pub redact_secrets: bool,
     /// The session's MCP servers (none: `McpHub::default()`).
     pub mcp: McpHub,
 }
@@ -108,7 +106,6 @@ pub struct Agent {
     max_output_tokens: u32,
     hidden_env: Vec<String>,
     watcher: Option<watch::Watcher>,
-    redact_secrets: bool,
     /// Turns run since the session's end was last summarized.
     turns: usize,
     mcp: McpHub,
@@ -168,7 +165,6 @@ impl Agent {
             max_output_tokens: setup.max_output_tokens,
             hidden_env: setup.hidden_env,
             watcher,
-            redact_secrets: setup.redact_secrets,
             turns: 0,
             mcp: setup.mcp,
         }
@@ -866,10 +862,6 @@ impl Agent {
         mut record: StepRecord,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), AgentError> {
-        if self.redact_secrets {
-            // The stored transcript only; the model keeps what it saw in this session.
-            record.redact_secrets();
-        }
         if self.memory.notes_changed {
             let notes = self.memory.notes.clone().into_bytes();
             record.state_files.push((checkpoint::step::NOTES_FILE.into(), Some(notes)));

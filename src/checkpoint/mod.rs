@@ -39,11 +39,14 @@ pub const DEFAULT_MAX_NEW_FILE_SIZE: u64 = 8 * 1024 * 1024;
 pub struct StoreOptions {
     /// Untracked files larger than this are left out of snapshots.
     pub max_new_file_size: u64,
+    /// `[transcript] redact_secrets`: replace secret-looking strings in everything cairn
+    /// stores of its own (see [`Store::redacts_secrets`]).
+    pub redact_secrets: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_new_file_size: DEFAULT_MAX_NEW_FILE_SIZE }
+        StoreOptions { max_new_file_size: DEFAULT_MAX_NEW_FILE_SIZE, redact_secrets: true }
     }
 }
 
@@ -129,19 +132,6 @@ impl StepRecord {
             agent: None,
             state_files: Vec::new(),
         }
-    }
-
-    /// Replaces secret-looking strings in everything the step stores as text (messages,
-    /// `step.json` details, the commit message) with a marker.
-    pub fn redact_secrets(&mut self) {
-        for message in &mut self.messages {
-            crate::secrets::redact_json(message);
-        }
-        for value in self.details.values_mut() {
-            crate::secrets::redact_json(value);
-        }
-        self.body = crate::secrets::redact(&self.body).0;
-        self.subject = crate::secrets::redact(&self.subject).0;
     }
 
     /// Adds `name` (in milliseconds) to the `timings` object of the step's `step.json`.
@@ -283,6 +273,14 @@ impl Store {
         })
     }
 
+    /// Whether secret-looking strings are replaced in what cairn stores of its own: every
+    /// blob under `.cairn/`, every commit and reflog message of a step, and (through
+    /// [`crate::memory`]) every fact. The workspace's files are the user's and are stored
+    /// as they are.
+    pub fn redacts_secrets(&self) -> bool {
+        self.options.redact_secrets
+    }
+
     /// The workspace root.
     pub fn root(&self) -> &Path {
         &self.root
@@ -332,6 +330,8 @@ impl Store {
 
     /// A full scan whose objects are still in memory.
     fn scan(&self) -> Result<(Snapshot, StatCacheUpdate)> {
+        // The stat cache is checked against the disk as it is now (see `stat_cache`).
+        objects::refresh(&self.repo);
         let cache_path = self.worktree_dir.join("stat-cache");
         snapshot::scan(&snapshot::ScanContext {
             repo: &self.repo,
@@ -602,6 +602,8 @@ impl Store {
         previous_cairn: Option<ObjectId>,
     ) -> Result<RecordedStep> {
         let number = session.steps + 1;
+        // The one redaction pass: every step's `.cairn/` files and message come through here.
+        let record = self.redacted(record);
         let WorkspacePart { tree: base_tree, skipped, reserved_path_present, stat_cache } =
             workspace;
         let mut cairn = self
@@ -611,9 +613,8 @@ impl Store {
             )
             .context(|| "editing the .cairn tree".into())?;
         if previous_cairn.is_none() || session.tip.is_none() {
-            let toml = toml::to_string(&session.info).map_err(|err| Error::Git {
-                context: "encoding session.toml".into(),
-                message: err.to_string(),
+            let toml = toml::to_string(&self.redacted_info(&session.info)).map_err(|err| {
+                Error::Git { context: "encoding session.toml".into(), message: err.to_string() }
             })?;
             let id = self.write_blob(toml.as_bytes())?;
             cairn
@@ -634,6 +635,11 @@ impl Store {
             step_json.insert("skipped".into(), serde_json::to_value(&skipped).unwrap_or_default());
         }
         step_json.extend(record.details);
+        let mut step_json = serde_json::Value::Object(step_json);
+        if self.options.redact_secrets {
+            // Skipped paths are the workspace's names, which can hold anything.
+            crate::secrets::redact_json(&mut step_json);
+        }
         let step_bytes = serde_json::to_vec_pretty(&step_json).unwrap_or_default();
         cairn
             .upsert(step::STEP_FILE, EntryKind::Blob, self.write_blob(&step_bytes)?)
@@ -715,6 +721,47 @@ impl Store {
         session.steps = number;
         session.messages = messages;
         Ok(RecordedStep { commit, number, skipped, reserved_path_present })
+    }
+
+    /// `record` with secret-looking strings replaced in all it stores as text (messages,
+    /// `step.json` details, `.cairn/` files, the commit message), when redaction is on.
+    fn redacted(&self, mut record: StepRecord) -> StepRecord {
+        use crate::secrets;
+        if !self.options.redact_secrets {
+            return record;
+        }
+        for message in &mut record.messages {
+            secrets::redact_json(message);
+        }
+        for value in record.details.values_mut() {
+            secrets::redact_json(value);
+        }
+        for (_, content) in &mut record.state_files {
+            if let Some(bytes) = content
+                && let Some(redacted) = secrets::redact_stored(bytes)
+            {
+                *bytes = redacted;
+            }
+        }
+        // Subject and body each on their own, so a key block cut short in one cannot run
+        // on into the trailers.
+        record.subject = secrets::redact(&record.subject).0;
+        record.body = secrets::redact(&record.body).0;
+        record
+    }
+
+    /// `session.toml` as stored: the title is the first prompt, which can hold anything.
+    fn redacted_info(&self, info: &SessionInfo) -> SessionInfo {
+        let mut info = info.clone();
+        if self.options.redact_secrets {
+            for field in [Some(&mut info.title), info.agent_session.as_mut(), info.model.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                *field = crate::secrets::redact(field).0;
+            }
+        }
+        info
     }
 
     fn write_blob(&self, bytes: &[u8]) -> Result<ObjectId> {

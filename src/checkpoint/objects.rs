@@ -12,7 +12,13 @@
 //!
 //! Order matters for crash safety: objects are persisted before anything names them (a
 //! ref, the stat cache), so a crash leaves at worst an unreferenced pack, never a ref to a
-//! missing object.
+//! missing object. Persisted means durable: a pack and its index are fsynced before they
+//! are renamed into place, and the pack directory after (as git does with
+//! `core.fsync=pack`), so not even a power cut can leave a ref naming a lost pack.
+//!
+//! Whether an object is "already there" is asked of the disk as it is now ([`refresh`]):
+//! a long-running cairn that had read a pack `git gc` has since deleted must write its
+//! objects again rather than trust a stale listing.
 //!
 //! A pack per step would pile up, and every pack costs each object lookup an index probe
 //! (and gix an index slot). So cairn lists the packs it wrote in `<git common
@@ -58,6 +64,7 @@ const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(600);
 /// the new pack, if anything was new.
 pub fn persist(repo: &gix::Repository) -> Result<Option<PathBuf>> {
     let Some(mut storage) = repo.objects.reset_object_memory() else { return Ok(None) };
+    refresh(repo);
     let on_disk = presence(repo);
     let mut new: Vec<(ObjectId, Kind, Vec<u8>)> = storage
         .drain()
@@ -101,6 +108,10 @@ fn write_pack(
         let (Some(data), Some(index)) = (outcome.data_path, outcome.index_path) else {
             return Ok(None);
         };
+        // Durable before any name for them is: the rename publishes them.
+        for file in [&data, &index] {
+            temp::sync_file(file).io_context(|| format!("syncing {}", file.display()))?;
+        }
         // Data before index, as git does: git only reads a pack once its index exists.
         let mut placed = None;
         for from in [data, index] {
@@ -108,6 +119,7 @@ fn write_pack(
             std::fs::rename(&from, &to).io_context(|| format!("moving {}", to.display()))?;
             placed.get_or_insert(to);
         }
+        temp::sync_dir(&pack_dir).io_context(|| format!("syncing {}", pack_dir.display()))?;
         Ok(placed)
     });
     temp::remove(&staging);
@@ -140,9 +152,21 @@ pub fn sweep_pack_dir(repo: &gix::Repository) {
     }
 }
 
+/// Makes `repo`'s object store list the object directory again, so that packs deleted
+/// since (by `git gc`, `git repack -d`, or cairn's own merging) stop counting as present
+/// and new ones are seen. One directory listing; [`presence`] views made after it see
+/// the disk as it is now.
+pub fn refresh(repo: &gix::Repository) {
+    let handle = (**repo.objects).clone();
+    // No object has the null id: the miss makes the store load every index and then, with
+    // all loaded, re-read the directory (gix's default refresh mode).
+    let _ = handle.exists(&ObjectId::null(repo.object_hash()));
+}
+
 /// A view of the objects on disk (past the memory proxy) for asking whether objects
 /// exist when most do not: a miss does not make it re-read the pack directory, which
-/// gix otherwise does on every miss.
+/// gix otherwise does on every miss. Call [`refresh`] first to see what changed on disk
+/// since the store last looked.
 pub fn presence(repo: &gix::Repository) -> impl gix::objs::Exists + use<> {
     let mut on_disk = (**repo.objects).clone();
     on_disk.refresh_never();

@@ -1,8 +1,17 @@
 //! Ref names and ref moves. Every move is a compare-and-swap against the value the caller
 //! last saw, and writes a reflog entry (forced: git only keeps reflogs for `refs/heads`
 //! and a few others by default).
+//!
+//! A move is durable before it is visible: gix writes the new value to `<ref>.lock` and
+//! renames it into place, fsyncing neither, so cairn takes the transaction in its two
+//! halves and fsyncs the lock file between them, and the ref's directory after the rename
+//! (git's `core.fsync=reference`). The reflog append is not fsynced (gix offers no hook
+//! for it); a crash can lose a reflog line, never the ref.
+
+use std::time::Duration;
 
 use gix::ObjectId;
+use gix::lock::acquire::Fail;
 use gix::refs::Target;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
@@ -46,8 +55,8 @@ pub fn compare_and_swap(
     };
     let mut retried = false;
     loop {
-        let err = match repo.edit_references_as(Some(edit.clone()), Some(committer)) {
-            Ok(_) => return Ok(()),
+        let err = match commit_durably(repo, edit.clone(), committer) {
+            Ok(()) => return Ok(()),
             Err(err) => err,
         };
         let found = read_ref(repo, name)?;
@@ -63,8 +72,44 @@ pub fn compare_and_swap(
             retried = true;
             continue;
         }
-        return Err(Error::Git { context: format!("updating {name}"), message: err.to_string() });
+        return Err(Error::Git { context: format!("updating {name}"), message: err });
     }
+}
+
+/// How long a ref update waits for another writer's lock: git's defaults for
+/// `core.filesRefLockTimeout` and `core.packedRefsTimeout`.
+const REF_LOCK_WAIT: Duration = Duration::from_millis(100);
+const PACKED_REFS_LOCK_WAIT: Duration = Duration::from_millis(1000);
+
+/// Applies one ref edit, its new value on stable storage before the rename that makes it
+/// the ref's (see the module doc). Returns gix's error as text.
+fn commit_durably(
+    repo: &gix::Repository,
+    edit: RefEdit,
+    committer: gix::actor::SignatureRef<'_>,
+) -> std::result::Result<(), String> {
+    let lock = repo.common_dir().join(format!("{}.lock", edit.name.as_bstr()));
+    let prepared = repo
+        .refs
+        .transaction()
+        .prepare(
+            Some(edit),
+            Fail::AfterDurationWithBackoff(REF_LOCK_WAIT),
+            Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_WAIT),
+        )
+        .map_err(|err| err.to_string())?;
+    match super::temp::sync_file(&lock) {
+        // No lock file: gix found nothing to write to the loose ref.
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("syncing {}: {err}", lock.display()));
+        }
+        _ => {}
+    }
+    prepared.commit(Some(committer)).map_err(|err| err.to_string())?;
+    if let Some(dir) = lock.parent() {
+        super::temp::sync_dir(dir).map_err(|err| format!("syncing {}: {err}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// A lock on one of cairn's refs older than this was left by a killed process: git and

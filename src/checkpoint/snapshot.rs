@@ -109,7 +109,7 @@ const HASH_BATCH: usize = 256;
 pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
     let repo = ctx.repo;
     let global = GlobalRules::load(repo).io_context(|| "reading ignore rules".into())?;
-    let mut cache = StatCache::load(ctx.cache_path);
+    let mut cache = StatCache::load_verified(ctx.cache_path, &objects::presence(repo));
     let rules = rules_fingerprint(&global, ctx.max_new_file_size)?;
     let index_path = repo.index_path();
     let index_stat =

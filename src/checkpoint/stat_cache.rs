@@ -8,6 +8,12 @@
 //! metadata is unchanged keeps its blob id; a directory whose entries all kept theirs keeps
 //! its tree id. The cache lives under `<git common dir>/cairn/` and is only a cache: a
 //! missing, stale or corrupt file is ignored and rebuilt, never trusted.
+//!
+//! Nor are the object ids it names: the objects of a scan no step recorded, or of a session
+//! since deleted, are unreachable, and `git gc --prune=now` deletes them. So
+//! [`StatCache::load_verified`] checks that each id is still in the repository (one index
+//! probe per id) and forgets those that are not: their files are read again and their
+//! trees written again, and a step never names a missing object.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -88,6 +94,38 @@ impl StatCache {
             Some((rules, index, dirs)) => StatCache { written, rules, index, dirs },
             None => StatCache::default(),
         }
+    }
+
+    /// [`StatCache::load`], then [`StatCache::forget_missing`] against `on_disk`.
+    pub fn load_verified(path: &Path, on_disk: &dyn gix::objs::Exists) -> StatCache {
+        let mut cache = StatCache::load(path);
+        cache.forget_missing(on_disk);
+        cache
+    }
+
+    /// Forgets what the cache knows of every blob and tree that `on_disk` does not hold:
+    /// such a file's recorded metadata is cleared (no file has all-zero metadata, so the
+    /// next scan reads and hashes it again), and such a directory's tree id dropped (so its
+    /// tree is written again). Returns how many ids were forgotten.
+    pub fn forget_missing(&mut self, on_disk: &dyn gix::objs::Exists) -> usize {
+        let mut forgotten = 0;
+        for dir in self.dirs.values_mut() {
+            if dir.tree.is_some_and(|tree| !on_disk.exists(&tree)) {
+                dir.tree = None;
+                forgotten += 1;
+            }
+            for entry in &mut dir.entries {
+                let is_blob = matches!(
+                    entry.kind,
+                    CachedKind::File | CachedKind::Executable | CachedKind::Symlink
+                );
+                if is_blob && !entry.oid.is_null() && !on_disk.exists(&entry.oid) {
+                    entry.stat = FileStat::default();
+                    forgotten += 1;
+                }
+            }
+        }
+        forgotten
     }
 
     /// Writes the cache atomically (temporary file, then rename), streaming it: at 100,000

@@ -109,6 +109,17 @@ pub fn sweep(dir: &Path) {
     }
 }
 
+/// Flushes the file at `path` to stable storage (its data and metadata).
+pub fn sync_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// Flushes directory `dir` to stable storage, which makes the names created, renamed or
+/// removed in it durable (a rename alone can be lost on a crash).
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Removes a file, or a directory with everything in it.
 pub fn remove(path: &Path) {
     match std::fs::symlink_metadata(path) {

@@ -73,7 +73,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let width = labels.iter().map(String::len).max().unwrap_or(0);
     let digits = lines.len().to_string().len();
     for (line, label) in lines.iter().zip(labels) {
-        println!("{label:<width$} {:>digits$}) {}", line.number, line.text);
+        let text = crate::text::terminal_safe(&line.text);
+        println!("{label:<width$} {:>digits$}) {text}", line.number);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -76,21 +76,20 @@ struct Output {
 const ATTEMPTS: usize = 5;
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
-    let (store, redact) = open()?;
+    let store = open()?;
     // Everything that can be refused is checked before anything is written.
     let transcript = match &args.transcript {
-        Some(path) => Some(transcript::load(path, redact).map_err(|err| {
+        Some(path) => Some(transcript::load(path).map_err(|err| {
             CommandError::user(err.to_string())
                 .with_hint("pass the agent's transcript file: one JSON document or JSON Lines")
         })?),
         None => None,
     };
-    let template = step_record(&args, transcript, redact);
+    let template = step_record(&args, transcript);
     let title = match &args.prompt {
         Some(prompt) if args.message.is_none() => prompt.clone(),
         _ => template.subject.clone(),
     };
-    let title = if redact { crate::secrets::redact(&title).0 } else { title };
     let mut attempt = 0;
     let (session, recorded) = loop {
         attempt += 1;
@@ -134,23 +133,21 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The store for the current directory, sized by the configuration, and whether to
-/// redact secrets from what is stored.
-fn open() -> Result<(Store, bool), CommandError> {
+/// The store for the current directory, sized and redacting as the configuration says.
+fn open() -> Result<Store, CommandError> {
     let cwd = std::env::current_dir()?;
     let project = super::config::project_at(&cwd);
     let config = config::load(project.as_ref(), &Env::from_process(), &Flags::default())
         .map_err(config_error)?;
-    let options = StoreOptions { max_new_file_size: config.max_new_file_size.value };
-    Ok((Store::discover(&cwd, options)?, config.redact_secrets.value))
+    let options = StoreOptions {
+        max_new_file_size: config.max_new_file_size.value,
+        redact_secrets: config.redact_secrets.value,
+    };
+    Ok(Store::discover(&cwd, options)?)
 }
 
 /// The step the arguments describe.
-fn step_record(
-    args: &Args,
-    transcript: Option<transcript::Transcript>,
-    redact: bool,
-) -> StepRecord {
+fn step_record(args: &Args, transcript: Option<transcript::Transcript>) -> StepRecord {
     let kind = args.kind.unwrap_or(if args.prompt.is_some() {
         StepKind::Prompt
     } else {
@@ -169,9 +166,6 @@ fn step_record(
     }
     if let Some(transcript) = transcript {
         record.state_files.extend(transcript.state_files());
-    }
-    if redact {
-        record.redact_secrets();
     }
     record
 }

@@ -101,7 +101,6 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
             max_output_tokens: 4096,
             hidden_env: Vec::new(),
             watch: false,
-            redact_secrets: true,
             mcp: Default::default(),
         });
         section(&format!("$ cairn run \"{PROMPT}\""));

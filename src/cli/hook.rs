@@ -82,14 +82,14 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         Some(cwd) => cwd,
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
-    let (store, redact_secrets) = match open(&cwd, &note) {
+    let store = match open(&cwd, &note) {
         Ok(opened) => opened,
         Err(reason) => {
             note(&format!("{reason}; nothing recorded"));
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let options = HookOptions { redact_secrets, with_transcript: args.with_transcript };
+    let options = HookOptions { with_transcript: args.with_transcript };
     match hooks::record(&store, &event, &options) {
         Ok(recorded) => {
             for warning in &recorded.warnings {
@@ -132,9 +132,9 @@ fn read_stdin() -> Result<String, String> {
     Ok(payload)
 }
 
-/// The store for the repository holding `cwd`, and whether to redact secrets. A broken
+/// The store for the repository holding `cwd`, redacting as configured. A broken
 /// configuration file does not stop a hook: the defaults (redaction on) apply.
-fn open(cwd: &std::path::Path, note: &dyn Fn(&str)) -> Result<(Store, bool), String> {
+fn open(cwd: &std::path::Path, note: &dyn Fn(&str)) -> Result<Store, String> {
     let project = super::config::project_at(cwd);
     let env = Env::from_process();
     let config = match config::load(project.as_ref(), &env, &Flags::default()) {
@@ -144,12 +144,15 @@ fn open(cwd: &std::path::Path, note: &dyn Fn(&str)) -> Result<(Store, bool), Str
             config::Config::built_in()
         }
     };
-    let options = StoreOptions { max_new_file_size: config.max_new_file_size.value };
+    let options = StoreOptions {
+        max_new_file_size: config.max_new_file_size.value,
+        redact_secrets: config.redact_secrets.value,
+    };
     let store = Store::discover(cwd, options).map_err(|err| match err {
         crate::checkpoint::Error::NotARepository(_) => {
             format!("{} (the payload's cwd) is not inside a git repository", cwd.display())
         }
         other => other.to_string(),
     })?;
-    Ok((store, config.redact_secrets.value))
+    Ok(store)
 }

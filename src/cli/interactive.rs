@@ -237,7 +237,7 @@ fn rewind(agent: &mut Agent, step: Option<u64>) -> Result<(), CommandError> {
         eprintln!("Reverted project facts written after that step: {}.", reverted.join(", "));
     }
     for (path, reason) in &outcome.applied.kept {
-        eprintln!("warning: left {path} as it is: {reason}");
+        eprintln!("warning: left {} as it is: {reason}", crate::text::terminal_safe(path));
     }
     if let Some(saved) = &outcome.saved_edits {
         eprintln!("Saved your unrecorded edits as step {} first.", saved.number);
@@ -328,7 +328,7 @@ impl Asker for TerminalAsker {
             return Decision::Allow;
         }
         self.screen.clear();
-        eprint!("Allow {}? [y]es / [n]o / [a]lways: ", request.summary);
+        eprint!("Allow {}? [y]es / [n]o / [a]lways: ", crate::text::terminal_safe(request.summary));
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);

@@ -37,7 +37,10 @@ impl Context {
             .map_err(config_error)?;
         let store = Store::discover(
             &cwd,
-            StoreOptions { max_new_file_size: config.max_new_file_size.value },
+            StoreOptions {
+                max_new_file_size: config.max_new_file_size.value,
+                redact_secrets: config.redact_secrets.value,
+            },
         )?;
         Ok(Context { store, config, env })
     }
@@ -162,7 +165,6 @@ pub fn agent(
         max_output_tokens: MAX_OUTPUT_TOKENS,
         hidden_env,
         watch: true,
-        redact_secrets: context.config.redact_secrets.value,
         mcp,
     }))
 }

@@ -47,7 +47,7 @@ pub fn print_steps(
             step.kind.as_str(),
             format_time(step.time),
             step.commit.to_hex_with_len(12),
-            step.subject
+            crate::text::terminal_safe(&step.subject)
         );
         if patch {
             let (from, to) = step_trees(store, step.commit)?;

@@ -11,6 +11,7 @@ use crate::memory::{self, Fact, Memory, Origin, Source, Tier, store::MemoryStore
 
 use super::CommandError;
 use super::common::{format_time, open_store, print_json};
+use crate::text::terminal_safe;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -109,7 +110,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
                 println!("No memory matches {query:?}.");
             } else {
                 for hit in hits {
-                    println!("{}", hit.display_line());
+                    println!("{}", terminal_safe(&hit.display_line()));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -143,7 +144,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
                     _ => "user".to_string(),
                 };
                 let short = entry.commit.to_hex_with_len(10);
-                println!("{short} {} {by:<24} {}", format_time(entry.time), entry.subject);
+                let subject = terminal_safe(&entry.subject);
+                println!("{short} {} {by:<24} {subject}", format_time(entry.time));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -212,7 +214,7 @@ fn show(
     };
     let contents = store.load()?;
     for invalid in &contents.invalid {
-        eprintln!("warning: {} is skipped: {}", invalid.path, invalid.reason);
+        eprintln!("warning: {} is skipped: {}", terminal_safe(&invalid.path), invalid.reason);
     }
     if let Some(slug) = slug {
         let fact = contents.fact(slug).ok_or_else(|| memory::Error::NoSuchFact {
@@ -222,7 +224,7 @@ fn show(
         if json {
             print_json(&fact_json(fact))?;
         } else {
-            print!("{}", fact.render());
+            print!("{}", terminal_safe(&fact.render()));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -240,7 +242,8 @@ fn show(
     for fact in &contents.facts {
         let source = &fact.meta.source;
         let note = if source.remote().is_some() { ", not confirmed here" } else { "" };
-        println!("{:<32} {} (source: {source}{note})", fact.slug, fact.headline());
+        let headline = terminal_safe(&fact.headline()).into_owned();
+        println!("{:<32} {headline} (source: {source}{note})", fact.slug);
     }
     Ok(ExitCode::SUCCESS)
 }

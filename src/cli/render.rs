@@ -1,5 +1,6 @@
 //! Diffs for humans: unified text diffs with `similar`, or a `--stat` summary, with
-//! `.cairn/` hidden and color only on a terminal.
+//! `.cairn/` hidden and color only on a terminal. File names and contents are escaped
+//! for the terminal ([`terminal_safe`]) before any colour is added.
 
 use std::fmt::Write as _;
 
@@ -8,7 +9,7 @@ use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 
 use crate::checkpoint::restore::{self, Change};
-use crate::text::is_binary;
+use crate::text::{is_binary, terminal_safe};
 
 use super::CommandError;
 
@@ -113,7 +114,7 @@ pub fn render(
         let new = content(repo, file.new)?;
         if stat {
             if is_binary(&old) || is_binary(&new) {
-                let _ = writeln!(out, " {} | binary", file.path);
+                let _ = writeln!(out, " {} | binary", terminal_safe(&file.path));
             } else {
                 let (added, removed) =
                     crate::text::line_counts(&old.to_str_lossy(), &new.to_str_lossy());
@@ -122,7 +123,7 @@ pub fn render(
                 let _ = writeln!(
                     out,
                     " {} | {} {}",
-                    file.path,
+                    terminal_safe(&file.path),
                     paint(GREEN, &format!("+{added}")),
                     paint(RED, &format!("-{removed}"))
                 );
@@ -132,7 +133,7 @@ pub fn render(
         let _ = writeln!(
             out,
             "{}",
-            paint(BOLD, &format!("diff --cairn a/{} b/{}", file.path, file.path))
+            paint(BOLD, &terminal_safe(&format!("diff --cairn a/{0} b/{0}", file.path)))
         );
         match (file.old, file.new) {
             (None, Some((kind, _))) => {
@@ -160,16 +161,17 @@ pub fn render(
         for line in
             diff.unified_diff().context_radius(3).header(&old_name, &new_name).to_string().lines()
         {
+            let safe = terminal_safe(line);
             let painted = if line.starts_with("+++") || line.starts_with("---") {
-                paint(BOLD, line)
+                paint(BOLD, &safe)
             } else if line.starts_with('+') {
-                paint(GREEN, line)
+                paint(GREEN, &safe)
             } else if line.starts_with('-') {
-                paint(RED, line)
+                paint(RED, &safe)
             } else if line.starts_with("@@") {
-                paint(CYAN, line)
+                paint(CYAN, &safe)
             } else {
-                line.to_string()
+                safe.into_owned()
             };
             let _ = writeln!(out, "{painted}");
         }

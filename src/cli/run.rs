@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use crate::agent::{Event, Restored, TurnEnd, approval::Headless};
 use crate::config::Approval;
 use crate::llm::CancellationToken;
+use crate::text::{TerminalStream, terminal_safe};
 
 use super::CommandError;
 use super::launch::{self, Context};
@@ -126,16 +127,19 @@ pub fn finish(
     Ok(ExitCode::from(code))
 }
 
-/// Prints events: text to stdout, activity to stderr, or JSON lines.
+/// Prints events: text to stdout, activity to stderr, or JSON lines. What the model, a
+/// tool or a server said is escaped for the terminal ([`terminal_safe`]).
 pub struct Printer {
     json: bool,
     /// Whether stdout's last text ended a line.
     at_line_start: bool,
+    /// The streamed answer's escaping, which spans its pieces.
+    answer: TerminalStream,
 }
 
 impl Printer {
     pub fn new(json: bool) -> Self {
-        Printer { json, at_line_start: true }
+        Printer { json, at_line_start: true, answer: TerminalStream::default() }
     }
 
     pub fn event(&mut self, event: &Event) {
@@ -147,32 +151,34 @@ impl Printer {
         }
         match event {
             Event::TextDelta { text } => {
-                print!("{text}");
+                print!("{}", self.answer.escape(text));
                 let _ = std::io::stdout().flush();
                 self.at_line_start = text.ends_with('\n');
             }
             Event::ReasoningDelta { .. } | Event::Usage { .. } => {}
             Event::ToolCall { name, arguments, .. } => {
                 self.end_line();
-                eprintln!("→ {}", crate::agent::describe_call(name, arguments));
+                eprintln!("→ {}", terminal_safe(&crate::agent::describe_call(name, arguments)));
             }
             Event::ToolResult { is_error, content, .. } => {
                 let first = content.lines().next().unwrap_or_default();
-                eprintln!("  {} {first}", if *is_error { "✗" } else { "✓" });
+                eprintln!("  {} {}", if *is_error { "✗" } else { "✓" }, terminal_safe(first));
             }
             Event::StepRecorded { step, commit, kind, .. } => {
                 self.end_line();
                 eprintln!("  [step {step}: {kind} {}]", &commit[..commit.len().min(10)]);
             }
-            Event::Retry { message } => eprintln!("  {message}"),
+            Event::Retry { message } => eprintln!("  {}", terminal_safe(message)),
             Event::Notice { message } => {
                 self.end_line();
-                eprintln!("note: {message}");
+                eprintln!("note: {}", terminal_safe(message));
             }
-            Event::SessionStarted { session, model } => eprintln!("session {session} ({model})"),
+            Event::SessionStarted { session, model } => {
+                eprintln!("session {session} ({})", terminal_safe(model))
+            }
             Event::Error { message } => {
                 self.end_line();
-                eprintln!("error: {message}");
+                eprintln!("error: {}", terminal_safe(message));
             }
             Event::Done { checkpoint, reason, .. } => {
                 self.end_line();
@@ -182,6 +188,11 @@ impl Printer {
     }
 
     fn end_line(&mut self) {
+        let held = self.answer.finish();
+        if !held.is_empty() {
+            print!("{held}");
+            self.at_line_start = false;
+        }
         if !self.at_line_start {
             println!();
             self.at_line_start = true;

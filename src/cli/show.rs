@@ -6,6 +6,7 @@ use gix::bstr::ByteSlice;
 
 use super::common::{color_stdout, format_time, open_store};
 use super::{CommandError, log, render};
+use crate::text::terminal_safe;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,19 +32,19 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     println!("kind: {}   time: {}", summary.kind, format_time(summary.time));
     println!();
     for line in message.trim_end().lines() {
-        println!("    {line}");
+        println!("    {}", terminal_safe(line));
     }
     for key in ["tool_calls", "tool_results", "usage"] {
         if let Some(value) = state.step.get(key) {
             println!("\n{key}:");
             let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
             for line in pretty.lines() {
-                println!("    {line}");
+                println!("    {}", terminal_safe(line));
             }
         }
     }
     if let Some(skipped) = state.step.get("skipped") {
-        println!("\nleft out of the snapshot: {skipped}");
+        println!("\nleft out of the snapshot: {}", terminal_safe(&skipped.to_string()));
     }
     println!();
     let (from, to) = log::step_trees(&store, checkpoint.commit)?;

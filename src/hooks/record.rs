@@ -33,8 +33,6 @@ const ATTEMPTS: usize = 5;
 /// How to record.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HookOptions {
-    /// Replace secret-looking strings in what is stored (`[transcript] redact_secrets`).
-    pub redact_secrets: bool,
     /// Store the agent's transcript with each turn's end.
     pub with_transcript: bool,
 }
@@ -81,7 +79,7 @@ pub fn record(
     let _lock = entry.lock()?;
     let (mut session, new_session) = match entry.lookup(store, event.agent, &event.session_id)? {
         Some(session) => (session, false),
-        None => (start(store, event, options)?, true),
+        None => (start(store, event)?, true),
     };
     let mut warnings = Vec::new();
     let records = plan(store, &session, event, options, &mut warnings)?;
@@ -126,12 +124,11 @@ fn with_retries<T>(
 }
 
 /// A new session for the event's agent session; nothing is written until its first step.
-fn start(store: &Store, event: &HookEvent, options: &HookOptions) -> checkpoint::Result<Session> {
+fn start(store: &Store, event: &HookEvent) -> checkpoint::Result<Session> {
     let title = match &event.action {
         Action::Prompt { text } | Action::TurnEnd { prompt: Some(text), .. } => text.clone(),
         _ => format!("{} session {}", event.agent.title(), event.session_id),
     };
-    let title = if options.redact_secrets { crate::secrets::redact(&title).0 } else { title };
     let mut session =
         store.start_session(&title, event.model.clone(), Some(event.agent.name().into()))?;
     session.info.agent_session = Some(event.session_id.clone());
@@ -164,7 +161,7 @@ fn plan(
             let mut model = model_step(reply.as_deref().unwrap_or_default());
             if options.with_transcript {
                 match &event.transcript_path {
-                    Some(path) => match transcript::load(path, options.redact_secrets) {
+                    Some(path) => match transcript::load(path) {
                         Ok(transcript) => model.state_files.extend(transcript.state_files()),
                         Err(err) => {
                             warnings.push(format!("{err}; the step is recorded without it"))
@@ -187,9 +184,6 @@ fn plan(
         record.agent = Some(event.agent.name().to_string());
         record.model = event.model.clone();
         record.details.insert("hook".into(), hook_details(event));
-        if options.redact_secrets {
-            record.redact_secrets();
-        }
     }
     Ok(records)
 }

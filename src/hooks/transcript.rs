@@ -1,7 +1,7 @@
 //! Another agent's transcript, stored with a step as `.cairn/state/transcript.json` or
 //! `.cairn/state/transcript.jsonl` (`cairn checkpoint --transcript`, `cairn hook
-//! --with-transcript`). It must parse as one JSON document or as JSON Lines; secrets are
-//! redacted line by line like the rest of the stored conversation.
+//! --with-transcript`). It must parse as one JSON document or as JSON Lines; the step
+//! writer redacts secrets in it value by value, like everything else it stores.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,6 @@ pub enum Format {
 pub struct Transcript {
     pub format: Format,
     pub bytes: Vec<u8>,
-    /// How many secrets were redacted.
-    pub redacted: usize,
 }
 
 impl Transcript {
@@ -73,9 +71,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Reads and checks the transcript at `path`; with `redact`, replaces secret-looking
-/// strings inside it.
-pub fn load(path: &Path, redact: bool) -> Result<Transcript, Error> {
+/// Reads and checks the transcript at `path`, keeping its bytes as they are.
+pub fn load(path: &Path) -> Result<Transcript, Error> {
     let bytes =
         std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let invalid = |reason: String| Error::Invalid { path: path.to_owned(), reason };
@@ -83,33 +80,16 @@ pub fn load(path: &Path, redact: bool) -> Result<Transcript, Error> {
     if text.trim().is_empty() {
         return Err(Error::Empty { path: path.to_owned() });
     }
-    if let Ok(mut value) = serde_json::from_str::<Value>(text) {
-        let (bytes, redacted) = match redact.then(|| crate::secrets::redact_json(&mut value)) {
-            Some(count) if count > 0 => (serde_json::to_vec_pretty(&value).unwrap_or(bytes), count),
-            _ => (bytes, 0),
-        };
-        return Ok(Transcript { format: Format::Json, bytes, redacted });
+    if serde_json::from_str::<Value>(text).is_ok() {
+        return Ok(Transcript { format: Format::Json, bytes });
     }
-    let mut out = String::with_capacity(text.len());
-    let mut redacted = 0;
-    for (number, line) in text.split_inclusive('\n').enumerate() {
-        let content = line.trim_end_matches(['\n', '\r']);
-        if content.trim().is_empty() {
-            out.push_str(line);
-            continue;
-        }
-        let mut value: Value = serde_json::from_str(content)
-            .map_err(|err| invalid(format!("line {}: {err}", number + 1)))?;
-        let count = if redact { crate::secrets::redact_json(&mut value) } else { 0 };
-        if count == 0 {
-            out.push_str(line);
-        } else {
-            redacted += count;
-            out.push_str(&serde_json::to_string(&value).unwrap_or_default());
-            out.push_str(&line[content.len()..]);
+    for (number, line) in text.lines().enumerate() {
+        if !line.trim().is_empty() {
+            serde_json::from_str::<Value>(line)
+                .map_err(|err| invalid(format!("line {}: {err}", number + 1)))?;
         }
     }
-    Ok(Transcript { format: Format::Jsonl, bytes: out.into_bytes(), redacted })
+    Ok(Transcript { format: Format::Jsonl, bytes })
 }
 
 #[cfg(test)]
@@ -123,28 +103,23 @@ mod tests {
     }
 
     #[test]
-    fn json_lines_keep_their_bytes_except_where_a_secret_was() {
-        let text = "{\"type\":\"user\",  \"text\":\"hi\"}\n{\"key\":\"AKIAIOSFODNN7EXAMPLE\"}\n";
+    fn json_lines_keep_their_bytes() {
+        let text =
+            "{\"type\":\"user\",  \"text\":\"hi\"}\r\n\n{\"key\":\"AKIAIOSFODNN7EXAMPLE\"}\n";
         let file = write(text);
-        let plain = load(file.path(), false).unwrap();
-        assert_eq!((plain.format, plain.bytes.as_slice()), (Format::Jsonl, text.as_bytes()));
-        let redacted = load(file.path(), true).unwrap();
-        assert_eq!(redacted.redacted, 1);
-        assert_eq!(
-            String::from_utf8(redacted.bytes).unwrap(),
-            "{\"type\":\"user\",  \"text\":\"hi\"}\n{\"key\":\"[redacted AWS access key id]\"}\n"
-        );
+        let loaded = load(file.path()).unwrap();
+        assert_eq!((loaded.format, loaded.bytes.as_slice()), (Format::Jsonl, text.as_bytes()));
     }
 
     #[test]
     fn one_json_document_is_json_and_anything_else_is_refused() {
         let file = write("{\n  \"messages\": []\n}\n");
-        assert_eq!(load(file.path(), true).unwrap().format, Format::Json);
+        assert_eq!(load(file.path()).unwrap().format, Format::Json);
         let bad = write("{\"ok\":1}\nnot json\n");
-        let err = load(bad.path(), true).unwrap_err().to_string();
+        let err = load(bad.path()).unwrap_err().to_string();
         assert!(err.contains("neither JSON nor JSON Lines: line 2"), "{err}");
-        assert!(matches!(load(write(" \n").path(), true), Err(Error::Empty { .. })));
-        let missing = load(Path::new("/nonexistent/transcript.jsonl"), true).unwrap_err();
+        assert!(matches!(load(write(" \n").path()), Err(Error::Empty { .. })));
+        let missing = load(Path::new("/nonexistent/transcript.jsonl")).unwrap_err();
         assert!(missing.to_string().starts_with("cannot read the transcript /nonexistent"));
     }
 }

@@ -142,22 +142,33 @@ pub struct Memory {
     user: Option<MemoryStore>,
     user_path: Option<PathBuf>,
     cache_dir: PathBuf,
+    /// `[transcript] redact_secrets`, passed on to both tiers' stores.
+    redact_secrets: bool,
 }
 
 impl Memory {
     /// The memory of the repository behind `store`, and the user's.
     pub fn open(store: &checkpoint::Store) -> Result<Memory> {
         let user_path = store::user_memory_path();
+        let redact_secrets = store.redacts_secrets();
         let user = match &user_path {
-            Some(path) if path.join("HEAD").is_file() => Some(MemoryStore::user_at(path)?),
+            Some(path) if path.join("HEAD").is_file() => {
+                Some(MemoryStore::user_at(path)?.redacting(redact_secrets))
+            }
             _ => None,
         };
         Ok(Memory {
-            project: MemoryStore::project(store.writing_repo()),
+            project: MemoryStore::project(store.writing_repo()).redacting(redact_secrets),
             user,
             user_path,
             cache_dir: store.private_dir().to_owned(),
+            redact_secrets,
         })
+    }
+
+    /// `text` with secrets replaced (unless redaction is off), and how many were.
+    fn redacted(&self, text: &str) -> (String, usize) {
+        if self.redact_secrets { crate::secrets::redact(text) } else { (text.to_string(), 0) }
     }
 
     pub fn project(&self) -> &MemoryStore {
@@ -183,7 +194,7 @@ impl Memory {
             Tier::User => {
                 if self.user.is_none() {
                     let path = self.user_path.clone().ok_or(Error::NoUserLocation)?;
-                    self.user = Some(MemoryStore::user_at(&path)?);
+                    self.user = Some(MemoryStore::user_at(&path)?.redacting(self.redact_secrets));
                 }
                 self.user.as_ref().ok_or(Error::NoUserLocation)
             }
@@ -198,7 +209,8 @@ impl Memory {
         source: Source,
         origin: &Origin,
     ) -> Result<Remembered> {
-        let (text, redacted) = crate::secrets::redact(text.trim());
+        // Before the slug is made from it: a file name is no place for a secret either.
+        let (text, redacted) = self.redacted(text.trim());
         if text.is_empty() {
             return Err(Error::InvalidFact("a fact needs some text".into()));
         }
@@ -264,7 +276,7 @@ impl Memory {
         source: Source,
         origin: &Origin,
     ) -> Result<()> {
-        let (text, _) = crate::secrets::redact(text.trim());
+        let (text, _) = self.redacted(text.trim());
         if text.is_empty() || text.len() > store::FACT_MAX_BYTES {
             return Err(Error::InvalidFact(format!(
                 "a fact is 1 to {} bytes",

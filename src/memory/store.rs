@@ -1,12 +1,16 @@
 //! A memory tier as git history: a ref whose commits each hold the whole memory tree,
 //! `MEMORY.md` (one index line per fact) and `facts/<slug>.md`.
 //!
+//! [`MemoryStore::write_with_parents`] is the one writer of memory, so it is where secrets
+//! are redacted (as the step writer does for steps): every fact file and commit message,
+//! whoever the caller, unless `[transcript] redact_secrets` is off.
+//!
 //! Every write is its own commit with `Cairn-Session:`/`Cairn-Step:` trailers and moves
 //! the ref by compare-and-swap. A writer that loses the race re-applies its change on the
-//! new tip, so concurrent sessions never lose each other's facts. In the user's
-//! repository a write's objects go to disk as one pack, like a step's (registered for
-//! cairn's pack merging, and crash-safe the same way); in the user memory repository they
-//! are written loose.
+//! new tip, so concurrent sessions never lose each other's facts. A write's objects go to
+//! disk as one pack, like a step's: fsynced before the ref moves, and registered for
+//! cairn's pack merging (in `<git dir>/cairn/packs` of the user's repository, or of the
+//! user memory repository).
 
 use std::path::{Path, PathBuf};
 
@@ -123,8 +127,10 @@ pub struct MemoryStore {
     reference: &'static str,
     tier: Tier,
     location: String,
-    /// cairn's pack registry, where this store's writes are packed (project memory).
-    pack_registry: Option<PathBuf>,
+    /// cairn's pack registry of this store's repository, listing the packs writes made.
+    pack_registry: PathBuf,
+    /// Replace secret-looking strings in what is written (on unless turned off).
+    redact_secrets: bool,
 }
 
 impl MemoryStore {
@@ -142,7 +148,8 @@ impl MemoryStore {
             reference: PROJECT_REF,
             tier: Tier::Project,
             location: PROJECT_REF.into(),
-            pack_registry: Some(pack_registry),
+            pack_registry,
+            redact_secrets: true,
         }
     }
 
@@ -168,13 +175,35 @@ impl MemoryStore {
             })?;
             repo
         };
+        let pack_registry = repo.common_dir().join("cairn").join(objects::REGISTRY);
         Ok(MemoryStore {
-            repo,
+            // As for project memory: one durable pack per write, not loose objects.
+            repo: repo.with_object_memory(),
             reference: USER_REF,
             tier: Tier::User,
             location: path.display().to_string(),
-            pack_registry: None,
+            pack_registry,
+            redact_secrets: true,
         })
+    }
+
+    /// This store, redacting what it writes or not (`[transcript] redact_secrets`).
+    pub fn redacting(mut self, redact_secrets: bool) -> MemoryStore {
+        self.redact_secrets = redact_secrets;
+        self
+    }
+
+    /// `text` (a commit message) as this store writes it.
+    fn stored_text(&self, text: &str) -> String {
+        if self.redact_secrets { crate::secrets::redact(text).0 } else { text.to_string() }
+    }
+
+    /// `bytes` as this store writes them: redacted unless redaction is off.
+    fn stored(&self, bytes: Vec<u8>) -> Vec<u8> {
+        match self.redact_secrets.then(|| crate::secrets::redact_stored(&bytes)).flatten() {
+            Some(redacted) => redacted,
+            None => bytes,
+        }
     }
 
     pub fn tier(&self) -> Tier {
@@ -313,6 +342,8 @@ impl MemoryStore {
                 return Err(Error::InvalidSlug(change.slug().to_string()));
             }
         }
+        let subject = self.stored_text(subject);
+        let subject = subject.as_str();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -362,15 +393,14 @@ impl MemoryStore {
         }
     }
 
-    /// Writes the objects buffered in memory as one pack (a no-op for a handle that
-    /// writes loose objects), and lets cairn's pack merging take it in.
+    /// Writes the objects buffered in memory as one pack, and lets cairn's pack merging
+    /// take it in.
     fn persist(&self) -> Result<()> {
         if let Some(pack) = objects::persist(&self.repo)?
-            && let Some(registry) = &self.pack_registry
-            && objects::register(registry, &pack).is_ok()
+            && objects::register(&self.pack_registry, &pack).is_ok()
         {
             // Maintenance only: a failure leaves one more small pack until a later merge.
-            let _ = objects::consolidate(&self.repo, registry, objects::MAX_SMALL_PACKS);
+            let _ = objects::consolidate(&self.repo, &self.pack_registry, objects::MAX_SMALL_PACKS);
         }
         Ok(())
     }
@@ -389,7 +419,7 @@ impl MemoryStore {
                 Change::Remove(_) => None,
                 Change::Raw { content, .. } => content.clone(),
             };
-            match content {
+            match content.map(|bytes| self.stored(bytes)) {
                 Some(bytes) => {
                     let headline = match std::str::from_utf8(&bytes)
                         .ok()

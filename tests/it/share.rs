@@ -320,17 +320,34 @@ fn a_fact_edited_to_hold_a_private_key_blocks_a_memory_push() {
     let a = TestRepo::new();
     let url = bare_remote(&a);
     a.ok(&["memory", "add", "The deploy key lives in the vault"]);
-    // `remember` redacts; a hand edit does not, so the push must catch it.
+    let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n";
+    // A hand edit goes through the memory writer, which redacts it.
     let editor = a.home.join("editor.sh");
     std::fs::write(
         &editor,
-        "#!/bin/sh\nprintf -- '-----BEGIN RSA PRIVATE KEY-----\\nMIIEowIBAAKCAQEA\\n-----END RSA PRIVATE KEY-----\\n' >> \"$1\"\n",
+        format!("#!/bin/sh\nprintf -- '{}' >> \"$1\"\n", key.replace('\n', "\\n")),
     )
     .unwrap();
     std::process::Command::new("chmod").arg("+x").arg(&editor).status().unwrap();
     let mut command =
         a.command_in(&a.root, &["memory", "edit", "the-deploy-key-lives-in-the-vault"]);
     assert!(command.env("EDITOR", &editor).env_remove("VISUAL").status().unwrap().success());
+    let path = "refs/cairn/memory:facts/the-deploy-key-lives-in-the-vault.md";
+    assert!(a.git(&["show", path]).contains("[redacted private key]"));
+
+    // A fact that reached memory around cairn (plain git) is caught by the push.
+    let fact = a.home.join("fact.md");
+    std::fs::write(&fact, a.git(&["show", path]) + key).unwrap();
+    let blob = a.git(&["hash-object", "-w", fact.to_str().unwrap()]);
+    let facts_tree =
+        mktree(&a, &format!("100644 blob {}\tthe-deploy-key-lives-in-the-vault.md\n", blob.trim()));
+    let index = a.git(&["rev-parse", "refs/cairn/memory:MEMORY.md"]);
+    let root = mktree(
+        &a,
+        &format!("100644 blob {}\tMEMORY.md\n040000 tree {facts_tree}\tfacts\n", index.trim()),
+    );
+    let commit = a.git(&["commit-tree", &root, "-p", "refs/cairn/memory", "-m", "by hand"]);
+    a.git(&["update-ref", "refs/cairn/memory", commit.trim()]);
 
     let out = a.cairn(&["push", "--memory"]);
     assert_eq!(out.status.code(), Some(1));
@@ -340,4 +357,16 @@ fn a_fact_edited_to_hold_a_private_key_blocks_a_memory_push() {
         "{said}"
     );
     assert!(!remote_refs(&a, &url).contains("refs/cairn/memory"), "nothing was pushed");
+}
+
+/// `git mktree` of `listing` in `repo`.
+fn mktree(repo: &TestRepo, listing: &str) -> String {
+    let mut command = std::process::Command::new("git");
+    command.arg("mktree").current_dir(&repo.root).env("GIT_CONFIG_NOSYSTEM", "1");
+    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), listing.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

@@ -1,0 +1,110 @@
+//! Durability as git's: `git gc --prune=now`, `git gc --aggressive` and `git repack -a -d`
+//! between any two steps never leave a step naming a missing object, though the stat cache
+//! remembers blob ids of scans no step recorded (unreachable, so pruned) and a running
+//! session holds on to packs that gc deletes.
+
+use serde_json::json;
+
+use crate::support::mock_model::{self, Reply};
+use crate::support::{TestRepo, age};
+
+/// Asserts `git fsck --strict` is clean and every blob of every commit under
+/// `refs/cairn/` exists (`git ls-tree -r` + `git cat-file -e`); returns how many blobs.
+fn assert_every_step_readable(repo: &TestRepo) -> usize {
+    repo.assert_fsck_clean();
+    let mut blobs = 0;
+    for commit in repo.git(&["rev-list", "--glob=refs/cairn"]).lines() {
+        for line in repo.git(&["ls-tree", "-r", commit]).lines() {
+            let mut fields = line.split_whitespace();
+            let (_, kind, id) = (fields.next(), fields.next(), fields.next().unwrap());
+            if kind == Some("blob") {
+                repo.git(&["cat-file", "-e", id]);
+                blobs += 1;
+            }
+        }
+    }
+    blobs
+}
+
+fn blob_exists(repo: &TestRepo, id: &str) -> bool {
+    let status = std::process::Command::new("git")
+        .args(["cat-file", "-e", id])
+        .current_dir(&repo.root)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", &repo.home)
+        .status()
+        .unwrap();
+    status.success()
+}
+
+#[test]
+fn gc_between_checkpoints_never_leaves_a_step_naming_a_missing_object() {
+    let repo = TestRepo::new();
+    repo.write("keep.txt", "never changes\n");
+    repo.write("deep/er/still.txt", "never changes either\n");
+    repo.write("change.txt", "version 0\n");
+    for path in ["keep.txt", "deep/er/still.txt", "change.txt", "deep/er", "deep", "."] {
+        age(&repo.path(path));
+    }
+    let (_, _, first) = repo.checkpoint(&[]);
+    let kept = repo.git(&["rev-parse", &format!("{first}:keep.txt")]);
+
+    let maintenance: [&[&str]; 4] = [
+        &["gc", "--prune=now", "--quiet"],
+        &["gc", "--prune=now", "--aggressive", "--quiet"],
+        &["repack", "-a", "-d", "-q"],
+        &["gc", "--prune=now", "--quiet"],
+    ];
+    for (round, command) in maintenance.iter().enumerate() {
+        let content = format!("version {}\n", round + 1);
+        repo.write("change.txt", &content);
+        age(&repo.path("change.txt"));
+        // A snapshot no step records: its blob is unreachable, yet the stat cache names it.
+        repo.ok(&["diff", "--stat"]);
+        let unreferenced = repo.git(&["hash-object", "change.txt"]);
+        repo.git(command);
+        // Each of them deletes it (`repack -a -d` drops what no ref reaches).
+        assert!(!blob_exists(&repo, unreferenced.trim()), "round {round}: {command:?}");
+
+        let (_, _, commit) = repo.checkpoint(&["-m", &format!("round {round}")]);
+        assert_eq!(repo.git(&["show", &format!("{commit}:change.txt")]), content);
+        assert_eq!(repo.git(&["rev-parse", &format!("{commit}:keep.txt")]), kept);
+        assert_every_step_readable(&repo);
+    }
+    // And once more with nothing changed, after a last prune: every id comes from the cache.
+    repo.git(&["gc", "--prune=now", "--quiet"]);
+    repo.checkpoint(&["-m", "unchanged"]);
+    assert!(assert_every_step_readable(&repo) > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_between_the_steps_of_a_running_session_loses_nothing() {
+    let repo = TestRepo::new();
+    repo.write("keep.txt", "never changes\n");
+    let shell = |id: &str, command: &str| {
+        Reply::chat_tool_calls(&[(id, "shell", json!({"command": command}))])
+    };
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[("w1", "write_file", json!({"path": "a.txt", "content": "1\n"}))]),
+        shell("g1", "git gc --prune=now --quiet"),
+        Reply::chat_tool_calls(&[("w2", "write_file", json!({"path": "b.txt", "content": "2\n"}))]),
+        shell("g2", "git gc --prune=now --aggressive --quiet"),
+        Reply::chat_tool_calls(&[(
+            "e1",
+            "edit_file",
+            json!({"path": "a.txt", "old_string": "1", "new_string": "1 and more"}),
+        )]),
+        shell("g3", "git repack -a -d -q && printf 'x\\n' > c.txt"),
+        Reply::chat_tool_calls(&[("w3", "write_file", json!({"path": "a.txt", "content": "1\n"}))]),
+        Reply::chat_text("Done."),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+    let out = crate::support::cairn(&repo, &["run", "work", "--approval", "auto", "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let session = crate::support::session_of(&out);
+    let tip = TestRepo::session_ref(&session);
+    assert_eq!(repo.git(&["show", &format!("{tip}:a.txt")]), "1\n");
+    assert_eq!(repo.git(&["show", &format!("{tip}:c.txt")]), "x\n");
+    assert!(assert_every_step_readable(&repo) > 0);
+}
