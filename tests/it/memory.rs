@@ -2,21 +2,12 @@
 //! git CLI; what the model receives, checked at the scripted server.
 
 use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
 use crate::support::mock_model::{self, MockModel, Reply};
-use crate::support::{TestRepo, cairn, session_of};
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::support::{TestRepo, assert_ok, cairn, session_of};
 
 /// The system prompt of an openai-chat request.
 fn system_prompt(body: &Value) -> String {

@@ -6,12 +6,12 @@
 //! with git.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::TestRepo;
 use crate::support::mock_model::{self, Reply};
+use crate::support::{TestRepo, assert_ok};
 
 /// The ways in, each with its own secrets so that a failure names the way.
 const PATHS: [&str; 13] = [
@@ -47,15 +47,6 @@ fn private_key(path: &str) -> String {
 /// Both secrets of `path`, as one text.
 fn secrets(path: &str) -> String {
     format!("{} and\n{}\n", aws_key(path), private_key(path))
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Every object of the git repository at `git_dir`, as `git cat-file` prints them, plus

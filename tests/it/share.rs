@@ -5,25 +5,6 @@ use serde_json::{Value, json};
 use crate::support::TestRepo;
 use crate::support::mock_model::{self, Reply};
 
-/// A bare remote inside `a`'s temporary home, with `a` as its first pusher.
-fn bare_remote(a: &TestRepo) -> String {
-    let bare = a.home.join("remote.git");
-    a.git(&["init", "-q", "--bare", bare.to_str().unwrap()]);
-    let url = bare.to_str().unwrap().to_string();
-    a.git(&["remote", "add", "origin", &url]);
-    a.git(&["push", "-q", "origin", "main"]);
-    url
-}
-
-/// A second clone of `url`.
-fn second_clone(url: &str) -> TestRepo {
-    let b = TestRepo::empty();
-    b.git(&["remote", "add", "origin", url]);
-    b.git(&["fetch", "-q", "origin"]);
-    b.git(&["checkout", "-q", "-B", "main", "origin/main"]);
-    b
-}
-
 fn remote_refs(a: &TestRepo, url: &str) -> String {
     a.git(&["ls-remote", url, "refs/cairn/*"])
 }
@@ -42,7 +23,7 @@ async fn run(repo: &TestRepo, args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_session_is_fetched_and_resumed_in_another_clone() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     let model = mock_model::start([
         Reply::chat_tool_calls(&[(
             "c1",
@@ -63,7 +44,7 @@ async fn a_pushed_session_is_fetched_and_resumed_in_another_clone() {
     assert!(said.contains(&format!("{session}  3 steps (3 new)")), "{said}");
     assert!(remote_refs(&a, &url).contains(&format!("refs/cairn/sessions/{session}")));
 
-    let b = second_clone(&url);
+    let b = TestRepo::clone_of(&url);
     let fetched = b.ok(&["fetch"]);
     assert!(fetched.contains(&format!("new        {session}")), "{fetched}");
     assert!(b.ok(&["sessions"]).contains(&session));
@@ -83,10 +64,10 @@ async fn a_pushed_session_is_fetched_and_resumed_in_another_clone() {
 #[test]
 fn a_diverged_session_is_kept_on_both_sides() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     let (session, _, _) = a.checkpoint(&["-m", "start", "--new"]);
     a.ok(&["push"]);
-    let b = second_clone(&url);
+    let b = TestRepo::clone_of(&url);
     b.ok(&["fetch"]);
     // Rewinding to the tip changes nothing on disk and makes it b's current session.
     b.ok(&["rewind", &session]);
@@ -109,7 +90,7 @@ fn a_diverged_session_is_kept_on_both_sides() {
 #[test]
 fn a_push_that_would_publish_a_private_key_is_refused_unless_forced() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     a.write(
         "deploy/id_rsa",
         "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n",
@@ -156,7 +137,7 @@ fn git_bisect_run_finds_the_step_that_broke_a_test() {
 #[test]
 fn project_memory_travels_with_push_memory_and_lands_under_the_remotes_name() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     a.checkpoint(&["-m", "one", "--new"]);
     let err = a.fails(&["push", "--memory"]);
     assert!(err.contains("no project memory"), "{err}");
@@ -168,7 +149,7 @@ fn project_memory_travels_with_push_memory_and_lands_under_the_remotes_name() {
     a.ok(&["push", "--memory"]);
     assert!(remote_refs(&a, &url).contains(&format!("{memory}\trefs/cairn/memory")));
 
-    let b = second_clone(&url);
+    let b = TestRepo::clone_of(&url);
     let out = b.ok(&["fetch", "--no-merge"]);
     assert!(out.contains("memory     refs/cairn/remotes/origin/memory"), "{out}");
     assert_eq!(b.git(&["rev-parse", "refs/cairn/remotes/origin/memory"]).trim(), memory);
@@ -185,7 +166,7 @@ fn project_memory_travels_with_push_memory_and_lands_under_the_remotes_name() {
 #[test]
 fn a_rewound_session_pushes_over_what_this_clone_pushed_but_not_over_others_work() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     let (session, _, first) = a.checkpoint(&["-m", "one", "--new"]);
     a.write("x.txt", "x\n");
     a.checkpoint(&["-m", "two"]);
@@ -202,7 +183,7 @@ fn a_rewound_session_pushes_over_what_this_clone_pushed_but_not_over_others_work
     assert_eq!(remote_tip(&a), first, "the rewind reached the remote");
 
     // Another clone adds a step and pushes; a's stale view must not overwrite it.
-    let b = second_clone(&url);
+    let b = TestRepo::clone_of(&url);
     b.ok(&["fetch"]);
     b.ok(&["rewind", &session]);
     b.write("b.txt", "b\n");
@@ -218,10 +199,10 @@ fn a_rewound_session_pushes_over_what_this_clone_pushed_but_not_over_others_work
 #[test]
 fn fetch_merges_facts_from_both_clones_and_keeps_both_versions_of_a_fact_changed_twice() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     a.ok(&["memory", "add", "The shared fact says port 1"]);
     a.ok(&["push", "--memory", "--all"]);
-    let b = second_clone(&url);
+    let b = TestRepo::clone_of(&url);
     b.ok(&["fetch", "--merge-memory"]);
     let shared = "facts/the-shared-fact-says-port-1.md";
     // Both sides change the shared fact and each adds one of its own.
@@ -277,7 +258,7 @@ fn fetch_merges_facts_from_both_clones_and_keeps_both_versions_of_a_fact_changed
 #[test]
 fn memory_goes_with_every_push_when_the_configuration_says_so() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     a.checkpoint(&["-m", "one", "--new"]);
     a.ok(&["memory", "add", "Pushed by configuration"]);
     a.ok(&["push"]);
@@ -291,10 +272,10 @@ fn memory_goes_with_every_push_when_the_configuration_says_so() {
 #[test]
 fn a_fact_deleted_there_but_changed_here_is_kept_and_said() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     a.ok(&["memory", "add", "Doomed fact says alpha"]);
     a.ok(&["push", "--memory", "--all"]);
-    let b = second_clone(&url);
+    let b = TestRepo::clone_of(&url);
     b.ok(&["fetch", "--merge-memory"]);
     a.ok(&["memory", "forget", "doomed-fact-says-alpha"]);
     a.ok(&["memory", "add", "Unrelated fact from A"]);
@@ -318,7 +299,7 @@ fn a_fact_deleted_there_but_changed_here_is_kept_and_said() {
 #[test]
 fn a_fact_edited_to_hold_a_private_key_blocks_a_memory_push() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     a.ok(&["memory", "add", "The deploy key lives in the vault"]);
     let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n";
     // A hand edit goes through the memory writer, which redacts it.

@@ -223,20 +223,8 @@ fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>, skip: &dyn F
     }
 }
 
-fn bare_remote(a: &TestRepo) -> String {
-    let bare = a.home.join("remote.git");
-    a.git(&["init", "-q", "--bare", bare.to_str().unwrap()]);
-    let url = bare.to_str().unwrap().to_string();
-    a.git(&["remote", "add", "origin", &url]);
-    a.git(&["push", "-q", "origin", "main"]);
-    url
-}
-
 fn victim(url: &str) -> TestRepo {
-    let b = TestRepo::empty();
-    b.git(&["remote", "add", "origin", url]);
-    b.git(&["fetch", "-q", "origin"]);
-    b.git(&["checkout", "-q", "-B", "main", "origin/main"]);
+    let b = TestRepo::clone_of(url);
     b.write("mine.txt", "the victim's own work\n");
     b
 }
@@ -373,7 +361,7 @@ fn cases() -> Vec<Case> {
 /// Runs one hostile case end to end; returns a line describing its outcome.
 fn run_case(case: &Case) -> String {
     let attacker = TestRepo::new();
-    let url = bare_remote(&attacker);
+    let url = attacker.bare_remote();
     let hostile = craft(&attacker, &case.steps);
     let session = hostile.session.clone();
     let step = hostile.commits.len() + 1;
@@ -529,7 +517,7 @@ fn outside_is_empty(repo: &TestRepo) -> bool {
 #[test]
 fn a_symlink_replaced_by_a_directory_of_the_same_name_is_removed_not_followed() {
     let attacker = TestRepo::new();
-    let url = bare_remote(&attacker);
+    let url = attacker.bare_remote();
     let link = || Node::Link("../outside".into());
     let hostile = craft(
         &attacker,
@@ -553,7 +541,7 @@ fn a_symlink_the_snapshot_does_not_hold_is_never_written_through() {
     // The link is ignored, so no snapshot holds it and no deletion removes it: the same
     // position a case-insensitive file system puts a link `A` in for a directory `a/`.
     let attacker = TestRepo::new();
-    let url = bare_remote(&attacker);
+    let url = attacker.bare_remote();
     let hostile = craft(
         &attacker,
         &[
@@ -580,7 +568,7 @@ fn a_symlink_the_snapshot_does_not_hold_is_never_written_through() {
 #[test]
 fn a_symlink_and_a_directory_differing_only_in_case_stay_apart() {
     let attacker = TestRepo::new();
-    let url = bare_remote(&attacker);
+    let url = attacker.bare_remote();
     let hostile = craft(
         &attacker,
         &[dir(vec![
@@ -601,7 +589,7 @@ fn a_symlink_and_a_directory_differing_only_in_case_stay_apart() {
 #[test]
 fn a_gitlink_is_never_checked_out_and_creates_no_git_directory() {
     let attacker = TestRepo::new();
-    let url = bare_remote(&attacker);
+    let url = attacker.bare_remote();
     let head = attacker.git(&["rev-parse", "HEAD"]).trim().to_string();
     let head: &'static str = Box::leak(head.into_boxed_str());
     let hostile = craft(&attacker, &[dir(vec![(b"sub", Node::Gitlink(head))])]);
@@ -616,7 +604,7 @@ fn a_gitlink_is_never_checked_out_and_creates_no_git_directory() {
 #[test]
 fn ordinary_odd_names_round_trip_through_push_fetch_and_rewind() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     let names = [
         "aux.c",
         "con.rs",
@@ -690,7 +678,7 @@ fn workspace_files_with_names_a_restore_would_refuse_are_left_out_and_listed() {
 #[test]
 fn fetch_rejects_steps_that_are_not_steps_of_the_session_and_keeps_the_accepted_tip() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     let (session, _, first) = a.checkpoint(&["--new", "-m", "ordinary"]);
     a.ok(&["push"]);
     let b = victim(&url);
@@ -747,7 +735,7 @@ fn fetch_rejects_steps_that_are_not_steps_of_the_session_and_keeps_the_accepted_
 #[test]
 fn resume_without_a_checkpoint_picks_a_session_started_here_not_a_fetched_one() {
     let a = TestRepo::new();
-    let url = bare_remote(&a);
+    let url = a.bare_remote();
     let b = victim(&url);
     let (mine, _, _) = b.checkpoint(&["--new", "-m", "mine"]);
     // A remote's session whose id sorts after every real one, so it is the newest.

@@ -214,6 +214,36 @@ impl TestRepo {
     pub fn session_ref(id: &str) -> String {
         format!("refs/cairn/sessions/{id}")
     }
+
+    /// A bare repository inside this one's temporary home, added as its `origin` and
+    /// holding its `main`; returns the remote's URL.
+    pub fn bare_remote(&self) -> String {
+        let bare = self.home.join("remote.git");
+        self.git(&["init", "-q", "--bare", bare.to_str().unwrap()]);
+        let url = bare.to_str().unwrap().to_string();
+        self.git(&["remote", "add", "origin", &url]);
+        self.git(&["push", "-q", "origin", "main"]);
+        url
+    }
+
+    /// Another clone of `url` with its `main` checked out: a second user of the remote.
+    pub fn clone_of(url: &str) -> TestRepo {
+        let clone = TestRepo::empty();
+        clone.git(&["remote", "add", "origin", url]);
+        clone.git(&["fetch", "-q", "origin"]);
+        clone.git(&["checkout", "-q", "-B", "main", "origin/main"]);
+        clone
+    }
+}
+
+/// Asserts that a command succeeded, showing its output when it did not.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Sets a file's or directory's mtime into the past, so the stat cache's racy-timestamp
