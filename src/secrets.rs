@@ -59,7 +59,8 @@ pub fn redact(text: &str) -> (String, usize) {
     (out, count)
 }
 
-/// Redacts every string inside a JSON value; returns how many secrets were replaced.
+/// Redacts every string inside a JSON value, object keys included; returns how many
+/// secrets were replaced.
 pub fn redact_json(value: &mut Value) -> usize {
     match value {
         Value::String(text) => {
@@ -70,7 +71,19 @@ pub fn redact_json(value: &mut Value) -> usize {
             count
         }
         Value::Array(items) => items.iter_mut().map(redact_json).sum(),
-        Value::Object(map) => map.values_mut().map(redact_json).sum(),
+        Value::Object(map) => {
+            let mut count = map.values_mut().map(redact_json).sum();
+            // A secret used as a key (a map keyed by token, say) is rare but must not pass.
+            if map.keys().any(|key| patterns().is_match(key.as_bytes())) {
+                let entries = std::mem::take(map);
+                for (key, value) in entries {
+                    let (key, found) = redact(&key);
+                    count += found;
+                    map.insert(key, value);
+                }
+            }
+            count
+        }
         _ => 0,
     }
 }
@@ -162,6 +175,14 @@ mod tests {
         assert_eq!(redact("nothing here").1, 0);
         let pem = "before\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nsecretbody\n-----END RSA PRIVATE KEY-----\nafter\n";
         assert_eq!(redact(pem).0, "before\n[redacted private key]\nafter\n");
+    }
+
+    #[test]
+    fn a_secret_used_as_a_json_key_is_redacted_too() {
+        let json = br#"{"tokens": {"AKIAIOSFODNN7EXAMPLE": "prod"}}"#;
+        let redacted: Value = serde_json::from_slice(&redact_stored(json).unwrap()).unwrap();
+        let expected = serde_json::json!({"tokens": {"[redacted AWS access key id]": "prod"}});
+        assert_eq!(redacted, expected);
     }
 
     #[test]
