@@ -17,3 +17,4 @@ pub mod memory;
 pub mod secrets;
 pub mod share;
 pub mod text;
+pub mod title;
