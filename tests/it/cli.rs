@@ -360,3 +360,29 @@ fn a_reader_that_stops_early_ends_a_long_listing_quietly() {
         assert_quiet_end(args, &out);
     }
 }
+
+#[test]
+fn a_hook_session_is_titled_by_its_first_prompt_payload_cleaned() {
+    let repo = TestRepo::new();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hooks/claude-code/user-prompt-submit.json");
+    let mut payload: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    payload["cwd"] = repo.root.to_str().unwrap().into();
+    payload["prompt"] = "\u{1b}[1;31mRename\u{1b}[0m   the\u{7} crate\nand update the docs".into();
+    let mut command = repo.command_in(&repo.home, &["hook", "claude-code"]);
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(payload.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", stderr(&out));
+
+    let listed: Value = serde_json::from_str(&repo.ok(&["sessions", "--json"])).unwrap();
+    assert_eq!(listed[0]["title"], "[1;31mRename[0m the crate");
+    assert_eq!(listed[0]["agent"], "claude-code");
+    let session_ref = TestRepo::session_ref(listed[0]["id"].as_str().unwrap());
+    let toml = repo.git(&["show", &format!("{session_ref}:.cairn/session.toml")]);
+    assert!(toml.contains("title = \"[1;31mRename[0m the crate\""), "{toml}");
+    let text = repo.ok(&["sessions"]);
+    assert!(text.trim_end().ends_with("[claude-code] [1;31mRename[0m the crate"), "{text}");
+}

@@ -362,8 +362,7 @@ async fn the_spinner_leaves_no_line_behind_and_diff_names_a_step_without_changes
         at = term.expect("no changes in step ", at);
         term.expect("› ", at);
         term.quit();
-        let screen = term.screen.lock().unwrap().clone();
-        screen
+        term.screen.lock().unwrap().clone()
     })
     .await
     .unwrap();
@@ -413,8 +412,7 @@ async fn colour_only_without_no_color_and_never_with_it() {
             at = term.expect("prompt: write a greeting", at);
             term.expect("› ", at);
             term.quit();
-            let screen = term.screen.lock().unwrap().clone();
-            screen
+            term.screen.lock().unwrap().clone()
         })
         .await
         .unwrap();
@@ -458,8 +456,7 @@ async fn at_a_terminal_a_mistyped_command_is_a_question() {
         at = term.expect("Hello.", at);
         term.expect("› ", at);
         term.quit();
-        let screen = term.screen.lock().unwrap().clone();
-        screen
+        term.screen.lock().unwrap().clone()
     })
     .await
     .unwrap();
