@@ -19,3 +19,4 @@ pub mod memory;
 pub mod secrets;
 pub mod share;
 pub mod text;
+pub mod title;

@@ -268,6 +268,18 @@ impl Agent {
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
     ) -> Result<TurnEnd, AgentError> {
+        if self.session.tip.is_none() {
+            // `session.toml` is written with the first step, so until then the session
+            // can still take its title from the prompt that starts it (an interactive
+            // session opened without one has only a placeholder).
+            // Redacted before it is cut to a title, or a cut key would no longer match.
+            let prompt = if self.store.redacts_secrets() {
+                crate::secrets::redact(prompt).0
+            } else {
+                prompt.to_string()
+            };
+            self.session.info.title = crate::title::session_title(&prompt);
+        }
         self.flush_user_edits(&BTreeSet::new(), emit)?;
         self.turns += 1;
         let user = Message::User { text: prompt.to_string() };

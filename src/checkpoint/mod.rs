@@ -201,6 +201,8 @@ pub struct SessionSummary {
     pub created: String,
     /// Time of the newest step, seconds since the epoch.
     pub updated: i64,
+    /// The agent that recorded the session, when it was not cairn itself.
+    pub agent: Option<String>,
 }
 
 /// A step's recorded state, read back from its tree.
@@ -397,7 +399,7 @@ impl Store {
         let base = self.repo.head_id().ok().map(|id| id.to_string());
         let info = SessionInfo {
             id,
-            title: step::one_line(title),
+            title: crate::title::session_title(title),
             created: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             base,
             model,
@@ -989,6 +991,7 @@ impl Store {
                 tip: tip.to_string(),
                 created: info.created,
                 updated: summary.time,
+                agent: info.agent,
             });
         }
         out.sort_by(|a, b| b.id.cmp(&a.id));

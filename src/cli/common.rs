@@ -192,6 +192,14 @@ pub fn format_time(seconds: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A timestamp for programs: RFC 3339 in UTC, `2026-11-24T15:30:00Z`, as `session.toml`
+/// writes them. `None` for seconds outside the range of a calendar date.
+pub fn rfc3339(seconds: i64) -> Option<String> {
+    jiff::Timestamp::from_second(seconds)
+        .ok()
+        .map(|time| time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
 /// A size for humans: `512 B`, `12.3 KiB`, `4.5 MiB`.
 pub fn format_bytes(bytes: u64) -> String {
     const KIB: f64 = 1024.0;

@@ -48,8 +48,9 @@ pub fn run(args: Args, prompt: Option<String>) -> Result<ExitCode, CommandError>
             .with_hint("use `cairn run PROMPT` for a headless run"));
     }
     let context = Context::load(args.model, args.approval)?;
-    let title = prompt.clone().unwrap_or_else(|| "interactive session".to_string());
-    let session = context.store.start_session(&title, None, None)?;
+    // A placeholder until the first prompt, which titles the session (`Agent::turn`).
+    let title = prompt.as_deref().unwrap_or("interactive session");
+    let session = context.store.start_session(title, None, None)?;
     run_session(context, session, Restored::default(), prompt)
 }
 
@@ -198,10 +199,13 @@ fn slash(
         "diff" => match agent.session().tip {
             Some(tip) => {
                 let (from, to) = log::step_trees(agent.store(), tip)?;
-                print!(
-                    "{}",
-                    render::render(agent.store().repo(), from, Some(to), false, color_stdout())?
-                );
+                let diff =
+                    render::render(agent.store().repo(), from, Some(to), false, color_stdout())?;
+                if diff.is_empty() {
+                    eprintln!("no changes in step {}", agent.session().steps);
+                } else {
+                    print!("{diff}");
+                }
             }
             None => eprintln!("nothing recorded yet"),
         },
@@ -277,6 +281,18 @@ impl Screen {
             bar.finish_and_clear();
         }
     }
+
+    /// Prints with the spinner out of the way: a line written under a drawn spinner would
+    /// make its next redraw erase that line instead, and leave a stale spinner behind.
+    fn suspend(&self, print: impl FnOnce()) {
+        match self.spinner.lock() {
+            Ok(spinner) => match spinner.as_ref() {
+                Some(bar) => bar.suspend(print),
+                None => print(),
+            },
+            Err(_) => print(),
+        }
+    }
 }
 
 struct InteractivePrinter {
@@ -298,15 +314,15 @@ impl InteractivePrinter {
 
     fn event(&mut self, event: &Event, out: &mut super::run::Printer) {
         match event {
-            Event::TextDelta { .. } | Event::ToolCall { .. } | Event::Error { .. } => {
-                self.screen.clear()
-            }
-            _ => {}
-        }
-        match event {
-            // The session line is printed once at the start; steps are quiet here.
+            // The session line is printed once at the start, and the end needs no line.
             Event::SessionStarted { .. } | Event::Done { .. } => {}
-            other => out.event(other),
+            // The answer streams in pieces of a line, and a tool call may ask a question:
+            // the spinner goes until the next wait.
+            Event::TextDelta { .. } | Event::ToolCall { .. } | Event::Error { .. } => {
+                self.screen.clear();
+                out.event(event);
+            }
+            other => self.screen.suspend(|| out.event(other)),
         }
         if matches!(event, Event::ToolResult { .. } | Event::StepRecorded { .. })
             && !matches!(event, Event::StepRecorded { kind, .. } if kind == "model")

@@ -6,7 +6,9 @@ use gix::ObjectId;
 
 use crate::checkpoint::{StepSummary, Store};
 
-use super::common::{color_stdout, format_time, open_store, print_json, session_or_current};
+use super::common::{
+    color_stdout, format_time, open_store, print_json, rfc3339, session_or_current,
+};
 use super::{CommandError, render};
 
 #[derive(Debug, clap::Args)]
@@ -21,12 +23,47 @@ pub struct Args {
     patch: bool,
 }
 
+/// A step in `cairn log --json`: its commit's time in RFC 3339, UTC.
+#[derive(Debug, serde::Serialize)]
+struct ListedStep<'a> {
+    session: &'a str,
+    step: u64,
+    kind: &'a str,
+    commit: String,
+    subject: &'a str,
+    tools: &'a [String],
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<&'a str>,
+    /// `null` for a commit time outside the calendar's range.
+    time: Option<String>,
+    /// The same time, seconds since the epoch.
+    time_unix: i64,
+}
+
+impl<'a> ListedStep<'a> {
+    fn new(step: &'a StepSummary) -> Self {
+        ListedStep {
+            session: &step.session,
+            step: step.step,
+            kind: step.kind.as_str(),
+            commit: step.commit.to_string(),
+            subject: &step.subject,
+            tools: &step.tools,
+            model: step.model.as_deref(),
+            agent: step.agent.as_deref(),
+            time: rfc3339(step.time),
+            time_unix: step.time,
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
     let session = session_or_current(&store, args.session.as_deref())?;
     let steps = store.steps(&session)?;
     if args.json {
-        print_json(&steps)?;
+        print_json(&steps.iter().map(ListedStep::new).collect::<Vec<_>>())?;
         return Ok(ExitCode::SUCCESS);
     }
     print_steps(&store, &steps, args.patch, color_stdout())?;

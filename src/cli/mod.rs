@@ -4,6 +4,7 @@
 mod blame;
 mod checkpoint;
 mod common;
+mod completions;
 mod config;
 mod demo;
 mod diff;
@@ -17,8 +18,10 @@ mod interactive;
 mod land;
 mod launch;
 mod log;
+mod man;
 mod mcp;
 mod memory;
+mod panic;
 mod push;
 mod render;
 mod resume;
@@ -26,8 +29,11 @@ mod rewind;
 mod run;
 mod sessions;
 mod show;
+mod suggest;
 mod trust;
 
+use std::ffi::OsString;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -41,7 +47,8 @@ pub use error::{CommandError, ErrorKind};
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Start an interactive session with this prompt.
+    /// Start an interactive session with this prompt (`cairn -- WORD` for a one-word
+    /// prompt that looks like a command).
     prompt: Option<String>,
     #[command(flatten)]
     interactive: interactive::Args,
@@ -91,26 +98,43 @@ enum Command {
     Memory(memory::Args),
     /// Let this repository's cairn.toml set providers, the model and MCP servers.
     Trust(trust::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
+    /// Write man pages into a directory.
+    #[command(hide = true)]
+    GenerateMan(man::Args),
 }
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    panic::install();
+    panic::catch(|| parse_and_run(std::env::args_os().collect()))
+}
+
+fn parse_and_run(args: Vec<OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => {
-            let _ = err.print();
             // Exit 2 blocks the host agent's action for a hook of Claude Code or Gemini
             // CLI; a mistyped hook command must not stop their work.
-            let hook = std::env::args().nth(1).as_deref() == Some("hook");
+            let mistyped = suggest::mistyped_first_word(&args);
+            let hook = args.get(1).is_some_and(|arg| arg == "hook")
+                || mistyped.as_ref().is_some_and(|(_, command)| command == "hook");
             let code = match (err.use_stderr(), hook) {
                 (false, _) => 0,
                 (true, true) => 1,
                 (true, false) => 2,
             };
+            match (err.use_stderr(), mistyped) {
+                (true, Some((word, command))) => eprintln!("{}", not_a_command(&word, &command)),
+                _ => {
+                    let _ = err.print();
+                }
+            }
             return ExitCode::from(code);
         }
     };
-    match run(cli) {
+    match run(cli, &args) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("{err}");
@@ -119,8 +143,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, CommandError> {
+/// The error for a first word that is a near miss of a command.
+fn not_a_command(word: &str, command: &str) -> CommandError {
+    CommandError::usage(format!("'{word}' is not a cairn command; did you mean `cairn {command}`?"))
+        .with_hint(format!("to start a session with the prompt '{word}', run `cairn -- {word}`"))
+}
+
+fn run(cli: Cli, args: &[OsString]) -> Result<ExitCode, CommandError> {
     let Some(command) = cli.command else {
+        if let Some(word) = cli.prompt.as_deref()
+            && !suggest::prompt_forced(args)
+            && let Some(command) = suggest::near_command(word)
+        {
+            if !std::io::stdin().is_terminal() {
+                return Err(not_a_command(word, &command));
+            }
+            if confirm(&format!("'{word}' is not a cairn command. Run `cairn {command}`?"))? {
+                return Ok(parse_and_run(suggest::corrected(args, word, &command)));
+            }
+        }
         return interactive::run(cli.interactive, cli.prompt);
     };
     match command {
@@ -145,5 +186,16 @@ fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Config(args) => config::run(args),
         Command::Mcp(args) => mcp::run(args),
         Command::Trust(args) => trust::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::GenerateMan(args) => man::run(args),
     }
+}
+
+/// Asks a yes-or-no question at the terminal; yes unless the answer starts with `n`.
+fn confirm(question: &str) -> Result<bool, CommandError> {
+    eprint!("{question} [Y/n] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(!answer.trim_start().to_ascii_lowercase().starts_with('n'))
 }

@@ -1,5 +1,6 @@
 //! The interactive session, driven through a pseudo-terminal like a person at a keyboard:
-//! a full turn with an approval question, then `/undo` and `/rewind`.
+//! a full turn with an approval question, then `/undo` and `/rewind`; what the terminal
+//! shows once the spinner is gone; colours and `NO_COLOR`; a mistyped command.
 
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -20,7 +21,12 @@ pub(crate) struct Terminal {
 }
 
 impl Terminal {
-    pub(crate) fn spawn(mut command: std::process::Command) -> Terminal {
+    pub(crate) fn spawn(command: std::process::Command) -> Terminal {
+        Terminal::spawn_as(command, "dumb")
+    }
+
+    /// Like [`Terminal::spawn`], as the terminal type `term` (`dumb` draws no spinner).
+    pub(crate) fn spawn_as(mut command: std::process::Command, term: &str) -> Terminal {
         let (mut master, mut slave) = (0, 0);
         // SAFETY: openpty writes two descriptors into the given integers.
         let rc = unsafe {
@@ -40,7 +46,7 @@ impl Terminal {
             .stdin(slave.try_clone().unwrap())
             .stdout(slave.try_clone().unwrap())
             .stderr(slave)
-            .env("TERM", "dumb");
+            .env("TERM", term);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             command.pre_exec(|| {
@@ -147,6 +153,8 @@ async fn a_turn_with_an_approval_then_undo_and_rewind_at_a_terminal() {
     .unwrap();
 
     assert_eq!(model.requests().len(), 2);
+    let info = repo.git(&["show", &format!("{session_ref}:.cairn/session.toml")]);
+    assert!(info.contains("title = \"write a greeting\""), "titled by its first prompt: {info}");
     let tip = repo.git(&["log", "-1", "--format=%B", &session_ref]);
     assert!(tip.contains("Cairn-Step: 1") && tip.contains("Cairn-Kind: prompt"), "{tip}");
     assert_eq!(
@@ -217,4 +225,244 @@ fn the_demo_runs_offline_and_shows_the_whole_story() {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
     assert!(!stdout.contains("\x1b["), "no color when piped");
+}
+
+/// What a terminal would show after `output`: a small emulator of the controls cairn and
+/// its libraries send (carriage return, newline, backspace, cursor movement, erasing in
+/// the line and the display). Colours and other sequences draw nothing.
+fn rendered(output: &str) -> Vec<String> {
+    let mut lines: Vec<Vec<char>> = vec![Vec::new()];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = output.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => col = 0,
+            '\n' => row += 1,
+            '\u{8}' => col = col.saturating_sub(1),
+            '\u{1b}' => match chars.next() {
+                Some('[') => {
+                    let mut params = String::new();
+                    let command = loop {
+                        match chars.next() {
+                            Some(c) if ('\u{40}'..='\u{7e}').contains(&c) => break c,
+                            Some(c) => params.push(c),
+                            None => break '\0',
+                        }
+                    };
+                    let n = params.trim_start_matches('?').split(';').next().unwrap_or("");
+                    let n = n.parse::<usize>().ok();
+                    match command {
+                        'A' => row = row.saturating_sub(n.unwrap_or(1).max(1)),
+                        'B' => row += n.unwrap_or(1).max(1),
+                        'C' => col += n.unwrap_or(1).max(1),
+                        'D' => col = col.saturating_sub(n.unwrap_or(1).max(1)),
+                        'G' => col = n.unwrap_or(1).saturating_sub(1),
+                        'K' | 'J' => {
+                            while lines.len() <= row {
+                                lines.push(Vec::new());
+                            }
+                            match n.unwrap_or(0) {
+                                0 => lines[row].truncate(col),
+                                1 => lines[row].iter_mut().take(col + 1).for_each(|c| *c = ' '),
+                                _ => lines[row].clear(),
+                            }
+                            if command == 'J' && n.unwrap_or(0) == 0 {
+                                lines.truncate(row + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                // An operating system command (a window title) runs to BEL or ST.
+                Some(']') => {
+                    for c in chars.by_ref() {
+                        if c == '\u{7}' || c == '\u{1b}' {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            c if c.is_control() => {}
+            c => {
+                while lines.len() <= row {
+                    lines.push(Vec::new());
+                }
+                let line = &mut lines[row];
+                while line.len() < col {
+                    line.push(' ');
+                }
+                if col < line.len() {
+                    line[col] = c;
+                } else {
+                    line.push(c);
+                }
+                col += 1;
+            }
+        }
+    }
+    lines.into_iter().map(|line| line.into_iter().collect::<String>().trim_end().into()).collect()
+}
+
+#[test]
+fn the_emulator_erases_what_a_spinner_erases() {
+    let shown = rendered("a\r\n⠁ thinking…\r\u{1b}[2Kanswer\r\nb\r\n⠂ x\r\n\u{1b}[1A\u{1b}[2K\rc");
+    assert_eq!(shown, ["a", "answer", "b", "c"]);
+}
+
+/// The colour (SGR) sequences in `screen`, such as `\x1b[32m`.
+fn colour_sequences(screen: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (at, _) in screen.match_indices("\u{1b}[") {
+        let rest = &screen[at + 2..];
+        let params = rest.find(|c: char| !c.is_ascii_digit() && c != ';').unwrap_or(rest.len());
+        if rest[params..].starts_with('m') {
+            out.push(format!("\u{1b}[{}m", &rest[..params]));
+        }
+    }
+    out
+}
+
+/// The step number in the `Cairn-Step:` trailer of a session's tip.
+fn tip_step(repo: &TestRepo, session_ref: &str) -> String {
+    let message = repo.git(&["log", "-1", "--format=%B", session_ref]);
+    let line = message.lines().find(|line| line.starts_with("Cairn-Step: ")).unwrap();
+    line["Cairn-Step: ".len()..].to_string()
+}
+
+fn session_ref_on(screen: &str) -> String {
+    let id = screen.split("session ").nth(1).and_then(|rest| rest.split_whitespace().next());
+    TestRepo::session_ref(id.expect("the session line"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spinner_leaves_no_line_behind_and_diff_names_a_step_without_changes() {
+    let repo = TestRepo::new();
+    // Each reply waits long enough for the spinner to be drawn at least once.
+    let wait = Duration::from_millis(400);
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[(
+            "c1",
+            "write_file",
+            json!({"path": "greeting.txt", "content": "hello\n"}),
+        )])
+        .initial_delay(wait),
+        Reply::chat_text("I wrote greeting.txt.").initial_delay(wait),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+    let command = repo.command_in(&repo.root, &["--approval", "auto"]);
+    let screen = tokio::task::spawn_blocking(move || {
+        let mut term = Terminal::spawn_as(command, "xterm-256color");
+        let mut at = term.expect("› ", 0);
+        term.type_line("write a greeting");
+        at = term.expect("I wrote greeting.txt.", at);
+        at = term.expect("› ", at);
+        term.type_line("/diff");
+        at = term.expect("no changes in step ", at);
+        term.expect("› ", at);
+        term.quit();
+        term.screen.lock().unwrap().clone()
+    })
+    .await
+    .unwrap();
+
+    assert!(screen.contains("thinking…"), "the spinner was never drawn:\n{screen}");
+    let shown = rendered(&screen);
+    let left: Vec<&String> = shown.iter().filter(|line| line.contains("thinking")).collect();
+    assert!(left.is_empty(), "spinner lines left behind: {left:?}\nscreen:\n{}", shown.join("\n"));
+    assert!(shown.iter().any(|line| line == "I wrote greeting.txt."), "{}", shown.join("\n"));
+    let step = tip_step(&repo, &session_ref_on(&screen));
+    assert!(
+        shown.iter().any(|line| *line == format!("no changes in step {step}")),
+        "{}",
+        shown.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colour_only_without_no_color_and_never_with_it() {
+    for colour in [true, false] {
+        let repo = TestRepo::new();
+        let model = mock_model::start([
+            Reply::chat_tool_calls(&[(
+                "c1",
+                "write_file",
+                json!({"path": "greeting.txt", "content": "hello\n"}),
+            )]),
+            Reply::chat_text("I wrote greeting.txt."),
+        ])
+        .await;
+        repo.use_model(&model.base_url());
+        let mut command = repo.command_in(&repo.root, &["--approval", "auto"]);
+        if colour {
+            command.env_remove("NO_COLOR");
+        }
+        let screen = tokio::task::spawn_blocking(move || {
+            let mut term = Terminal::spawn(command);
+            let mut at = term.expect("› ", 0);
+            term.type_line("write a greeting");
+            at = term.expect("I wrote greeting.txt.", at);
+            at = term.expect("› ", at);
+            term.type_line("/undo");
+            at = term.expect("Back at step 2", at);
+            term.type_line("/diff");
+            at = term.expect("+hello", at);
+            term.type_line("/log");
+            at = term.expect("prompt: write a greeting", at);
+            term.expect("› ", at);
+            term.quit();
+            term.screen.lock().unwrap().clone()
+        })
+        .await
+        .unwrap();
+        let colours = colour_sequences(&screen);
+        if colour {
+            assert!(
+                colours.iter().any(|c| c == "\u{1b}[32m"),
+                "a terminal gets colour: {colours:?}"
+            );
+        } else {
+            assert_eq!(colours, Vec::<String>::new(), "NO_COLOR is set; screen:\n{screen:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_a_mistyped_command_is_a_question() {
+    let repo = TestRepo::new();
+    let model = mock_model::start([Reply::chat_text("Hello.")]).await;
+    repo.use_model(&model.base_url());
+
+    // Yes: the command that was meant runs.
+    let command = repo.command_in(&repo.root, &["sesions"]);
+    tokio::task::spawn_blocking(move || {
+        let mut term = Terminal::spawn(command);
+        let at = term.expect("'sesions' is not a cairn command. Run `cairn sessions`? [Y/n] ", 0);
+        term.type_line("y");
+        term.expect("No sessions yet.", at);
+        assert!(term.child.wait().unwrap().success());
+    })
+    .await
+    .unwrap();
+    assert!(model.requests().is_empty());
+
+    // No: the word is the prompt of a new session.
+    let command = repo.command_in(&repo.root, &["lgo"]);
+    let screen = tokio::task::spawn_blocking(move || {
+        let mut term = Terminal::spawn(command);
+        let mut at = term.expect("'lgo' is not a cairn command. Run `cairn log`? [Y/n] ", 0);
+        term.type_line("n");
+        at = term.expect("Hello.", at);
+        term.expect("› ", at);
+        term.quit();
+        term.screen.lock().unwrap().clone()
+    })
+    .await
+    .unwrap();
+    let requests = model.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].body["messages"].to_string().contains("\"lgo\""), "the prompt was sent");
+    let info = repo.git(&["show", &format!("{}:.cairn/session.toml", session_ref_on(&screen))]);
+    assert!(info.contains("title = \"lgo\""), "{info}");
 }

@@ -7,6 +7,7 @@ mod addresses;
 mod agent;
 mod blame;
 mod checkpoint;
+mod cli;
 mod concurrency;
 mod config;
 mod durability;
