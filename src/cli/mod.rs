@@ -137,7 +137,9 @@ fn parse_and_run(args: Vec<OsString>) -> ExitCode {
     match run(cli, &args) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("{err}");
+            // Errors quote names from outside (paths, refs, remote output): escaped like
+            // every other text from outside, so an error cannot drive the terminal.
+            eprintln!("{}", crate::text::terminal_safe(&err.to_string()));
             ExitCode::from(err.exit_code())
         }
     }

@@ -90,3 +90,14 @@ async fn escapes_from_the_model_files_and_tools_are_printed_escaped() {
         "{shown}"
     );
 }
+
+#[test]
+fn an_error_quoting_a_hostile_name_prints_it_escaped() {
+    let repo = TestRepo::new();
+    let out = repo.cairn(&["show", "x\x1b]0;pwned\x07"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let found = raw_controls(&out.stderr);
+    assert!(found.is_empty(), "the error printed raw control characters: {found:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r"x\u{1b}]0;pwned\u{7}"), "{stderr}");
+}
