@@ -397,9 +397,14 @@ impl Store {
             id = step::new_session_id(now);
         }
         let base = self.repo.head_id().ok().map(|id| id.to_string());
+        // Redacted before it is cut to a title, or a cut key would no longer match.
+        let title = match self.options.redact_secrets {
+            true => crate::secrets::redact(title).0,
+            false => title.to_string(),
+        };
         let info = SessionInfo {
             id,
-            title: crate::title::session_title(title),
+            title: crate::title::session_title(&title),
             created: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             base,
             model,
