@@ -88,36 +88,62 @@ pub fn redact_json(value: &mut Value) -> usize {
     }
 }
 
+/// The literal start of every kind above, unanchored: a cheap first test that also sees
+/// a key right after an escape in raw JSON (`"\nghp_…"`, where `\b` finds no boundary).
+const MARKERS: &str = r"PRIVATE KEY|AKIA|ASIA|gh[opusr]_|github_pat_|sk-|xox[baprs]-|AIza";
+
+fn may_hold_secret(bytes: &[u8]) -> bool {
+    static MARKER: OnceLock<regex::bytes::Regex> = OnceLock::new();
+    MARKER
+        .get_or_init(|| regex::bytes::Regex::new(MARKERS).expect("the markers are valid"))
+        .is_match(bytes)
+}
+
+/// `bytes` as JSON values: one document, or JSON Lines (each non-blank line a value).
+fn json_values(text: &str) -> Option<Vec<Value>> {
+    if let Ok(value) = serde_json::from_str::<Value>(text) {
+        return Some(vec![value]);
+    }
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
 /// What cairn stores of its own (a `.cairn/` file, a fact file), with every
 /// secret-looking string replaced; `None` when there was nothing to replace.
 ///
-/// JSON stays valid: a JSON document, or JSON Lines, is redacted value by value (so a
-/// private key cut short cannot swallow the rest of the document) and only changed lines
-/// are re-encoded. Anything else is redacted as text, and bytes that are not UTF-8 are
-/// redacted in place around them.
+/// JSON stays valid: a JSON document, or JSON Lines, is redacted value by value, on the
+/// decoded strings (so an escape before a key cannot hide it, and a private key cut short
+/// cannot swallow the rest of the document), and only changed lines are re-encoded.
+/// Anything else is redacted as text, and bytes that are not UTF-8 are redacted in place
+/// around them.
 pub fn redact_stored(bytes: &[u8]) -> Option<Vec<u8>> {
-    if !patterns().is_match(bytes) {
+    if !may_hold_secret(bytes) {
         return None;
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
-        return Some(redact_raw(bytes));
+        return Some(redact_raw(bytes)).filter(|out| out != bytes);
     };
+    // Lines first: a one-line document is re-encoded on one line, as it was written.
+    if let Some((lines, count)) = redact_json_lines(text) {
+        return (count > 0).then(|| lines.into_bytes());
+    }
     if let Ok(mut value) = serde_json::from_str::<Value>(text) {
-        if redact_json(&mut value) > 0 {
-            return serde_json::to_vec_pretty(&value).ok();
-        }
-        return None;
+        return match redact_json(&mut value) {
+            0 => None,
+            _ => serde_json::to_vec_pretty(&value).ok(),
+        };
     }
-    if let Some(lines) = redact_json_lines(text) {
-        return Some(lines.into_bytes());
-    }
-    Some(redact(text).0.into_bytes())
+    let (redacted, count) = redact(text);
+    (count > 0).then(|| redacted.into_bytes())
 }
 
-/// `text` as JSON Lines with each line's values redacted; `None` when a non-blank line
-/// is not JSON (then it is not JSON Lines).
-fn redact_json_lines(text: &str) -> Option<String> {
+/// `text` as JSON Lines with each line's values redacted, and how many were; `None` when
+/// a non-blank line is not JSON (then it is not JSON Lines).
+fn redact_json_lines(text: &str) -> Option<(String, usize)> {
     let mut out = String::with_capacity(text.len());
+    let mut total = 0;
     for line in text.split_inclusive('\n') {
         let content = line.trim_end_matches(['\n', '\r']);
         if content.trim().is_empty() {
@@ -125,14 +151,16 @@ fn redact_json_lines(text: &str) -> Option<String> {
             continue;
         }
         let mut value: Value = serde_json::from_str(content).ok()?;
-        if redact_json(&mut value) == 0 {
+        let count = redact_json(&mut value);
+        if count == 0 {
             out.push_str(line);
         } else {
+            total += count;
             out.push_str(&serde_json::to_string(&value).ok()?);
             out.push_str(&line[content.len()..]);
         }
     }
-    Some(out)
+    Some((out, total))
 }
 
 /// [`redact`] over bytes that are not all UTF-8.
@@ -155,9 +183,33 @@ fn redact_raw(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The kinds of secret `bytes` appears to hold (empty when none).
+/// The kinds of secret `bytes` appears to hold (empty when none). JSON is judged by its
+/// decoded strings, as [`redact_stored`] redacts it.
 pub fn kinds_in(bytes: &[u8]) -> Vec<&'static str> {
-    patterns().matches(bytes).into_iter().map(|index| KINDS[index].0).collect()
+    if !may_hold_secret(bytes) {
+        return Vec::new();
+    }
+    let values = std::str::from_utf8(bytes).ok().and_then(json_values);
+    let Some(values) = values else {
+        return patterns().matches(bytes).into_iter().map(|index| KINDS[index].0).collect();
+    };
+    let mut found = std::collections::BTreeSet::new();
+    let mut look = |text: &str| found.extend(patterns().matches(text.as_bytes()).into_iter());
+    values.iter().for_each(|value| each_string(value, &mut look));
+    found.into_iter().map(|index| KINDS[index].0).collect()
+}
+
+/// Calls `look` on every string in `value`, object keys included.
+fn each_string(value: &Value, look: &mut dyn FnMut(&str)) {
+    match value {
+        Value::String(text) => look(text),
+        Value::Array(items) => items.iter().for_each(|item| each_string(item, look)),
+        Value::Object(map) => map.iter().for_each(|(key, item)| {
+            look(key);
+            each_string(item, look);
+        }),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +227,18 @@ mod tests {
         assert_eq!(redact("nothing here").1, 0);
         let pem = "before\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nsecretbody\n-----END RSA PRIVATE KEY-----\nafter\n";
         assert_eq!(redact(pem).0, "before\n[redacted private key]\nafter\n");
+    }
+
+    #[test]
+    fn a_key_right_after_an_escape_in_raw_json_is_found_and_redacted() {
+        let token = format!("ghp_{}", "a1B2".repeat(9));
+        let line = format!("{{\"content\":\"Logged in\\n{token}\"}}\n");
+        let redacted = String::from_utf8(redact_stored(line.as_bytes()).unwrap()).unwrap();
+        assert_eq!(redacted, "{\"content\":\"Logged in\\n[redacted GitHub token]\"}\n");
+        assert_eq!(kinds_in(line.as_bytes()), vec!["GitHub token"]);
+        let aws = br#"{"env": "\tAKIAIOSFODNN7EXAMPLE"}"#;
+        assert_eq!(kinds_in(aws), vec!["AWS access key id"]);
+        assert!(redact_stored(aws).is_some());
     }
 
     #[test]
