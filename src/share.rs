@@ -292,6 +292,9 @@ pub fn fetch(store: &Store, remote: &str) -> Result<FetchReport> {
     Ok(FetchReport { sessions, memory })
 }
 
+/// How much of a rejection's reason is kept: enough to name the entry and the rule.
+const MAX_REASON_CHARS: usize = 300;
+
 /// Checks the remote's tip `theirs` of session `id`, then records it as the remote's
 /// and moves the local session where that loses nothing.
 fn accept(store: &Store, remote: &str, id: &str, theirs: ObjectId) -> Result<Fetched> {
@@ -301,6 +304,13 @@ fn accept(store: &Store, remote: &str, id: &str, theirs: ObjectId) -> Result<Fet
     let known: Vec<ObjectId> =
         [refs::read_ref(store.repo(), &tracking)?, ours].into_iter().flatten().collect();
     if let Err(reason) = check_session(store, id, theirs, &known) {
+        // The reason quotes the remote's trailers and files: one bounded, escaped line,
+        // fit for a reflog message (which may not hold a newline) and a terminal.
+        let reason: String = crate::text::terminal_safe(&reason)
+            .replace('\n', "\\n")
+            .chars()
+            .take(MAX_REASON_CHARS)
+            .collect();
         let kept_as = rejected_ref(remote, id);
         set_ref(store, &kept_as, theirs, &format!("cairn: rejected from {remote}: {reason}"))?;
         return Ok(Fetched::Rejected { id: id.to_string(), reason, kept_as });

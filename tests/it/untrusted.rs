@@ -711,6 +711,14 @@ fn fetch_rejects_steps_that_are_not_steps_of_the_session_and_keeps_the_accepted_
             trailers(&session, 2),
             "names session 20200101-0000-else",
         ),
+        (
+            // A newline would make the reflog message invalid (and the fetch fail every
+            // time); an escape would reach the terminal.
+            "a session.toml id with a newline and an escape",
+            with_file(&a, &first, ".cairn/session.toml", b"id = \"x\\ny\\u001b]0;pwned\\u0007\"\n"),
+            trailers(&session, 2),
+            r"names session x\ny\u{1b}]0;pwned\u{7}, not",
+        ),
     ];
     let session_ref = TestRepo::session_ref(&session);
     let tracking = format!("refs/cairn/remotes/origin/sessions/{session}");
@@ -721,6 +729,7 @@ fn fetch_rejects_steps_that_are_not_steps_of_the_session_and_keeps_the_accepted_
         let fetched = fetch_rejecting(&b, &["fetch"]);
         assert!(fetched.contains(&format!("rejected   {session}: ")), "{name}: {fetched}");
         assert!(fetched.contains(reason), "{name}: {fetched}");
+        assert!(!fetched.contains('\x1b'), "{name}: a raw escape was printed: {fetched:?}");
         let quarantine = format!("refs/cairn/remotes/origin/rejected/{session}");
         assert_eq!(b.git(&["rev-parse", &quarantine]).trim(), commit, "{name}");
         // What was accepted before stays: the local session and the tracking ref.
@@ -729,7 +738,7 @@ fn fetch_rejects_steps_that_are_not_steps_of_the_session_and_keeps_the_accepted_
         let incoming = b.git(&["for-each-ref", "refs/cairn/remotes/origin/incoming/"]);
         assert!(incoming.is_empty(), "{name}: {incoming}");
     }
-    println!("5 non-step cases, all rejected");
+    println!("6 non-step cases, all rejected");
 }
 
 #[test]
