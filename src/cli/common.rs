@@ -212,3 +212,12 @@ pub fn format_bytes(bytes: u64) -> String {
         format!("{:.1} MiB", value / (KIB * KIB))
     }
 }
+
+/// Warns about each path a restore left as it was, with why; the path and the reason
+/// quote a tree's names, so both are printed terminal-safe.
+pub fn report_kept(kept: &[(String, String)]) {
+    for (path, reason) in kept {
+        let (path, reason) = (crate::text::terminal_safe(path), crate::text::terminal_safe(reason));
+        eprintln!("warning: left {path} as it is: {reason}");
+    }
+}

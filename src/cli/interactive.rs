@@ -240,9 +240,7 @@ fn rewind(agent: &mut Agent, step: Option<u64>) -> Result<(), CommandError> {
     if !reverted.is_empty() {
         eprintln!("Reverted project facts written after that step: {}.", reverted.join(", "));
     }
-    for (path, reason) in &outcome.applied.kept {
-        eprintln!("warning: left {} as it is: {reason}", crate::text::terminal_safe(path));
-    }
+    super::common::report_kept(&outcome.applied.kept);
     if let Some(saved) = &outcome.saved_edits {
         eprintln!("Saved your unrecorded edits as step {} first.", saved.number);
     }

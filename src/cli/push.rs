@@ -82,7 +82,10 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         for found in &plan.secrets {
             eprintln!(
                 "  looks like a {}: {} in step {} of {}",
-                found.kind, found.path, found.step, found.session
+                found.kind,
+                crate::text::terminal_safe(&found.path),
+                found.step,
+                found.session
             );
         }
     }

@@ -48,8 +48,9 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     };
     let session = if args.fork {
         let (session, applied) = context.store.fork_into_workspace(&target)?;
-        report_kept(&applied.kept);
-        eprintln!("Forked {}@{} as session {}.", target.session, target.step, session.info.id);
+        super::common::report_kept(&applied.kept);
+        let from = crate::text::terminal_safe(&target.session);
+        eprintln!("Forked {from}@{} as session {}.", target.step, session.info.id);
         session
     } else {
         let outcome = context.store.rewind(&target)?;
@@ -57,7 +58,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         if !reverted.is_empty() {
             eprintln!("Reverted project facts written after that step: {}.", reverted.join(", "));
         }
-        report_kept(&outcome.applied.kept);
+        super::common::report_kept(&outcome.applied.kept);
         if let Some(saved) = &outcome.saved_edits {
             let kept = outcome.archived_as.as_deref().unwrap_or("the session");
             eprintln!("Recorded your unsaved edits as step {} (kept in {kept}).", saved.number);
@@ -123,10 +124,4 @@ fn newest(context: &Context) -> Result<Checkpoint, CommandError> {
         )
     })?;
     Ok(context.store.resolve(&newest.id)?)
-}
-
-fn report_kept(kept: &[(String, String)]) {
-    for (path, reason) in kept {
-        eprintln!("warning: left {path} as it is: {reason}");
-    }
 }

@@ -35,9 +35,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let target = store.resolve(&args.checkpoint)?;
     let outcome = with_progress("rewind", &store.progress, || store.rewind(&target))?;
     let reverted = revert_memory(&store, &target)?;
-    for (path, reason) in &outcome.applied.kept {
-        eprintln!("warning: left {path} as it is: {reason}");
-    }
+    super::common::report_kept(&outcome.applied.kept);
     if args.json {
         return print_json(&Output {
             session: outcome.session.clone(),
