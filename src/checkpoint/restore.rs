@@ -122,7 +122,11 @@ fn read_tree(
         cmp_names(&pair[0].name, pair[0].is_tree(), &pair[1].name, pair[1].is_tree())
             == std::cmp::Ordering::Less
     });
-    if !in_order {
+    // A file `a` and a directory `a` sort apart (`a` < `a-b` < `a/`), so order alone does
+    // not catch a name given twice; git's fsck calls it duplicateEntries.
+    let mut names = std::collections::HashSet::with_capacity(entries.len());
+    let unique = entries.iter().all(|entry| names.insert(entry.name.as_slice()));
+    if !in_order || !unique {
         return Err(UnsafePath { path: at.as_bstr().to_owned(), rule: Rule::UnsortedTree }.into());
     }
     Ok(entries)
@@ -481,6 +485,13 @@ mod tests {
         assert_eq!(err.rule, Rule::UnsortedTree);
         let twice = tree(dir.path(), &[("100644", b"a", blob), ("100644", b"a", blob)]);
         let err = refused(check_tree(&repo, None, twice, &mut Default::default()));
+        assert_eq!(err.rule, Rule::UnsortedTree);
+        let empty = tree(dir.path(), &[]);
+        let file_and_dir = tree(
+            dir.path(),
+            &[("100644", b"a", blob), ("100644", b"a-b", blob), ("40000", b"a", empty)],
+        );
+        let err = refused(check_tree(&repo, None, file_and_dir, &mut Default::default()));
         assert_eq!(err.rule, Rule::UnsortedTree);
     }
 
