@@ -13,12 +13,12 @@
 //!
 //! A project's `cairn.toml` comes with code the user cloned, so until the user runs
 //! `cairn trust` ([`trust`]) it may only make cairn more careful: approval stricter than
-//! the user's, snapshot limits, the memory and transcript settings that only restrict
-//! (`summarize`, `inject_tokens`, `compact_at`, `redact_secrets = true`, `push = false`),
-//! disabling a server the user defined or narrowing its `tools` (the intersection). It
-//! may not choose the model or any provider key, define MCP servers or change their
-//! `command`, `args` or `env`, widen `tools`, re-enable a server, or set
-//! `merge_on_fetch = true`. Those keys are left out and listed in
+//! the user's, a `max_new_file_size`, `inject_tokens`, `compact_at` or MCP timeout at most
+//! the user's, `summarize = false`, `redact_secrets = true`, `push = false`, disabling a
+//! server the user defined or narrowing its `tools` (the intersection). It may not choose
+//! the model or any provider key, define MCP servers or change their `command`, `args` or
+//! `env`, widen `tools`, re-enable a server, raise a limit above the user's, or set
+//! `summarize` or `merge_on_fetch = true`. Those keys are left out and listed in
 //! [`Config::project`], which `cairn config show` and a notice at session start report;
 //! the file is still read strictly, so a typo is an error either way. A trusted project's
 //! file applies in full, except that a key is still only sent to a `base_url` that came
@@ -788,6 +788,21 @@ impl Config {
             );
             file.approval = None;
         }
+        if let Some(snapshot) = &mut file.snapshot
+            && let Some(size) = &snapshot.max_new_file_size
+            && size.0 > self.max_new_file_size.value
+        {
+            ignore(
+                &mut ignored,
+                "snapshot.max_new_file_size".into(),
+                &format!(
+                    "`{}` is larger than your `{}`; a project may only lower the limit",
+                    format_size(size.0),
+                    format_size(self.max_new_file_size.value)
+                ),
+            );
+            snapshot.max_new_file_size = None;
+        }
         if let Some(transcript) = &mut file.transcript
             && transcript.redact_secrets == Some(false)
             && self.redact_secrets.value
@@ -807,6 +822,44 @@ impl Config {
                 push: _,
                 merge_on_fetch: _,
             } = memory;
+            if memory.summarize == Some(true) && !self.memory.summarize.value {
+                memory.summarize = None;
+                ignore(
+                    &mut ignored,
+                    "memory.summarize".into(),
+                    "a project may not turn summaries on",
+                );
+            }
+            if let Some(tokens) = memory.inject_tokens
+                && tokens > self.memory.inject_tokens.value
+            {
+                memory.inject_tokens = None;
+                ignore(
+                    &mut ignored,
+                    "memory.inject_tokens".into(),
+                    &format!(
+                        "{tokens} is more than your {}; a project may only inject less memory",
+                        self.memory.inject_tokens.value
+                    ),
+                );
+            }
+            // An out-of-range value is left for `apply_parsed` to refuse, so it is an error
+            // whether or not the project is trusted.
+            if let Some(percent) = &memory.compact_at
+                && (10..=95).contains(percent.get_ref())
+                && *percent.get_ref() > self.memory.compact_at.value
+            {
+                ignore(
+                    &mut ignored,
+                    "memory.compact_at".into(),
+                    &format!(
+                        "{} is more than your {}; a project may only compact sooner",
+                        percent.get_ref(),
+                        self.memory.compact_at.value
+                    ),
+                );
+                memory.compact_at = None;
+            }
             if memory.push == Some(true) && !self.memory.push.value {
                 memory.push = None;
                 ignore(
@@ -858,6 +911,27 @@ impl Config {
                     format!("{table}.enabled"),
                     "a project may not enable a disabled server",
                 );
+            }
+            // A longer timeout lets a hostile server hang cairn longer, so only a shorter one
+            // applies. Zero is left for `apply_mcp` to refuse either way.
+            for (key, value, yours) in [
+                ("startup_timeout_ms", &mut entry.startup_timeout_ms, &existing.startup_timeout_ms),
+                ("tool_timeout_ms", &mut entry.tool_timeout_ms, &existing.tool_timeout_ms),
+            ] {
+                if let Some(ms) = value
+                    && *ms.get_ref() > yours.value
+                {
+                    ignore(
+                        &mut ignored,
+                        format!("{table}.{key}"),
+                        &format!(
+                            "{} is longer than your {}; a project may only shorten a timeout",
+                            ms.get_ref(),
+                            yours.value
+                        ),
+                    );
+                    *value = None;
+                }
             }
             if let (Some(tools), Some(allowed)) = (&mut entry.tools, &existing.tools) {
                 let (kept, dropped): (Vec<String>, Vec<String>) =

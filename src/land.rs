@@ -18,6 +18,7 @@ use gix::bstr::{BString, ByteSlice};
 use gix::objs::tree::EntryKind;
 
 use crate::checkpoint::{self, Context as _, Store, refs, restore, snapshot};
+use crate::{secrets, title};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -89,11 +90,14 @@ pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Lan
     }
 
     let message = message.unwrap_or_else(|| generated_message(store, session, &state, &theirs));
-    let model = state.session.model.as_deref().unwrap_or("unknown model");
-    let full_message = format!(
+    let model = state.session.model.as_deref().and_then(model_name).unwrap_or("unknown model");
+    let mut full_message = format!(
         "{}\n\nCo-authored-by: cairn ({model}) <cairn@localhost>\nCairn-Session: {session}\n",
         message.trim_end()
     );
+    if store.redacts_secrets() {
+        full_message = secrets::redact(&full_message).0;
+    }
     let user = store.committer();
     let mut buf = gix::date::parse::TimeBuf::default();
     let commit = gix::objs::Commit {
@@ -181,6 +185,17 @@ fn merge(
     Ok(outcome.tree.write().context(|| "writing the merged tree".into())?.detach())
 }
 
+/// `model` as it may appear in the `Co-authored-by` trailer: one line of printable
+/// characters with no `<`, `>` or parenthesis, else `None` (and the trailer says
+/// "unknown model"). `session.toml` may have been
+/// fetched, and a newline there would add trailers (a forged `Signed-off-by`) to a commit
+/// on the user's branch.
+fn model_name(model: &str) -> Option<&str> {
+    let model = model.trim();
+    let forbidden = |c: char| c.is_control() || matches!(c, '<' | '>' | '(' | ')');
+    (!model.is_empty() && !model.contains(forbidden)).then_some(model)
+}
+
 /// The session's title, then what it did.
 fn generated_message(
     store: &Store,
@@ -189,9 +204,17 @@ fn generated_message(
     changes: &BTreeMap<BString, Option<(EntryKind, ObjectId)>>,
 ) -> String {
     let steps = store.steps(session).map(|steps| steps.len()).unwrap_or(0);
+    // The title may come from a fetched `session.toml`: it becomes one line without control
+    // characters (or it could forge trailers), redacted before it is cut so that a key
+    // cut short still matches.
+    let title = if store.redacts_secrets() {
+        secrets::redact(&state.session.title).0
+    } else {
+        state.session.title.clone()
+    };
     let mut message = format!(
         "{}\n\nLanded from cairn session {session} ({steps} steps).\n",
-        state.session.title
+        title::session_title(&title)
     );
     message.push_str("\nFiles:\n");
     for (path, change) in changes {

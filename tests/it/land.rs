@@ -165,6 +165,8 @@ async fn landing_with_notes_attaches_an_agent_trace_record_that_git_reads() {
     );
     let landed = head(&repo);
     assert_eq!(repo.git(&["rev-parse", "HEAD~1"]).trim(), base);
+    let trailers = repo.git(&["log", "-1", "--format=%(trailers:key=Co-authored-by)"]);
+    assert_eq!(trailers.trim(), "Co-authored-by: cairn (mock/scripted) <cairn@localhost>");
     // Plain git reads the note back, on the landed commit.
     let note = repo.git(&["notes", "--ref", "agent-trace", "show", "HEAD"]);
     let record: serde_json::Value = serde_json::from_str(&note).expect("the note is JSON");
@@ -240,4 +242,104 @@ async fn a_notes_ref_that_is_no_notes_ref_is_refused_before_anything_lands() {
     assert!(err.contains("refs/notes/agent-trace is not a notes ref"), "{err}");
     assert_eq!(unchanged(&repo), before, "nothing landed");
     assert_eq!(repo.git(&["rev-parse", &TestRepo::session_ref(&session)]), tip);
+}
+
+/// Pipes `input` to `git args` in `repo`.
+fn git_stdin(repo: &TestRepo, args: &[&str], input: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("git")
+        .args(args)
+        .current_dir(&repo.root)
+        .env("HOME", &repo.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `commit`'s tree with `.cairn/session.toml` replaced by `toml`, built with plumbing only.
+fn with_session_toml(repo: &TestRepo, commit: &str, toml: &str) -> String {
+    let blob = git_stdin(repo, &["hash-object", "-w", "--stdin"], toml.as_bytes());
+    let listing = |rev: &str| repo.git(&["ls-tree", rev]);
+    let cairn = listing(&format!("{commit}:.cairn"))
+        .lines()
+        .map(|line| {
+            if line.ends_with("\tsession.toml") {
+                format!("100644 blob {blob}\tsession.toml")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cairn = git_stdin(repo, &["mktree"], format!("{cairn}\n").as_bytes());
+    let root = listing(commit)
+        .lines()
+        .map(|line| {
+            if line.ends_with("\t.cairn") {
+                format!("040000 tree {cairn}\t.cairn")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    git_stdin(repo, &["mktree"], format!("{root}\n").as_bytes())
+}
+
+/// A fetched `session.toml` is not the user's: its model and title must not forge trailers
+/// on the commit that lands on the user's branch, and a secret in the title is redacted.
+#[test]
+fn a_forged_model_and_title_in_session_toml_cannot_add_trailers_to_the_landed_commit() {
+    let repo = TestRepo::new();
+    repo.write("src/new.rs", "fn main() {}\n");
+    let (session, _, step) = repo.checkpoint(&["-m", "add main", "--new"]);
+    let toml = repo.git(&["show", &format!("{step}:.cairn/session.toml")]);
+    let forged: String = toml
+        .lines()
+        .filter(|line| !line.starts_with("model = ") && !line.starts_with("title = "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let key = "AKIAABCDEFGHIJKLMNOP";
+    let forged = format!(
+        "model = \"x) <a@b>\\nSigned-off-by: Victim <v@x>\"\n\
+         title = \"Fix {key}\\n\\nSigned-off-by: Mallory <m@x>\\u001b[2J\"\n{forged}"
+    );
+    let tree = with_session_toml(&repo, &step, &forged);
+    assert!(repo.git(&["show", &format!("{tree}:.cairn/session.toml")]).contains("Victim"));
+    let message = repo.git(&["log", "-1", "--format=%B", &step]);
+    let parents: Vec<String> = repo
+        .git(&["log", "-1", "--format=%P", &step])
+        .split_whitespace()
+        .flat_map(|parent| ["-p".to_owned(), parent.to_owned()])
+        .collect();
+    let mut args = vec!["commit-tree", tree.as_str()];
+    args.extend(parents.iter().map(String::as_str));
+    let commit = git_stdin(&repo, &args, message.as_bytes());
+    repo.git(&["update-ref", &TestRepo::session_ref(&session), &commit, &step]);
+
+    let out = repo.ok(&["land"]);
+    assert!(out.contains(&format!("Landed session {session} on main")), "{out}");
+    let landed = repo.git(&["log", "-1", "--format=%B"]);
+    let trailers = git_stdin(&repo, &["interpret-trailers", "--parse"], landed.as_bytes());
+    assert_eq!(
+        trailers.lines().collect::<Vec<_>>(),
+        [
+            "Co-authored-by: cairn (unknown model) <cairn@localhost>",
+            &format!("Cairn-Session: {session}")
+        ],
+        "{landed}"
+    );
+    assert!(!landed.contains("Signed-off-by: Victim") && !landed.contains(key), "{landed}");
+    assert!(landed.starts_with("Fix [redacted AWS access key id]"), "{landed}");
+    assert!(!landed.contains('\u{1b}'), "{landed:?}");
+    // The subject is one line: the forged title's trailer stays on it, not on a line of its own.
+    assert!(!landed.lines().any(|line| line.starts_with("Signed-off-by")), "{landed}");
+    repo.assert_fsck_clean();
 }

@@ -232,6 +232,105 @@ fn an_untrusted_cairn_toml_may_make_approval_stricter_and_cannot_merge_memory_or
     assert!(!repo.home.join(".config/cairn/trusted.toml").exists(), "nothing written");
 }
 
+/// A project's limits apply only at or below the user's: a cloned repository must not raise
+/// the snapshot size (large untracked files would be committed and pushed), inject more
+/// memory, compact later, turn summaries on, or let a server hang longer.
+#[test]
+fn an_untrusted_cairn_toml_may_lower_limits_but_not_raise_them() {
+    let repo = TestRepo::new();
+    std::fs::write(
+        repo.home.join("cairn-config.toml"),
+        "[snapshot]\nmax_new_file_size = \"1KiB\"\n\
+         [memory]\nsummarize = false\ninject_tokens = 2000\ncompact_at = 70\n\
+         [mcp.srv]\ncommand = \"true\"\nstartup_timeout_ms = 5000\ntool_timeout_ms = 10000\n",
+    )
+    .unwrap();
+    let show = |repo: &TestRepo| -> Value {
+        serde_json::from_str(&repo.ok(&["config", "show", "--json"])).unwrap()
+    };
+    let keys = |config: &Value| -> Vec<(String, bool)> {
+        config["project"]["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| (key["key"].as_str().unwrap().to_owned(), key["applied"].as_bool().unwrap()))
+            .collect()
+    };
+    let values = |config: &Value| -> Vec<Value> {
+        vec![
+            config["snapshot"]["max_new_file_size"]["value"].clone(),
+            config["memory"]["summarize"]["value"].clone(),
+            config["memory"]["inject_tokens"]["value"].clone(),
+            config["memory"]["compact_at"]["value"].clone(),
+            config["mcp"]["srv"]["startup_timeout_ms"]["value"].clone(),
+            config["mcp"]["srv"]["tool_timeout_ms"]["value"].clone(),
+        ]
+    };
+    let loosening = "[snapshot]\nmax_new_file_size = \"100GiB\"\n\
+         [memory]\nsummarize = true\ninject_tokens = 50000\ncompact_at = 95\n\
+         [mcp.srv]\nstartup_timeout_ms = 600000\ntool_timeout_ms = 3600000\n";
+    repo.write("cairn.toml", loosening);
+    let config = show(&repo);
+    assert_eq!(
+        values(&config),
+        [json!(1024), json!(false), json!(2000), json!(70), json!(5000), json!(10000)],
+        "the user's values stand"
+    );
+    assert_eq!(config["snapshot"]["max_new_file_size"]["source"]["kind"], "cairn-config");
+    let ignored = [
+        "mcp.srv.startup_timeout_ms",
+        "mcp.srv.tool_timeout_ms",
+        "memory.compact_at",
+        "memory.inject_tokens",
+        "memory.summarize",
+        "snapshot.max_new_file_size",
+    ];
+    assert_eq!(keys(&config), ignored.map(|key| (key.to_owned(), false)));
+    let text = repo.ok(&["config", "show"]);
+    for line in [
+        "#   ignored snapshot.max_new_file_size: `100GiB` is larger than your `1KiB`; a project may only lower the limit\n",
+        "#   ignored memory.summarize: a project may not turn summaries on\n",
+        "#   ignored mcp.srv.tool_timeout_ms: 3600000 is longer than your 10000; a project may only shorten a timeout\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+
+    // The limit is the user's in a snapshot too: a 4 KiB untracked file is left out.
+    repo.write("big.bin", &"x".repeat(4096));
+    repo.write("small.txt", "small\n");
+    let (_, _, commit) = repo.checkpoint(&["-m", "limits"]);
+    let files = repo.tree_files(&commit);
+    assert!(files.contains_key("small.txt") && !files.contains_key("big.bin"), "{files:?}");
+
+    // Lower (and equal) values apply.
+    repo.write(
+        "cairn.toml",
+        "[snapshot]\nmax_new_file_size = 512\n\
+         [memory]\nsummarize = false\ninject_tokens = 100\ncompact_at = 70\n\
+         [mcp.srv]\nstartup_timeout_ms = 1000\ntool_timeout_ms = 2000\n",
+    );
+    let config = show(&repo);
+    assert_eq!(
+        values(&config),
+        [json!(512), json!(false), json!(100), json!(70), json!(1000), json!(2000)]
+    );
+    assert_eq!(config["memory"]["inject_tokens"]["source"]["kind"], "project-file");
+    assert!(keys(&config).iter().all(|(_, applied)| *applied), "{:?}", keys(&config));
+    // Out of range is an error, trusted or not, rather than quietly ignored.
+    repo.write("cairn.toml", "[memory]\ncompact_at = 99\n");
+    let err = repo.fails(&["config", "show"]);
+    assert!(err.contains("compact_at = 99 is out of range"), "{err}");
+
+    // Trusted, the looser values apply.
+    repo.write("cairn.toml", loosening);
+    repo.ok(&["trust"]);
+    let config = show(&repo);
+    assert_eq!(
+        values(&config),
+        [json!(100u64 << 30), json!(true), json!(50000), json!(95), json!(600000), json!(3600000)]
+    );
+}
+
 // --- Remote memory -------------------------------------------------------------------
 
 /// Sets `a`'s project memory to these `facts/<slug>.md` files and this `MEMORY.md`, with
