@@ -1028,12 +1028,17 @@ impl Store {
     }
 
     /// Whether session `id` was started in this clone (its ref's oldest reflog entry is
-    /// the step that created it) rather than fetched: `cairn fetch` writes "fetched from",
-    /// plain `git fetch` writes no reflog for `refs/cairn/`. A session whose reflog was
-    /// expired counts as not started here.
+    /// the step that created it) and no remote ever moved it: `cairn fetch` writes
+    /// [`refs::FETCHED_FROM`] or [`refs::FAST_FORWARD_FROM`], plain `git fetch` writes no
+    /// reflog for `refs/cairn/`. A session whose reflog was expired counts as not started
+    /// here.
     pub fn created_here(&self, id: &str) -> Result<bool> {
-        let first = refs::first_reflog_message(&self.repo, &refs::session_ref(id))?;
-        Ok(first.is_some_and(|message| message.starts_with("cairn: step 1 (")))
+        let messages = refs::reflog_messages(&self.repo, &refs::session_ref(id))?;
+        let Some((first, later)) = messages.split_first() else { return Ok(false) };
+        let fetched = |message: &String| {
+            message.starts_with(refs::FETCHED_FROM) || message.starts_with(refs::FAST_FORWARD_FROM)
+        };
+        Ok(first.starts_with("cairn: step 1 (") && !later.iter().any(fetched))
     }
 
     /// The newest session that `agent` recorded for its own session `agent_session` (as

@@ -770,3 +770,34 @@ fn fetch_rejecting(repo: &TestRepo, args: &[&str]) -> String {
     assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}");
     stdout
 }
+
+#[test]
+fn resume_without_a_checkpoint_passes_over_a_session_of_ours_a_remote_extended() {
+    let a = TestRepo::new();
+    let url = a.bare_remote();
+    let b = victim(&url);
+    let (ours, _, _) = b.checkpoint(&["--new", "-m", "started in b"]);
+    b.ok(&["push", ours.as_str()]);
+    assert!(a.ok(&["fetch"]).contains(&format!("new        {ours}")));
+    // A resumes b's session (headless, without a prompt it stops after choosing) and adds
+    // a step of its own, which b then fast-forwards to.
+    let out = a.cairn(&["resume", &ours]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Resuming session {ours} ")));
+    a.write("theirs.txt", "a remote's step\n");
+    let (same, step, theirs) = a.checkpoint(&["-m", "from a"]);
+    assert_eq!((same.as_str(), step), (ours.as_str(), 2));
+    a.ok(&["push", ours.as_str()]);
+    assert!(b.ok(&["fetch"]).contains(&format!("updated    {ours}")));
+    let local = b.git(&["rev-parse", &TestRepo::session_ref(&ours)]);
+    assert_eq!(local.trim(), theirs, "b's session now ends in a's step");
+
+    // The session was started in b, but its tip came from elsewhere: not picked by itself.
+    let said = b.fails(&["resume"]);
+    assert!(said.contains("there are no sessions started in this clone to resume"), "{said}");
+    assert_eq!(b.git(&["rev-parse", &TestRepo::session_ref(&ours)]), local);
+    assert!(!b.path("theirs.txt").exists(), "nothing was restored");
+    // Named, it resumes as any other.
+    let out = b.cairn(&["resume", &ours]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("Resuming session {ours} at step 2 ")), "{said}");
+}
