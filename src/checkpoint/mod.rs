@@ -1124,16 +1124,39 @@ impl Store {
         self.record_step_with(session, record, Some((snapshot, stat_cache))).map(Some)
     }
 
+    /// Refuses a target that is not a step reachable from the session's tip `tip` or from
+    /// one of its archive refs: the target's session comes from its commit's trailer,
+    /// which any commit (a diverged remote tip, a crafted one) can claim.
+    fn ensure_in_history(&self, target: &Checkpoint, tip: ObjectId) -> Result<()> {
+        let is_target = |steps: Vec<StepSummary>| steps.iter().any(|s| s.commit == target.commit);
+        if is_target(self.steps_up_to(tip)?) {
+            return Ok(());
+        }
+        let archives = format!("{}{}/", refs::ARCHIVE_PREFIX, target.session);
+        for (_, archived) in refs::list(&self.repo, &archives)? {
+            // An unreadable archive cannot vouch for anything; it does not block the rest.
+            if self.steps_up_to(archived).is_ok_and(is_target) {
+                return Ok(());
+            }
+        }
+        Err(Error::NotInHistory {
+            name: target.commit.to_string(),
+            session: target.session.clone(),
+        })
+    }
+
     /// Rewinds the target's session to it (SPEC 3): records unsaved workspace edits first,
     /// keeps the old tip under `refs/cairn/archive/`, moves the ref, and makes the
     /// workspace equal the target, touching only paths that differ.
     ///
+    /// The target must be one of the session's own steps ([`Error::NotInHistory`]).
     /// Every path and mode the restore would touch is checked before anything is
     /// recorded: on an unsafe one ([`Error::UnsafeStep`]) no step is recorded, no ref
     /// moves and nothing is written.
     pub fn rewind(&self, target: &Checkpoint) -> Result<RewindOutcome> {
         let mut session = self.open_session(&target.session)?;
         let tip = session.tip.ok_or_else(|| Error::UnknownSession(target.session.clone()))?;
+        self.ensure_in_history(target, tip)?;
         let (snapshot, stat_cache) = self.scan()?;
         let changes = self.checked_changes(snapshot.tree, target)?;
         let saved_edits =

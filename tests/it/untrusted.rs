@@ -801,3 +801,83 @@ fn resume_without_a_checkpoint_passes_over_a_session_of_ours_a_remote_extended()
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains(&format!("Resuming session {ours} at step 2 ")), "{said}");
 }
+
+/// Every ref under `refs/cairn/`, with its target.
+fn cairn_refs(repo: &TestRepo) -> String {
+    repo.git(&["for-each-ref", "--format=%(refname) %(objectname)", "refs/cairn/"])
+}
+
+#[test]
+fn resume_to_a_diverged_remote_tip_is_refused_unless_forked() {
+    let a = TestRepo::new();
+    let url = a.bare_remote();
+    let b = victim(&url);
+    let (session, _, _) = b.checkpoint(&["--new", "-m", "started in b"]);
+    b.ok(&["push", session.as_str()]);
+    assert!(a.ok(&["fetch"]).contains(&format!("new        {session}")));
+    let _ = a.cairn(&["resume", &session]);
+    a.write("theirs.txt", "a remote's step\n");
+    let (_, _, theirs) = a.checkpoint(&["-m", "from a"]);
+    a.ok(&["push", session.as_str()]);
+    b.write("mine.txt", "b's own step 2\n");
+    let (_, _, ours) = b.checkpoint(&["-m", "from b"]);
+    assert!(b.ok(&["fetch"]).contains(&format!("diverged   {session}")));
+    let tracking = format!("refs/cairn/remotes/origin/sessions/{session}");
+    assert_eq!(b.git(&["rev-parse", &tracking]).trim(), theirs);
+
+    let refs_before = cairn_refs(&b);
+    let files_before = state(&b);
+    for args in [vec!["resume", tracking.as_str(), "go on"], vec!["rewind", tracking.as_str()]] {
+        let said = b.fails(&args);
+        assert!(said.contains("is not one of the steps of session"), "{args:?}: {said}");
+        assert!(said.contains("--fork"), "{args:?}: {said}");
+        assert_eq!(cairn_refs(&b), refs_before, "{args:?} moved a ref");
+        assert_eq!(state(&b), files_before, "{args:?} changed a file");
+    }
+    assert_eq!(b.git(&["rev-parse", &TestRepo::session_ref(&session)]).trim(), ours);
+
+    // Forked, the remote's tip becomes a new session and the local one stays as it was.
+    let out = b.cairn(&["resume", &tracking, "--fork"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("Forked {session}@2 as session ")), "{said}");
+    assert_eq!(b.read("theirs.txt"), "a remote's step\n");
+    assert_eq!(b.git(&["rev-parse", &TestRepo::session_ref(&session)]).trim(), ours);
+    b.assert_fsck_clean();
+}
+
+#[test]
+fn a_quarantined_session_is_refused_by_every_restore_even_by_revision() {
+    let a = TestRepo::new();
+    let url = a.bare_remote();
+    let (session, _, first) = a.checkpoint(&["--new", "-m", "ordinary"]);
+    a.ok(&["push"]);
+    let b = victim(&url);
+    assert!(b.ok(&["fetch"]).contains(&format!("new        {session}")));
+    // A step claiming this session with a skipped number: fetch quarantines it.
+    let tree = with_file(&a, &first, "README.md", b"the attacker's version\n");
+    let message = format!("edit\n\nCairn-Session: {session}\nCairn-Step: 5\nCairn-Kind: tool\n");
+    let commit = git_stdin(&a, &a.root, &["commit-tree", &tree, "-p", &first], message.as_bytes());
+    a.git(&["push", "-q", "-f", &url, &format!("{commit}:{}", TestRepo::session_ref(&session))]);
+    assert!(fetch_rejecting(&b, &["fetch"]).contains(&format!("rejected   {session}: ")));
+    let quarantine = format!("refs/cairn/remotes/origin/rejected/{session}");
+    assert_eq!(b.git(&["rev-parse", &quarantine]).trim(), commit);
+
+    let refs_before = cairn_refs(&b);
+    let files_before = state(&b);
+    let short = format!("cairn/remotes/origin/rejected/{session}~0");
+    for name in [quarantine.as_str(), short.as_str(), commit.as_str()] {
+        for args in [
+            vec!["rewind", name],
+            vec!["resume", name, "go on"],
+            vec!["resume", name, "go on", "--fork"],
+            vec!["land", name],
+        ] {
+            let said = b.fails(&args);
+            assert!(said.contains("quarantined as unsafe"), "{args:?}: {said}");
+            assert!(said.contains(&format!("git log --stat {quarantine}")), "{args:?}: {said}");
+            assert_eq!(cairn_refs(&b), refs_before, "{args:?} moved a ref");
+            assert_eq!(state(&b), files_before, "{args:?} changed a file");
+        }
+    }
+    assert_ne!(b.read("README.md"), "the attacker's version\n");
+}
