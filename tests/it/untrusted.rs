@@ -881,3 +881,29 @@ fn a_quarantined_session_is_refused_by_every_restore_even_by_revision() {
     }
     assert_ne!(b.read("README.md"), "the attacker's version\n");
 }
+
+#[test]
+fn resume_fork_with_no_current_session_records_the_workspace_as_a_new_session_first() {
+    let a = TestRepo::new();
+    let url = a.bare_remote();
+    let (theirs, _, _) = a.checkpoint(&["--new", "-m", "theirs"]);
+    a.ok(&["push", theirs.as_str()]);
+    // A fresh clone has no current session, and an untracked file of its own.
+    let b = victim(&url);
+    assert!(b.ok(&["fetch"]).contains(&format!("new        {theirs}")));
+
+    let out = b.cairn(&["resume", &theirs, "--fork"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("Forked {theirs}@1 as session ")), "{said}");
+    assert!(!b.path("mine.txt").exists(), "the fork made the workspace equal {theirs}");
+    let tips =
+        b.git(&["for-each-ref", "--format=%(objectname) %(subject)", "refs/cairn/sessions/"]);
+    let saved = tips
+        .lines()
+        .find(|line| line.ends_with(" user edits before fork"))
+        .unwrap_or_else(|| panic!("no session holds the edits: {tips}"));
+    let commit = saved.split(' ').next().unwrap();
+    assert!(b.git(&["log", "-1", "--format=%B", commit]).contains("Cairn-Step: 1\n"));
+    assert_eq!(b.git(&["show", &format!("{commit}:mine.txt")]), "the victim's own work\n");
+    b.assert_fsck_clean();
+}
