@@ -315,16 +315,16 @@ fn accept(store: &Store, remote: &str, id: &str, theirs: ObjectId) -> Result<Fet
         set_ref(store, &kept_as, theirs, &format!("cairn: rejected from {remote}: {reason}"))?;
         return Ok(Fetched::Rejected { id: id.to_string(), reason, kept_as });
     }
-    set_ref(store, &tracking, theirs, &format!("cairn: fetched from {remote}"))?;
+    set_ref(store, &tracking, theirs, &format!("{}{remote}", refs::FETCHED_FROM))?;
     let id = id.to_string();
     Ok(match ours {
         None => {
-            set_ref(store, &local, theirs, &format!("cairn: fetched from {remote}"))?;
+            set_ref(store, &local, theirs, &format!("{}{remote}", refs::FETCHED_FROM))?;
             Fetched::New { id }
         }
         Some(ours) if ours == theirs => Fetched::UpToDate { id },
         Some(ours) if contains(store, theirs, ours)? => {
-            set_ref(store, &local, theirs, &format!("cairn: fast-forward from {remote}"))?;
+            set_ref(store, &local, theirs, &format!("{}{remote}", refs::FAST_FORWARD_FROM))?;
             Fetched::Updated { id }
         }
         Some(ours) if contains(store, ours, theirs)? => Fetched::LocalAhead { id },

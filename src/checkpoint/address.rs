@@ -1,6 +1,8 @@
 //! Checkpoint names (SPEC 2): a session id or unique prefix (its tip), `<session>@<n>`
 //! (step n), `@` (the current session's tip), `@~k` (k steps back), or any git revision
-//! that names a cairn step. Session names are tried before git revisions.
+//! that names a cairn step. Session names are tried before git revisions. A revision
+//! starting at a quarantine ref of `cairn fetch` (a remote's rejected or unchecked
+//! session), or naming the tip of one, is refused: nothing restores from it.
 
 use gix::ObjectId;
 
@@ -65,6 +67,7 @@ pub fn resolve(store: &Store, name: &str) -> Result<Checkpoint> {
     if let Some(id) = session_by_prefix(store, name)? {
         return tip_of(store, &id);
     }
+    refuse_quarantined(store, name)?;
     let id = store
         .repo()
         .rev_parse_single(name)
@@ -74,8 +77,35 @@ pub fn resolve(store: &Store, name: &str) -> Result<Checkpoint> {
         .peel_to_commit()
         .map_err(|_| Error::NotAStep { what: name.to_string(), commit: "an object".into() })?
         .id;
+    if let Some((quarantine, _)) = quarantined(store)?.into_iter().find(|(_, tip)| *tip == id) {
+        return Err(Error::Quarantined { name: name.to_string(), quarantine });
+    }
     let summary = store.step_summary(id)?;
     Ok(Checkpoint { session: summary.session, step: summary.step, commit: id })
+}
+
+/// Refuses a revision that starts at a ref `cairn fetch` keeps out of reach: a remote's
+/// rejected session or one still waiting for its checks. Its commits may hold anything.
+fn refuse_quarantined(store: &Store, name: &str) -> Result<()> {
+    let base = name.split(['~', '^', ':']).next().unwrap_or(name);
+    let Ok(Some(reference)) = store.repo().try_find_reference(base) else { return Ok(()) };
+    let full = reference.name().as_bstr().to_string();
+    if is_quarantine_ref(&full) {
+        return Err(Error::Quarantined { name: name.to_string(), quarantine: full });
+    }
+    Ok(())
+}
+
+/// Whether `full` is under `refs/cairn/remotes/<remote>/rejected/` or `…/incoming/`.
+fn is_quarantine_ref(full: &str) -> bool {
+    full.strip_prefix("refs/cairn/remotes/")
+        .is_some_and(|rest| rest.contains("/rejected/") || rest.contains("/incoming/"))
+}
+
+/// Every quarantine ref with its tip.
+fn quarantined(store: &Store) -> Result<Vec<(String, ObjectId)>> {
+    let all = refs::list(store.repo(), "refs/cairn/remotes/")?;
+    Ok(all.into_iter().filter(|(name, _)| is_quarantine_ref(name)).collect())
 }
 
 /// The session whose id is `prefix` or starts with it; an error if several do.

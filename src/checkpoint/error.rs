@@ -22,6 +22,18 @@ pub enum Error {
     InvalidCheckpointName { name: String, reason: String },
     #[error("{what} points at {commit}, which is not a cairn step")]
     NotAStep { what: String, commit: String },
+    #[error(
+        "'{name}' is not one of the steps of session {session} (nor of its archived history): \
+         rewinding to it would move the session outside its own history; \
+         run `cairn resume {name} --fork` to start a new session from it"
+    )]
+    NotInHistory { name: String, session: String },
+    #[error(
+        "'{name}' names a session that `cairn fetch` quarantined as unsafe ({quarantine}); \
+         cairn will not restore it. Inspect it with git only: \
+         `git log --stat {quarantine}`, `git ls-tree -r {quarantine}`"
+    )]
+    Quarantined { name: String, quarantine: String },
     #[error("session {0} does not exist")]
     UnknownSession(String),
     #[error("there is no current session in this worktree")]

@@ -469,9 +469,33 @@ impl Store {
     /// Forks `from` (as [`Store::fork_session`]) and makes the workspace equal it, after
     /// checking every path the restore would touch: on an unsafe one nothing is recorded
     /// and nothing written ([`Error::UnsafeStep`]).
+    ///
+    /// Edits the fork would overwrite are recorded first, as [`Store::rewind`] does: as a
+    /// `user-edits` step of the worktree's current session when the workspace differs from
+    /// its tip. With no current session (or one whose ref is gone), a workspace that
+    /// differs from `from` is recorded as the first step of a new session rather than
+    /// refused, so no file is ever lost and the fork still happens.
     pub fn fork_into_workspace(&self, from: &Checkpoint) -> Result<(Session, restore::Applied)> {
-        let current = self.snapshot()?.tree;
-        let changes = self.checked_changes(current, from)?;
+        let (snapshot, stat_cache) = self.scan()?;
+        let changes = self.checked_changes(snapshot.tree, from)?;
+        let current = match self.current_session()? {
+            Some(id) if refs::read_ref(&self.repo, &refs::session_ref(&id))?.is_some() => {
+                Some(self.open_session(&id)?)
+            }
+            _ => None,
+        };
+        match current {
+            Some(mut session) => {
+                self.save_unrecorded_edits(&mut session, snapshot, stat_cache, "fork")?;
+            }
+            None if !changes.is_empty() => {
+                let mut session = self.start_session("user edits before fork", None, None)?;
+                let record =
+                    StepRecord::new(StepKind::UserEdits, "user edits before fork", Changes::Scan);
+                self.record_step_with(&mut session, record, Some((snapshot, stat_cache)))?;
+            }
+            None => self.persist(Some(stat_cache))?,
+        }
         let session = self.fork_session(from)?;
         let applied = restore::apply(&self.repo, &self.root, &changes)?;
         Ok((session, applied))
@@ -1004,12 +1028,17 @@ impl Store {
     }
 
     /// Whether session `id` was started in this clone (its ref's oldest reflog entry is
-    /// the step that created it) rather than fetched: `cairn fetch` writes "fetched from",
-    /// plain `git fetch` writes no reflog for `refs/cairn/`. A session whose reflog was
-    /// expired counts as not started here.
+    /// the step that created it) and no remote ever moved it: `cairn fetch` writes
+    /// [`refs::FETCHED_FROM`] or [`refs::FAST_FORWARD_FROM`], plain `git fetch` writes no
+    /// reflog for `refs/cairn/`. A session whose reflog was expired counts as not started
+    /// here.
     pub fn created_here(&self, id: &str) -> Result<bool> {
-        let first = refs::first_reflog_message(&self.repo, &refs::session_ref(id))?;
-        Ok(first.is_some_and(|message| message.starts_with("cairn: step 1 (")))
+        let messages = refs::reflog_messages(&self.repo, &refs::session_ref(id))?;
+        let Some((first, later)) = messages.split_first() else { return Ok(false) };
+        let fetched = |message: &String| {
+            message.starts_with(refs::FETCHED_FROM) || message.starts_with(refs::FAST_FORWARD_FROM)
+        };
+        Ok(first.starts_with("cairn: step 1 (") && !later.iter().any(fetched))
     }
 
     /// The newest session that `agent` recorded for its own session `agent_session` (as
@@ -1064,31 +1093,74 @@ impl Store {
             .map_err(|err| err.in_step(&target.session, target.step))
     }
 
+    /// Records the scanned workspace as a `user-edits` step of `session` when it differs
+    /// from the session's tip (before a `rewind` or `fork` overwrites it); otherwise only
+    /// saves the stat cache and records nothing.
+    fn save_unrecorded_edits(
+        &self,
+        session: &mut Session,
+        snapshot: Snapshot,
+        stat_cache: StatCacheUpdate,
+        before: &str,
+    ) -> Result<Option<RecordedStep>> {
+        // A tip that does not even read as a safe tree differs from the workspace, whose
+        // snapshot is always safe: recording the edits then loses nothing.
+        let unsaved = match session.tip {
+            Some(tip) => {
+                restore::diff_trees(&self.repo, Some(snapshot.tree), Some(self.commit_tree(tip)?))
+                    .map_or(true, |changes| !changes.is_empty())
+            }
+            None => true,
+        };
+        if !unsaved {
+            self.persist(Some(stat_cache))?;
+            return Ok(None);
+        }
+        let record = StepRecord::new(
+            StepKind::UserEdits,
+            format!("user edits before {before}"),
+            Changes::Scan,
+        );
+        self.record_step_with(session, record, Some((snapshot, stat_cache))).map(Some)
+    }
+
+    /// Refuses a target that is not a step reachable from the session's tip `tip` or from
+    /// one of its archive refs: the target's session comes from its commit's trailer,
+    /// which any commit (a diverged remote tip, a crafted one) can claim.
+    fn ensure_in_history(&self, target: &Checkpoint, tip: ObjectId) -> Result<()> {
+        let is_target = |steps: Vec<StepSummary>| steps.iter().any(|s| s.commit == target.commit);
+        if is_target(self.steps_up_to(tip)?) {
+            return Ok(());
+        }
+        let archives = format!("{}{}/", refs::ARCHIVE_PREFIX, target.session);
+        for (_, archived) in refs::list(&self.repo, &archives)? {
+            // An unreadable archive cannot vouch for anything; it does not block the rest.
+            if self.steps_up_to(archived).is_ok_and(is_target) {
+                return Ok(());
+            }
+        }
+        Err(Error::NotInHistory {
+            name: target.commit.to_string(),
+            session: target.session.clone(),
+        })
+    }
+
     /// Rewinds the target's session to it (SPEC 3): records unsaved workspace edits first,
     /// keeps the old tip under `refs/cairn/archive/`, moves the ref, and makes the
     /// workspace equal the target, touching only paths that differ.
     ///
+    /// The target must be one of the session's own steps ([`Error::NotInHistory`]).
     /// Every path and mode the restore would touch is checked before anything is
     /// recorded: on an unsafe one ([`Error::UnsafeStep`]) no step is recorded, no ref
     /// moves and nothing is written.
     pub fn rewind(&self, target: &Checkpoint) -> Result<RewindOutcome> {
         let mut session = self.open_session(&target.session)?;
         let tip = session.tip.ok_or_else(|| Error::UnknownSession(target.session.clone()))?;
+        self.ensure_in_history(target, tip)?;
         let (snapshot, stat_cache) = self.scan()?;
-        let current = snapshot.tree;
-        let changes = self.checked_changes(current, target)?;
-        // A tip that does not even read as a safe tree differs from the workspace, whose
-        // snapshot is always safe: recording the edits then loses nothing.
-        let unsaved = restore::diff_trees(&self.repo, Some(current), Some(self.commit_tree(tip)?))
-            .map_or(true, |changes| !changes.is_empty());
-        let saved_edits = if unsaved {
-            let record =
-                StepRecord::new(StepKind::UserEdits, "user edits before rewind", Changes::Scan);
-            Some(self.record_step_with(&mut session, record, Some((snapshot, stat_cache)))?)
-        } else {
-            self.persist(Some(stat_cache))?;
-            None
-        };
+        let changes = self.checked_changes(snapshot.tree, target)?;
+        let saved_edits =
+            self.save_unrecorded_edits(&mut session, snapshot, stat_cache, "rewind")?;
         let tip = session.tip.unwrap_or(tip);
         let mut archived_as = None;
         if tip != target.commit {

@@ -166,18 +166,31 @@ pub fn read_ref(repo: &gix::Repository, name: &str) -> Result<Option<ObjectId>> 
     Ok(reference.and_then(|r| r.target().try_id().map(ToOwned::to_owned)))
 }
 
-/// The message of `name`'s oldest reflog entry: how the ref came to be (`None` when it
-/// has no reflog, as after `git fetch` or `git reflog expire`).
-pub fn first_reflog_message(repo: &gix::Repository, name: &str) -> Result<Option<String>> {
+/// How the reflog entry of a session ref moved by `cairn fetch` begins (the remote's name
+/// follows): one for a session that arrived new, one for a local session fast-forwarded
+/// to the remote's tip.
+pub const FETCHED_FROM: &str = "cairn: fetched from ";
+pub const FAST_FORWARD_FROM: &str = "cairn: fast-forward from ";
+
+/// The messages of `name`'s reflog entries, oldest first (empty when it has no reflog, as
+/// after `git fetch` or `git reflog expire`).
+pub fn reflog_messages(repo: &gix::Repository, name: &str) -> Result<Vec<String>> {
     let Some(reference) = repo.try_find_reference(name).context(|| format!("reading {name}"))?
     else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let mut log = reference.log_iter();
-    let Some(mut entries) = log.all().context(|| format!("reading the reflog of {name}"))? else {
-        return Ok(None);
+    let Some(entries) = log.all().context(|| format!("reading the reflog of {name}"))? else {
+        return Ok(Vec::new());
     };
-    Ok(entries.next().and_then(|line| line.ok()).map(|line| line.message.to_string()))
+    entries
+        .map(|line| {
+            line.map(|line| line.message.to_string()).map_err(|err| Error::Git {
+                context: format!("reading the reflog of {name}"),
+                message: err.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// All refs under `prefix`, as (name, target) pairs sorted by name.

@@ -138,3 +138,28 @@ fn rewind_to_an_unknown_step_changes_nothing() {
     assert_eq!(repo.git(&["for-each-ref", "refs/cairn/archive"]), "");
     assert_eq!(repo.user_state(), before);
 }
+
+#[test]
+fn resume_fork_records_unrecorded_edits_on_the_current_session_before_overwriting_them() {
+    let repo = TestRepo::new();
+    repo.write("tracked.txt", "v1\n");
+    let (session, _, step1) = repo.checkpoint(&[]);
+    repo.write("tracked.txt", "my unrecorded edit\n");
+    repo.write("untracked.txt", "a new file of mine\n");
+
+    let out = repo.cairn(&["resume", &format!("{session}@1"), "--fork"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("Forked {session}@1 as session ")), "{said}");
+
+    // The fork made the workspace equal step 1 ...
+    assert_eq!(repo.read("tracked.txt"), "v1\n");
+    assert!(!repo.path("untracked.txt").exists());
+    // ... after recording what it overwrote as a user-edits step of the original session.
+    let tip = repo.git(&["rev-parse", &TestRepo::session_ref(&session)]).trim().to_string();
+    assert_ne!(tip, step1, "the edits are a new step of {session}");
+    assert_eq!(repo.git(&["rev-parse", &format!("{tip}^")]).trim(), step1);
+    assert!(repo.git(&["log", "-1", "--format=%B", &tip]).contains("Cairn-Kind: user-edits"));
+    assert_eq!(repo.git(&["show", &format!("{tip}:tracked.txt")]), "my unrecorded edit\n");
+    assert_eq!(repo.git(&["show", &format!("{tip}:untracked.txt")]), "a new file of mine\n");
+    repo.assert_fsck_clean();
+}

@@ -779,3 +779,140 @@ fn fetch_rejecting(repo: &TestRepo, args: &[&str]) -> String {
     assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}");
     stdout
 }
+
+#[test]
+fn resume_without_a_checkpoint_passes_over_a_session_of_ours_a_remote_extended() {
+    let a = TestRepo::new();
+    let url = a.bare_remote();
+    let b = victim(&url);
+    let (ours, _, _) = b.checkpoint(&["--new", "-m", "started in b"]);
+    b.ok(&["push", ours.as_str()]);
+    assert!(a.ok(&["fetch"]).contains(&format!("new        {ours}")));
+    // A resumes b's session (headless, without a prompt it stops after choosing) and adds
+    // a step of its own, which b then fast-forwards to.
+    let out = a.cairn(&["resume", &ours]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Resuming session {ours} ")));
+    a.write("theirs.txt", "a remote's step\n");
+    let (same, step, theirs) = a.checkpoint(&["-m", "from a"]);
+    assert_eq!((same.as_str(), step), (ours.as_str(), 2));
+    a.ok(&["push", ours.as_str()]);
+    assert!(b.ok(&["fetch"]).contains(&format!("updated    {ours}")));
+    let local = b.git(&["rev-parse", &TestRepo::session_ref(&ours)]);
+    assert_eq!(local.trim(), theirs, "b's session now ends in a's step");
+
+    // The session was started in b, but its tip came from elsewhere: not picked by itself.
+    let said = b.fails(&["resume"]);
+    assert!(said.contains("there are no sessions started in this clone to resume"), "{said}");
+    assert_eq!(b.git(&["rev-parse", &TestRepo::session_ref(&ours)]), local);
+    assert!(!b.path("theirs.txt").exists(), "nothing was restored");
+    // Named, it resumes as any other.
+    let out = b.cairn(&["resume", &ours]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("Resuming session {ours} at step 2 ")), "{said}");
+}
+
+/// Every ref under `refs/cairn/`, with its target.
+fn cairn_refs(repo: &TestRepo) -> String {
+    repo.git(&["for-each-ref", "--format=%(refname) %(objectname)", "refs/cairn/"])
+}
+
+#[test]
+fn resume_to_a_diverged_remote_tip_is_refused_unless_forked() {
+    let a = TestRepo::new();
+    let url = a.bare_remote();
+    let b = victim(&url);
+    let (session, _, _) = b.checkpoint(&["--new", "-m", "started in b"]);
+    b.ok(&["push", session.as_str()]);
+    assert!(a.ok(&["fetch"]).contains(&format!("new        {session}")));
+    let _ = a.cairn(&["resume", &session]);
+    a.write("theirs.txt", "a remote's step\n");
+    let (_, _, theirs) = a.checkpoint(&["-m", "from a"]);
+    a.ok(&["push", session.as_str()]);
+    b.write("mine.txt", "b's own step 2\n");
+    let (_, _, ours) = b.checkpoint(&["-m", "from b"]);
+    assert!(b.ok(&["fetch"]).contains(&format!("diverged   {session}")));
+    let tracking = format!("refs/cairn/remotes/origin/sessions/{session}");
+    assert_eq!(b.git(&["rev-parse", &tracking]).trim(), theirs);
+
+    let refs_before = cairn_refs(&b);
+    let files_before = state(&b);
+    for args in [vec!["resume", tracking.as_str(), "go on"], vec!["rewind", tracking.as_str()]] {
+        let said = b.fails(&args);
+        assert!(said.contains("is not one of the steps of session"), "{args:?}: {said}");
+        assert!(said.contains("--fork"), "{args:?}: {said}");
+        assert_eq!(cairn_refs(&b), refs_before, "{args:?} moved a ref");
+        assert_eq!(state(&b), files_before, "{args:?} changed a file");
+    }
+    assert_eq!(b.git(&["rev-parse", &TestRepo::session_ref(&session)]).trim(), ours);
+
+    // Forked, the remote's tip becomes a new session and the local one stays as it was.
+    let out = b.cairn(&["resume", &tracking, "--fork"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("Forked {session}@2 as session ")), "{said}");
+    assert_eq!(b.read("theirs.txt"), "a remote's step\n");
+    assert_eq!(b.git(&["rev-parse", &TestRepo::session_ref(&session)]).trim(), ours);
+    b.assert_fsck_clean();
+}
+
+#[test]
+fn a_quarantined_session_is_refused_by_every_restore_even_by_revision() {
+    let a = TestRepo::new();
+    let url = a.bare_remote();
+    let (session, _, first) = a.checkpoint(&["--new", "-m", "ordinary"]);
+    a.ok(&["push"]);
+    let b = victim(&url);
+    assert!(b.ok(&["fetch"]).contains(&format!("new        {session}")));
+    // A step claiming this session with a skipped number: fetch quarantines it.
+    let tree = with_file(&a, &first, "README.md", b"the attacker's version\n");
+    let message = format!("edit\n\nCairn-Session: {session}\nCairn-Step: 5\nCairn-Kind: tool\n");
+    let commit = git_stdin(&a, &a.root, &["commit-tree", &tree, "-p", &first], message.as_bytes());
+    a.git(&["push", "-q", "-f", &url, &format!("{commit}:{}", TestRepo::session_ref(&session))]);
+    assert!(fetch_rejecting(&b, &["fetch"]).contains(&format!("rejected   {session}: ")));
+    let quarantine = format!("refs/cairn/remotes/origin/rejected/{session}");
+    assert_eq!(b.git(&["rev-parse", &quarantine]).trim(), commit);
+
+    let refs_before = cairn_refs(&b);
+    let files_before = state(&b);
+    let short = format!("cairn/remotes/origin/rejected/{session}~0");
+    for name in [quarantine.as_str(), short.as_str(), commit.as_str()] {
+        for args in [
+            vec!["rewind", name],
+            vec!["resume", name, "go on"],
+            vec!["resume", name, "go on", "--fork"],
+            vec!["land", name],
+        ] {
+            let said = b.fails(&args);
+            assert!(said.contains("quarantined as unsafe"), "{args:?}: {said}");
+            assert!(said.contains(&format!("git log --stat {quarantine}")), "{args:?}: {said}");
+            assert_eq!(cairn_refs(&b), refs_before, "{args:?} moved a ref");
+            assert_eq!(state(&b), files_before, "{args:?} changed a file");
+        }
+    }
+    assert_ne!(b.read("README.md"), "the attacker's version\n");
+}
+
+#[test]
+fn resume_fork_with_no_current_session_records_the_workspace_as_a_new_session_first() {
+    let a = TestRepo::new();
+    let url = a.bare_remote();
+    let (theirs, _, _) = a.checkpoint(&["--new", "-m", "theirs"]);
+    a.ok(&["push", theirs.as_str()]);
+    // A fresh clone has no current session, and an untracked file of its own.
+    let b = victim(&url);
+    assert!(b.ok(&["fetch"]).contains(&format!("new        {theirs}")));
+
+    let out = b.cairn(&["resume", &theirs, "--fork"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("Forked {theirs}@1 as session ")), "{said}");
+    assert!(!b.path("mine.txt").exists(), "the fork made the workspace equal {theirs}");
+    let tips =
+        b.git(&["for-each-ref", "--format=%(objectname) %(subject)", "refs/cairn/sessions/"]);
+    let saved = tips
+        .lines()
+        .find(|line| line.ends_with(" user edits before fork"))
+        .unwrap_or_else(|| panic!("no session holds the edits: {tips}"));
+    let commit = saved.split(' ').next().unwrap();
+    assert!(b.git(&["log", "-1", "--format=%B", commit]).contains("Cairn-Step: 1\n"));
+    assert_eq!(b.git(&["show", &format!("{commit}:mine.txt")]), "the victim's own work\n");
+    b.assert_fsck_clean();
+}
