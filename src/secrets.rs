@@ -194,7 +194,7 @@ pub fn kinds_in(bytes: &[u8]) -> Vec<&'static str> {
         return patterns().matches(bytes).into_iter().map(|index| KINDS[index].0).collect();
     };
     let mut found = std::collections::BTreeSet::new();
-    let mut look = |text: &str| found.extend(patterns().matches(text.as_bytes()).into_iter());
+    let mut look = |text: &str| found.extend(patterns().matches(text.as_bytes()));
     values.iter().for_each(|value| each_string(value, &mut look));
     found.into_iter().map(|index| KINDS[index].0).collect()
 }
