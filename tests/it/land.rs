@@ -246,21 +246,7 @@ async fn a_notes_ref_that_is_no_notes_ref_is_refused_before_anything_lands() {
 
 /// Pipes `input` to `git args` in `repo`.
 fn git_stdin(repo: &TestRepo, args: &[&str], input: &[u8]) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("git")
-        .args(args)
-        .current_dir(&repo.root)
-        .env("HOME", &repo.home)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    repo.git_stdin_in(&repo.root, args, input)
 }
 
 /// `commit`'s tree with `.cairn/session.toml` replaced by `toml`, built with plumbing only.

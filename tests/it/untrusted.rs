@@ -7,10 +7,9 @@
 //! as they were. The real `git` CLI is the independent reader throughout.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::TestRepo;
 
@@ -39,20 +38,7 @@ const HOOK: &str = "#!/bin/sh\ntouch ../PWNED\n";
 
 /// `git` with bytes on stdin, in `dir`; returns stdout trimmed.
 fn git_stdin(repo: &TestRepo, dir: &Path, args: &[&str], input: &[u8]) -> String {
-    let mut child = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", &repo.home)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    repo.git_stdin_in(dir, args, input)
 }
 
 fn hex_to_bytes(hex: &str) -> Vec<u8> {

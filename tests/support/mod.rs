@@ -215,6 +215,26 @@ impl TestRepo {
         format!("refs/cairn/sessions/{id}")
     }
 
+    /// `git args` in `dir` with `input` on stdin, asserting success; stdout trimmed. For
+    /// plumbing that builds objects by hand (`hash-object`, `mktree`, `commit-tree`).
+    pub fn git_stdin_in(&self, dir: &Path, args: &[&str], input: &[u8]) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", &self.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     /// A bare repository inside this one's temporary home, added as its `origin` and
     /// holding its `main`; returns the remote's URL.
     pub fn bare_remote(&self) -> String {
