@@ -17,7 +17,8 @@ use gix::ObjectId;
 use gix::bstr::{BString, ByteSlice};
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::{self, Context as _, Store, refs, restore, snapshot};
+use crate::checkpoint::{self, Context as _, Store, restore, snapshot};
+use crate::git::refs;
 use crate::{secrets, title};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,13 @@ pub enum Error {
     NothingToLand,
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::Error),
+}
+
+/// A failed ref or object operation is reported as the checkpoint layer reports it.
+impl From<crate::git::Error> for Error {
+    fn from(err: crate::git::Error) -> Self {
+        Error::Checkpoint(err.into())
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::{self, Context as _, Store, refs, restore};
+use crate::checkpoint::{self, Context as _, Store, restore};
+use crate::git::refs;
 use crate::secrets;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +39,17 @@ pub enum Error {
     Memory(#[from] crate::memory::Error),
 }
 
+/// A failed ref or object operation is reported as the checkpoint layer reports it.
+impl From<crate::git::Error> for Error {
+    fn from(err: crate::git::Error) -> Self {
+        Error::Checkpoint(err.into())
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Project memory (tier 3), and where a remote's is kept after a fetch.
-pub use crate::checkpoint::refs::MEMORY_REF;
+pub use crate::git::refs::MEMORY_REF;
 
 pub fn remote_memory_ref(remote: &str) -> String {
     format!("refs/cairn/remotes/{remote}/memory")
@@ -81,7 +89,7 @@ pub fn default_remote(repo: &gix::Repository) -> Result<String> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Outgoing {
     pub id: String,
-    #[serde(serialize_with = "checkpoint::step::serialize_hex")]
+    #[serde(serialize_with = "crate::git::objects::serialize_hex")]
     pub tip: ObjectId,
     pub steps: u64,
     /// Steps the remote does not have yet, as far as this repository knows.

@@ -4,6 +4,19 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+/// A subject line: the first line, trimmed and capped so `git log --oneline` stays tidy.
+pub fn one_line(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or("(no subject)");
+    const MAX: usize = 100;
+    if line.chars().count() > MAX {
+        let mut cut: String = line.chars().take(MAX - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        line.to_string()
+    }
+}
+
 /// Lines added and removed between two texts (a line diff, as `git diff --stat` counts).
 pub fn line_counts(old: &str, new: &str) -> (usize, usize) {
     let diff = similar::TextDiff::from_lines(old, new);
@@ -106,7 +119,14 @@ impl TerminalStream {
 
 #[cfg(test)]
 mod tests {
-    use super::{TerminalStream, terminal_safe};
+    use super::{TerminalStream, one_line, terminal_safe};
+
+    #[test]
+    fn subjects_are_one_trimmed_line() {
+        assert_eq!(one_line("\n  first line  \nsecond"), "first line");
+        assert_eq!(one_line(""), "(no subject)");
+        assert_eq!(one_line(&"x".repeat(300)).chars().count(), 100);
+    }
 
     #[test]
     fn escapes_every_control_but_newline_tab_and_crlf() {

@@ -286,7 +286,7 @@ impl Agent {
         self.history.push(user.clone());
         let mut record = StepRecord::new(
             StepKind::Prompt,
-            format!("prompt: {}", checkpoint::step::one_line(prompt)),
+            format!("prompt: {}", crate::text::one_line(prompt)),
             Changes::Unchanged,
         );
         record.messages = vec![to_json(&user)];
@@ -880,7 +880,7 @@ impl Agent {
             self.memory.notes_changed = false;
         }
         let kind = record.kind;
-        let subject = checkpoint::step::one_line(&record.subject);
+        let subject = crate::text::one_line(&record.subject);
         let step = self.store.record_step(&mut self.session, record)?;
         self.store.set_current_session(&self.session.info.id)?;
         emit(Event::StepRecorded {

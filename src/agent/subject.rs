@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use gix::bstr::ByteSlice;
 use serde_json::Value;
 
-use crate::checkpoint::{Session, Store, step::one_line};
+use crate::checkpoint::{Session, Store};
+use crate::text::one_line;
 
 /// A tool call after it ran.
 pub struct Outcome {

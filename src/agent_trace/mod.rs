@@ -207,7 +207,7 @@ impl<'a> StepContributors<'a> {
             return Ok(found.clone());
         }
         let id =
-            ObjectId::from_hex(commit.as_bytes()).map_err(|err| crate::checkpoint::Error::Git {
+            ObjectId::from_hex(commit.as_bytes()).map_err(|err| crate::checkpoint::Error::Gix {
                 context: format!("step {commit}"),
                 message: err.to_string(),
             })?;

@@ -8,7 +8,8 @@
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::{Context as _, Error, Result, Store, refs};
+use crate::checkpoint::{Context as _, Error, Result, Store};
+use crate::git::refs;
 
 /// Where `cairn land --notes` writes unless told otherwise.
 pub const DEFAULT_REF: &str = "refs/notes/agent-trace";
@@ -35,7 +36,7 @@ pub fn current(store: &Store, notes_ref: &str) -> Result<(Option<ObjectId>, Obje
     let Some(tip) = refs::read_ref(repo, notes_ref)? else {
         return Ok((None, ObjectId::empty_tree(gix::hash::Kind::Sha1)));
     };
-    let not_notes = |err: &dyn std::fmt::Display| Error::Git {
+    let not_notes = |err: &dyn std::fmt::Display| Error::Gix {
         context: format!("{notes_ref} is not a notes ref (it points to {tip})"),
         message: err.to_string(),
     };
@@ -79,11 +80,11 @@ pub fn attach(store: &Store, notes_ref: &str, commit: ObjectId, text: &str) -> R
         user.to_ref(&mut buf),
     )
     .map_err(|err| match err {
-        Error::ConcurrentUpdate { .. } => Error::Git {
+        crate::git::Error::ConcurrentUpdate { .. } => Error::Gix {
             context: format!("updating {notes_ref}"),
             message: "another process moved it at the same time; try again".into(),
         },
-        other => other,
+        other => other.into(),
     })?;
     Ok(id)
 }

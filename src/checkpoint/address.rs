@@ -6,8 +6,9 @@
 
 use gix::ObjectId;
 
+use super::Store;
 use super::error::{Error, Result};
-use super::{Store, refs};
+use crate::git::refs;
 
 /// A resolved checkpoint: one step of one session.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -57,13 +57,35 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("git: {context}: {message}")]
-    Git { context: String, message: String },
+    Gix { context: String, message: String },
+    #[error(transparent)]
+    Git(crate::git::Error),
+}
+
+/// A session ref moved under us is named as the session; any other git failure is kept
+/// whole.
+impl From<crate::git::Error> for Error {
+    fn from(err: crate::git::Error) -> Self {
+        match err {
+            crate::git::Error::ConcurrentUpdate { name, expected, found }
+                if name.starts_with(crate::git::refs::SESSIONS_PREFIX) =>
+            {
+                let session = name.trim_start_matches(crate::git::refs::SESSIONS_PREFIX);
+                Error::ConcurrentUpdate { session: session.to_string(), expected, found }
+            }
+            other => Error::Git(other),
+        }
+    }
 }
 
 impl Error {
     /// Whether the user can act on this error (as opposed to an internal failure).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Io { .. } | Error::Git { .. })
+        match self {
+            Error::Io { .. } | Error::Gix { .. } => false,
+            Error::Git(err) => matches!(err, crate::git::Error::ConcurrentUpdate { .. }),
+            _ => true,
+        }
     }
 
     /// An unsafe path found while reading step `step` of `session`, named as such.
@@ -88,7 +110,7 @@ pub(crate) trait Context<T> {
 
 impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|err| Error::Git { context: context(), message: err.to_string() })
+        self.map_err(|err| Error::Gix { context: context(), message: err.to_string() })
     }
 }
 

@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use super::Store;
 use super::error::Result;
-use super::{Store, objects, refs};
+use crate::git::{objects, refs};
 
 /// Files a crash may leave (gix's and tempfile's temporaries) are removed once this old:
 /// younger ones may belong to a process at work.
@@ -91,7 +92,7 @@ impl Store {
             for entry in read_dir(&dir) {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let leftover = name.starts_with(".tmp")
-                    || super::temp::owner(name.as_bytes()).is_some()
+                    || crate::git::temp::owner(name.as_bytes()).is_some()
                     || name == objects::LOCK_FILE;
                 let old = entry
                     .metadata()

@@ -8,14 +8,11 @@ mod address;
 mod error;
 pub mod gc;
 mod ignore;
-pub mod objects;
-pub mod refs;
 pub mod restore;
 pub mod snapshot;
 mod stat;
 mod stat_cache;
 pub mod step;
-pub mod temp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +21,8 @@ use std::sync::atomic::AtomicUsize;
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
+
+use crate::git::{objects, refs, temp};
 
 pub use address::Checkpoint;
 pub(crate) use error::{Context, IoContext};
@@ -178,7 +177,7 @@ pub struct StepSummary {
     pub session: String,
     pub step: u64,
     pub kind: StepKind,
-    #[serde(serialize_with = "step::serialize_hex")]
+    #[serde(serialize_with = "objects::serialize_hex")]
     pub commit: ObjectId,
     pub subject: String,
     pub tools: Vec<String>,
@@ -645,7 +644,7 @@ impl Store {
             .context(|| "editing the .cairn tree".into())?;
         if previous_cairn.is_none() || session.tip.is_none() {
             let toml = toml::to_string(&self.redacted_info(&session.info)).map_err(|err| {
-                Error::Git { context: "encoding session.toml".into(), message: err.to_string() }
+                Error::Gix { context: "encoding session.toml".into(), message: err.to_string() }
             })?;
             let id = self.write_blob(toml.as_bytes())?;
             cairn
@@ -737,8 +736,11 @@ impl Store {
         let commit = self.write_commit(tree, parent, &message, author)?;
         // Objects first: the ref must never name a commit that is not on disk.
         self.persist(stat_cache)?;
-        let reflog =
-            format!("cairn: step {number} ({}): {}", record.kind, step::one_line(&record.subject));
+        let reflog = format!(
+            "cairn: step {number} ({}): {}",
+            record.kind,
+            crate::text::one_line(&record.subject)
+        );
         refs::compare_and_swap(
             &self.repo,
             &refs::session_ref(&session.info.id),
@@ -811,14 +813,14 @@ impl Store {
         };
         gix::actor::Signature {
             name: name.into(),
-            email: "cairn@localhost".into(),
+            email: objects::CAIRN_EMAIL.into(),
             time: gix::date::Time::now_local_or_utc(),
         }
     }
 
     /// The user from git config, falling back to cairn itself when none is set.
     pub fn committer(&self) -> gix::actor::Signature {
-        committer(&self.repo)
+        objects::committer(&self.repo)
     }
 
     fn write_commit(
@@ -869,7 +871,7 @@ impl Store {
 
     /// The content of the file at `path` in `tree`, if it holds one.
     pub fn blob_at(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
-        blob_at(&self.repo, tree, path)
+        Ok(objects::blob_at(&self.repo, tree, path)?)
     }
 
     fn subtree_len(&self, tree: ObjectId, path: &str) -> Result<usize> {
@@ -1201,29 +1203,5 @@ impl Store {
             archived_as,
             applied,
         })
-    }
-}
-
-/// The content of the file at `path` in `tree` of `repo`, if it holds one.
-pub fn blob_at(repo: &gix::Repository, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
-    let tree = repo.find_tree(tree).context(|| format!("reading tree {tree}"))?;
-    let Some(entry) = tree.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?
-    else {
-        return Ok(None);
-    };
-    let blob = repo.find_blob(entry.oid()).context(|| format!("reading {path}"))?;
-    Ok(Some(blob.data.clone()))
-}
-
-/// The user from `repo`'s git config, falling back to cairn itself when none is set: the
-/// committer of every commit cairn writes.
-pub fn committer(repo: &gix::Repository) -> gix::actor::Signature {
-    match repo.committer() {
-        Some(Ok(user)) => gix::actor::Signature {
-            name: user.name.to_owned(),
-            email: user.email.to_owned(),
-            time: gix::date::Time::now_local_or_utc(),
-        },
-        _ => Store::author(None, None),
     }
 }

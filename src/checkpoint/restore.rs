@@ -400,7 +400,7 @@ fn not_a_directory(root: &Path, path: &RepoPath, create: Create) -> Result<Optio
 fn write_entry(abs: &Path, kind: EntryKind, data: &[u8]) -> std::io::Result<()> {
     // Named for this process, so a snapshot never records it and the next run removes
     // it if a kill leaves it behind (see `temp`).
-    let temp = super::temp::sibling(abs);
+    let temp = crate::git::temp::sibling(abs);
     let result = (|| {
         if kind == EntryKind::Link {
             std::os::unix::fs::symlink(OsStr::from_bytes(data), &temp)?;

@@ -28,11 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Context, Error, IoContext, Result};
 use super::ignore::{DirRules, GlobalRules};
-use super::objects;
 use super::stat::{FileStat, Timestamp};
 use super::stat_cache::{CachedKind, DirRecord, EntryRecord, StatCache};
-use super::temp;
+use crate::git::objects;
 use crate::git::path::{Leaf, RepoPath, check_component};
+use crate::git::temp;
 
 /// The name of the reserved directory that holds cairn's state in a step's tree.
 pub const RESERVED_DIR: &str = ".cairn";

@@ -133,7 +133,7 @@ impl StatCache {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        let file = tempfile::Builder::new().prefix(&super::temp::prefix()).tempfile_in(dir)?;
+        let file = tempfile::Builder::new().prefix(&crate::git::temp::prefix()).tempfile_in(dir)?;
         let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
         encode(&mut writer, self.rules, self.index, &self.dirs)?;
         let file = writer.into_inner().map_err(std::io::IntoInnerError::into_error)?;

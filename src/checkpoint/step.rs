@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use gix::ObjectId;
+use crate::text::one_line;
 use serde::{Deserialize, Serialize};
 
 /// The reserved directory's layout inside a step's tree.
@@ -128,19 +128,6 @@ pub fn compose_message(subject: &str, body: &str, trailers: &Trailers) -> String
     message
 }
 
-/// A subject line: the first line, trimmed and capped so `git log --oneline` stays tidy.
-pub fn one_line(text: &str) -> String {
-    let line = text.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or("(no subject)");
-    const MAX: usize = 100;
-    if line.chars().count() > MAX {
-        let mut cut: String = line.chars().take(MAX - 1).collect();
-        cut.push('…');
-        cut
-    } else {
-        line.to_string()
-    }
-}
-
 /// Reads the trailers of a commit message; `None` if it is not a cairn step's message.
 pub fn parse_trailers(message: &str) -> Option<Trailers> {
     let mut session = None;
@@ -187,14 +174,6 @@ pub fn message_file_name(n: usize, role: &str) -> String {
     format!("{n:06}-{role}.json")
 }
 
-/// Object ids in JSON listings: the hex string git prints.
-pub fn serialize_hex<S: serde::Serializer>(
-    id: &ObjectId,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,13 +216,6 @@ mod tests {
             None,
             "no step number"
         );
-    }
-
-    #[test]
-    fn subjects_are_one_trimmed_line() {
-        assert_eq!(one_line("\n  first line  \nsecond"), "first line");
-        assert_eq!(one_line(""), "(no subject)");
-        assert_eq!(one_line(&"x".repeat(300)).chars().count(), 100);
     }
 
     #[test]

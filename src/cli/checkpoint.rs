@@ -155,7 +155,7 @@ fn step_record(args: &Args, transcript: Option<transcript::Transcript>) -> StepR
     });
     let subject = match (&args.message, &args.prompt) {
         (Some(message), _) => message.clone(),
-        (None, Some(prompt)) => format!("prompt: {}", checkpoint::step::one_line(prompt)),
+        (None, Some(prompt)) => format!("prompt: {}", crate::text::one_line(prompt)),
         (None, None) => "checkpoint".to_string(),
     };
     let mut record = StepRecord::new(kind, subject, Changes::Scan);

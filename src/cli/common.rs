@@ -77,11 +77,18 @@ impl From<crate::memory::Error> for CommandError {
         use crate::memory::Error as E;
         match err {
             E::Checkpoint(err) => err.into(),
+            E::Git(err) => err.into(),
             E::NoSuchFact { .. } => CommandError::user(err.to_string())
                 .with_hint("`cairn memory show` lists the facts by name"),
             E::Io { .. } | E::UserRepository { .. } => CommandError::internal(err.to_string()),
             _ => CommandError::user(err.to_string()),
         }
+    }
+}
+
+impl From<crate::git::Error> for CommandError {
+    fn from(err: crate::git::Error) -> Self {
+        checkpoint::Error::from(err).into()
     }
 }
 

@@ -37,7 +37,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let fetched = share::fetch(&store, &remote)?;
     let merged = match &fetched.memory {
         Some(name) if merge => {
-            let theirs = crate::checkpoint::refs::read_ref(store.repo(), name)?;
+            let theirs = crate::git::refs::read_ref(store.repo(), name)?;
             match theirs {
                 Some(theirs) => Some(crate::memory::Memory::open(&store)?.merge(theirs, &remote)?),
                 None => None,

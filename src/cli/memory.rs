@@ -156,11 +156,10 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         }
         Command::Merge { remote, json } => {
             let name = crate::share::remote_memory_ref(&remote);
-            let theirs =
-                crate::checkpoint::refs::read_ref(store.repo(), &name)?.ok_or_else(|| {
-                    CommandError::user(format!("there is no fetched memory at {name}"))
-                        .with_hint(format!("`cairn fetch {remote}` brings it"))
-                })?;
+            let theirs = crate::git::refs::read_ref(store.repo(), &name)?.ok_or_else(|| {
+                CommandError::user(format!("there is no fetched memory at {name}"))
+                    .with_hint(format!("`cairn fetch {remote}` brings it"))
+            })?;
             let report = memory.merge(theirs, &remote)?;
             if json {
                 print_json(&report)?;

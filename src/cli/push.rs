@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         )
         .map_err(super::config::config_error)?;
         Ok(config.memory.push.value
-            && crate::checkpoint::refs::read_ref(repo, share::MEMORY_REF)?.is_some())
+            && crate::git::refs::read_ref(repo, share::MEMORY_REF)?.is_some())
     };
     let memory = args.memory || by_config()?;
     let sessions: Vec<String> = if args.all {

@@ -11,9 +11,9 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::agent::tools::output::truncate_middle;
-use crate::checkpoint::step::one_line;
 use crate::checkpoint::{self, Changes, RecordedStep, Session, StepKind, StepRecord, Store};
 use crate::llm::{Message, ToolArguments, ToolCall};
+use crate::text::one_line;
 
 use super::sessions::{Entry, LockError};
 use super::{Action, Effect, HookEvent, ToolUse, transcript};

@@ -14,8 +14,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::temp::PidLock;
 use crate::checkpoint::{self, Session, Store};
+use crate::git::temp::PidLock;
 
 use super::AgentKind;
 

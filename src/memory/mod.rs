@@ -31,6 +31,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::Error),
+    #[error(transparent)]
+    Git(#[from] crate::git::Error),
     #[error("there is no fact named '{slug}' in {location}")]
     NoSuchFact { slug: String, location: String },
     #[error("'{0}' is not a fact name (letters, digits, '-', '_' and '.' only)")]

@@ -20,7 +20,7 @@ use gix::objs::tree::EntryKind;
 
 use super::fact::{self, Fact};
 use super::{Error, Result};
-use crate::checkpoint::{self, Context, objects, refs};
+use crate::git::{Context, objects, refs};
 
 /// Project memory (tier 3) in the user's repository.
 pub const PROJECT_REF: &str = refs::MEMORY_REF;
@@ -108,7 +108,7 @@ impl Contents {
 /// One commit of a memory's history, as `cairn memory log` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LogEntry {
-    #[serde(serialize_with = "checkpoint::step::serialize_hex")]
+    #[serde(serialize_with = "crate::git::objects::serialize_hex")]
     pub commit: ObjectId,
     pub subject: String,
     pub session: Option<String>,
@@ -313,7 +313,7 @@ impl MemoryStore {
 
     /// The bytes of `path` in memory tree `tree`.
     pub fn file_at(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
-        Ok(checkpoint::blob_at(&self.repo, tree, path)?)
+        Ok(objects::blob_at(&self.repo, tree, path)?)
     }
 
     /// Applies `changes` in one commit on top of the newest tip, retrying when another
@@ -357,7 +357,7 @@ impl MemoryStore {
                 return Ok(None);
             }
             let message = compose(subject, origin);
-            let user = checkpoint::committer(&self.repo);
+            let user = objects::committer(&self.repo);
             let commit = gix::objs::Commit {
                 tree,
                 parents: tip.into_iter().chain(extra_parent).collect(),
@@ -384,7 +384,7 @@ impl MemoryStore {
                 user.to_ref(&mut time),
             ) {
                 Ok(()) => return Ok(Some(commit)),
-                Err(checkpoint::Error::ConcurrentUpdate { .. }) if attempt < MAX_ATTEMPTS => {
+                Err(crate::git::Error::ConcurrentUpdate { .. }) if attempt < MAX_ATTEMPTS => {
                     // Another session wrote first: back off a little and re-apply on its tip.
                     std::thread::sleep(std::time::Duration::from_millis(fastrand::u64(1..20)));
                 }
@@ -538,7 +538,7 @@ pub fn user_memory_path() -> Option<PathBuf> {
 }
 
 fn compose(subject: &str, origin: &Origin) -> String {
-    let mut message = format!("{}\n", checkpoint::step::one_line(subject));
+    let mut message = format!("{}\n", crate::text::one_line(subject));
     let mut trailers = Vec::new();
     if let Some(session) = &origin.session {
         trailers.push(format!("Cairn-Session: {session}"));

@@ -293,7 +293,7 @@ fn small_packs_are_merged_so_their_number_stays_bounded() {
         most_packs = most_packs.max(object_files(&repo).1);
     }
     assert!(
-        most_packs <= cairn::checkpoint::objects::MAX_SMALL_PACKS as u64 + 1,
+        most_packs <= cairn::git::objects::MAX_SMALL_PACKS as u64 + 1,
         "{most_packs} packs at once"
     );
     for pack in &user_packs {

@@ -80,7 +80,7 @@ pub(super) fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     };
     // Created with 0o666 so the kernel applies the umask, as for any new file.
     let mut temp = tempfile::Builder::new()
-        .prefix(&crate::checkpoint::temp::prefix())
+        .prefix(&crate::git::temp::prefix())
         .permissions(Permissions::from_mode(0o666))
         .tempfile_in(dir)?;
     // On any error below `temp` is dropped, which removes the temporary file.

@@ -15,7 +15,8 @@ use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use super::super::{CommandError, log};
-use crate::checkpoint::{SessionInfo, StepSummary, Store, refs, restore};
+use crate::checkpoint::{SessionInfo, StepSummary, Store, restore};
+use crate::git::refs;
 use crate::text::is_binary;
 
 /// Files larger than this (on either side of a change) get no line diff on the page.

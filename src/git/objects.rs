@@ -37,8 +37,8 @@ use gix::objs::Exists as _;
 use gix::odb::pack;
 use gix::{ObjectId, objs::Kind};
 
-use super::error::{Context, Error, IoContext, Result};
 use super::temp;
+use super::{Context, Error, IoContext, Result};
 
 /// How many buffered bytes a long scan may hold before it writes them out (bounded memory
 /// on a first snapshot of a large workspace).
@@ -251,9 +251,9 @@ pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> 
             }
             let object = gix::objs::Find::try_find(&**repo.objects, &entry.oid, &mut buf)
                 .context(|| format!("reading object {}", entry.oid))?
-                .ok_or_else(|| Error::Git {
+                .ok_or_else(|| Error::MissingObject {
                     context: format!("consolidating {name}"),
-                    message: format!("object {} is missing", entry.oid),
+                    id: entry.oid,
                 })?;
             objects.push((entry.oid, object.kind, object.data.to_vec()));
         }
@@ -271,7 +271,9 @@ pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> 
         .io_context(|| "creating the pack list".into())?;
     list.write_all(names.iter().map(|n| format!("{n}\n")).collect::<String>().as_bytes())
         .io_context(|| "writing the pack list".into())?;
-    list.persist(registry).map_err(|err| Error::io("replacing the pack list", err.error))?;
+    list.persist(registry)
+        .map_err(|err| err.error)
+        .io_context(|| "replacing the pack list".into())?;
     for (name, _) in &small {
         if Some(name.as_str()) == merged_name {
             continue;
@@ -336,4 +338,40 @@ impl std::io::Write for SharedBuffer {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The blob at `path` in `tree`, or `None` if there is none.
+pub fn blob_at(repo: &gix::Repository, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+    let tree = repo.find_tree(tree).context(|| format!("reading tree {tree}"))?;
+    let Some(entry) = tree.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?
+    else {
+        return Ok(None);
+    };
+    let blob = repo.find_blob(entry.oid()).context(|| format!("reading {path}"))?;
+    Ok(Some(blob.data.clone()))
+}
+
+/// The user from `repo`'s git config, falling back to cairn itself when none is set: the
+/// committer of every commit cairn writes.
+pub fn committer(repo: &gix::Repository) -> gix::actor::Signature {
+    let now = gix::date::Time::now_local_or_utc();
+    match repo.committer() {
+        Some(Ok(user)) => gix::actor::Signature {
+            name: user.name.to_owned(),
+            email: user.email.to_owned(),
+            time: now,
+        },
+        _ => gix::actor::Signature { name: "cairn".into(), email: CAIRN_EMAIL.into(), time: now },
+    }
+}
+
+/// The e-mail address of the identities cairn commits as when it records for itself.
+pub const CAIRN_EMAIL: &str = "cairn@localhost";
+
+/// Serializes an object id as hex text (serde's `serialize_with`).
+pub fn serialize_hex<S: serde::Serializer>(
+    id: &ObjectId,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
 }

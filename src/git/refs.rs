@@ -15,7 +15,7 @@ use gix::lock::acquire::Fail;
 use gix::refs::Target;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
-use super::error::{Context, Error, Result};
+use super::{Context, Error, IoContext, Result};
 
 pub const SESSIONS_PREFIX: &str = "refs/cairn/sessions/";
 pub const ARCHIVE_PREFIX: &str = "refs/cairn/archive/";
@@ -63,7 +63,7 @@ pub fn compare_and_swap(
         if found != expected {
             let show = |id: Option<ObjectId>| id.map_or("nothing".to_string(), |id| id.to_string());
             return Err(Error::ConcurrentUpdate {
-                session: name.trim_start_matches(SESSIONS_PREFIX).to_string(),
+                name: name.to_string(),
                 expected: show(expected),
                 found: show(found),
             });
@@ -72,7 +72,7 @@ pub fn compare_and_swap(
             retried = true;
             continue;
         }
-        return Err(Error::Git { context: format!("updating {name}"), message: err });
+        return Err(err);
     }
 }
 
@@ -82,12 +82,13 @@ const REF_LOCK_WAIT: Duration = Duration::from_millis(100);
 const PACKED_REFS_LOCK_WAIT: Duration = Duration::from_millis(1000);
 
 /// Applies one ref edit, its new value on stable storage before the rename that makes it
-/// the ref's (see the module doc). Returns gix's error as text.
+/// the ref's (see the module doc).
 fn commit_durably(
     repo: &gix::Repository,
     edit: RefEdit,
     committer: gix::actor::SignatureRef<'_>,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
+    let name = edit.name.as_bstr().to_string();
     let lock = repo.common_dir().join(format!("{}.lock", edit.name.as_bstr()));
     let prepared = repo
         .refs
@@ -97,17 +98,17 @@ fn commit_durably(
             Fail::AfterDurationWithBackoff(REF_LOCK_WAIT),
             Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_WAIT),
         )
-        .map_err(|err| err.to_string())?;
+        .context(|| format!("updating {name}"))?;
     match super::temp::sync_file(&lock) {
         // No lock file: gix found nothing to write to the loose ref.
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!("syncing {}: {err}", lock.display()));
+            return Err(err).io_context(|| format!("syncing {}", lock.display()));
         }
         _ => {}
     }
-    prepared.commit(Some(committer)).map_err(|err| err.to_string())?;
+    prepared.commit(Some(committer)).context(|| format!("updating {name}"))?;
     if let Some(dir) = lock.parent() {
-        super::temp::sync_dir(dir).map_err(|err| format!("syncing {}: {err}", dir.display()))?;
+        super::temp::sync_dir(dir).io_context(|| format!("syncing {}", dir.display()))?;
     }
     Ok(())
 }
@@ -185,10 +186,8 @@ pub fn reflog_messages(repo: &gix::Repository, name: &str) -> Result<Vec<String>
     };
     entries
         .map(|line| {
-            line.map(|line| line.message.to_string()).map_err(|err| Error::Git {
-                context: format!("reading the reflog of {name}"),
-                message: err.to_string(),
-            })
+            line.map(|line| line.message.to_string())
+                .context(|| format!("reading the reflog of {name}"))
         })
         .collect()
 }
@@ -199,10 +198,7 @@ pub fn list(repo: &gix::Repository, prefix: &str) -> Result<Vec<(String, ObjectI
     let iter = platform.prefixed(prefix).context(|| format!("listing {prefix}"))?;
     let mut out = Vec::new();
     for reference in iter {
-        let reference = reference.map_err(|err| Error::Git {
-            context: format!("listing {prefix}"),
-            message: err.to_string(),
-        })?;
+        let reference = reference.context(|| format!("listing {prefix}"))?;
         if let Some(id) = reference.target().try_id() {
             out.push((reference.name().as_bstr().to_string(), id.to_owned()));
         }
