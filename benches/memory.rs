@@ -59,7 +59,7 @@ fn bench_main() -> BoxResult<()> {
         for query in QUERIES {
             let _ = std::fs::remove_file(&cache);
             let hits = cold.time(|| -> BoxResult<_> {
-                let memory = Memory::open(&store)?;
+                let memory = Memory::open(store.writing_repo(), store.redacts_secrets())?;
                 Ok(memory.search(query, 8, None, &[])?)
             })?;
             if round == 0 {
@@ -67,7 +67,7 @@ fn bench_main() -> BoxResult<()> {
             }
             for _ in 0..5 {
                 warm.time(|| -> BoxResult<_> {
-                    let memory = Memory::open(&store)?;
+                    let memory = Memory::open(store.writing_repo(), store.redacts_secrets())?;
                     Ok(memory.search(query, 8, None, &[])?)
                 })?;
             }
@@ -97,7 +97,7 @@ fn bench_main() -> BoxResult<()> {
         println!("  {query:?} -> {file}");
     }
 
-    let memory = Memory::open(&store)?;
+    let memory = Memory::open(store.writing_repo(), store.redacts_secrets())?;
     for cap in [500, memory::DEFAULT_INJECT_TOKENS, 8000] {
         let started = Instant::now();
         let text = memory.guidance(cap)?.map(|g| prompt::memory_block(&g)).unwrap_or_default();

@@ -53,7 +53,7 @@ impl AgentMemory {
         instructions: Vec<(PathBuf, String)>,
     ) -> Result<AgentMemory, memory::Error> {
         Ok(AgentMemory {
-            memory: Memory::open(store)?,
+            memory: Memory::open(store.writing_repo(), store.redacts_secrets())?,
             notes: String::new(),
             notes_changed: false,
             summary: None,

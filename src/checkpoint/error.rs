@@ -83,7 +83,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Io { .. } | Error::Gix { .. } => false,
-            Error::Git(err) => matches!(err, crate::git::Error::ConcurrentUpdate { .. }),
+            Error::Git(err) => err.is_user_error(),
             _ => true,
         }
     }

@@ -68,7 +68,7 @@ pub fn revert_memory(
     store: &checkpoint::Store,
     target: &checkpoint::Checkpoint,
 ) -> Result<Vec<String>, CommandError> {
-    let memory = crate::memory::Memory::open(store)?;
+    let memory = crate::memory::Memory::open(store.writing_repo(), store.redacts_secrets())?;
     Ok(memory.revert_session(&target.session, target.step)?)
 }
 
@@ -76,7 +76,6 @@ impl From<crate::memory::Error> for CommandError {
     fn from(err: crate::memory::Error) -> Self {
         use crate::memory::Error as E;
         match err {
-            E::Checkpoint(err) => err.into(),
             E::Git(err) => err.into(),
             E::NoSuchFact { .. } => CommandError::user(err.to_string())
                 .with_hint("`cairn memory show` lists the facts by name"),

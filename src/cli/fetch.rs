@@ -39,7 +39,10 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         Some(name) if merge => {
             let theirs = crate::git::refs::read_ref(store.repo(), name)?;
             match theirs {
-                Some(theirs) => Some(crate::memory::Memory::open(&store)?.merge(theirs, &remote)?),
+                Some(theirs) => Some(
+                    crate::memory::Memory::open(store.writing_repo(), store.redacts_secrets())?
+                        .merge(theirs, &remote)?,
+                ),
                 None => None,
             }
         }

@@ -85,7 +85,7 @@ fn tier(user: bool) -> Tier {
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
-    let mut memory = Memory::open(&store)?;
+    let mut memory = Memory::open(store.writing_repo(), store.redacts_secrets())?;
     let cli = Origin::default();
     match args.command {
         Command::Show { slug, user, json } => show(&memory, tier(user), slug.as_deref(), json),

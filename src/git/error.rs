@@ -33,6 +33,14 @@ pub enum Error {
     ConcurrentUpdate { name: String, expected: String, found: String },
 }
 
+impl Error {
+    /// Whether the user can act on this error: only a ref moved by another process (run
+    /// the command again); everything else failed underneath.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Error::ConcurrentUpdate { .. })
+    }
+}
+
 /// Attaches what was being done to an error from gix (or any library), keeping it as the
 /// source.
 pub(crate) trait Context<T> {

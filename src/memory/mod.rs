@@ -18,8 +18,6 @@ use gix::ObjectId;
 pub use fact::{Fact, RemoteName, Source};
 pub use store::{Change, Contents, MemoryStore, Origin, Tier};
 
-use crate::checkpoint;
-
 /// Default cap on the memory injected into the system prompt, in estimated tokens.
 pub const DEFAULT_INJECT_TOKENS: usize = 2000;
 /// The search cache, under `<git common dir>/cairn/`.
@@ -29,8 +27,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
-    Checkpoint(#[from] checkpoint::Error),
     #[error(transparent)]
     Git(#[from] crate::git::Error),
     #[error("there is no fact named '{slug}' in {location}")]
@@ -64,7 +60,7 @@ pub enum Error {
 impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Checkpoint(err) => err.is_user_error(),
+            Error::Git(err) => err.is_user_error(),
             Error::Io { .. } | Error::UserRepository { .. } => false,
             _ => true,
         }
@@ -149,10 +145,10 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// The memory of the repository behind `store`, and the user's.
-    pub fn open(store: &checkpoint::Store) -> Result<Memory> {
+    /// The memory of `repo`, and the user's; `redact_secrets` is `[transcript]
+    /// redact_secrets`.
+    pub fn open(repo: gix::Repository, redact_secrets: bool) -> Result<Memory> {
         let user_path = store::user_memory_path();
-        let redact_secrets = store.redacts_secrets();
         let user = match &user_path {
             Some(path) if path.join("HEAD").is_file() => {
                 Some(MemoryStore::user_at(path)?.redacting(redact_secrets))
@@ -160,10 +156,10 @@ impl Memory {
             _ => None,
         };
         Ok(Memory {
-            project: MemoryStore::project(store.writing_repo()).redacting(redact_secrets),
+            cache_dir: repo.common_dir().join("cairn"),
+            project: MemoryStore::project(repo).redacting(redact_secrets),
             user,
             user_path,
-            cache_dir: store.private_dir().to_owned(),
             redact_secrets,
         })
     }
