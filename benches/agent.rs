@@ -22,6 +22,8 @@
 //! index, `git write-tree`). Peak memory is the `ru_maxrss` that `wait4` reports for the
 //! `cairn run` process.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmarks fail loudly")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

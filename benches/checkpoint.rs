@@ -20,6 +20,8 @@
 //! everything (the files were just written): "cold" means no cairn stat cache and an empty
 //! git index, not a cold disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmarks fail loudly")]
+
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

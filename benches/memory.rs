@@ -11,6 +11,8 @@
 //! with `git fast-import` into a pack, as after `git gc`; `git grep` reads the same tree
 //! (process start-up included, as an agent shelling out would pay it).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmarks fail loudly")]
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;

@@ -27,6 +27,7 @@ const KINDS: &[(&str, &str)] = &[
     ("Google API key", r"\bAIza[0-9A-Za-z_-]{35}\b"),
 ];
 
+#[expect(clippy::expect_used, reason = "constant patterns; `every_pattern_compiles` proves them")]
 fn patterns() -> &'static RegexSet {
     static SET: OnceLock<RegexSet> = OnceLock::new();
     SET.get_or_init(|| {
@@ -34,6 +35,7 @@ fn patterns() -> &'static RegexSet {
     })
 }
 
+#[expect(clippy::expect_used, reason = "constant patterns; `every_pattern_compiles` proves them")]
 fn each_pattern() -> &'static [(&'static str, Regex)] {
     static LIST: OnceLock<Vec<(&'static str, Regex)>> = OnceLock::new();
     LIST.get_or_init(|| {
@@ -92,6 +94,7 @@ pub fn redact_json(value: &mut Value) -> usize {
 /// a key right after an escape in raw JSON (`"\nghp_…"`, where `\b` finds no boundary).
 const MARKERS: &str = r"PRIVATE KEY|AKIA|ASIA|gh[opusr]_|github_pat_|sk-|xox[baprs]-|AIza";
 
+#[expect(clippy::expect_used, reason = "constant patterns; `every_pattern_compiles` proves them")]
 fn may_hold_secret(bytes: &[u8]) -> bool {
     static MARKER: OnceLock<regex::bytes::Regex> = OnceLock::new();
     MARKER
@@ -164,6 +167,7 @@ fn redact_json_lines(text: &str) -> Option<(String, usize)> {
 }
 
 /// [`redact`] over bytes that are not all UTF-8.
+#[expect(clippy::expect_used, reason = "constant patterns; `every_pattern_compiles` proves them")]
 fn redact_raw(bytes: &[u8]) -> Vec<u8> {
     static LIST: OnceLock<Vec<(&'static str, regex::bytes::Regex)>> = OnceLock::new();
     let list = LIST.get_or_init(|| {
@@ -215,6 +219,14 @@ fn each_string(value: &Value, look: &mut dyn FnMut(&str)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert_eq!(patterns().len(), KINDS.len());
+        assert_eq!(each_pattern().len(), KINDS.len());
+        assert!(may_hold_secret(b"AKIA"));
+        assert_eq!(redact_raw(b"no secret \xff"), b"no secret \xff");
+    }
 
     #[test]
     fn redaction_replaces_the_secret_and_keeps_the_rest() {

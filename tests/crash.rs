@@ -20,6 +20,8 @@
 //! CAIRN_CRASH_KILLS=500 cargo test --locked --test crash -- --nocapture
 //! ```
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 #[path = "support/mod.rs"]
 mod support;
 

@@ -1,5 +1,7 @@
 //! One integration test binary (so the suite links once), a module per area.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -12,6 +12,8 @@
 //! names a file, each start appends `started <pid>` to it, so tests can count restarts
 //! and find the processes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fixture fails loudly")]
+
 use std::io::{BufRead, Write};
 
 use serde_json::{Value, json};
