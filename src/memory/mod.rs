@@ -7,8 +7,10 @@
 //! reverting one session's writes on rewind, and merging a remote's memory.
 
 pub mod fact;
+mod index_file;
 pub mod search;
 pub mod store;
+mod trailers;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -483,46 +485,9 @@ impl Memory {
             our_facts.keys().chain(their_facts.keys()).collect();
         let suffix = format!(".from-{}", fact::slug_for(remote.as_str()));
         for slug in slugs {
-            let (b, o, t) = (base_facts.get(slug), our_facts.get(slug), their_facts.get(slug));
-            if o == t || t == b {
-                continue;
-            }
-            if !fact::is_valid_slug(slug) {
-                report.rejected.push((slug.clone(), "not a valid fact name".into()));
-                continue;
-            }
-            // Ours is unchanged when it is the base's fact as an earlier merge wrote it.
-            let ours_unchanged = o == b
-                || match (o, b) {
-                    (Some(o), Some(b)) => {
-                        restamped(slug, &store.blob(*b)?, &remote).ok() == Some(store.blob(*o)?)
-                    }
-                    _ => false,
-                };
-            let target = if ours_unchanged { slug.clone() } else { format!("{slug}{suffix}") };
-            let content = match t {
-                Some(id) => match restamped(slug, &store.blob(*id)?, &remote) {
-                    Ok(bytes) => Some(bytes),
-                    Err(reason) => {
-                        report.rejected.push((slug.clone(), reason));
-                        continue;
-                    }
-                },
-                None if ours_unchanged => None,
-                None => {
-                    report.deleted_there.push(slug.clone());
-                    continue;
-                }
-            };
-            if !fact::is_valid_slug(&target) {
-                report.rejected.push((slug.clone(), format!("{target} is too long a name")));
-                continue;
-            }
-            changes.push(Change::Raw { slug: target.clone(), content });
-            if ours_unchanged {
-                report.taken.push(slug.clone());
-            } else {
-                report.conflicts.push((slug.clone(), target));
+            let sides = (base_facts.get(slug), our_facts.get(slug), their_facts.get(slug));
+            if let Some(change) = merge_fact(store, slug, sides, &remote, &suffix, &mut report)? {
+                changes.push(change);
             }
         }
         store.write_with_parents(
@@ -533,6 +498,59 @@ impl Memory {
         )?;
         Ok(report)
     }
+}
+
+/// What merging one fact of a remote's memory changes here, given its blob in the merge
+/// base, ours and theirs; what it took, renamed or refused goes into `report`.
+fn merge_fact(
+    store: &MemoryStore,
+    slug: &str,
+    sides: (Option<&ObjectId>, Option<&ObjectId>, Option<&ObjectId>),
+    remote: &RemoteName,
+    suffix: &str,
+    report: &mut MergeReport,
+) -> Result<Option<Change>> {
+    let (b, o, t) = sides;
+    if o == t || t == b {
+        return Ok(None);
+    }
+    if !fact::is_valid_slug(slug) {
+        report.rejected.push((slug.to_string(), "not a valid fact name".into()));
+        return Ok(None);
+    }
+    // Ours is unchanged when it is the base's fact as an earlier merge wrote it.
+    let ours_unchanged = o == b
+        || match (o, b) {
+            (Some(o), Some(b)) => {
+                restamped(slug, &store.blob(*b)?, remote).ok() == Some(store.blob(*o)?)
+            }
+            _ => false,
+        };
+    let target = if ours_unchanged { slug.to_string() } else { format!("{slug}{suffix}") };
+    let content = match t {
+        Some(id) => match restamped(slug, &store.blob(*id)?, remote) {
+            Ok(bytes) => Some(bytes),
+            Err(reason) => {
+                report.rejected.push((slug.to_string(), reason));
+                return Ok(None);
+            }
+        },
+        None if ours_unchanged => None,
+        None => {
+            report.deleted_there.push(slug.to_string());
+            return Ok(None);
+        }
+    };
+    if !fact::is_valid_slug(&target) {
+        report.rejected.push((slug.to_string(), format!("{target} is too long a name")));
+        return Ok(None);
+    }
+    if ours_unchanged {
+        report.taken.push(slug.to_string());
+    } else {
+        report.conflicts.push((slug.to_string(), target.clone()));
+    }
+    Ok(Some(Change::Raw { slug: target, content }))
 }
 
 /// A remote's fact file as it is stored here: parsed (so only a well-formed fact is

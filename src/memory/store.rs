@@ -19,6 +19,8 @@ use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 
 use super::fact::{self, Fact};
+use super::index_file::Index;
+use super::trailers::{compose, origin_of};
 use super::{Error, Result};
 use crate::git::{Context, objects, refs};
 
@@ -250,9 +252,7 @@ impl MemoryStore {
         let bytes = self.file_at(tree, INDEX_FILE)?.unwrap_or_default();
         let mut seen = std::collections::HashSet::new();
         Ok(Index::parse(&String::from_utf8_lossy(&bytes))
-            .lines
-            .into_iter()
-            .map(|(slug, _)| slug)
+            .into_slugs()
             .filter(|slug| fact::is_valid_slug(slug) && seen.insert(slug.clone()))
             .collect())
     }
@@ -535,106 +535,4 @@ pub fn user_memory_path() -> Option<PathBuf> {
             || std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")),
         )?;
     Some(data.join("cairn").join("memory.git"))
-}
-
-fn compose(subject: &str, origin: &Origin) -> String {
-    let mut message = format!("{}\n", crate::text::one_line(subject));
-    let mut trailers = Vec::new();
-    if let Some(session) = &origin.session {
-        trailers.push(format!("Cairn-Session: {session}"));
-    }
-    if let Some(step) = origin.step {
-        trailers.push(format!("Cairn-Step: {step}"));
-    }
-    if !trailers.is_empty() {
-        message.push('\n');
-        message.push_str(&trailers.join("\n"));
-        message.push('\n');
-    }
-    message
-}
-
-/// The `Cairn-Session:` and `Cairn-Step:` trailers of a memory commit.
-pub fn origin_of(message: &str) -> (Option<String>, Option<u64>) {
-    let mut session = None;
-    let mut step = None;
-    for line in message.lines() {
-        if let Some(value) = line.strip_prefix("Cairn-Session: ") {
-            session = Some(value.trim().to_string());
-        } else if let Some(value) = line.strip_prefix("Cairn-Step: ") {
-            step = value.trim().parse().ok();
-        }
-    }
-    (session, step)
-}
-
-/// `MEMORY.md`: one line per fact, `- [slug](facts/slug.md) headline`, newest last.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Index {
-    lines: Vec<(String, String)>,
-}
-
-impl Index {
-    fn parse(text: &str) -> Index {
-        let lines = text
-            .lines()
-            .filter_map(|line| {
-                let rest = line.strip_prefix("- [")?;
-                let (slug, rest) = rest.split_once("](")?;
-                let (_, headline) = rest.split_once(") ")?;
-                Some((slug.to_string(), headline.to_string()))
-            })
-            .collect();
-        Index { lines }
-    }
-
-    fn set(&mut self, slug: &str, headline: &str) {
-        match self.lines.iter_mut().find(|(s, _)| s == slug) {
-            Some(line) => line.1 = headline.to_string(),
-            None => self.lines.push((slug.to_string(), headline.to_string())),
-        }
-        if self.lines.len() > INDEX_MAX_LINES {
-            let excess = self.lines.len() - INDEX_MAX_LINES;
-            self.lines.drain(..excess);
-        }
-    }
-
-    fn remove(&mut self, slug: &str) {
-        self.lines.retain(|(s, _)| s != slug);
-    }
-
-    fn render(&self) -> String {
-        self.lines
-            .iter()
-            .map(|(slug, headline)| format!("- [{slug}]({FACTS_DIR}/{slug}.md) {headline}\n"))
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_index_keeps_one_line_per_fact_and_drops_the_oldest_past_its_cap() {
-        let mut index = Index::default();
-        for n in 0..INDEX_MAX_LINES + 5 {
-            index.set(&format!("fact-{n}"), &format!("fact number {n}"));
-        }
-        index.set("fact-10", "changed");
-        assert_eq!(index.lines.len(), INDEX_MAX_LINES);
-        assert_eq!(index.lines[0].0, "fact-5");
-        let reparsed = Index::parse(&index.render());
-        assert_eq!(reparsed, index);
-        assert!(index.render().contains("- [fact-10](facts/fact-10.md) changed\n"));
-        index.remove("fact-10");
-        assert!(!index.render().contains("[fact-10]"));
-    }
-
-    #[test]
-    fn origin_trailers_round_trip() {
-        let message = compose("remember: x", &Origin { session: Some("s1".into()), step: Some(4) });
-        assert_eq!(origin_of(&message), (Some("s1".into()), Some(4)));
-        assert_eq!(origin_of("manual edit\n"), (None, None));
-    }
 }
