@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use crate::agent::instructions::{self, Instructions};
+use crate::checkpoint::Store;
 use crate::config::trust::printable;
 use crate::memory::{self, Fact, Memory, Origin, Source, Tier, store::MemoryStore};
 
@@ -90,30 +91,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     match args.command {
         Command::Show { slug, user, json } => show(&memory, tier(user), slug.as_deref(), json),
         Command::Search { query, limit, json } => {
-            let query = query.join(" ");
-            let cwd = std::env::current_dir()?;
-            let instructions = Instructions::load(store.root(), &cwd, instructions::DEFAULT_CAP);
-            let summary = match store.current_session()? {
-                Some(id) => {
-                    let session = store.open_session(&id)?;
-                    match session.tip {
-                        Some(tip) => store.read_state(tip)?.summary,
-                        None => None,
-                    }
-                }
-                None => None,
-            };
-            let hits = memory.search(&query, limit, summary.as_deref(), &instructions.files)?;
-            if json {
-                print_json(&hits)?;
-            } else if hits.is_empty() {
-                println!("No memory matches {query:?}.");
-            } else {
-                for hit in hits {
-                    println!("{}", terminal_safe(&hit.display_line()));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            search(&store, &memory, &query.join(" "), limit, json)
         }
         Command::Add { text, user, json } => {
             let done = memory.remember(tier(user), &text.join(" "), Source::User, &cli)?;
@@ -127,28 +105,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Edit { slug, user } => edit(&memory, tier(user), &slug),
-        Command::Log { user, limit, json } => {
-            let Some(store) = memory.tier(tier(user)) else {
-                println!("User memory is empty.");
-                return Ok(ExitCode::SUCCESS);
-            };
-            let log = store.log(limit)?;
-            if json {
-                print_json(&log)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            for entry in log {
-                let by = match (&entry.session, entry.step) {
-                    (Some(session), Some(step)) => format!("{session}@{step}"),
-                    (Some(session), None) => session.clone(),
-                    _ => "user".to_string(),
-                };
-                let short = entry.commit.to_hex_with_len(10);
-                let subject = terminal_safe(&entry.subject);
-                println!("{short} {} {by:<24} {subject}", format_time(entry.time));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Log { user, limit, json } => log(&memory, tier(user), limit, json),
         Command::Forget { slug, user } => {
             memory.forget(tier(user), &slug, &cli)?;
             println!("Forgot {slug}.");
@@ -169,6 +126,68 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `cairn memory search`: facts, the session summary and instruction files ranked for `query`.
+fn search(
+    store: &Store,
+    memory: &Memory,
+    query: &str,
+    limit: usize,
+    json: bool,
+) -> Result<ExitCode, CommandError> {
+    let cwd = std::env::current_dir()?;
+    let instructions = Instructions::load(store.root(), &cwd, instructions::DEFAULT_CAP);
+    let summary = match store.current_session()? {
+        Some(id) => {
+            let session = store.open_session(&id)?;
+            match session.tip {
+                Some(tip) => store.read_state(tip)?.summary,
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let hits = memory.search(query, limit, summary.as_deref(), &instructions.files)?;
+    if json {
+        print_json(&hits)?;
+    } else if hits.is_empty() {
+        println!("No memory matches {query:?}.");
+    } else {
+        for hit in hits {
+            println!("{}", terminal_safe(&hit.display_line()));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn memory log`: the tier's history, newest first, naming the step that wrote each.
+fn log(
+    memory: &Memory,
+    tier: Tier,
+    limit: Option<usize>,
+    json: bool,
+) -> Result<ExitCode, CommandError> {
+    let Some(store) = memory.tier(tier) else {
+        println!("User memory is empty.");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let log = store.log(limit)?;
+    if json {
+        print_json(&log)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for entry in log {
+        let by = match (&entry.session, entry.step) {
+            (Some(session), Some(step)) => format!("{session}@{step}"),
+            (Some(session), None) => session.clone(),
+            _ => "user".to_string(),
+        };
+        let short = entry.commit.to_hex_with_len(10);
+        let subject = terminal_safe(&entry.subject);
+        println!("{short} {} {by:<24} {subject}", format_time(entry.time));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints what merging `remote`'s memory did.

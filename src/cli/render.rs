@@ -103,77 +103,29 @@ pub fn render(
     stat: bool,
     color: bool,
 ) -> Result<String, CommandError> {
-    let paint = |code: &str, text: &str| {
-        if color { format!("{code}{text}{RESET}") } else { text.to_string() }
-    };
+    let paint = Paint(color);
     let mut out = String::new();
     let files = file_diffs(repo, from, to)?;
     let (mut total_added, mut total_removed) = (0, 0);
     for file in &files {
         let old = content(repo, file.old)?;
         let new = content(repo, file.new)?;
-        if stat {
-            if is_binary(&old) || is_binary(&new) {
-                let _ = writeln!(out, " {} | binary", terminal_safe(&file.path));
-            } else {
-                let (added, removed) =
-                    crate::text::line_counts(&old.to_str_lossy(), &new.to_str_lossy());
-                total_added += added;
-                total_removed += removed;
-                let _ = writeln!(
-                    out,
-                    " {} | {} {}",
-                    terminal_safe(&file.path),
-                    paint(GREEN, &format!("+{added}")),
-                    paint(RED, &format!("-{removed}"))
-                );
-            }
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "{}",
-            paint(BOLD, &terminal_safe(&format!("diff --cairn a/{0} b/{0}", file.path)))
-        );
-        match (file.old, file.new) {
-            (None, Some((kind, _))) => {
-                let _ = writeln!(out, "new file mode {:o}", kind as u16);
-            }
-            (Some((kind, _)), None) => {
-                let _ = writeln!(out, "deleted file mode {:o}", kind as u16);
-            }
-            (Some((old_kind, _)), Some((new_kind, _))) if old_kind != new_kind => {
-                let _ =
-                    writeln!(out, "old mode {:o}\nnew mode {:o}", old_kind as u16, new_kind as u16);
-            }
-            _ => {}
-        }
-        if is_binary(&old) || is_binary(&new) {
-            let _ = writeln!(out, "Binary files differ");
-            continue;
-        }
-        let (old_text, new_text) = (old.to_str_lossy(), new.to_str_lossy());
-        let diff = similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
-        let old_name =
-            if file.old.is_some() { format!("a/{}", file.path) } else { "/dev/null".into() };
-        let new_name =
-            if file.new.is_some() { format!("b/{}", file.path) } else { "/dev/null".into() };
-        for line in
-            diff.unified_diff().context_radius(3).header(&old_name, &new_name).to_string().lines()
-        {
-            let safe = terminal_safe(line);
-            let painted = if line.starts_with("+++") || line.starts_with("---") {
-                paint(BOLD, &safe)
-            } else if line.starts_with('+') {
-                paint(GREEN, &safe)
-            } else if line.starts_with('-') {
-                paint(RED, &safe)
-            } else if line.starts_with("@@") {
-                paint(CYAN, &safe)
-            } else {
-                safe.into_owned()
-            };
-            let _ = writeln!(out, "{painted}");
+        if !stat {
+            write_patch(&mut out, file, &old, &new, paint);
+        } else if is_binary(&old) || is_binary(&new) {
+            let _ = writeln!(out, " {} | binary", terminal_safe(&file.path));
+        } else {
+            let (added, removed) =
+                crate::text::line_counts(&old.to_str_lossy(), &new.to_str_lossy());
+            total_added += added;
+            total_removed += removed;
+            let _ = writeln!(
+                out,
+                " {} | {} {}",
+                terminal_safe(&file.path),
+                paint.apply(GREEN, &format!("+{added}")),
+                paint.apply(RED, &format!("-{removed}"))
+            );
         }
     }
     if stat {
@@ -185,4 +137,57 @@ pub fn render(
         );
     }
     Ok(out)
+}
+
+/// Whether output is colored, and the one way text gets its color.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn apply(self, code: &str, text: &str) -> String {
+        if self.0 { format!("{code}{text}{RESET}") } else { text.to_string() }
+    }
+}
+
+/// One file's part of a patch: its header, mode lines, and a unified diff of its text.
+fn write_patch(out: &mut String, file: &FileDiff, old: &[u8], new: &[u8], paint: Paint) {
+    let header = terminal_safe(&format!("diff --cairn a/{0} b/{0}", file.path)).into_owned();
+    let _ = writeln!(out, "{}", paint.apply(BOLD, &header));
+    match (file.old, file.new) {
+        (None, Some((kind, _))) => {
+            let _ = writeln!(out, "new file mode {:o}", kind as u16);
+        }
+        (Some((kind, _)), None) => {
+            let _ = writeln!(out, "deleted file mode {:o}", kind as u16);
+        }
+        (Some((old_kind, _)), Some((new_kind, _))) if old_kind != new_kind => {
+            let _ = writeln!(out, "old mode {:o}\nnew mode {:o}", old_kind as u16, new_kind as u16);
+        }
+        _ => {}
+    }
+    if is_binary(old) || is_binary(new) {
+        let _ = writeln!(out, "Binary files differ");
+        return;
+    }
+    let (old_text, new_text) = (old.to_str_lossy(), new.to_str_lossy());
+    let diff = similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
+    let old_name = if file.old.is_some() { format!("a/{}", file.path) } else { "/dev/null".into() };
+    let new_name = if file.new.is_some() { format!("b/{}", file.path) } else { "/dev/null".into() };
+    for line in
+        diff.unified_diff().context_radius(3).header(&old_name, &new_name).to_string().lines()
+    {
+        let safe = terminal_safe(line);
+        let painted = if line.starts_with("+++") || line.starts_with("---") {
+            paint.apply(BOLD, &safe)
+        } else if line.starts_with('+') {
+            paint.apply(GREEN, &safe)
+        } else if line.starts_with('-') {
+            paint.apply(RED, &safe)
+        } else if line.starts_with("@@") {
+            paint.apply(CYAN, &safe)
+        } else {
+            safe.into_owned()
+        };
+        let _ = writeln!(out, "{painted}");
+    }
 }
