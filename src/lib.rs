@@ -20,3 +20,4 @@ pub mod secrets;
 pub mod share;
 pub mod text;
 pub mod title;
+pub mod transcript;

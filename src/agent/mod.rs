@@ -31,6 +31,7 @@ use crate::checkpoint::{self, Changes, Session, StepKind, StepRecord, StepState,
 use crate::llm::{self, CancellationToken, Message, StreamEvent, ToolArguments, ToolCall};
 use crate::mcp::McpHub;
 use crate::memory::Origin;
+use crate::transcript;
 pub use memory_tools::{AgentMemory, Settings as MemorySettings};
 
 pub use approval::Policy;
@@ -932,18 +933,11 @@ fn emit_stream_event(event: &StreamEvent, emit: &mut dyn FnMut(Event)) {
 }
 
 fn to_json(message: &Message) -> Value {
-    serde_json::to_value(message).unwrap_or_default()
+    transcript::encode(message)
 }
 
 fn call_json(call: &ToolCall) -> Value {
-    match &call.arguments {
-        ToolArguments::Json(arguments) => {
-            json!({"id": call.id, "name": call.name, "arguments": arguments})
-        }
-        ToolArguments::Invalid { raw, error } => {
-            json!({"id": call.id, "name": call.name, "invalid_arguments": raw, "error": error})
-        }
-    }
+    transcript::step_tool_call(call)
 }
 
 fn preview(content: &str) -> String {
@@ -952,11 +946,5 @@ fn preview(content: &str) -> String {
 
 /// Rebuilds a conversation from a step's stored messages.
 pub fn conversation_from(messages: &[Value]) -> Result<Vec<Message>, String> {
-    messages
-        .iter()
-        .enumerate()
-        .map(|(i, value)| {
-            serde_json::from_value(value.clone()).map_err(|err| format!("message {}: {err}", i + 1))
-        })
-        .collect()
+    transcript::decode_conversation(messages).map_err(|err| err.to_string())
 }

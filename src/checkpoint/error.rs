@@ -38,6 +38,8 @@ pub enum Error {
     UnknownSession(String),
     #[error("there is no current session in this worktree")]
     NoCurrentSession,
+    #[error("session {session} was written by a newer cairn (schema {schema}); upgrade cairn")]
+    NewerSchema { session: String, schema: i64 },
     #[error("the corrupt state of step {commit}: {reason}")]
     CorruptState { commit: String, reason: String },
     #[error("session {session} was moved by another process (expected {expected}, found {found})")]

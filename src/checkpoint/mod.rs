@@ -402,6 +402,7 @@ impl Store {
             false => title.to_string(),
         };
         let info = SessionInfo {
+            schema: crate::transcript::SCHEMA_VERSION,
             id,
             title: crate::title::session_title(&title),
             created: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
@@ -893,7 +894,12 @@ impl Store {
             .ok_or_else(|| corrupt("it has no .cairn/session.toml".into()))?;
         let text =
             String::from_utf8(bytes).map_err(|_| corrupt("session.toml is not UTF-8".into()))?;
-        toml::from_str(&text).map_err(|err| corrupt(format!("session.toml: {err}")))
+        step::parse_session_info(&text).map_err(|err| match err {
+            step::SessionFileError::Newer { session, schema } => {
+                Error::NewerSchema { session, schema }
+            }
+            step::SessionFileError::Toml(err) => corrupt(format!("session.toml: {err}")),
+        })
     }
 
     /// Reads a step's state back: the session, `step.json` and the conversation so far.

@@ -1,5 +1,5 @@
 //! The on-disk form of a step: the `.cairn/` tree beside the workspace snapshot, and the
-//! commit message with its trailers (SPEC 2.1).
+//! commit message with its trailers (README.md, "Layout of a step").
 
 use std::fmt;
 use std::str::FromStr;
@@ -73,6 +73,10 @@ impl FromStr for StepKind {
 /// `.cairn/session.toml`: what a session is, written once with its first step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
+    /// The persisted format its steps hold ([`crate::transcript::SCHEMA_VERSION`] when it
+    /// was written); absent in sessions older than the field, which are version 1.
+    #[serde(default = "first_schema")]
+    pub schema: u32,
     pub id: String,
     pub title: String,
     /// RFC 3339, UTC.
@@ -90,6 +94,38 @@ pub struct SessionInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_session: Option<String>,
     pub cairn_version: String,
+}
+
+fn first_schema() -> u32 {
+    1
+}
+
+/// Why a `session.toml` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionFileError {
+    /// A newer cairn wrote it; reading it as this version's format could misread it.
+    #[error("session {session} was written by a newer cairn (schema {schema}); upgrade cairn")]
+    Newer { session: String, schema: i64 },
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+}
+
+/// Reads a `session.toml`, refusing one whose `schema` is newer than this cairn knows
+/// before reading anything else of it. The one place where the schema is checked: every
+/// reader of a session's state (opening, resuming, exporting, listing) goes through it.
+pub fn parse_session_info(text: &str) -> Result<SessionInfo, SessionFileError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        schema: Option<i64>,
+        id: Option<String>,
+    }
+    if let Ok(Probe { schema: Some(schema), id }) = toml::from_str::<Probe>(text)
+        && schema > i64::from(crate::transcript::SCHEMA_VERSION)
+    {
+        let session = id.unwrap_or_else(|| "(unnamed)".to_string());
+        return Err(SessionFileError::Newer { session, schema });
+    }
+    Ok(toml::from_str(text)?)
 }
 
 /// The trailers cairn reads back from a step's commit message.
@@ -225,6 +261,37 @@ mod tests {
         assert!(early.starts_with("20261124-1530-"), "{early}");
         assert_eq!(early.len(), "20261124-1530-k3f9".len());
         assert!(early < late);
+    }
+
+    const V1: &str = "id = \"20261124-1530-k3f9\"\ntitle = \"t\"\ncreated = \"2026-11-24T15:30:00Z\"\ncairn_version = \"0.1.0\"\n";
+
+    #[test]
+    fn a_session_file_without_a_schema_is_version_1() {
+        assert_eq!(parse_session_info(V1).unwrap().schema, 1);
+    }
+
+    #[test]
+    fn a_session_file_names_its_schema_first() {
+        let mut info = parse_session_info(V1).unwrap();
+        info.schema = crate::transcript::SCHEMA_VERSION;
+        let text = toml::to_string(&info).unwrap();
+        assert!(text.starts_with(&format!("schema = {}\n", info.schema)), "{text}");
+        assert_eq!(parse_session_info(&text).unwrap(), info);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_before_anything_else_is_read() {
+        let newer = crate::transcript::SCHEMA_VERSION + 1;
+        // A newer format may not even have the fields this one needs.
+        let text = format!("schema = {newer}\nid = \"20261124-1530-k3f9\"\n");
+        let err = parse_session_info(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "session 20261124-1530-k3f9 was written by a newer cairn (schema {newer}); \
+                 upgrade cairn"
+            )
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use crate::checkpoint::{self, Changes, StepKind, StepRecord, Store, StoreOptions};
 use crate::config::{self, Env, Flags};
 use crate::hooks::transcript;
-use crate::llm::Message;
+use crate::transcript::Message;
 
 use super::CommandError;
 use super::common::{print_json, with_progress};
@@ -161,8 +161,7 @@ fn step_record(args: &Args, transcript: Option<transcript::Transcript>) -> StepR
     let mut record = StepRecord::new(kind, subject, Changes::Scan);
     record.agent = args.agent.clone();
     if let Some(prompt) = &args.prompt {
-        let message = Message::User { text: prompt.clone() };
-        record.messages.push(serde_json::to_value(message).unwrap_or_default());
+        record.messages.push(Message::User { text: prompt.clone() }.into_json());
     }
     if let Some(transcript) = transcript {
         record.state_files.extend(transcript.state_files());

@@ -16,7 +16,7 @@ use super::common::{format_time, open_store, print_json};
 use super::{CommandError, log, render};
 use crate::agent::tools::output::truncate_middle;
 use crate::checkpoint::{Error, SessionInfo, StepSummary, Store};
-use crate::llm::{Message, ToolArguments};
+use crate::transcript::{Message, ToolArguments};
 
 /// Tool results longer than this keep their head and tail.
 const MAX_RESULT_BYTES: usize = 4_000;
@@ -127,7 +127,7 @@ fn markdown(export: &Export) -> String {
 }
 
 fn write_message(out: &mut String, message: &Value) {
-    match serde_json::from_value::<Message>(message.clone()) {
+    match Message::from_json(message) {
         Ok(Message::User { text }) => {
             let _ = writeln!(out, "**User**\n\n{}\n", quoted(&text));
         }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::agent::tools::output::truncate_middle;
 use crate::checkpoint::{self, Changes, RecordedStep, Session, StepKind, StepRecord, Store};
-use crate::llm::{Message, ToolArguments, ToolCall};
 use crate::text::one_line;
+use crate::transcript::{Message, ToolArguments, ToolCall};
 
 use super::sessions::{Entry, LockError};
 use super::{Action, Effect, HookEvent, ToolUse, transcript};
@@ -220,7 +220,7 @@ fn prompt_step(text: &str) -> StepRecord {
         format!("prompt: {}", one_line(text)),
         Changes::Unchanged,
     );
-    record.messages = vec![to_json(&Message::User { text: text.to_string() })];
+    record.messages = vec![Message::User { text: text.to_string() }.into_json()];
     record
 }
 
@@ -235,7 +235,7 @@ fn model_step(reply: &str) -> StepRecord {
     record.body = truncate_middle(reply, BODY_BYTES);
     if !reply.trim().is_empty() {
         let answer = Message::Assistant { text: reply.to_string(), tool_calls: Vec::new() };
-        record.messages = vec![to_json(&answer)];
+        record.messages = vec![answer.into_json()];
     }
     record
 }
@@ -281,8 +281,8 @@ fn tool_step(root: &Path, event: &HookEvent, tool: &ToolUse) -> StepRecord {
     let mut record =
         StepRecord::new(StepKind::Tool, tool_subject(root, cwd, tool, &changes), changes);
     record.messages = vec![
-        to_json(&Message::Assistant { text: String::new(), tool_calls: vec![call] }),
-        to_json(&result),
+        Message::Assistant { text: String::new(), tool_calls: vec![call] }.into_json(),
+        result.into_json(),
     ];
     record.details.insert(
         "tool_calls".into(),
@@ -408,10 +408,6 @@ fn hook_details(event: &HookEvent) -> Value {
         hook.insert("transcript_path".into(), path.display().to_string().into());
     }
     hook.into()
-}
-
-fn to_json(message: &Message) -> Value {
-    serde_json::to_value(message).unwrap_or_default()
 }
 
 #[cfg(test)]

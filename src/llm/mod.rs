@@ -80,24 +80,22 @@ pub struct Request {
     pub temperature: Option<f32>,
 }
 
-/// One entry of the conversation. Serializable so the agent can store it as is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
+/// One entry of the conversation, as the provider clients take it. Deliberately not
+/// serializable: the stored form is `crate::transcript::Message`, versioned apart from
+/// the wire.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     User {
         text: String,
     },
     Assistant {
-        #[serde(default, skip_serializing_if = "String::is_empty")]
         text: String,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tool_calls: Vec<ToolCall>,
     },
     /// The outcome of running one tool call, paired to it by `call_id`.
     ToolResult {
         call_id: String,
         content: String,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
     },
 }
@@ -112,7 +110,7 @@ pub struct ToolDefinition {
 }
 
 /// A complete tool call, as the model made it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
@@ -121,8 +119,7 @@ pub struct ToolCall {
 
 /// A tool call's arguments. Models do send invalid JSON now and then; that is kept as
 /// [`ToolArguments::Invalid`] so the agent can tell the model instead of failing the turn.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ToolArguments {
     Json(Value),
     Invalid { raw: String, error: String },

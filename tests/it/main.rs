@@ -30,5 +30,6 @@ mod share;
 mod snapshot;
 mod terminal;
 mod tools;
+mod transcript;
 mod trust;
 mod untrusted;

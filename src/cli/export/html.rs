@@ -18,7 +18,7 @@ use similar::ChangeTag;
 use super::review::{DiffBody, FileDiff, FileStatus, Fork, ForkParent, Review, ReviewStep, Usage};
 use crate::agent::tools::output::truncate_middle;
 use crate::checkpoint::{StepKind, StepSummary};
-use crate::llm::{Message, ToolArguments, ToolCall};
+use crate::transcript::{Message, ToolArguments, ToolCall};
 
 const STYLE: &str = include_str!("review.css");
 const SCRIPT: &str = include_str!("review.js");
@@ -290,10 +290,8 @@ fn step_section(out: &mut String, line: &str, step: &ReviewStep) {
 }
 
 fn messages(out: &mut String, messages: &[Value]) {
-    let parsed: Vec<Result<Message, &Value>> = messages
-        .iter()
-        .map(|value| serde_json::from_value::<Message>(value.clone()).map_err(|_| value))
-        .collect();
+    let parsed: Vec<Result<Message, &Value>> =
+        messages.iter().map(|value| Message::from_json(value).map_err(|_| value)).collect();
     // Results are shown under the calls they answer.
     let result_of = |id: &str| {
         parsed.iter().find_map(|message| match message {
