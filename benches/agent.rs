@@ -9,12 +9,13 @@
 //! `CAIRN_BENCH_KEEP=1` keeps the temporary repository (under `$TMPDIR`) for inspection:
 //! each step's `.cairn/state/step.json` holds its timings.
 //!
-//! The model is cairn's scripted server on 127.0.0.1 (real HTTP, openai-chat streams). It
-//! answers 50 times with one tool call each — 40 `edit_file` calls on files spread over
-//! the tree and 10 `shell` commands — then with a closing text. The harness's time for a
-//! step is the gap between the model finishing a reply and the next request arriving:
-//! parsing the stream, running the tool, recording the step commit, flushing user edits,
-//! building and sending the next request. The model's own time is outside that gap.
+//! The model is the tests' scripted server (`tests/support/mock_model.rs`) on 127.0.0.1
+//! (real HTTP, openai-chat streams). It answers 50 times with one tool call each — 40
+//! `edit_file` calls on files spread over the tree and 10 `shell` commands — then with a
+//! closing text. The harness's time for a step is the gap between the model finishing a
+//! reply and the next request arriving: parsing the stream, running the tool, recording
+//! the step commit, flushing user edits, building and sending the next request. The
+//! model's own time is outside that gap.
 //!
 //! Baselines in the same run: a full incremental snapshot of the same workspace with
 //! nothing changed (what a shell step must pay, since a command can touch anything), and
@@ -25,14 +26,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmarks fail loudly")]
 
 mod common;
+#[path = "../tests/support/mock_model.rs"]
+#[allow(dead_code, reason = "the benchmark uses part of the test server")]
+mod mock_model;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn::checkpoint::{Store, StoreOptions};
-use cairn::llm::scripted::{Reply, ScriptedModel};
 use common::*;
+use mock_model::{Reply, ScriptedModel};
 use serde_json::json;
 
 const STEPS: usize = 50;

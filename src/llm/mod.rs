@@ -16,7 +16,6 @@ mod error;
 mod openai_chat;
 mod openai_responses;
 mod retry;
-pub mod scripted;
 pub mod sse;
 
 use std::fmt;

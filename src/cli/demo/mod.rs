@@ -3,9 +3,10 @@
 //! failing test in a tiny project; then the demo shows `cairn log`, a diff, a rewind, and
 //! the `git log` of the hidden ref. No key and no network are needed.
 
+mod model;
+
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -13,12 +14,12 @@ use crate::agent::approval::{Headless, Policy};
 use crate::agent::{Agent, AgentMemory, AgentSetup, MemorySettings, prompt};
 use crate::checkpoint::{Store, StoreOptions};
 use crate::config::Approval;
-use crate::llm::scripted::{Reply, ScriptedModel};
 use crate::llm::{self, ProviderKind};
 
 use super::common::color_stdout;
 use super::run::{Printer, drive};
 use super::{CommandError, log, render};
+use model::{Answer, DemoModel};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -64,7 +65,7 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
     let session = store.start_session(PROMPT, Some("demo/scripted".into()), None)?;
     let id = session.info.id.clone();
     let outcome = runtime.block_on(async {
-        let model = ScriptedModel::start(script()).await?;
+        let model = DemoModel::start(script()).await?;
         let settings = llm::ClientSettings::new("demo", ProviderKind::OpenaiChat, model.base_url());
         let client =
             llm::Client::new(settings).map_err(|err| CommandError::internal(err.to_string()))?;
@@ -187,20 +188,25 @@ fn create_project(root: &Path) -> Result<(), CommandError> {
 }
 
 /// What the scripted model answers, call by call.
-fn script() -> Vec<Reply> {
-    let text = |text: &str| {
-        Reply::chat_text(text).chunked_every(16).chunk_delay(Duration::from_millis(15))
-    };
+fn script() -> Vec<Answer> {
     vec![
-        Reply::chat_tool_calls(&[("call_1", "shell", json!({"command": "sh test.sh"}))]),
-        Reply::chat_tool_calls(&[("call_2", "read_file", json!({"path": "lib.sh"}))]),
-        Reply::chat_tool_calls(&[(
-            "call_3",
-            "edit_file",
-            json!({"path": "lib.sh", "old_string": "$(( $1 - $2 ))", "new_string": "$(( $1 + $2 ))"}),
-        )]),
-        Reply::chat_tool_calls(&[("call_4", "shell", json!({"command": "sh test.sh"}))]),
-        text(
+        Answer::ToolCall {
+            id: "call_1",
+            name: "shell",
+            arguments: json!({"command": "sh test.sh"}),
+        },
+        Answer::ToolCall { id: "call_2", name: "read_file", arguments: json!({"path": "lib.sh"}) },
+        Answer::ToolCall {
+            id: "call_3",
+            name: "edit_file",
+            arguments: json!({"path": "lib.sh", "old_string": "$(( $1 - $2 ))", "new_string": "$(( $1 + $2 ))"}),
+        },
+        Answer::ToolCall {
+            id: "call_4",
+            name: "shell",
+            arguments: json!({"command": "sh test.sh"}),
+        },
+        Answer::Text(
             "The bug was in `add`: it subtracted its arguments. I changed `-` to `+` in lib.sh, and `sh test.sh` passes now.\n",
         ),
     ]
