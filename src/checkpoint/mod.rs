@@ -7,11 +7,8 @@
 mod address;
 mod error;
 pub mod gc;
-mod ignore;
 pub mod restore;
 pub mod snapshot;
-mod stat;
-mod stat_cache;
 pub mod step;
 
 use std::path::{Path, PathBuf};
