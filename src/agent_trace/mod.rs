@@ -20,7 +20,7 @@ use serde::Serialize;
 use gix::objs::tree::EntryKind;
 
 use crate::blame::{self, BlamedLine, Origin};
-use crate::checkpoint::{Result, StepKind, Store, restore};
+use crate::checkpoint::{self, Result, StepKind, Store};
 use crate::text::is_binary;
 
 /// The specification version this record follows (the schema's `^[0-9]+\.[0-9]+$`).
@@ -166,9 +166,11 @@ pub fn for_commit(store: &Store, commit: ObjectId) -> Result<TraceRecord> {
         None => None,
     };
     let mut files = Vec::new();
-    for change in restore::diff_trees(store.repo(), parent_tree, Some(tree))? {
-        let restore::Change::Write {
-            path, kind: EntryKind::Blob | EntryKind::BlobExecutable, ..
+    for change in checkpoint::diff_trees(store.repo(), parent_tree, Some(tree))? {
+        let checkpoint::Change::Write {
+            path,
+            kind: EntryKind::Blob | EntryKind::BlobExecutable,
+            ..
         } = change
         else {
             continue;

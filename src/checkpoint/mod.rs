@@ -9,11 +9,11 @@ mod commit;
 mod error;
 pub mod gc;
 mod read;
-pub mod restore;
+mod restore;
 mod rewind;
 mod session;
-pub mod snapshot;
-pub mod step;
+mod snapshot;
+mod step;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,11 +29,12 @@ pub use commit::{Changes, RecordedStep, StepRecord};
 pub(crate) use error::Context;
 pub use error::{Error, Result};
 pub use read::{StepState, StepSummary};
+pub use restore::{Applied, Change, apply_changes, check_tree, diff_step_trees, diff_trees};
 pub use rewind::RewindOutcome;
 pub use session::{Session, SessionSummary};
 use snapshot::StatCacheUpdate;
-pub use snapshot::{Skipped, Snapshot};
-pub use step::{SessionInfo, StepKind, Trailers};
+pub use snapshot::{PathsSnapshot, RESERVED_DIR, ScanCounts, Skipped, Snapshot};
+pub use step::{CONTEXT_FILE, NOTES_FILE, SUMMARY_FILE, SessionInfo, StepKind, Trailers};
 
 /// Default for `[snapshot] max_new_file_size`.
 pub const DEFAULT_MAX_NEW_FILE_SIZE: u64 = 8 * 1024 * 1024;

@@ -284,7 +284,7 @@ pub struct Applied {
 /// is left as it is and reported. Checking by path rather than through `openat` handles
 /// keeps the one rename-into-place code path; it defends against hostile trees, not
 /// against another process swapping directories for links while cairn writes.
-pub fn apply(repo: &gix::Repository, root: &Path, changes: &[Change]) -> Result<Applied> {
+pub fn apply_changes(repo: &gix::Repository, root: &Path, changes: &[Change]) -> Result<Applied> {
     let mut applied = Applied::default();
     for change in changes.iter().filter(|c| matches!(c, Change::Delete { .. })) {
         let Change::Delete { path, kind } = change else { continue };

@@ -54,7 +54,7 @@ impl Store {
             None => self.persist(Some(stat_cache))?,
         }
         let session = self.fork_session(from)?;
-        let applied = restore::apply(&self.repo, &self.root, &changes)?;
+        let applied = restore::apply_changes(&self.repo, &self.root, &changes)?;
         Ok((session, applied))
     }
 
@@ -68,7 +68,7 @@ impl Store {
     fn restore_from(&self, current: ObjectId, commit: ObjectId) -> Result<restore::Applied> {
         let changes =
             restore::diff_trees(&self.repo, Some(current), Some(self.commit_tree(commit)?))?;
-        restore::apply(&self.repo, &self.root, &changes)
+        restore::apply_changes(&self.repo, &self.root, &changes)
     }
 
     /// The changes that make the workspace (snapshotted as `current`) equal `target`,
@@ -182,7 +182,7 @@ impl Store {
             )?;
             archived_as = Some(name);
         }
-        let applied = restore::apply(&self.repo, &self.root, &changes)?;
+        let applied = restore::apply_changes(&self.repo, &self.root, &changes)?;
         self.set_current_session(&target.session)?;
         Ok(RewindOutcome {
             session: target.session.clone(),
