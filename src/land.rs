@@ -17,7 +17,8 @@ use gix::ObjectId;
 use gix::bstr::{BString, ByteSlice};
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::{self, Context as _, Store};
+use crate::checkpoint::{self, Store};
+use crate::git::Context as _;
 use crate::git::refs;
 use crate::{secrets, title};
 

@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::{self, Context as _, Store};
+use crate::checkpoint::{self, Store};
+use crate::git::Context as _;
 use crate::git::refs;
 use crate::secrets;
 

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 
-use super::error::{Context, Error, Result};
+use super::error::Result;
 use super::snapshot::{self, Skipped, Snapshot, StatCacheUpdate};
 use super::{Session, SessionInfo, StepKind, Store, Trailers, restore, step};
+use crate::git::Context;
 use crate::git::{objects, refs};
 
 /// An editor of a step's `.cairn` tree.
@@ -258,10 +259,8 @@ impl Store {
 
     /// Adds `session.toml`, as stored (redacted), to a `.cairn` tree.
     fn add_session_file(&self, cairn: &mut CairnEditor<'_>, info: &SessionInfo) -> Result<()> {
-        let toml = toml::to_string(&self.redacted_info(info)).map_err(|err| Error::Gix {
-            context: "encoding session.toml".into(),
-            message: err.to_string(),
-        })?;
+        let toml = toml::to_string(&self.redacted_info(info))
+            .context(|| "encoding session.toml".into())?;
         let id = self.write_blob(toml.as_bytes())?;
         cairn
             .upsert(step::SESSION_FILE, EntryKind::Blob, id)

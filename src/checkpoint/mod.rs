@@ -26,7 +26,6 @@ use crate::git::{objects, refs, temp};
 pub use address::Checkpoint;
 use commit::WorkspacePart;
 pub use commit::{Changes, RecordedStep, StepRecord};
-pub(crate) use error::Context;
 pub use error::{Error, Result};
 pub use read::{StepState, StepSummary};
 pub use restore::{Applied, Change, apply_changes, check_tree, diff_step_trees, diff_trees};

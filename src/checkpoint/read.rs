@@ -4,8 +4,9 @@
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::{SessionInfo, StepKind, Store, Trailers, snapshot, step};
+use crate::git::Context;
 use crate::git::{objects, refs};
 
 /// A step as listings show it, read from its commit alone.
@@ -61,7 +62,7 @@ impl Store {
     pub(super) fn commit_tree(&self, commit: ObjectId) -> Result<ObjectId> {
         let object =
             self.repo.find_commit(commit).context(|| format!("reading commit {commit}"))?;
-        object.tree_id().map(|id| id.detach()).context(|| format!("reading the tree of {commit}"))
+        Ok(object.tree_id().context(|| format!("reading the tree of {commit}"))?.detach())
     }
 
     /// The tree of a step commit (workspace plus `.cairn/`).

@@ -3,10 +3,11 @@
 
 use gix::ObjectId;
 
-use super::error::{Error, IoContext, Result};
+use super::error::{Error, Result};
 use super::{
     Changes, Checkpoint, SessionInfo, StepKind, StepRecord, Store, WorkspacePart, address, step,
 };
+use crate::git::IoContext;
 use crate::git::{refs, temp};
 
 /// A session as the caller holds it: its identity and the tip it last saw.

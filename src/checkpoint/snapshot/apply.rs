@@ -15,9 +15,10 @@ use super::index::LazyIndex;
 use super::stat::FileStat;
 use super::stat_cache::CachedKind;
 use super::{HashJob, HashOutcome, Skipped, join, read_blob, store_blob};
-use crate::checkpoint::error::{Context, Error, IoContext, Result};
+use crate::checkpoint::error::{Error, Result};
 use crate::git::objects;
 use crate::git::path::RepoPath;
+use crate::git::{Context, IoContext};
 
 /// Checks that a caller-supplied path is a plain relative workspace path whose names
 /// [`RepoPath`] accepts, and returns it in `/`-separated form.

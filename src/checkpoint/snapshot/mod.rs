@@ -31,7 +31,8 @@ use gix::ObjectId;
 use gix::bstr::{BStr, BString, ByteSlice, ByteVec};
 use serde::{Deserialize, Serialize};
 
-use super::error::{Context, Result};
+use super::error::Result;
+use crate::git::Context;
 use stat_cache::{CachedKind, StatCache};
 
 pub use apply::{PathsSnapshot, apply_paths};

@@ -18,8 +18,9 @@ use super::stat_cache::StatCache;
 use super::tree::{BuildOutput, write_tree};
 use super::walk::{Mode, ScannedDir, Walker};
 use super::{HashOutcome, ScanCounts, Snapshot, StatCacheUpdate, read_blob, store_blob};
-use crate::checkpoint::error::{Context, IoContext, Result};
+use crate::checkpoint::error::Result;
 use crate::git::objects;
+use crate::git::{Context, IoContext};
 
 /// What the scan needs besides the workspace.
 pub struct ScanContext<'a> {
@@ -167,5 +168,5 @@ fn rules_fingerprint(global: &GlobalRules, max_new_file_size: u64) -> Result<Obj
     let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
     hasher.update(&global.fingerprint());
     hasher.update(&max_new_file_size.to_le_bytes());
-    hasher.try_finalize().context(|| "hashing ignore rules".into())
+    Ok(hasher.try_finalize().context(|| "hashing ignore rules".into())?)
 }

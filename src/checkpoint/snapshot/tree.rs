@@ -9,7 +9,8 @@ use gix::objs::tree::{Entry, EntryKind};
 use super::stat_cache::{CachedKind, DirRecord, EntryRecord};
 use super::walk::{EntryState, ScannedDir};
 use super::{ScanCounts, Skipped, basename, cmp_names, join};
-use crate::checkpoint::error::{Context, Result};
+use crate::checkpoint::error::Result;
+use crate::git::Context;
 
 impl ScannedDir {
     /// Writes the trees of this directory and below, reusing the cached tree id of every

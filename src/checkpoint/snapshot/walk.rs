@@ -16,7 +16,8 @@ use super::index::LazyIndex;
 use super::stat::FileStat;
 use super::stat_cache::{CachedKind, DirRecord, StatCache};
 use super::{HashJob, HashOutcome, RESERVED_DIR, basename, cmp_names, join};
-use crate::checkpoint::error::{IoContext, Result};
+use crate::checkpoint::error::Result;
+use crate::git::IoContext;
 use crate::git::path::{Leaf, check_component};
 use crate::git::temp;
 
