@@ -1,8 +1,12 @@
-//! The git layer: snapshots of the workspace, step commits on hidden refs, rewind.
+//! The checkpoint layer, on top of [`crate::git`]: snapshots of the workspace, step
+//! commits on hidden session refs (`refs/cairn/sessions/`), and restore and rewind of the
+//! workspace to a step.
 //!
 //! [`Store`] is the API the agent and the commands use. It never changes `HEAD`, the
 //! index, branches, tags or the stash, and never writes to the workspace except when asked
-//! to rewind it.
+//! to rewind it. This file opens the store and persists what it writes; the work is in
+//! `session`, `commit` (recording a step), `read` (reading steps back), `rewind`,
+//! `restore` and `snapshot`.
 
 mod address;
 mod commit;

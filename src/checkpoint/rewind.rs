@@ -135,7 +135,7 @@ impl Store {
         })
     }
 
-    /// Rewinds the target's session to it (SPEC 3): records unsaved workspace edits first,
+    /// Rewinds the target's session to it: records unsaved workspace edits first,
     /// keeps the old tip under `refs/cairn/archive/`, moves the ref, and makes the
     /// workspace equal the target, touching only paths that differ.
     ///

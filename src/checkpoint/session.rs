@@ -213,7 +213,7 @@ impl Store {
         Ok(found)
     }
 
-    /// Resolves a checkpoint name (SPEC 2): a session id or prefix, `<session>@<n>`, `@`,
+    /// Resolves a checkpoint name: a session id or prefix, `<session>@<n>`, `@`,
     /// `@~k`, or a git revision naming a cairn step.
     pub fn resolve(&self, name: &str) -> Result<Checkpoint> {
         address::resolve(self, name)
