@@ -22,7 +22,7 @@ use crate::git::{Context, IoContext};
 
 /// Checks that a caller-supplied path is a plain relative workspace path whose names
 /// [`RepoPath`] accepts, and returns it in `/`-separated form.
-pub(crate) fn validate_rel_path(path: &Path) -> Result<BString> {
+fn validate_rel_path(path: &Path) -> Result<BString> {
     let invalid = |reason: &str| Error::InvalidPath {
         path: path.display().to_string(),
         reason: reason.into(),

@@ -130,7 +130,7 @@ fn store_blob(repo: &gix::Repository, id: ObjectId, content: &[u8]) -> Result<()
     Ok(())
 }
 /// Joins a directory path and a name with `/` (the root is `""`).
-pub(crate) fn join(dir: &BStr, name: &BStr) -> BString {
+pub(super) fn join(dir: &BStr, name: &BStr) -> BString {
     let mut out = BString::from(Vec::with_capacity(dir.len() + name.len() + 1));
     if !dir.is_empty() {
         out.push_str(dir);
@@ -141,7 +141,7 @@ pub(crate) fn join(dir: &BStr, name: &BStr) -> BString {
 }
 
 /// Git's tree order: names compare bytewise, with directories as if followed by `/`.
-pub(crate) fn cmp_names(a: &[u8], a_is_dir: bool, b: &[u8], b_is_dir: bool) -> std::cmp::Ordering {
+pub(super) fn cmp_names(a: &[u8], a_is_dir: bool, b: &[u8], b_is_dir: bool) -> std::cmp::Ordering {
     let common = a.len().min(b.len());
     a[..common].cmp(&b[..common]).then_with(|| {
         let a_next = a.get(common).copied().or(a_is_dir.then_some(b'/'));

@@ -25,7 +25,7 @@ use crate::git::{Context, IoContext};
 /// What the scan needs besides the workspace.
 pub struct ScanContext<'a> {
     /// Where new trees and blobs go: a handle with object memory, which the caller
-    /// persists (see [`super::objects`]) before anything names them.
+    /// persists (see [`crate::git::objects`]) before anything names them.
     pub repo: &'a gix::Repository,
     /// For the hashing threads, which only read.
     pub sync: &'a gix::ThreadSafeRepository,
