@@ -27,8 +27,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cairn::checkpoint::snapshot::ScanCounts;
-use cairn::checkpoint::{Changes, StepKind, StepRecord, Store, StoreOptions, restore};
+use cairn::checkpoint::{
+    Changes, ScanCounts, StepKind, StepRecord, Store, StoreOptions, apply_changes, diff_trees,
+};
 use rayon::prelude::*;
 
 mod common;
@@ -734,7 +735,7 @@ impl Bench<'_> {
         // The fast path must give what a full scan gives.
         let full = store.snapshot()?;
         let tip_tree = store.step_tree(session.tip.expect("a tip"))?;
-        let diff = restore::diff_trees(store.repo(), Some(full.tree), Some(tip_tree))?;
+        let diff = diff_trees(store.repo(), Some(full.tree), Some(tip_tree))?;
         if !diff.is_empty() {
             return Err(
                 format!("fast-path tree differs from a full scan in {} paths", diff.len()).into()
@@ -903,8 +904,8 @@ impl Bench<'_> {
         for run in 0..self.config.warm_runs {
             let to = if run % 2 == 0 { a } else { b };
             let applied = restore_only.time(|| -> BoxResult<_> {
-                let changes = restore::diff_trees(store.repo(), Some(current), Some(to))?;
-                Ok(restore::apply(store.repo(), store.root(), &changes)?)
+                let changes = diff_trees(store.repo(), Some(current), Some(to))?;
+                Ok(apply_changes(store.repo(), store.root(), &changes)?)
             })?;
             if applied.written != CHANGED {
                 self.findings.push(format!("restore wrote {} files", applied.written));
@@ -912,11 +913,11 @@ impl Bench<'_> {
             current = to;
         }
         if current != a {
-            let changes = restore::diff_trees(store.repo(), Some(current), Some(a))?;
-            restore::apply(store.repo(), store.root(), &changes)?;
+            let changes = diff_trees(store.repo(), Some(current), Some(a))?;
+            apply_changes(store.repo(), store.root(), &changes)?;
         }
         let check = store.snapshot()?.tree;
-        if !restore::diff_trees(store.repo(), Some(check), Some(a))?.is_empty() {
+        if !diff_trees(store.repo(), Some(check), Some(a))?.is_empty() {
             return Err("workspace differs from the target after restoring".into());
         }
 
@@ -945,7 +946,7 @@ impl Bench<'_> {
                 )),
         );
         self.rows.push(
-            Row::new("   of which restore::diff_trees + restore::apply", restore_only, None)
+            Row::new("   of which diff_trees + apply_changes", restore_only, None)
                 .target(Target::Under(Duration::from_millis(50))),
         );
         Ok(())

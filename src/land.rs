@@ -17,7 +17,8 @@ use gix::ObjectId;
 use gix::bstr::{BString, ByteSlice};
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::{self, Context as _, Store, restore, snapshot};
+use crate::checkpoint::{self, Store};
+use crate::git::Context as _;
 use crate::git::refs;
 use crate::{secrets, title};
 
@@ -91,7 +92,7 @@ pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Lan
     }
 
     let workspace = store.snapshot()?.tree;
-    let stray = restore::diff_trees(repo, Some(result), Some(workspace))?;
+    let stray = checkpoint::diff_trees(repo, Some(result), Some(workspace))?;
     if !stray.is_empty() {
         let paths = stray.iter().map(|change| change.path().to_string()).collect();
         return Err(Error::UnrecordedChanges(paths));
@@ -140,7 +141,7 @@ pub fn land(store: &Store, session: &str, message: Option<String>) -> Result<Lan
 /// A tree without its top-level `.cairn`.
 fn without_cairn(store: &Store, tree: ObjectId) -> Result<ObjectId> {
     let mut editor = store.repo().edit_tree(tree).context(|| "editing a tree".into())?;
-    editor.remove(snapshot::RESERVED_DIR).context(|| "removing .cairn".into())?;
+    editor.remove(checkpoint::RESERVED_DIR).context(|| "removing .cairn".into())?;
     Ok(editor.write().context(|| "writing a tree".into())?.detach())
 }
 
@@ -150,11 +151,11 @@ fn changes(
     from: Option<ObjectId>,
     to: Option<ObjectId>,
 ) -> checkpoint::Result<BTreeMap<BString, Option<(EntryKind, ObjectId)>>> {
-    Ok(restore::diff_trees(repo, from, to)?
+    Ok(checkpoint::diff_trees(repo, from, to)?
         .into_iter()
         .map(|change| match change {
-            restore::Change::Delete { path, .. } => (path.as_bstr().to_owned(), None),
-            restore::Change::Write { path, kind, id, .. } => {
+            checkpoint::Change::Delete { path, .. } => (path.as_bstr().to_owned(), None),
+            checkpoint::Change::Write { path, kind, id, .. } => {
                 (path.as_bstr().to_owned(), Some((kind, id)))
             }
         })

@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::{self, Context as _, Store, restore};
+use crate::checkpoint::{self, Store};
+use crate::git::Context as _;
 use crate::git::refs;
 use crate::secrets;
 
@@ -187,11 +188,12 @@ pub fn plan_push(
 /// The files a step wrote relative to its parent, `.cairn/` included.
 fn written_files(store: &Store, commit: ObjectId) -> Result<Vec<(String, ObjectId)>> {
     let parent = store.parent_commit(commit)?.map(|p| store.step_tree(p)).transpose()?;
-    let changes = restore::diff_step_trees(store.repo(), parent, Some(store.step_tree(commit)?))?;
+    let changes =
+        checkpoint::diff_step_trees(store.repo(), parent, Some(store.step_tree(commit)?))?;
     Ok(changes
         .into_iter()
         .filter_map(|change| match change {
-            restore::Change::Write { path, kind, id, .. } if kind != EntryKind::Commit => {
+            checkpoint::Change::Write { path, kind, id, .. } if kind != EntryKind::Commit => {
                 Some((path.to_string(), id))
             }
             _ => None,
@@ -346,7 +348,7 @@ fn accept(store: &Store, remote: &str, id: &str, theirs: ObjectId) -> Result<Fet
 /// tip and what was last fetched) or to step 1, so the cost follows what arrived. Each
 /// step must be a cairn step of session `id` (its trailers), numbered one above its
 /// parent, with a `.cairn/session.toml` naming `id`; then, oldest first, each step's tree is checked
-/// where it differs from its parent step's ([`restore::check_tree`]: names, modes, trees
+/// where it differs from its parent step's ([`checkpoint::check_tree`]: names, modes, trees
 /// that decode), step 1's whole.
 pub fn check_session(
     store: &Store,
@@ -417,7 +419,7 @@ pub fn check_session(
     };
     for (commit, step) in new_steps.into_iter().rev() {
         let tree = store.step_tree(commit).map_err(|err| err.to_string())?;
-        restore::check_tree(repo, previous, tree, &mut checked).map_err(|err| match err {
+        checkpoint::check_tree(repo, previous, tree, &mut checked).map_err(|err| match err {
             checkpoint::Error::UnsafePath(path) => {
                 format!("step {step} holds an unsafe path {:?} ({})", path.path, path.rule)
             }

@@ -565,10 +565,10 @@ impl Agent {
         record.body = reason.to_string();
         record.messages = std::iter::once(&summary_message).chain(&kept).map(to_json).collect();
         record.state_files = vec![
-            (checkpoint::step::SUMMARY_FILE.into(), Some(summary_text.clone().into_bytes())),
-            (checkpoint::step::NOTES_FILE.into(), None),
+            (checkpoint::SUMMARY_FILE.into(), Some(summary_text.clone().into_bytes())),
+            (checkpoint::NOTES_FILE.into(), None),
             (
-                checkpoint::step::CONTEXT_FILE.into(),
+                checkpoint::CONTEXT_FILE.into(),
                 Some(json!({ "from": first }).to_string().into_bytes()),
             ),
         ];
@@ -648,7 +648,7 @@ impl Agent {
         );
         record.body = summary_text.clone();
         record.state_files =
-            vec![(checkpoint::step::SUMMARY_FILE.into(), Some(summary_text.clone().into_bytes()))];
+            vec![(checkpoint::SUMMARY_FILE.into(), Some(summary_text.clone().into_bytes()))];
         record.details.insert("promotion".into(), json!(applied));
         record.model = Some(self.model_label.clone());
         self.memory.summary = Some(summary_text);
@@ -877,7 +877,7 @@ impl Agent {
     ) -> Result<(), AgentError> {
         if self.memory.notes_changed {
             let notes = self.memory.notes.clone().into_bytes();
-            record.state_files.push((checkpoint::step::NOTES_FILE.into(), Some(notes)));
+            record.state_files.push((checkpoint::NOTES_FILE.into(), Some(notes)));
             self.memory.notes_changed = false;
         }
         let kind = record.kind;

@@ -20,7 +20,8 @@ use serde::Serialize;
 use gix::objs::tree::EntryKind;
 
 use crate::blame::{self, BlamedLine, Origin};
-use crate::checkpoint::{Result, StepKind, Store, restore};
+use crate::checkpoint::{self, Result, StepKind, Store};
+use crate::git::Context as _;
 use crate::text::is_binary;
 
 /// The specification version this record follows (the schema's `^[0-9]+\.[0-9]+$`).
@@ -166,9 +167,11 @@ pub fn for_commit(store: &Store, commit: ObjectId) -> Result<TraceRecord> {
         None => None,
     };
     let mut files = Vec::new();
-    for change in restore::diff_trees(store.repo(), parent_tree, Some(tree))? {
-        let restore::Change::Write {
-            path, kind: EntryKind::Blob | EntryKind::BlobExecutable, ..
+    for change in checkpoint::diff_trees(store.repo(), parent_tree, Some(tree))? {
+        let checkpoint::Change::Write {
+            path,
+            kind: EntryKind::Blob | EntryKind::BlobExecutable,
+            ..
         } = change
         else {
             continue;
@@ -206,11 +209,7 @@ impl<'a> StepContributors<'a> {
         if let Some(found) = self.seen.get(commit) {
             return Ok(found.clone());
         }
-        let id =
-            ObjectId::from_hex(commit.as_bytes()).map_err(|err| crate::checkpoint::Error::Gix {
-                context: format!("step {commit}"),
-                message: err.to_string(),
-            })?;
+        let id = ObjectId::from_hex(commit.as_bytes()).context(|| format!("step {commit}"))?;
         let step = self.store.step_summary(id)?;
         let found = contributor(step.kind, step.agent.is_some(), step.model.as_deref());
         self.seen.insert(commit.to_string(), found.clone());

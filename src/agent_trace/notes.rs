@@ -8,7 +8,8 @@
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::{Context as _, Error, Result, Store};
+use crate::checkpoint::{Error, Result, Store};
+use crate::git::Context as _;
 use crate::git::refs;
 
 /// Where `cairn land --notes` writes unless told otherwise.
@@ -36,13 +37,10 @@ pub fn current(store: &Store, notes_ref: &str) -> Result<(Option<ObjectId>, Obje
     let Some(tip) = refs::read_ref(repo, notes_ref)? else {
         return Ok((None, ObjectId::empty_tree(gix::hash::Kind::Sha1)));
     };
-    let not_notes = |err: &dyn std::fmt::Display| Error::Gix {
-        context: format!("{notes_ref} is not a notes ref (it points to {tip})"),
-        message: err.to_string(),
-    };
-    let commit = repo.find_commit(tip).map_err(|err| not_notes(&err))?;
-    let tree = commit.tree_id().map_err(|err| not_notes(&err))?.detach();
-    repo.find_tree(tree).map_err(|err| not_notes(&err))?;
+    let not_notes = || format!("{notes_ref} is not a notes ref (it points to {tip})");
+    let commit = repo.find_commit(tip).context(not_notes)?;
+    let tree = commit.tree_id().context(not_notes)?.detach();
+    repo.find_tree(tree).context(not_notes)?;
     Ok((Some(tip), tree))
 }
 
@@ -80,10 +78,9 @@ pub fn attach(store: &Store, notes_ref: &str, commit: ObjectId, text: &str) -> R
         user.to_ref(&mut buf),
     )
     .map_err(|err| match err {
-        crate::git::Error::ConcurrentUpdate { .. } => Error::Gix {
-            context: format!("updating {notes_ref}"),
-            message: "another process moved it at the same time; try again".into(),
-        },
+        source @ crate::git::Error::ConcurrentUpdate { .. } => {
+            Error::NotesMoved { notes_ref: notes_ref.to_string(), source }
+        }
         other => other.into(),
     })?;
     Ok(id)

@@ -1,4 +1,4 @@
-//! Checkpoint names (SPEC 2): a session id or unique prefix (its tip), `<session>@<n>`
+//! Checkpoint names: a session id or unique prefix (its tip), `<session>@<n>`
 //! (step n), `@` (the current session's tip), `@~k` (k steps back), or any git revision
 //! that names a cairn step. Session names are tried before git revisions. A revision
 //! starting at a quarantine ref of `cairn fetch` (a remote's rejected or unchecked

@@ -58,10 +58,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("git: {context}: {message}")]
-    Gix { context: String, message: String },
-    #[error(transparent)]
-    Git(crate::git::Error),
+    /// `refs/notes/...` moved under `cairn land --notes` between its read and its update.
+    #[error("git: updating {notes_ref}: another process moved it at the same time; try again")]
+    NotesMoved {
+        notes_ref: String,
+        #[source]
+        source: crate::git::Error,
+    },
+    #[error("{}", git_message(.0))]
+    Git(#[source] crate::git::Error),
+}
+
+/// A git-layer failure as the user reads it: what cairn was doing and, for a failure
+/// underneath (gix's or the system's), its own words.
+fn git_message(err: &crate::git::Error) -> String {
+    match err {
+        crate::git::Error::Gix { context, source } => format!("git: {context}: {source}"),
+        crate::git::Error::Io { context, source } => format!("{context}: {source}"),
+        other => other.to_string(),
+    }
 }
 
 /// A session ref moved under us is named as the session; any other git failure is kept
@@ -84,7 +99,7 @@ impl Error {
     /// Whether the user can act on this error (as opposed to an internal failure).
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Io { .. } | Error::Gix { .. } => false,
+            Error::Io { .. } | Error::NotesMoved { .. } => false,
             Error::Git(err) => err.is_user_error(),
             _ => true,
         }
@@ -100,29 +115,29 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(super) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }
     }
 }
 
-/// Attaches a description of what was being done to a gix or I/O error.
-pub(crate) trait Context<T> {
-    fn context(self, context: impl FnOnce() -> String) -> Result<T>;
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::{Context as _, IoContext as _};
 
-impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
-    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|err| Error::Gix { context: context(), message: err.to_string() })
-    }
-}
+    #[test]
+    fn failures_underneath_read_as_before_and_keep_their_cause() {
+        let gix: Error =
+            "x".parse::<gix::ObjectId>().context(|| "reading x".into()).unwrap_err().into();
+        let cause = "x".parse::<gix::ObjectId>().unwrap_err().to_string();
+        assert_eq!(gix.to_string(), format!("git: reading x: {cause}"));
+        let source = std::error::Error::source(&gix).expect("the git error");
+        assert!(std::error::Error::source(source).is_some(), "gix's error is kept");
+        assert!(!gix.is_user_error());
 
-/// Like [`Context`], for I/O errors, keeping the source error.
-pub(crate) trait IoContext<T> {
-    fn io_context(self, context: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn io_context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context(), source })
+        let missing = std::fs::read("/nonexistent/cairn").io_context(|| "reading it".into());
+        let io: Error = missing.unwrap_err().into();
+        assert!(io.to_string().starts_with("reading it: "), "{io}");
+        assert!(std::error::Error::source(&io).is_some());
     }
 }

@@ -17,9 +17,10 @@ use gix::ObjectId;
 use gix::bstr::{BStr, ByteSlice};
 use gix::objs::tree::{EntryKind, EntryMode};
 
-use super::error::{Context, IoContext, Result};
+use super::error::{Error, Result};
 use super::snapshot::{RESERVED_DIR, cmp_names};
 use crate::git::path::{self, RepoPath, Rule, UnsafePath};
+use crate::git::{Context, IoContext};
 
 /// One difference between two trees, as a path to delete or a file to write. Every path
 /// and mode in it was checked as the diff read its trees (see [`crate::git::path`]).
@@ -284,7 +285,7 @@ pub struct Applied {
 /// is left as it is and reported. Checking by path rather than through `openat` handles
 /// keeps the one rename-into-place code path; it defends against hostile trees, not
 /// against another process swapping directories for links while cairn writes.
-pub fn apply(repo: &gix::Repository, root: &Path, changes: &[Change]) -> Result<Applied> {
+pub fn apply_changes(repo: &gix::Repository, root: &Path, changes: &[Change]) -> Result<Applied> {
     let mut applied = Applied::default();
     for change in changes.iter().filter(|c| matches!(c, Change::Delete { .. })) {
         let Change::Delete { path, kind } = change else { continue };
@@ -309,7 +310,7 @@ pub fn apply(repo: &gix::Repository, root: &Path, changes: &[Change]) -> Result<
         match std::fs::remove_file(&abs) {
             Ok(()) => applied.deleted += 1,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err).io_context(|| format!("removing {}", abs.display())),
+            Err(err) => return Err(Error::io(format!("removing {}", abs.display()), err)),
         }
     }
     for change in changes {
@@ -384,11 +385,11 @@ fn not_a_directory(root: &Path, path: &RepoPath, create: Create) -> Result<Optio
                         return not_a_directory(root, path, create);
                     }
                     Err(err) => {
-                        return Err(err).io_context(|| format!("creating {}", current.display()));
+                        return Err(Error::io(format!("creating {}", current.display()), err));
                     }
                 }
             }
-            Err(err) => return Err(err).io_context(|| format!("reading {}", current.display())),
+            Err(err) => return Err(Error::io(format!("reading {}", current.display()), err)),
         }
     }
     Ok(None)

@@ -8,7 +8,7 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 
-use crate::checkpoint::restore::{self, Change};
+use crate::checkpoint::{self, Change};
 use crate::text::{is_binary, terminal_safe};
 
 use super::CommandError;
@@ -31,7 +31,7 @@ fn file_diffs(
     from: Option<ObjectId>,
     to: Option<ObjectId>,
 ) -> Result<Vec<FileDiff>, CommandError> {
-    let changes = restore::diff_trees(repo, from, to)?;
+    let changes = checkpoint::diff_trees(repo, from, to)?;
     let mut files: Vec<FileDiff> = Vec::new();
     // Modifications arrive as writes of existing paths; additions and deletions may pair
     // up by path when a file's type changed.

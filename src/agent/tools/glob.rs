@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::args::Args;
 use super::paths::{Resolved, Workspace};
 use super::{Access, ToolOutput, ToolSpec};
-use crate::checkpoint::snapshot::RESERVED_DIR;
+use crate::checkpoint::RESERVED_DIR;
 
 const MAX_RESULTS: usize = 1000;
 

@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
-use crate::checkpoint::snapshot::RESERVED_DIR;
+use crate::checkpoint::RESERVED_DIR;
 use crate::git::path::{RepoPath, Rule};
 
 /// The workspace root, canonicalized once per tool call.

@@ -15,7 +15,7 @@ use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use super::super::{CommandError, log};
-use crate::checkpoint::{SessionInfo, StepSummary, Store, restore};
+use crate::checkpoint::{self, SessionInfo, StepSummary, Store};
 use crate::git::refs;
 use crate::text::is_binary;
 
@@ -277,11 +277,11 @@ fn file_diffs(
 ) -> Result<Vec<FileDiff>, CommandError> {
     let repo = store.repo();
     let mut files = Vec::new();
-    for change in restore::diff_trees(repo, from, Some(to))? {
+    for change in checkpoint::diff_trees(repo, from, Some(to))? {
         let (path, status, new) = match change {
-            restore::Change::Delete { kind: EntryKind::Tree, .. } => continue,
-            restore::Change::Delete { path, .. } => (path, FileStatus::Deleted, None),
-            restore::Change::Write { path, kind, id, existed } => {
+            checkpoint::Change::Delete { kind: EntryKind::Tree, .. } => continue,
+            checkpoint::Change::Delete { path, .. } => (path, FileStatus::Deleted, None),
+            checkpoint::Change::Write { path, kind, id, existed } => {
                 let status = if existed { FileStatus::Modified } else { FileStatus::Added };
                 (path, status, Some(side(repo, kind, id)?))
             }

@@ -1,0 +1,172 @@
+//! The full scan: walk the workspace against the stat cache, hash what changed, build
+//! the trees; see [`super`] for the three phases.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gix::ObjectId;
+use gix::bstr::BString;
+use rayon::prelude::*;
+
+use super::attributes::index_holds_raw_bytes;
+use super::ignore::{DirRules, GlobalRules};
+use super::index::LazyIndex;
+use super::stat::{FileStat, Timestamp};
+use super::stat_cache::StatCache;
+use super::tree::{BuildOutput, write_tree};
+use super::walk::{Mode, ScannedDir, Walker};
+use super::{HashOutcome, ScanCounts, Snapshot, StatCacheUpdate, read_blob, store_blob};
+use crate::checkpoint::error::Result;
+use crate::git::objects;
+use crate::git::{Context, IoContext};
+
+/// What the scan needs besides the workspace.
+pub struct ScanContext<'a> {
+    /// Where new trees and blobs go: a handle with object memory, which the caller
+    /// persists (see [`crate::git::objects`]) before anything names them.
+    pub repo: &'a gix::Repository,
+    /// For the hashing threads, which only read.
+    pub sync: &'a gix::ThreadSafeRepository,
+    pub root: &'a Path,
+    pub cache_path: &'a Path,
+    pub max_new_file_size: u64,
+    /// Incremented once per entry visited, for progress display.
+    pub progress: &'a AtomicUsize,
+}
+
+/// About 100 bytes of index per entry, and decoding an entry costs about 1/64 of
+/// hashing a small file: the index is consulted for pending files once there is one per
+/// 64 entries it holds.
+const INDEX_BYTES_PER_PENDING_FILE: u64 = 100 * 64;
+
+/// Files hashed per parallel batch; between batches, buffered objects past
+/// [`objects::FLUSH_BYTES`] are written out, which bounds memory on a first snapshot.
+const HASH_BATCH: usize = 256;
+
+/// Snapshots the whole workspace, reusing the stat cache and returning its refreshed form.
+/// New objects stay in `ctx.repo`'s object memory, except that a large scan writes them
+/// out as it goes.
+pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
+    let repo = ctx.repo;
+    let global = GlobalRules::load(repo).io_context(|| "reading ignore rules".into())?;
+    let mut cache = StatCache::load_verified(ctx.cache_path, &objects::presence(repo));
+    let rules = rules_fingerprint(&global, ctx.max_new_file_size)?;
+    let index_path = repo.index_path();
+    let index_stat =
+        std::fs::symlink_metadata(&index_path).ok().map(|m| FileStat::from_metadata(&m));
+    let walked = walk(ctx, &global, &cache, rules, LazyIndex::new(index_path), index_stat)?;
+    let (mut root, files_reused) = walked;
+    let files_hashed = hash_pending(ctx, &mut root)?;
+    let reserved_path_present = root.reserved_present;
+
+    let old_dirs = std::mem::take(&mut cache.dirs);
+    let mut out = BuildOutput {
+        repo,
+        dirs: HashMap::with_capacity(old_dirs.len().max(64)),
+        old_dirs,
+        skipped: Vec::new(),
+        counts: ScanCounts { files_hashed, files_reused, ..ScanCounts::default() },
+    };
+    let tree = match root.build(&mut out)? {
+        Some(id) => id,
+        None => write_tree(repo, Vec::new())?,
+    };
+    let BuildOutput { dirs, mut skipped, counts, .. } = out;
+    let cache = StatCacheUpdate {
+        cache: StatCache {
+            written: Timestamp::default(),
+            rules: Some(rules),
+            index: index_stat,
+            dirs,
+        },
+        path: ctx.cache_path.to_owned(),
+    };
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((Snapshot { tree, skipped, reserved_path_present, counts }, cache))
+}
+
+/// The walk phase: the workspace listed against the stat cache, then the blob ids of files
+/// it could not vouch for taken from the user's index where that pays. Returns the scanned
+/// root and how many files kept a known blob id.
+fn walk(
+    ctx: &ScanContext<'_>,
+    global: &GlobalRules,
+    cache: &StatCache,
+    rules: ObjectId,
+    index: LazyIndex,
+    index_stat: Option<FileStat>,
+) -> Result<(ScannedDir, usize)> {
+    let walker = Walker {
+        root: ctx.root,
+        global,
+        cache,
+        listings_valid: cache.rules == Some(rules),
+        index_changed: cache.index != index_stat,
+        index,
+        max_new_file_size: ctx.max_new_file_size,
+        progress: ctx.progress,
+        files_reused: AtomicUsize::new(0),
+    };
+    let root_meta = std::fs::symlink_metadata(ctx.root)
+        .io_context(|| format!("reading {}", ctx.root.display()))?;
+    let mut root = walker.scan_dir(
+        BString::default(),
+        FileStat::from_metadata(&root_meta),
+        Arc::new(DirRules::default()),
+        false,
+        Mode::Normal,
+    )?;
+    // Files the stat cache could not vouch for. The user's index may know their blob ids
+    // (a first snapshot, a checkout), but decoding it costs about as much as hashing one
+    // file in sixty-four of those it lists: only worth it when many files are pending.
+    let index_bytes = index_stat.map_or(0, |stat| stat.size);
+    let mut files_reused = walker.files_reused.load(Ordering::Relaxed);
+    if root.count_pending() as u64 * INDEX_BYTES_PER_PENDING_FILE >= index_bytes
+        && index_holds_raw_bytes(ctx.repo, ctx.root, &root)
+    {
+        files_reused += root.resolve_from_index(&walker.index);
+    }
+    Ok((root, files_reused))
+}
+
+/// The hashing phase: reads and hashes every pending file in parallel batches, storing new
+/// blobs, and puts the outcomes back into `root`. Returns how many files were hashed.
+fn hash_pending(ctx: &ScanContext<'_>, root: &mut ScannedDir) -> Result<usize> {
+    let mut pending = Vec::new();
+    root.collect_pending(&mut pending);
+    let mut outcomes = Vec::with_capacity(pending.len());
+    let mut buffered = 0;
+    for batch in pending.chunks(HASH_BATCH) {
+        let hashed = batch
+            .par_iter()
+            .map_init(
+                || objects::presence(&ctx.sync.to_thread_local()),
+                |on_disk, job| read_blob(&*on_disk, ctx.root, job),
+            )
+            .collect::<Result<Vec<_>>>()?;
+        for (outcome, new_content) in hashed {
+            if let (HashOutcome::Blob(id), Some(content)) = (&outcome, new_content) {
+                buffered += content.len();
+                store_blob(ctx.repo, *id, &content)?;
+            }
+            outcomes.push(outcome);
+        }
+        if buffered > objects::FLUSH_BYTES {
+            objects::persist(ctx.repo)?;
+            buffered = 0;
+        }
+    }
+    let files_hashed = outcomes.iter().filter(|o| matches!(o, HashOutcome::Blob(_))).count();
+    root.fill_pending(&mut outcomes.into_iter());
+    Ok(files_hashed)
+}
+
+/// Everything outside the workspace that decides what a listing contains.
+fn rules_fingerprint(global: &GlobalRules, max_new_file_size: u64) -> Result<ObjectId> {
+    let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+    hasher.update(&global.fingerprint());
+    hasher.update(&max_new_file_size.to_le_bytes());
+    Ok(hasher.try_finalize().context(|| "hashing ignore rules".into())?)
+}

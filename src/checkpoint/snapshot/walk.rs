@@ -1,0 +1,492 @@
+//! The parallel directory walk: which entries a snapshot holds, which of them the stat
+//! cache vouches for, and which must be hashed.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gix::ObjectId;
+use gix::bstr::{BStr, BString, ByteSlice};
+use rayon::prelude::*;
+
+use super::ignore::{DirRules, GlobalRules};
+use super::index::LazyIndex;
+use super::stat::FileStat;
+use super::stat_cache::{CachedKind, DirRecord, StatCache};
+use super::{HashJob, HashOutcome, RESERVED_DIR, basename, cmp_names, join};
+use crate::checkpoint::error::Result;
+use crate::git::IoContext;
+use crate::git::path::{Leaf, check_component};
+use crate::git::temp;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Normal,
+    /// Inside an ignored directory: only paths tracked in the index count.
+    OnlyTracked,
+}
+
+pub(super) struct Walker<'a> {
+    pub(super) root: &'a Path,
+    pub(super) global: &'a GlobalRules,
+    pub(super) cache: &'a StatCache,
+    /// False when the ignore rules or size limit changed since the cache was written.
+    pub(super) listings_valid: bool,
+    /// True when the user's index changed, which can change what is tracked.
+    pub(super) index_changed: bool,
+    pub(super) index: LazyIndex,
+    pub(super) max_new_file_size: u64,
+    pub(super) progress: &'a AtomicUsize,
+    pub(super) files_reused: AtomicUsize,
+}
+
+/// One directory as the walk found it, before hashing and tree building.
+pub(super) struct ScannedDir {
+    pub(super) rel: BString,
+    pub(super) stat: FileStat,
+    pub(super) gitignore: Option<FileStat>,
+    pub(super) depends_on_index: bool,
+    /// Listed only for the tracked files inside (the directory itself is ignored).
+    pub(super) tracked_only: bool,
+    pub(super) entries: Vec<ScannedEntry>,
+    pub(super) subdirs: Vec<ScannedDir>,
+    /// This directory is itself a repository (it has a `.git`).
+    pub(super) is_repository: bool,
+    pub(super) reserved_present: bool,
+    pub(super) listed: bool,
+}
+
+pub(super) struct ScannedEntry {
+    pub(super) name: BString,
+    pub(super) kind: CachedKind,
+    pub(super) stat: FileStat,
+    pub(super) state: EntryState,
+}
+
+pub(super) enum EntryState {
+    Known(ObjectId),
+    Pending,
+    Skipped(String),
+    Vanished,
+}
+impl Walker<'_> {
+    pub(super) fn abs(&self, rel: &BStr) -> PathBuf {
+        if rel.is_empty() { self.root.to_owned() } else { self.root.join(OsStr::from_bytes(rel)) }
+    }
+
+    /// Scans the directory at `rel` and, in parallel, those below it: its listing comes
+    /// from the stat cache while the directory and the rules above it are unchanged.
+    pub(super) fn scan_dir(
+        &self,
+        rel: BString,
+        stat: FileStat,
+        parent_rules: Arc<DirRules>,
+        parent_rules_changed: bool,
+        mode: Mode,
+    ) -> Result<ScannedDir> {
+        let abs = self.abs(rel.as_bstr());
+        let cached = self.cache.dirs.get(&rel);
+        let (gitignore, rules) = self.dir_rules(&abs, parent_rules, mode)?;
+        let rules_changed = parent_rules_changed || cached.is_none_or(|c| c.gitignore != gitignore);
+        let reusable = cached.filter(|c| {
+            self.listings_valid
+                && !rules_changed
+                && c.stat == stat
+                && !stat.is_racy(self.cache.written)
+                && !(self.index_changed && c.depends_on_index)
+        });
+        let listed = reusable.is_none();
+        let listing = match reusable {
+            Some(record) => Listing::reuse(record),
+            None => match self.read_listing(&rel, &abs, &rules, mode) {
+                Some(listing) => listing,
+                None => return Ok(ScannedDir::repository(rel, stat)),
+            },
+        };
+        let mut scanned = ScannedDir {
+            rel,
+            stat,
+            gitignore,
+            depends_on_index: listing.depends_on_index,
+            tracked_only: mode == Mode::OnlyTracked,
+            entries: Vec::with_capacity(listing.names.len()),
+            subdirs: Vec::new(),
+            is_repository: false,
+            reserved_present: listing.reserved_present,
+            listed,
+        };
+        for (name, reason) in listing.refused {
+            scanned.entries.push(ScannedEntry::skipped(name, reason));
+        }
+        let subdirs = self.visit_entries(&mut scanned, listing.names, cached, mode);
+        self.scan_subdirs(&mut scanned, subdirs, &rules, rules_changed)?;
+        Ok(scanned)
+    }
+
+    /// The directory's `.gitignore` (its stat) and the rules that hold inside it.
+    fn dir_rules(
+        &self,
+        abs: &Path,
+        parent_rules: Arc<DirRules>,
+        mode: Mode,
+    ) -> Result<(Option<FileStat>, Arc<DirRules>)> {
+        let gitignore_path = abs.join(".gitignore");
+        let gitignore = std::fs::symlink_metadata(&gitignore_path)
+            .ok()
+            .filter(|meta| meta.is_file())
+            .map(|meta| FileStat::from_metadata(&meta));
+        let rules = match (gitignore, mode) {
+            (Some(_), Mode::Normal) => match std::fs::read(&gitignore_path) {
+                Ok(bytes) => parent_rules
+                    .child(Some(&bytes), &gitignore_path, self.root)
+                    .io_context(|| format!("reading {}", gitignore_path.display()))?,
+                Err(_) => parent_rules,
+            },
+            _ => parent_rules,
+        };
+        Ok((gitignore, rules))
+    }
+
+    /// `lstat`s each listed name: files (and gitlinks) go into `scanned`'s entries; the
+    /// subdirectories to scan are returned, with the mode to scan each in.
+    fn visit_entries(
+        &self,
+        scanned: &mut ScannedDir,
+        names: Vec<(BString, CachedKind)>,
+        cached: Option<&DirRecord>,
+        mode: Mode,
+    ) -> Vec<(BString, FileStat, Mode)> {
+        let mut subdirs = Vec::new();
+        for (name, hint) in names {
+            self.progress.fetch_add(1, Ordering::Relaxed);
+            let rel_path = join(scanned.rel.as_bstr(), name.as_bstr());
+            let meta = match std::fs::symlink_metadata(self.abs(rel_path.as_bstr())) {
+                Ok(meta) => meta,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => {
+                    scanned.entries.push(ScannedEntry::skipped(name, format!("unreadable: {err}")));
+                    continue;
+                }
+            };
+            let stat = FileStat::from_metadata(&meta);
+            let file_type = meta.file_type();
+            if file_type.is_dir() {
+                if hint == CachedKind::Gitlink
+                    && let Some(entry) = self.gitlink_entry(name.clone(), rel_path.as_bstr(), stat)
+                {
+                    scanned.entries.push(entry);
+                    continue;
+                }
+                let child_mode =
+                    if hint == CachedKind::IgnoredDir { Mode::OnlyTracked } else { mode };
+                subdirs.push((rel_path, stat, child_mode));
+                continue;
+            }
+            let kind = if file_type.is_symlink() {
+                CachedKind::Symlink
+            } else if file_type.is_file() {
+                if stat.is_executable() { CachedKind::Executable } else { CachedKind::File }
+            } else {
+                continue; // FIFOs, sockets and devices are never snapshotted.
+            };
+            scanned.entries.push(self.classify_file(name, rel_path.as_bstr(), kind, stat, cached));
+        }
+        subdirs
+    }
+
+    /// Scans `subdirs` in parallel into `scanned`; one that turns out to be a repository
+    /// of its own becomes a gitlink entry instead.
+    fn scan_subdirs(
+        &self,
+        scanned: &mut ScannedDir,
+        subdirs: Vec<(BString, FileStat, Mode)>,
+        rules: &Arc<DirRules>,
+        rules_changed: bool,
+    ) -> Result<()> {
+        let results: Vec<Result<ScannedDir>> = subdirs
+            .into_par_iter()
+            .map(|(rel_path, stat, child_mode)| {
+                self.scan_dir(rel_path, stat, Arc::clone(rules), rules_changed, child_mode)
+            })
+            .collect();
+        for result in results {
+            let dir = result?;
+            if dir.is_repository {
+                let name = basename(dir.rel.as_bstr());
+                let entry = self
+                    .gitlink_entry(name.clone(), dir.rel.as_bstr(), dir.stat)
+                    .unwrap_or_else(|| {
+                        ScannedEntry::skipped(name, "nested repository could not be opened".into())
+                    });
+                scanned.entries.push(entry);
+            } else {
+                scanned.subdirs.push(dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// The gitlink for a nested repository at `rel_path`; `None` when it is no repository.
+    pub(super) fn gitlink_entry(
+        &self,
+        name: BString,
+        rel_path: &BStr,
+        stat: FileStat,
+    ) -> Option<ScannedEntry> {
+        match gitlink_commit(&self.abs(rel_path)) {
+            GitlinkState::Commit(id) => {
+                Some(ScannedEntry::known(name, CachedKind::Gitlink, stat, id))
+            }
+            GitlinkState::Unborn => {
+                Some(ScannedEntry::skipped(name, "nested repository has no commit yet".into()))
+            }
+            GitlinkState::NotARepository => None,
+        }
+    }
+
+    pub(super) fn classify_file(
+        &self,
+        name: BString,
+        rel_path: &BStr,
+        kind: CachedKind,
+        stat: FileStat,
+        cached: Option<&DirRecord>,
+    ) -> ScannedEntry {
+        let previous = cached.and_then(|record| {
+            record
+                .entries
+                .binary_search_by(|e| cmp_names(&e.name, e.kind.is_dir(), &name, false))
+                .ok()
+                .map(|idx| &record.entries[idx])
+        });
+        if let Some(previous) = previous {
+            let same_kind = previous.kind == kind
+                || (previous.kind == CachedKind::TooLarge && kind != CachedKind::Symlink);
+            if same_kind && previous.stat == stat && !stat.is_racy(self.cache.written) {
+                if previous.kind == CachedKind::TooLarge {
+                    return ScannedEntry::too_large(name, stat, self.max_new_file_size);
+                }
+                self.files_reused.fetch_add(1, Ordering::Relaxed);
+                return ScannedEntry::known(name, kind, stat, previous.oid);
+            }
+        }
+        if kind != CachedKind::Symlink
+            && stat.size > self.max_new_file_size
+            && !self.index.is_tracked(rel_path)
+        {
+            return ScannedEntry::too_large(name, stat, self.max_new_file_size);
+        }
+        ScannedEntry { name, kind, stat, state: EntryState::Pending }
+    }
+
+    /// Reads a directory and decides which entries a snapshot holds. Returns `None` when
+    /// the directory is a repository of its own.
+    pub(super) fn read_listing(
+        &self,
+        rel: &BString,
+        abs: &Path,
+        rules: &DirRules,
+        mode: Mode,
+    ) -> Option<Listing> {
+        let mut listing = Listing::default();
+        let Ok(read) = std::fs::read_dir(abs) else {
+            // Vanished or unreadable since its parent was listed: nothing to snapshot here.
+            return Some(listing);
+        };
+        for entry in read {
+            let Ok(entry) = entry else { continue };
+            let name = BString::from(entry.file_name().as_bytes());
+            if name == ".git" {
+                if !rel.is_empty() {
+                    return None;
+                }
+                continue;
+            }
+            if rel.is_empty() && name == RESERVED_DIR {
+                listing.reserved_present = true;
+                continue;
+            }
+            if temp::is_temporary(&entry.file_name()) {
+                // A file cairn is writing, or one a killed cairn left: never the user's.
+                if temp::is_abandoned(&name) {
+                    temp::remove(&entry.path());
+                }
+                continue;
+            }
+            let Ok(file_type) = entry.file_type() else { continue };
+            let is_dir = file_type.is_dir();
+            let rel_path = join(rel.as_bstr(), name.as_bstr());
+            let ignored = mode == Mode::OnlyTracked
+                || rules.is_ignored(self.global, rel_path.as_bstr(), is_dir);
+            let mut hint = if is_dir { CachedKind::Dir } else { CachedKind::File };
+            if ignored {
+                listing.depends_on_index = true;
+                if is_dir {
+                    if !self.index.has_tracked_below(rel_path.as_bstr()) {
+                        continue;
+                    }
+                    hint = CachedKind::IgnoredDir;
+                } else if !self.index.is_tracked(rel_path.as_bstr()) {
+                    continue;
+                }
+            }
+            // A name a restore would refuse is never recorded (Linux lets anyone create
+            // `.GIT/x` or `a\b`). The byte pre-check passes nearly every name; the full
+            // rule runs on the rest, and only for directories actually listed.
+            if !crate::git::path::is_plainly_safe(&name) {
+                let leaf = if file_type.is_symlink() { Leaf::Symlink } else { Leaf::Other };
+                if let Err(rule) = check_component(name.as_bstr(), rel.is_empty(), leaf) {
+                    listing.refused.push((name, format!("unsafe name: {rule}")));
+                    continue;
+                }
+            }
+            listing.names.push((name, hint));
+        }
+        listing.names.sort_by(|a, b| cmp_names(&a.0, a.1.is_dir(), &b.0, b.1.is_dir()));
+        Some(listing)
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Listing {
+    pub(super) names: Vec<(BString, CachedKind)>,
+    /// Entries left out because a restore would refuse their names, with the rule.
+    pub(super) refused: Vec<(BString, String)>,
+    pub(super) depends_on_index: bool,
+    pub(super) reserved_present: bool,
+}
+
+impl Listing {
+    pub(super) fn reuse(record: &DirRecord) -> Self {
+        Listing {
+            names: record.entries.iter().map(|e| (e.name.clone(), e.kind)).collect(),
+            // Reported when the directory was listed; a reused listing is unchanged.
+            refused: Vec::new(),
+            depends_on_index: record.depends_on_index,
+            // The root's listing is reused only while unchanged, and it had no `.cairn`
+            // worth reporting again.
+            reserved_present: false,
+        }
+    }
+}
+
+impl ScannedEntry {
+    pub(super) fn known(name: BString, kind: CachedKind, stat: FileStat, id: ObjectId) -> Self {
+        ScannedEntry { name, kind, stat, state: EntryState::Known(id) }
+    }
+
+    pub(super) fn skipped(name: BString, reason: String) -> Self {
+        ScannedEntry {
+            name,
+            kind: CachedKind::File,
+            stat: FileStat::default(),
+            state: EntryState::Skipped(reason),
+        }
+    }
+
+    pub(super) fn too_large(name: BString, stat: FileStat, limit: u64) -> Self {
+        let reason =
+            format!("untracked file of {} bytes is over the {limit}-byte limit", stat.size);
+        ScannedEntry { name, kind: CachedKind::TooLarge, stat, state: EntryState::Skipped(reason) }
+    }
+}
+
+impl ScannedDir {
+    pub(super) fn repository(rel: BString, stat: FileStat) -> Self {
+        ScannedDir {
+            rel,
+            stat,
+            gitignore: None,
+            depends_on_index: false,
+            tracked_only: false,
+            entries: Vec::new(),
+            subdirs: Vec::new(),
+            is_repository: true,
+            reserved_present: false,
+            listed: true,
+        }
+    }
+
+    /// The `.gitattributes` files found, as paths from the root.
+    pub(super) fn attribute_files(&self, out: &mut Vec<BString>) {
+        for entry in &self.entries {
+            if entry.name == ".gitattributes" && entry.kind == CachedKind::File {
+                out.push(join(self.rel.as_bstr(), entry.name.as_bstr()));
+            }
+        }
+        for dir in &self.subdirs {
+            dir.attribute_files(out);
+        }
+    }
+
+    pub(super) fn count_pending(&self) -> usize {
+        let here = self.entries.iter().filter(|e| matches!(e.state, EntryState::Pending)).count();
+        here + self.subdirs.iter().map(ScannedDir::count_pending).sum::<usize>()
+    }
+
+    /// Takes the blob id of each pending file from the user's index where its stat still
+    /// matches; returns how many.
+    pub(super) fn resolve_from_index(&mut self, index: &LazyIndex) -> usize {
+        let mut resolved = 0;
+        for entry in &mut self.entries {
+            if matches!(entry.state, EntryState::Pending) {
+                let path = join(self.rel.as_bstr(), entry.name.as_bstr());
+                if let Some(id) = index.blob_if_unchanged(path.as_bstr(), &entry.stat, entry.kind) {
+                    entry.state = EntryState::Known(id);
+                    resolved += 1;
+                }
+            }
+        }
+        resolved + self.subdirs.iter_mut().map(|dir| dir.resolve_from_index(index)).sum::<usize>()
+    }
+
+    pub(super) fn collect_pending(&self, out: &mut Vec<HashJob>) {
+        for entry in &self.entries {
+            if matches!(entry.state, EntryState::Pending) {
+                out.push(HashJob {
+                    rel_path: join(self.rel.as_bstr(), entry.name.as_bstr()),
+                    kind: entry.kind,
+                });
+            }
+        }
+        for dir in &self.subdirs {
+            dir.collect_pending(out);
+        }
+    }
+
+    /// Puts hash outcomes back in the order `collect_pending` took the jobs out.
+    pub(super) fn fill_pending(&mut self, outcomes: &mut impl Iterator<Item = HashOutcome>) {
+        for entry in &mut self.entries {
+            if matches!(entry.state, EntryState::Pending) {
+                entry.state = match outcomes.next() {
+                    Some(HashOutcome::Blob(id)) => EntryState::Known(id),
+                    Some(HashOutcome::Unreadable(reason)) => EntryState::Skipped(reason),
+                    Some(HashOutcome::Vanished) | None => EntryState::Vanished,
+                };
+            }
+        }
+        for dir in &mut self.subdirs {
+            dir.fill_pending(outcomes);
+        }
+    }
+}
+
+pub(super) enum GitlinkState {
+    Commit(ObjectId),
+    Unborn,
+    NotARepository,
+}
+
+/// The commit a nested repository or submodule has checked out.
+pub(super) fn gitlink_commit(dir: &Path) -> GitlinkState {
+    if std::fs::symlink_metadata(dir.join(".git")).is_err() {
+        return GitlinkState::NotARepository;
+    }
+    let Ok(nested) = gix::open(dir) else { return GitlinkState::NotARepository };
+    match nested.head_id() {
+        Ok(id) => GitlinkState::Commit(id.detach()),
+        Err(_) => GitlinkState::Unborn,
+    }
+}
