@@ -6,7 +6,6 @@
 
 mod address;
 mod error;
-pub mod gc;
 mod ignore;
 pub mod restore;
 pub mod snapshot;
@@ -1209,5 +1208,13 @@ impl Store {
             archived_as,
             applied,
         })
+    }
+}
+
+/// What the history layer's gc needs of the store's internals.
+impl Store {
+    /// The registry of cairn's own packs, which gc merges.
+    pub(crate) fn pack_registry_path(&self) -> PathBuf {
+        self.pack_registry()
     }
 }

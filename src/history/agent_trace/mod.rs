@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use gix::objs::tree::EntryKind;
 
-use crate::blame::{self, BlamedLine, Origin};
+use super::blame::{self, BlamedLine, Origin};
 use crate::checkpoint::{Result, StepKind, Store, restore};
 use crate::text::is_binary;
 
