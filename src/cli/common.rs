@@ -62,16 +62,6 @@ impl From<crate::history::share::Error> for CommandError {
     }
 }
 
-/// After a user's rewind to `target`: reverts the project facts its session wrote after
-/// that step (SPEC 3), and returns their names.
-pub fn revert_memory(
-    store: &checkpoint::Store,
-    target: &checkpoint::Checkpoint,
-) -> Result<Vec<String>, CommandError> {
-    let memory = crate::memory::Memory::open(store.writing_repo(), store.redacts_secrets())?;
-    Ok(memory.revert_session(&target.session, target.step)?)
-}
-
 impl From<crate::memory::Error> for CommandError {
     fn from(err: crate::memory::Error) -> Self {
         use crate::memory::Error as E;

@@ -6,6 +6,8 @@ pub mod agent_trace;
 pub mod blame;
 mod gc;
 pub mod land;
+mod rewind;
 pub mod share;
 
 pub use gc::{GcReport, RemovedArchive, gc, parse_keep};
+pub use rewind::{RewindError, Rewound, rewind};
