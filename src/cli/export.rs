@@ -1,10 +1,9 @@
 //! `cairn export [SESSION] [--format md|json|html]`: a session as a review document — each
 //! step's prompts, model text, tool calls with their (truncated) results, and the step's
 //! diff of the workspace (`.cairn/` hidden). `html` is a self-contained review page
-//! (`review.rs` reads the session, `html.rs` presents it).
+//! (`crate::history::export` reads the session, `html.rs` presents it).
 
 mod html;
-mod review;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -69,7 +68,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     match args.format {
         Format::Json => print_json(&collect(&store, last)?)?,
         Format::Md => print!("{}", markdown(&collect(&store, last)?)),
-        Format::Html => print!("{}", html::page(&review::collect(&store, last)?)),
+        Format::Html => print!("{}", html::page(&crate::history::export::collect(&store, last)?)),
     }
     Ok(ExitCode::SUCCESS)
 }

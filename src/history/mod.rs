@@ -4,6 +4,7 @@
 
 pub mod agent_trace;
 pub mod blame;
+pub mod export;
 mod gc;
 pub mod land;
 mod rewind;

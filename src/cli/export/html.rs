@@ -15,9 +15,11 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use similar::ChangeTag;
 
-use super::review::{DiffBody, FileDiff, FileStatus, Fork, ForkParent, Review, ReviewStep, Usage};
 use crate::agent::tools::output::truncate_middle;
 use crate::checkpoint::{StepKind, StepSummary};
+use crate::history::export::{
+    DiffBody, DiffLine, FileDiff, FileStatus, Fork, ForkParent, Review, ReviewStep, Usage,
+};
 use crate::transcript::{Message, ToolArguments, ToolCall};
 
 const STYLE: &str = include_str!("review.css");
@@ -485,7 +487,7 @@ fn file_diff(out: &mut String, file: &FileDiff) {
     out.push_str("</details>\n");
 }
 
-fn diff_line(out: &mut String, line: &super::review::DiffLine) {
+fn diff_line(out: &mut String, line: &DiffLine) {
     let (class, sign) = match line.tag {
         ChangeTag::Insert => ("l add", '+'),
         ChangeTag::Delete => ("l del", '-'),
@@ -639,8 +641,12 @@ mod tests {
                 .collect::<String>()
                 .into_bytes()
         };
-        let file =
-            super::super::review::file_diff("f".into(), FileStatus::Modified, lines(0), lines(50));
+        let file = crate::history::export::file_diff(
+            "f".into(),
+            FileStatus::Modified,
+            lines(0),
+            lines(50),
+        );
         let mut out = String::new();
         file_diff(&mut out, &file);
         // 20 lines of context kept on each side of the change, 3 of them shown.
@@ -652,7 +658,7 @@ mod tests {
         let shown = |n: usize| format!("<span class=\"c\"> {n}</span>");
         assert!(out.contains(&shown(47)) && out.contains(&shown(53)));
         let file =
-            super::super::review::file_diff("f".into(), FileStatus::Modified, lines(0), lines(3));
+            crate::history::export::file_diff("f".into(), FileStatus::Modified, lines(0), lines(3));
         let mut out = String::new();
         file_diff(&mut out, &file);
         assert_eq!(
