@@ -1,7 +1,8 @@
 //! The review of a session, as data: its steps up to a checkpoint, the branches a rewind
 //! archived (`refs/cairn/archive/<id>/<secs>`) as forks of that line, each step with the
 //! messages it added, its model's token counts and its diff, and the session's totals.
-//! `cairn export --format html` presents it; nothing here knows about markup.
+//! `cairn export --format html` presents it; the Markdown and JSON exports use the plain
+//! walk of [`session_steps`]. Nothing here knows about markup.
 //!
 //! Everything is read from history that may have come from someone else's repository:
 //! diffs of very large files are left out, and each diff keeps a bounded amount of
@@ -194,25 +195,56 @@ fn fork_of(
     Ok(Some((fork, commits)))
 }
 
+/// The steps of `last`'s session up to `last`, each with the messages it added: what the
+/// Markdown and JSON exports show (with each step's diff, which the command line renders).
+pub fn session_steps(store: &Store, last: ObjectId) -> Result<(SessionInfo, Vec<StepMessages>)> {
+    // The conversation is append-only along a session's steps: read it once, at the last
+    // step, and give each step the messages past its predecessor's count.
+    let state = store.read_state(last)?;
+    let steps = with_messages(store, &store.steps_up_to(last)?, &state.messages, 0)?;
+    Ok((state.session, steps))
+}
+
+/// A step and the messages it added to the conversation.
+pub struct StepMessages {
+    pub summary: StepSummary,
+    pub messages: Vec<Value>,
+}
+
 /// Each step with the messages past `seen` that it added (`messages` is the whole
-/// conversation at the line's last step; a conversation only grows along a line).
-fn review_steps(
+/// conversation at the line's last step; a conversation only grows along a line, and a
+/// fork's first step carries the conversation it was forked from).
+fn with_messages(
     store: &Store,
     summaries: &[StepSummary],
     messages: &[Value],
     mut seen: usize,
-) -> Result<Vec<ReviewStep>> {
+) -> Result<Vec<StepMessages>> {
     let mut steps = Vec::new();
     for summary in summaries {
         let count = store.message_count(summary.commit)?;
         let added = messages.get(seen..count).unwrap_or_default().to_vec();
         seen = count;
+        steps.push(StepMessages { summary: summary.clone(), messages: added });
+    }
+    Ok(steps)
+}
+
+/// Each step with the messages past `seen` that it added, its usage and its diff.
+fn review_steps(
+    store: &Store,
+    summaries: &[StepSummary],
+    messages: &[Value],
+    seen: usize,
+) -> Result<Vec<ReviewStep>> {
+    let mut steps = Vec::new();
+    for StepMessages { summary, messages } in with_messages(store, summaries, messages, seen)? {
         let (from, to) = step_trees(store, summary.commit)?;
         steps.push(ReviewStep {
             usage: usage(store, to)?,
             files: file_diffs(store, from, to)?,
-            messages: added,
-            summary: summary.clone(),
+            messages,
+            summary,
         });
     }
     Ok(steps)
