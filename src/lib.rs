@@ -5,19 +5,16 @@
 //! `checkpoint` knows nothing of models and `llm` nothing of git.
 
 pub mod agent;
-pub mod agent_trace;
-pub mod blame;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod git;
+pub mod history;
 pub mod hooks;
-pub mod land;
 pub mod llm;
 pub mod mcp;
 pub mod memory;
 pub mod secrets;
-pub mod share;
 pub mod text;
 pub mod title;
 pub mod transcript;

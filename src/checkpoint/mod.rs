@@ -11,7 +11,6 @@
 mod address;
 mod commit;
 mod error;
-pub mod gc;
 mod read;
 mod restore;
 mod rewind;
@@ -227,5 +226,13 @@ impl Store {
     /// The user from git config, falling back to cairn itself when none is set.
     pub fn committer(&self) -> gix::actor::Signature {
         objects::committer(&self.repo)
+    }
+}
+
+/// What the history layer's gc needs of the store's internals.
+impl Store {
+    /// The registry of cairn's own packs, which gc merges.
+    pub(crate) fn pack_registry_path(&self) -> PathBuf {
+        self.pack_registry()
     }
 }

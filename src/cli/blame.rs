@@ -1,14 +1,14 @@
 //! `cairn blame FILE [--at CHECKPOINT] [--json[=agent-trace]]`: for each line, the session
 //! step that last wrote it, or the base commit when no step did; or the same attribution
-//! as an Agent Trace record (`crate::agent_trace`).
+//! as an Agent Trace record (`crate::history::agent_trace`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use super::CommandError;
 use super::common::{open_store, print_json};
-use crate::agent_trace;
-use crate::blame::{self, Origin};
+use crate::history::agent_trace;
+use crate::history::blame::{self, Origin};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -16,9 +16,9 @@ pub fn open_store() -> Result<Store, CommandError> {
     Store::discover(&cwd, StoreOptions::default()).map_err(CommandError::from)
 }
 
-impl From<crate::land::Error> for CommandError {
-    fn from(err: crate::land::Error) -> Self {
-        use crate::land::Error as E;
+impl From<crate::history::land::Error> for CommandError {
+    fn from(err: crate::history::land::Error) -> Self {
+        use crate::history::land::Error as E;
         let hint = match &err {
             E::Checkpoint(_) => None,
             E::DetachedHead => Some("`git switch <branch>`, then land"),
@@ -44,9 +44,9 @@ impl From<crate::land::Error> for CommandError {
     }
 }
 
-impl From<crate::share::Error> for CommandError {
-    fn from(err: crate::share::Error) -> Self {
-        use crate::share::Error as E;
+impl From<crate::history::share::Error> for CommandError {
+    fn from(err: crate::history::share::Error) -> Self {
+        use crate::history::share::Error as E;
         match err {
             E::Checkpoint(err) => err.into(),
             E::Memory(err) => err.into(),
@@ -60,16 +60,6 @@ impl From<crate::share::Error> for CommandError {
             E::NoMemory => CommandError::user(err.to_string()),
         }
     }
-}
-
-/// After a user's rewind to `target`: reverts the project facts its session wrote after
-/// that step (SPEC 3), and returns their names.
-pub fn revert_memory(
-    store: &checkpoint::Store,
-    target: &checkpoint::Checkpoint,
-) -> Result<Vec<String>, CommandError> {
-    let memory = crate::memory::Memory::open(store.writing_repo(), store.redacts_secrets())?;
-    Ok(memory.revert_session(&target.session, target.step)?)
 }
 
 impl From<crate::memory::Error> for CommandError {

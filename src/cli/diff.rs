@@ -23,12 +23,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
     let tree_of = |name: &str| -> Result<ObjectId, CommandError> {
-        let checkpoint = store.resolve(name)?;
-        let commit = store
-            .repo()
-            .find_commit(checkpoint.commit)
-            .map_err(|e| CommandError::internal(e.to_string()))?;
-        Ok(commit.tree_id().map_err(|e| CommandError::internal(e.to_string()))?.detach())
+        Ok(store.step_tree(store.resolve(name)?.commit)?)
     };
     let from = tree_of(args.from.as_deref().unwrap_or("@"))?;
     let to = match &args.to {

@@ -1,10 +1,9 @@
 //! `cairn export [SESSION] [--format md|json|html]`: a session as a review document — each
 //! step's prompts, model text, tool calls with their (truncated) results, and the step's
 //! diff of the workspace (`.cairn/` hidden). `html` is a self-contained review page
-//! (`review.rs` reads the session, `html.rs` presents it).
+//! (`crate::history::export` reads the session, `html.rs` presents it).
 
 mod html;
-mod review;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -16,6 +15,7 @@ use super::common::{format_time, open_store, print_json};
 use super::{CommandError, log, render};
 use crate::agent::tools::output::truncate_middle;
 use crate::checkpoint::{Error, SessionInfo, StepSummary, Store};
+use crate::history::{self, export::StepMessages};
 use crate::transcript::{Message, ToolArguments};
 
 /// Tool results longer than this keep their head and tail.
@@ -69,27 +69,20 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     match args.format {
         Format::Json => print_json(&collect(&store, last)?)?,
         Format::Md => print!("{}", markdown(&collect(&store, last)?)),
-        Format::Html => print!("{}", html::page(&review::collect(&store, last)?)),
+        Format::Html => print!("{}", html::page(&history::export::collect(&store, last)?)),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn collect(store: &Store, last: gix::ObjectId) -> Result<Export, CommandError> {
-    // The conversation is append-only along a session's steps: read it once, at the last
-    // step, and give each step the messages past its predecessor's count.
-    let state = store.read_state(last)?;
-    let mut steps = Vec::new();
-    let mut seen_messages = 0;
-    for summary in store.steps_up_to(last)? {
-        // A fork's first step carries the conversation it was forked from.
-        let count = store.message_count(summary.commit)?;
-        let new_messages = state.messages.get(seen_messages..count).unwrap_or_default().to_vec();
-        seen_messages = count;
+    let (session, walked) = history::export::session_steps(store, last)?;
+    let mut steps = Vec::with_capacity(walked.len());
+    for StepMessages { summary, messages } in walked {
         let (from, to) = log::step_trees(store, summary.commit)?;
         let diff = render::render(store.repo(), from, Some(to), false, false)?;
-        steps.push(ExportedStep { summary, messages: new_messages, diff });
+        steps.push(ExportedStep { summary, messages, diff });
     }
-    Ok(Export { session: state.session, steps })
+    Ok(Export { session, steps })
 }
 
 fn markdown(export: &Export) -> String {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::CommandError;
 use super::common::{open_store, print_json};
-use crate::share::{self, Fetched};
+use crate::history::share::{self, Fetched};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

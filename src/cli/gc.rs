@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use crate::checkpoint::gc;
+use crate::history;
 
 use super::CommandError;
 use super::common::{open_store, print_json};
@@ -12,7 +12,7 @@ use super::common::{open_store, print_json};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Keep archive refs younger than this (e.g. 30d, 2w, 12h).
-    #[arg(long, default_value = "30d", value_parser = gc::parse_keep)]
+    #[arg(long, default_value = "30d", value_parser = history::parse_keep)]
     keep: std::time::Duration,
     /// Only say what would be removed.
     #[arg(long)]
@@ -24,7 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
-    let report = store.gc(args.keep, args.dry_run)?;
+    let report = history::gc(&store, args.keep, args.dry_run)?;
     if args.json {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);

@@ -235,8 +235,8 @@ fn rewind(agent: &mut Agent, step: Option<u64>) -> Result<(), CommandError> {
     }
     let store = agent.store();
     let target = store.resolve(&format!("{id}@{step}"))?;
-    let outcome = store.rewind(&target)?;
-    let reverted = super::common::revert_memory(store, &target)?;
+    let rewound = crate::history::rewind(store, &target)?;
+    let (outcome, reverted) = (rewound.outcome, rewound.reverted_facts);
     if !reverted.is_empty() {
         eprintln!("Reverted project facts written after that step: {}.", reverted.join(", "));
     }

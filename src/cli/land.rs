@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::CommandError;
 use super::common::{open_store, print_json, session_or_current};
-use crate::agent_trace::{self, TraceRecord, notes};
-use crate::land::{self, Landed};
+use crate::history::agent_trace::{self, TraceRecord, notes};
+use crate::history::land::{self, Landed};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

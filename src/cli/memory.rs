@@ -112,7 +112,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Merge { remote, json } => {
-            let name = crate::share::remote_memory_ref(&remote);
+            let name = crate::history::share::remote_memory_ref(&remote);
             let theirs = crate::git::refs::read_ref(store.repo(), &name)?.ok_or_else(|| {
                 CommandError::user(format!("there is no fetched memory at {name}"))
                     .with_hint(format!("`cairn fetch {remote}` brings it"))

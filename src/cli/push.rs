@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::CommandError;
 use super::common::{format_bytes, open_store, print_json};
-use crate::share;
+use crate::history::share;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

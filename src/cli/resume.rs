@@ -53,8 +53,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         eprintln!("Forked {from}@{} as session {}.", target.step, session.info.id);
         session
     } else {
-        let outcome = context.store.rewind(&target)?;
-        let reverted = super::common::revert_memory(&context.store, &target)?;
+        let rewound = crate::history::rewind(&context.store, &target)?;
+        let (outcome, reverted) = (rewound.outcome, rewound.reverted_facts);
         if !reverted.is_empty() {
             eprintln!("Reverted project facts written after that step: {}.", reverted.join(", "));
         }

@@ -4,8 +4,10 @@
 
 use std::process::ExitCode;
 
+use crate::history::{self, RewindError};
+
 use super::CommandError;
-use super::common::{open_store, print_json, revert_memory, with_progress};
+use super::common::{open_store, print_json, with_progress};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,8 +35,8 @@ struct Output {
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
     let target = store.resolve(&args.checkpoint)?;
-    let outcome = with_progress("rewind", &store.progress, || store.rewind(&target))?;
-    let reverted = revert_memory(&store, &target)?;
+    let rewound = with_progress("rewind", &store.progress, || history::rewind(&store, &target))?;
+    let (outcome, reverted) = (rewound.outcome, rewound.reverted_facts);
     super::common::report_kept(&outcome.applied.kept);
     if args.json {
         return print_json(&Output {
@@ -64,4 +66,13 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         println!("Reverted the project facts it wrote after that step: {}.", reverted.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl From<RewindError> for CommandError {
+    fn from(err: RewindError) -> Self {
+        match err {
+            RewindError::Checkpoint(err) => err.into(),
+            RewindError::Memory(err) => err.into(),
+        }
+    }
 }

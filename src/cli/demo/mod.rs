@@ -133,18 +133,23 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
     );
 
     section("$ cairn rewind @~5   (back to the prompt, before any edit)");
-    let rewound = store.rewind(&first)?;
+    let rewound = crate::history::rewind(&store, &first)?;
     println!(
         "Rewound session {id} to step 1 ({} written, {} deleted); the old tip is kept as {}.",
-        rewound.applied.written,
-        rewound.applied.deleted,
-        rewound.archived_as.as_deref().unwrap_or("-")
+        rewound.outcome.applied.written,
+        rewound.outcome.applied.deleted,
+        rewound.outcome.archived_as.as_deref().unwrap_or("-")
     );
+    if !rewound.reverted_facts.is_empty() {
+        let facts = rewound.reverted_facts.join(", ");
+        println!("Reverted the project facts it wrote after that step: {facts}.");
+    }
     let lib = std::fs::read_to_string(root.join("lib.sh"))?;
     println!("lib.sh is back to the bug: {}", lib.lines().nth(2).unwrap_or_default().trim());
 
     section(&format!("$ git log --oneline refs/cairn/archive/{id}/…   (plain git reads it all)"));
-    let archive = rewound.archived_as.unwrap_or_else(|| format!("refs/cairn/sessions/{id}"));
+    let archive =
+        rewound.outcome.archived_as.unwrap_or_else(|| format!("refs/cairn/sessions/{id}"));
     match std::process::Command::new("git")
         .args(["log", "--oneline", &archive])
         .current_dir(root)

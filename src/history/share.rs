@@ -31,9 +31,9 @@ pub enum Error {
     #[error("this repository has no project memory ({MEMORY_REF}) to push")]
     NoMemory,
     #[error("`{command}` failed ({status})")]
-    Git { command: String, status: String },
+    Git { command: String, status: std::process::ExitStatus },
     #[error("could not run git: {0}")]
-    NoGit(std::io::Error),
+    NoGit(#[source] std::io::Error),
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::Error),
     #[error(transparent)]
@@ -456,6 +456,6 @@ fn run_git(dir: &Path, args: &[String]) -> Result<()> {
     if status.success() {
         Ok(())
     } else {
-        Err(Error::Git { command: format!("git {}", args.join(" ")), status: status.to_string() })
+        Err(Error::Git { command: format!("git {}", args.join(" ")), status })
     }
 }

@@ -1,7 +1,8 @@
 //! The review of a session, as data: its steps up to a checkpoint, the branches a rewind
 //! archived (`refs/cairn/archive/<id>/<secs>`) as forks of that line, each step with the
 //! messages it added, its model's token counts and its diff, and the session's totals.
-//! `html.rs` presents it; nothing here knows about markup.
+//! `cairn export --format html` presents it; the Markdown and JSON exports use the plain
+//! walk of [`session_steps`]. Nothing here knows about markup.
 //!
 //! Everything is read from history that may have come from someone else's repository:
 //! diffs of very large files are left out, and each diff keeps a bounded amount of
@@ -14,8 +15,8 @@ use gix::objs::tree::EntryKind;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
-use super::super::{CommandError, log};
-use crate::checkpoint::{self, SessionInfo, StepSummary, Store};
+use crate::checkpoint::{self, Result, SessionInfo, StepSummary, Store};
+use crate::git::Context as _;
 use crate::git::refs;
 use crate::text::is_binary;
 
@@ -125,7 +126,7 @@ pub struct Totals {
 }
 
 /// Reads the review of `last`'s session, up to `last`.
-pub fn collect(store: &Store, last: ObjectId) -> Result<Review, CommandError> {
+pub fn collect(store: &Store, last: ObjectId) -> Result<Review> {
     let state = store.read_state(last)?;
     let main = store.steps_up_to(last)?;
     let steps = review_steps(store, &main, &state.messages, 0)?;
@@ -147,7 +148,7 @@ pub fn collect(store: &Store, last: ObjectId) -> Result<Review, CommandError> {
                 lines.push(commits);
             }
             Ok(None) => {}
-            Err(err) => unreadable.push((reference, err.message)),
+            Err(err) => unreadable.push((reference, err.to_string())),
         }
     }
     let totals = totals(store, &state.session, &main, &steps, &forks)?;
@@ -162,7 +163,7 @@ fn fork_of(
     session: &str,
     tip: ObjectId,
     lines: &[Vec<ObjectId>],
-) -> Result<Option<(Fork, Vec<ObjectId>)>, CommandError> {
+) -> Result<Option<(Fork, Vec<ObjectId>)>> {
     let branch = store.steps_up_to(tip)?;
     if branch.first().is_none_or(|step| step.session != session) {
         return Ok(None);
@@ -195,32 +196,63 @@ fn fork_of(
     Ok(Some((fork, commits)))
 }
 
+/// The steps of `last`'s session up to `last`, each with the messages it added: what the
+/// Markdown and JSON exports show (with each step's diff, which the command line renders).
+pub fn session_steps(store: &Store, last: ObjectId) -> Result<(SessionInfo, Vec<StepMessages>)> {
+    // The conversation is append-only along a session's steps: read it once, at the last
+    // step, and give each step the messages past its predecessor's count.
+    let state = store.read_state(last)?;
+    let steps = with_messages(store, &store.steps_up_to(last)?, &state.messages, 0)?;
+    Ok((state.session, steps))
+}
+
+/// A step and the messages it added to the conversation.
+pub struct StepMessages {
+    pub summary: StepSummary,
+    pub messages: Vec<Value>,
+}
+
 /// Each step with the messages past `seen` that it added (`messages` is the whole
-/// conversation at the line's last step; a conversation only grows along a line).
-fn review_steps(
+/// conversation at the line's last step; a conversation only grows along a line, and a
+/// fork's first step carries the conversation it was forked from).
+fn with_messages(
     store: &Store,
     summaries: &[StepSummary],
     messages: &[Value],
     mut seen: usize,
-) -> Result<Vec<ReviewStep>, CommandError> {
+) -> Result<Vec<StepMessages>> {
     let mut steps = Vec::new();
     for summary in summaries {
         let count = store.message_count(summary.commit)?;
         let added = messages.get(seen..count).unwrap_or_default().to_vec();
         seen = count;
-        let (from, to) = log::step_trees(store, summary.commit)?;
+        steps.push(StepMessages { summary: summary.clone(), messages: added });
+    }
+    Ok(steps)
+}
+
+/// Each step with the messages past `seen` that it added, its usage and its diff.
+fn review_steps(
+    store: &Store,
+    summaries: &[StepSummary],
+    messages: &[Value],
+    seen: usize,
+) -> Result<Vec<ReviewStep>> {
+    let mut steps = Vec::new();
+    for StepMessages { summary, messages } in with_messages(store, summaries, messages, seen)? {
+        let (from, to) = step_trees(store, summary.commit)?;
         steps.push(ReviewStep {
             usage: usage(store, to)?,
             files: file_diffs(store, from, to)?,
-            messages: added,
-            summary: summary.clone(),
+            messages,
+            summary,
         });
     }
     Ok(steps)
 }
 
 /// The model's token counts for a step, from its `step.json`.
-fn usage(store: &Store, tree: ObjectId) -> Result<Option<Usage>, CommandError> {
+fn usage(store: &Store, tree: ObjectId) -> Result<Option<Usage>> {
     let Some(json) = store.blob_at(tree, ".cairn/state/step.json")? else { return Ok(None) };
     let value: Value = serde_json::from_slice(&json).unwrap_or_default();
     let usage = &value["usage"];
@@ -239,11 +271,11 @@ fn totals(
     main: &[StepSummary],
     steps: &[ReviewStep],
     forks: &[Fork],
-) -> Result<Totals, CommandError> {
+) -> Result<Totals> {
     let mut totals = Totals::default();
     if let (Some(first), Some(last)) = (main.first(), main.last()) {
-        let (base, _) = log::step_trees(store, first.commit)?;
-        let (_, tip) = log::step_trees(store, last.commit)?;
+        let (base, _) = step_trees(store, first.commit)?;
+        let (_, tip) = step_trees(store, last.commit)?;
         for file in file_diffs(store, base, tip)? {
             totals.added += file.added;
             totals.removed += file.removed;
@@ -270,11 +302,7 @@ fn totals(
 }
 
 /// What changed from `from` to `to`, file by file (`.cairn/` left out), sorted by path.
-fn file_diffs(
-    store: &Store,
-    from: Option<ObjectId>,
-    to: ObjectId,
-) -> Result<Vec<FileDiff>, CommandError> {
+fn file_diffs(store: &Store, from: Option<ObjectId>, to: ObjectId) -> Result<Vec<FileDiff>> {
     let repo = store.repo();
     let mut files = Vec::new();
     for change in checkpoint::diff_trees(repo, from, Some(to))? {
@@ -298,15 +326,24 @@ fn file_diffs(
 }
 
 /// A tree entry's content as the diff shows it (a submodule as its commit line).
-fn side(repo: &gix::Repository, kind: EntryKind, id: ObjectId) -> Result<Vec<u8>, CommandError> {
-    let internal = |err: &dyn std::fmt::Display| CommandError::internal(err.to_string());
+fn side(repo: &gix::Repository, kind: EntryKind, id: ObjectId) -> Result<Vec<u8>> {
     match kind {
         EntryKind::Commit => Ok(format!("Subproject commit {id}\n").into_bytes()),
-        _ => Ok(repo.find_blob(id).map_err(|e| internal(&e))?.data.clone()),
+        _ => Ok(repo.find_blob(id).context(|| format!("reading blob {id}"))?.data.clone()),
     }
 }
 
-pub(super) fn file_diff(path: String, status: FileStatus, old: Vec<u8>, new: Vec<u8>) -> FileDiff {
+/// The trees a step's diff compares: its parent's (the previous step, or the base commit
+/// for step 1) and its own.
+fn step_trees(store: &Store, commit: ObjectId) -> Result<(Option<ObjectId>, ObjectId)> {
+    let parent = match store.parent_commit(commit)? {
+        Some(parent) => Some(store.step_tree(parent)?),
+        None => None,
+    };
+    Ok((parent, store.step_tree(commit)?))
+}
+
+pub fn file_diff(path: String, status: FileStatus, old: Vec<u8>, new: Vec<u8>) -> FileDiff {
     let mut file = FileDiff { path, status, body: DiffBody::Binary, added: 0, removed: 0 };
     if is_binary(&old) || is_binary(&new) {
         return file;

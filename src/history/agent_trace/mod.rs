@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use gix::objs::tree::EntryKind;
 
-use crate::blame::{self, BlamedLine, Origin};
+use super::blame::{self, BlamedLine, Origin};
 use crate::checkpoint::{self, Result, StepKind, Store};
 use crate::git::Context as _;
 use crate::text::is_binary;
