@@ -11,6 +11,7 @@
 //! approval and their steps take a full scan.
 
 pub mod approval;
+mod conversation;
 pub mod events;
 pub mod instructions;
 pub mod memory_tools;
@@ -27,7 +28,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::checkpoint::{self, Changes, Session, StepKind, StepRecord, StepState, Store};
+use crate::checkpoint::{self, Changes, Session, StepKind, StepRecord, Store};
 use crate::llm::{self, CancellationToken, Message, StreamEvent, ToolArguments, ToolCall};
 use crate::mcp::McpHub;
 use crate::memory::Origin;
@@ -35,6 +36,7 @@ use crate::transcript;
 pub use memory_tools::{AgentMemory, Settings as MemorySettings};
 
 pub use approval::Policy;
+pub use conversation::Restored;
 pub use events::Event;
 
 /// The agent's own tool, beside the file and shell tools: back out of a dead end.
@@ -122,26 +124,6 @@ struct ToolRound {
     scan: bool,
     rewound: bool,
     cancelled: bool,
-}
-
-/// A session's state at a step, rebuilt from its stored files.
-#[derive(Debug, Default)]
-pub struct Restored {
-    pub history: Vec<Message>,
-    pub context_from: usize,
-    pub notes: String,
-    pub summary: Option<String>,
-}
-
-impl Restored {
-    pub fn from_state(state: &StepState) -> Result<Restored, String> {
-        Ok(Restored {
-            history: conversation_from(&state.messages)?,
-            context_from: state.context_from,
-            notes: state.notes.clone(),
-            summary: state.summary.clone(),
-        })
-    }
 }
 
 impl Agent {
@@ -942,9 +924,4 @@ fn call_json(call: &ToolCall) -> Value {
 
 fn preview(content: &str) -> String {
     tools::output::truncate_middle(content, RESULT_PREVIEW_BYTES)
-}
-
-/// Rebuilds a conversation from a step's stored messages.
-pub fn conversation_from(messages: &[Value]) -> Result<Vec<Message>, String> {
-    transcript::decode_conversation(messages).map_err(|err| err.to_string())
 }
