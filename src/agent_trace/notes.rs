@@ -36,13 +36,14 @@ pub fn current(store: &Store, notes_ref: &str) -> Result<(Option<ObjectId>, Obje
     let Some(tip) = refs::read_ref(repo, notes_ref)? else {
         return Ok((None, ObjectId::empty_tree(gix::hash::Kind::Sha1)));
     };
-    let not_notes = |err: &dyn std::fmt::Display| Error::Gix {
-        context: format!("{notes_ref} is not a notes ref (it points to {tip})"),
-        message: err.to_string(),
+    let not_notes = |source: crate::git::BoxError| Error::NotANotesRef {
+        name: notes_ref.to_string(),
+        target: tip.to_string(),
+        source,
     };
-    let commit = repo.find_commit(tip).map_err(|err| not_notes(&err))?;
-    let tree = commit.tree_id().map_err(|err| not_notes(&err))?.detach();
-    repo.find_tree(tree).map_err(|err| not_notes(&err))?;
+    let commit = repo.find_commit(tip).map_err(|err| not_notes(err.into()))?;
+    let tree = commit.tree_id().map_err(|err| not_notes(err.into()))?.detach();
+    repo.find_tree(tree).map_err(|err| not_notes(err.into()))?;
     Ok((Some(tip), tree))
 }
 
@@ -71,6 +72,7 @@ pub fn attach(store: &Store, notes_ref: &str, commit: ObjectId, text: &str) -> R
     let id = repo.write_object(&note).context(|| "writing the notes commit".into())?.detach();
     store.persist_objects()?;
     let mut buf = gix::date::parse::TimeBuf::default();
+    // A move by another process stays a `ConcurrentUpdate`: the user's to retry.
     refs::compare_and_swap(
         repo,
         notes_ref,
@@ -78,14 +80,7 @@ pub fn attach(store: &Store, notes_ref: &str, commit: ObjectId, text: &str) -> R
         id,
         &format!("notes: agent trace for {hex}"),
         user.to_ref(&mut buf),
-    )
-    .map_err(|err| match err {
-        crate::git::Error::ConcurrentUpdate { .. } => Error::Gix {
-            context: format!("updating {notes_ref}"),
-            message: "another process moved it at the same time; try again".into(),
-        },
-        other => other.into(),
-    })?;
+    )?;
     Ok(id)
 }
 

@@ -20,6 +20,15 @@ pub enum Error {
     AmbiguousCheckpoint { name: String, candidates: Vec<String> },
     #[error("'{name}' is not a valid checkpoint name: {reason}")]
     InvalidCheckpointName { name: String, reason: String },
+    /// A notes ref points at something other than a commit of notes (a fetch could leave
+    /// it so).
+    #[error("{name} is not a notes ref (it points to {target})")]
+    NotANotesRef {
+        name: String,
+        target: String,
+        #[source]
+        source: crate::git::BoxError,
+    },
     #[error("{what} points at {commit}, which is not a cairn step")]
     NotAStep { what: String, commit: String },
     #[error(
