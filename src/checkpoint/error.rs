@@ -12,6 +12,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("not inside a git repository: {}", .0.display())]
     NotARepository(PathBuf),
+    /// A repository was found (or may have been) but could not be opened: permissions,
+    /// a broken config.
+    #[error("cannot open the git repository at {}", .dir.display())]
+    OpenRepository {
+        dir: PathBuf,
+        #[source]
+        source: crate::git::BoxError,
+    },
     #[error("{} is a bare repository; cairn needs a working tree", .0.display())]
     BareRepository(PathBuf),
     #[error("no checkpoint named '{0}'")]
