@@ -1,4 +1,4 @@
-//! Whether a tool call may run (SPEC 5): `auto` allows everything, `read-only` refuses
+//! Whether a tool call may run: `auto` allows everything, `read-only` refuses
 //! writes and commands, and `ask` asks the person at the terminal before each write or
 //! command. A headless run has no one to ask, so in `ask` mode it refuses with a reason
 //! the model can read, never blocking on a prompt.

@@ -12,6 +12,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("not inside a git repository: {}", .0.display())]
     NotARepository(PathBuf),
+    /// A repository was found (or may have been) but could not be opened: permissions,
+    /// a broken config.
+    #[error("cannot open the git repository at {}", .dir.display())]
+    OpenRepository {
+        dir: PathBuf,
+        #[source]
+        source: crate::git::BoxError,
+    },
     #[error("{} is a bare repository; cairn needs a working tree", .0.display())]
     BareRepository(PathBuf),
     #[error("no checkpoint named '{0}'")]
@@ -20,6 +28,15 @@ pub enum Error {
     AmbiguousCheckpoint { name: String, candidates: Vec<String> },
     #[error("'{name}' is not a valid checkpoint name: {reason}")]
     InvalidCheckpointName { name: String, reason: String },
+    /// A notes ref points at something other than a commit of notes (a fetch could leave
+    /// it so).
+    #[error("{name} is not a notes ref (it points to {target})")]
+    NotANotesRef {
+        name: String,
+        target: String,
+        #[source]
+        source: crate::git::BoxError,
+    },
     #[error("{what} points at {commit}, which is not a cairn step")]
     NotAStep { what: String, commit: String },
     #[error(
@@ -99,7 +116,7 @@ impl Error {
     /// Whether the user can act on this error (as opposed to an internal failure).
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Io { .. } | Error::NotesMoved { .. } => false,
+            Error::Io { .. } => false,
             Error::Git(err) => err.is_user_error(),
             _ => true,
         }

@@ -85,7 +85,7 @@ impl Store {
         trust.full = trust.full.object_store_slots(slots);
         trust.reduced = trust.reduced.object_store_slots(slots);
         let sync = gix::ThreadSafeRepository::discover_opts(dir, Default::default(), trust)
-            .map_err(|_| Error::NotARepository(dir.to_owned()))?;
+            .map_err(|err| discovery_error(dir, err))?;
         // New objects collect in memory and are written as one pack per step.
         let repo = sync.to_thread_local().with_object_memory();
         let Some(root) = repo.workdir().map(Path::to_owned) else {
@@ -234,5 +234,24 @@ impl Store {
     /// The registry of cairn's own packs, which gc merges.
     pub(crate) fn pack_registry_path(&self) -> PathBuf {
         self.pack_registry()
+    }
+}
+
+/// Why no repository could be opened at `dir`: none was found there or above it, or one
+/// was and opening it failed (the cause is kept).
+fn discovery_error(dir: &Path, err: gix::Error) -> Error {
+    use gix::discover::upwards::Error as Upwards;
+    let none_found = err.downcast_any_ref::<Upwards>().is_some_and(|err| {
+        matches!(
+            err,
+            Upwards::NoGitRepository { .. }
+                | Upwards::NoGitRepositoryWithinCeiling { .. }
+                | Upwards::NoGitRepositoryWithinFs { .. }
+        )
+    });
+    if none_found {
+        Error::NotARepository(dir.to_owned())
+    } else {
+        Error::OpenRepository { dir: dir.to_owned(), source: Box::new(err) }
     }
 }

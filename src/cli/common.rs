@@ -35,7 +35,7 @@ impl From<crate::history::land::Error> for CommandError {
         };
         let out = match err {
             E::Checkpoint(err) => return err.into(),
-            other => CommandError::user(other.to_string()),
+            other => CommandError::user_error(other),
         };
         match hint {
             Some(hint) => out.with_hint(hint),
@@ -50,14 +50,14 @@ impl From<crate::history::share::Error> for CommandError {
         match err {
             E::Checkpoint(err) => err.into(),
             E::Memory(err) => err.into(),
-            E::UnknownRemote(_) => CommandError::user(err.to_string()).with_hint(
+            E::UnknownRemote(_) => CommandError::user_error(err).with_hint(
                 "name a remote (`git remote -v` lists them), or add one with `git remote add`",
             ),
             E::Git { .. } => {
-                CommandError::user(err.to_string()).with_hint("git's own message above says why")
+                CommandError::user_error(err).with_hint("git's own message above says why")
             }
-            E::NoGit(_) => CommandError::internal(err.to_string()),
-            E::NoMemory => CommandError::user(err.to_string()),
+            E::NoGit(_) => CommandError::internal_error(err),
+            E::NoMemory => CommandError::user_error(err),
         }
     }
 }
@@ -67,10 +67,10 @@ impl From<crate::memory::Error> for CommandError {
         use crate::memory::Error as E;
         match err {
             E::Git(err) => err.into(),
-            E::NoSuchFact { .. } => CommandError::user(err.to_string())
+            E::NoSuchFact { .. } => CommandError::user_error(err)
                 .with_hint("`cairn memory show` lists the facts by name"),
-            E::Io { .. } | E::UserRepository { .. } => CommandError::internal(err.to_string()),
-            _ => CommandError::user(err.to_string()),
+            E::Io { .. } | E::UserRepository { .. } => CommandError::internal_error(err),
+            _ => CommandError::user_error(err),
         }
     }
 }
@@ -101,7 +101,9 @@ impl From<checkpoint::Error> for CommandError {
             E::NoCurrentSession => {
                 Some("start one with `cairn checkpoint --new`, or name a session")
             }
-            E::ConcurrentUpdate { .. } | E::SessionBusy { .. } => {
+            E::ConcurrentUpdate { .. }
+            | E::SessionBusy { .. }
+            | E::Git(crate::git::Error::ConcurrentUpdate { .. }) => {
                 Some("another cairn process is working on it; try again")
             }
             E::NotAStep { .. } => Some(
@@ -114,9 +116,9 @@ impl From<checkpoint::Error> for CommandError {
             _ => None,
         };
         let mut out = if err.is_user_error() {
-            CommandError::user(err.to_string())
+            CommandError::user_error(err)
         } else {
-            CommandError::internal(err.to_string())
+            CommandError::internal_error(err)
         };
         if let Some(hint) = hint {
             out = out.with_hint(hint);
@@ -175,8 +177,7 @@ pub fn with_progress<T>(label: &str, counter: &Arc<AtomicUsize>, work: impl FnOn
 
 /// Prints a value as one line of JSON.
 pub fn print_json(value: &impl serde::Serialize) -> Result<(), CommandError> {
-    let text =
-        serde_json::to_string(value).map_err(|err| CommandError::internal(err.to_string()))?;
+    let text = serde_json::to_string(value).map_err(CommandError::internal_error)?;
     println!("{text}");
     Ok(())
 }

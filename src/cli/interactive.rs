@@ -246,7 +246,7 @@ fn rewind(agent: &mut Agent, step: Option<u64>) -> Result<(), CommandError> {
     }
     let session = store.open_session(&id)?;
     let state = store.read_state(target.commit)?;
-    let restored = agent::Restored::from_state(&state).map_err(CommandError::internal)?;
+    let restored = agent::Restored::from_state(&state).map_err(CommandError::internal_error)?;
     agent.reset_to(session, restored);
     eprintln!(
         "Back at step {step} ({} written, {} deleted).",

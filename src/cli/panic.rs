@@ -6,7 +6,8 @@
 //! keeps SIGPIPE ignored as Rust sets it up: restoring the default would kill it whenever
 //! an MCP server or a `shell` command closed its stdin early. Any other panic is a bug in
 //! cairn: one line says so and where to report it, and `RUST_BACKTRACE` brings back Rust's
-//! own report with the backtrace.
+//! own report with the backtrace. An internal failure reported as an error (not a panic)
+//! ends with the same request, [`report_request`].
 
 use std::any::Any;
 use std::io::Write as _;
@@ -77,15 +78,32 @@ fn bug_report(message: &str, location: Option<&str>) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     let at = location.map(|location| format!(" at {location}")).unwrap_or_default();
-    let tracker = match env!("CARGO_PKG_REPOSITORY") {
-        "" => "to the cairn maintainers".to_string(),
-        repository => format!("at {repository}/issues"),
-    };
     format!(
         "cairn: internal error{at}: {message}. This is a bug in cairn {}; please report it \
-         {tracker} with the command you ran (RUST_BACKTRACE=1 adds a backtrace).",
+         {} with the command you ran (RUST_BACKTRACE=1 adds a backtrace).",
+        env!("CARGO_PKG_VERSION"),
+        tracker()
+    )
+}
+
+/// The line after an internal failure's causes: what it likely is, and where to report
+/// it with the version, as `cairn --version` prints it.
+pub(super) fn report_request() -> String {
+    format!(
+        "This is a bug in cairn unless a cause above lies outside it (a full disk, a \
+         permission); please report it {} with the command you ran and this output \
+         (`cairn --version`: cairn {}).",
+        tracker(),
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// Where bugs are reported.
+fn tracker() -> String {
+    match env!("CARGO_PKG_REPOSITORY") {
+        "" => "to the cairn maintainers".to_string(),
+        repository => format!("at {repository}/issues"),
+    }
 }
 
 #[cfg(test)]

@@ -68,8 +68,10 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     context.store.set_current_session(&session.info.id)?;
     let tip = session.tip.ok_or_else(|| StoreError::UnknownSession(session.info.id.clone()))?;
     let state = context.store.read_state(tip)?;
-    let restored = agent::Restored::from_state(&state)
-        .map_err(|reason| StoreError::CorruptState { commit: tip.to_string(), reason })?;
+    let restored = agent::Restored::from_state(&state).map_err(|err| StoreError::CorruptState {
+        commit: tip.to_string(),
+        reason: err.to_string(),
+    })?;
     eprintln!(
         "Resuming session {} at step {} ({} messages).",
         session.info.id,

@@ -386,3 +386,39 @@ fn a_hook_session_is_titled_by_its_first_prompt_payload_cleaned() {
     let text = repo.ok(&["sessions"]);
     assert!(text.trim_end().ends_with("[claude-code] [1;31mRename[0m the crate"), "{text}");
 }
+
+#[test]
+fn an_internal_failure_exits_4_with_its_causes_and_how_to_report_it() {
+    let repo = TestRepo::new();
+    // A file where cairn's ref directory must be: writing the session's ref fails, for
+    // root too.
+    std::fs::write(repo.path(".git/refs/cairn"), "").unwrap();
+    let out = repo.cairn(&["checkpoint", "--new", "-m", "one"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.starts_with("error: git: updating refs/cairn/sessions/"), "{err}");
+    assert!(err.lines().any(|line| line.starts_with("caused by: ")), "{err}");
+    assert!(err.contains("Not a directory"), "the OS's own reason is kept: {err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("bug in cairn") && last.contains("`cairn --version`"), "{err}");
+    assert!(last.contains(env!("CARGO_PKG_VERSION")), "{err}");
+}
+
+#[test]
+fn not_a_repository_is_told_apart_from_a_repository_that_does_not_open() {
+    let repo = TestRepo::new();
+    let out = repo.cairn_in(&repo.home, &["sessions"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: not inside a git repository"), "{err}");
+    assert!(err.contains("hint: run `cairn init`"), "{err}");
+    assert!(!err.contains("caused by"), "{err}");
+
+    std::fs::write(repo.path(".git/config"), "[core\nbroken").unwrap();
+    let out = repo.cairn(&["sessions"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "the user can repair a config: {err}");
+    assert!(err.starts_with("error: cannot open the git repository at "), "{err}");
+    assert!(err.contains("caused by: ") && err.contains("configuration"), "{err}");
+    assert!(!err.contains("cairn init") && !err.contains("not inside"), "{err}");
+}

@@ -1,4 +1,4 @@
-//! The tools the agent offers the model (SPEC 5): their specs, and one entry point,
+//! The tools the agent offers the model: their specs, and one entry point,
 //! [`run`], that executes a call and always answers with a [`ToolOutput`].
 //!
 //! Nothing a model sends can crash the agent: unknown tools, malformed arguments, paths

@@ -61,6 +61,7 @@ enum Ending {
     Cancelled,
 }
 
+/// Runs the command until it exits, times out or is cancelled; its status and output.
 pub(super) async fn run(
     args: Args,
     workspace: Workspace,
@@ -77,46 +78,12 @@ pub(super) async fn run(
     }
     let timeout_ms = requested.min(MAX_TIMEOUT_MS);
 
-    let mut child = Command::new("sh");
-    child
-        .arg("-c")
-        .arg(&command)
-        .current_dir(workspace.root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for name in &hidden_env {
-        child.env_remove(name);
-    }
-    // SAFETY: setsid is async-signal-safe, as required between fork and exec.
-    unsafe {
-        child.pre_exec(
-            || if libc::setsid() == -1 { Err(io::Error::last_os_error()) } else { Ok(()) },
-        );
-    }
-    let mut child = child.spawn().map_err(|err| format!("cannot start `sh`: {err}"))?;
+    let mut child = spawn(&command, &workspace, &hidden_env)?;
     let pid = child.id().ok_or("the command ended before it could be watched")?;
     let mut group = ProcessGroup { id: pid as libc::pid_t, armed: true };
     let mut stdout = Capture::start(child.stdout.take());
     let mut stderr = Capture::start(child.stderr.take());
-
-    let ending = tokio::select! {
-        status = child.wait() => {
-            // The leader is reaped: its id may be reused, so the group must not be signalled.
-            group.armed = false;
-            Ending::Exited(status.map_err(|err| format!("waiting for the command failed: {err}"))?)
-        }
-        () = tokio::time::sleep(Duration::from_millis(timeout_ms)) => {
-            group.kill();
-            child.wait().await.map_err(|err| format!("waiting for the command failed: {err}"))?;
-            Ending::TimedOut
-        }
-        () = cancel.cancelled() => {
-            group.kill();
-            child.wait().await.map_err(|err| format!("waiting for the command failed: {err}"))?;
-            Ending::Cancelled
-        }
-    };
+    let ending = wait(&mut child, &mut group, timeout_ms, &cancel).await?;
     let drained = tokio::time::timeout(DRAIN_GRACE, async {
         stdout.finish().await;
         stderr.finish().await;
@@ -124,16 +91,7 @@ pub(super) async fn run(
     .await
     .is_ok();
 
-    let mut content = match &ending {
-        Ending::Exited(status) => describe(status),
-        Ending::TimedOut => {
-            format!(
-                "timed out after {}; the command and its process group were killed",
-                seconds(timeout_ms)
-            )
-        }
-        Ending::Cancelled => "cancelled; the command and its process group were killed".to_string(),
-    };
+    let mut content = headline(&ending, timeout_ms);
     if requested > MAX_TIMEOUT_MS {
         content.push_str(&format!(" (timeout_ms {requested} was capped at {MAX_TIMEOUT_MS})"));
     }
@@ -147,6 +105,75 @@ pub(super) async fn run(
     }
     let is_error = !matches!(&ending, Ending::Exited(status) if status.success());
     Ok(ToolOutput { content, is_error, changed_paths: Vec::new(), may_change_anything: true })
+}
+
+/// Starts `sh -c COMMAND` in the workspace root, in a session of its own, with stdin
+/// closed, its output piped, and the hidden variables removed from its environment.
+fn spawn(
+    command: &str,
+    workspace: &Workspace,
+    hidden_env: &[String],
+) -> Result<tokio::process::Child, String> {
+    let mut child = Command::new("sh");
+    child
+        .arg("-c")
+        .arg(command)
+        .current_dir(workspace.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for name in hidden_env {
+        child.env_remove(name);
+    }
+    // SAFETY: setsid is async-signal-safe, as required between fork and exec.
+    unsafe {
+        child.pre_exec(
+            || if libc::setsid() == -1 { Err(io::Error::last_os_error()) } else { Ok(()) },
+        );
+    }
+    child.spawn().map_err(|err| format!("cannot start `sh`: {err}"))
+}
+
+/// Waits for the command to exit; on timeout or cancellation kills its process group
+/// first.
+async fn wait(
+    child: &mut tokio::process::Child,
+    group: &mut ProcessGroup,
+    timeout_ms: u64,
+    cancel: &CancellationToken,
+) -> Result<Ending, String> {
+    let failed = |err: io::Error| format!("waiting for the command failed: {err}");
+    Ok(tokio::select! {
+        status = child.wait() => {
+            // The leader is reaped: its id may be reused, so the group must not be signalled.
+            group.armed = false;
+            Ending::Exited(status.map_err(failed)?)
+        }
+        () = tokio::time::sleep(Duration::from_millis(timeout_ms)) => {
+            group.kill();
+            child.wait().await.map_err(failed)?;
+            Ending::TimedOut
+        }
+        () = cancel.cancelled() => {
+            group.kill();
+            child.wait().await.map_err(failed)?;
+            Ending::Cancelled
+        }
+    })
+}
+
+/// The first line of the result: how the command ended.
+fn headline(ending: &Ending, timeout_ms: u64) -> String {
+    match ending {
+        Ending::Exited(status) => describe(status),
+        Ending::TimedOut => {
+            format!(
+                "timed out after {}; the command and its process group were killed",
+                seconds(timeout_ms)
+            )
+        }
+        Ending::Cancelled => "cancelled; the command and its process group were killed".to_string(),
+    }
 }
 
 /// The command's process group, killed on drop unless the command was seen to exit (so a

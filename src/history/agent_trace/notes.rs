@@ -37,10 +37,14 @@ pub fn current(store: &Store, notes_ref: &str) -> Result<(Option<ObjectId>, Obje
     let Some(tip) = refs::read_ref(repo, notes_ref)? else {
         return Ok((None, ObjectId::empty_tree(gix::hash::Kind::Sha1)));
     };
-    let not_notes = || format!("{notes_ref} is not a notes ref (it points to {tip})");
-    let commit = repo.find_commit(tip).context(not_notes)?;
-    let tree = commit.tree_id().context(not_notes)?.detach();
-    repo.find_tree(tree).context(not_notes)?;
+    let not_notes = |source: crate::git::BoxError| Error::NotANotesRef {
+        name: notes_ref.to_string(),
+        target: tip.to_string(),
+        source,
+    };
+    let commit = repo.find_commit(tip).map_err(|err| not_notes(err.into()))?;
+    let tree = commit.tree_id().map_err(|err| not_notes(err.into()))?.detach();
+    repo.find_tree(tree).map_err(|err| not_notes(err.into()))?;
     Ok((Some(tip), tree))
 }
 
@@ -69,6 +73,7 @@ pub fn attach(store: &Store, notes_ref: &str, commit: ObjectId, text: &str) -> R
     let id = repo.write_object(&note).context(|| "writing the notes commit".into())?.detach();
     store.persist_objects()?;
     let mut buf = gix::date::parse::TimeBuf::default();
+    // A move by another process stays a `ConcurrentUpdate`: the user's to retry.
     refs::compare_and_swap(
         repo,
         notes_ref,

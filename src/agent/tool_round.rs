@@ -1,0 +1,300 @@
+//! A round of tool calls: the calls of one model response run (read-only ones together,
+//! the others one at a time after their approval), and the round recorded as one step
+//! with the response, its calls and their results.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::{
+    Agent, AgentError, Event, REWIND_TOOL, approval, memory_tools, subject, to_json, tools,
+};
+use crate::checkpoint::{Changes, StepKind, StepRecord};
+use crate::llm::{self, CancellationToken, Message, ToolArguments, ToolCall};
+use crate::transcript;
+
+/// How much of a tool result `step.json` keeps; the whole result is in the messages.
+const RESULT_PREVIEW_BYTES: usize = 2000;
+
+/// The tools of one model response, after they ran.
+#[derive(Default)]
+pub(super) struct ToolRound {
+    pub(super) results: Vec<Message>,
+    /// (call, output summary) for the step message.
+    outcomes: Vec<subject::Outcome>,
+    changed: BTreeSet<PathBuf>,
+    scan: bool,
+    rewound: bool,
+    pub(super) cancelled: bool,
+}
+
+impl Agent {
+    /// Runs a response's tool calls: consecutive read-only calls together, writes and
+    /// commands one at a time in order.
+    pub(super) async fn run_tools(
+        &mut self,
+        calls: &[ToolCall],
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<ToolRound, AgentError> {
+        let specs = tools::specs();
+        let mut round = ToolRound::default();
+        let mut index = 0;
+        while index < calls.len() {
+            if cancel.is_cancelled() {
+                round.cancel(&calls[index..], emit);
+                break;
+            }
+            let call = &calls[index];
+            emit_call(call, emit);
+            if is_read_only(call, &specs) {
+                // Gather the run of read-only calls starting here and run them together.
+                let mut batch = vec![call];
+                while let Some(next) = calls.get(index + batch.len()) {
+                    if !is_read_only(next, &specs) {
+                        break;
+                    }
+                    emit_call(next, emit);
+                    batch.push(next);
+                }
+                self.run_read_only(&batch, &mut round, cancel, emit).await;
+                index += batch.len();
+                continue;
+            }
+            let output =
+                self.run_one(call, self.access_of(&call.name), &round, cancel, emit).await?;
+            if call.name == REWIND_TOOL && !output.is_error {
+                round.rewound = true;
+            }
+            round.scan |= output.may_change_anything;
+            round.changed.extend(output.changed_paths.iter().cloned());
+            round.push(call, output, emit);
+            index += 1;
+        }
+        Ok(round)
+    }
+
+    /// Runs read-only calls concurrently; they need no approval and change nothing.
+    async fn run_read_only(
+        &self,
+        batch: &[&ToolCall],
+        round: &mut ToolRound,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) {
+        let ctx =
+            tools::ToolContext { root: self.store.root(), cancel, hidden_env: &self.hidden_env };
+        let ctx = &ctx;
+        let outputs = futures_util::future::join_all(batch.iter().map(|call| {
+            let args = call.arguments.to_wire_value();
+            async move { tools::run(&call.name, &args, ctx).await }
+        }))
+        .await;
+        for (call, output) in batch.iter().zip(outputs) {
+            round.push(call, output, emit);
+        }
+    }
+
+    /// What a tool may do, for approval: an MCP tool may do anything, like `shell`.
+    fn access_of(&self, name: &str) -> tools::Access {
+        if self.mcp.has_tool(name) {
+            return tools::Access::Shell;
+        }
+        tools::specs().iter().find(|s| s.name == name).map_or(tools::Access::Write, |s| s.access)
+    }
+
+    /// Runs one call that may change something: checks its arguments and name, asks the
+    /// approval policy, then runs it (a memory tool, `rewind`, an MCP tool or a built-in).
+    async fn run_one(
+        &mut self,
+        call: &ToolCall,
+        access: tools::Access,
+        round: &ToolRound,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<tools::ToolOutput, AgentError> {
+        let arguments = match &call.arguments {
+            ToolArguments::Json(value) => value.clone(),
+            ToolArguments::Invalid { error: reason, .. } => {
+                return Ok(failed(format!(
+                    "the arguments for `{}` are not valid JSON ({reason}); send a JSON object",
+                    call.name
+                )));
+            }
+        };
+        if memory_tools::is_memory_tool(&call.name) {
+            let origin = self.origin();
+            return Ok(memory_tools::run(&call.name, &arguments, &mut self.memory, &origin));
+        }
+        let known = call.name == REWIND_TOOL
+            || self.mcp.has_tool(&call.name)
+            || tools::specs().iter().any(|s| s.name == call.name);
+        if !known {
+            let names: Vec<String> = self.tool_definitions().into_iter().map(|d| d.name).collect();
+            return Ok(failed(format!(
+                "unknown tool `{}`; the tools are: {}",
+                call.name,
+                names.join(", ")
+            )));
+        }
+        let summary = subject::describe_call(&call.name, &arguments);
+        let decision =
+            self.policy.decide(&approval::Request { tool: &call.name, access, summary: &summary });
+        if let approval::Decision::Deny(reason) = decision {
+            return Ok(failed(reason));
+        }
+        if call.name == REWIND_TOOL {
+            return self.rewind_tool(&arguments);
+        }
+        if access == tools::Access::Shell && !round.scan {
+            // The command may read the user's latest edits; record them as theirs first.
+            self.flush_user_edits(&round.changed, emit)?;
+        }
+        if self.mcp.has_tool(&call.name) {
+            let outcome = self.mcp.call(&call.name, &arguments, cancel).await;
+            return Ok(tools::ToolOutput {
+                content: tools::output::truncate_middle(&outcome.content, tools::MAX_CONTENT_BYTES),
+                is_error: outcome.is_error,
+                changed_paths: Vec::new(),
+                // The server may have changed any file.
+                may_change_anything: true,
+            });
+        }
+        let ctx =
+            tools::ToolContext { root: self.store.root(), cancel, hidden_env: &self.hidden_env };
+        Ok(tools::run(&call.name, &arguments, &ctx).await)
+    }
+
+    fn rewind_tool(&mut self, arguments: &Value) -> Result<tools::ToolOutput, AgentError> {
+        let Some(step) = arguments.get("step").and_then(Value::as_u64) else {
+            return Ok(failed("`rewind` needs `step`, a step number of this session".into()));
+        };
+        if step == 0 || step > self.session.steps {
+            return Ok(failed(format!(
+                "there is no step {step}; this session has steps 1 to {}",
+                self.session.steps
+            )));
+        }
+        let target = self.store.resolve(&format!("{}@{step}", self.session.info.id))?;
+        let applied = self.store.restore_workspace(target.commit)?;
+        let mut content = format!(
+            "Restored the workspace to step {step} ({} files written, {} deleted). The conversation is kept.",
+            applied.written, applied.deleted
+        );
+        for (path, reason) in &applied.kept {
+            content.push_str(&format!("\nLeft {path} as it is: {reason}"));
+        }
+        Ok(tools::ToolOutput {
+            content,
+            is_error: false,
+            changed_paths: Vec::new(),
+            may_change_anything: true,
+        })
+    }
+
+    /// Records a response with tool calls and the round they ran as one step: a `tool`
+    /// step, or a `rewind` step when the model rewound.
+    pub(super) fn record_round(
+        &mut self,
+        response: &llm::Response,
+        assistant: &Message,
+        round: ToolRound,
+        mut details: serde_json::Map<String, Value>,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), AgentError> {
+        details.insert(
+            "tool_calls".into(),
+            Value::Array(response.tool_calls.iter().map(transcript::step_tool_call).collect()),
+        );
+        details.insert("tool_results".into(), Value::Array(round.outcomes.iter().map(|o| json!({"id": o.id, "name": o.name, "is_error": o.is_error, "content": preview(&o.content)})).collect()));
+        let changes = if round.scan || round.rewound {
+            Changes::Scan
+        } else if round.changed.is_empty() {
+            Changes::Unchanged
+        } else {
+            Changes::Paths(round.changed.iter().cloned().collect())
+        };
+        let kind = if round.rewound { StepKind::Rewind } else { StepKind::Tool };
+        let subject = subject::for_tools(&self.store, &self.session, &round.outcomes);
+        let mut record = StepRecord::new(kind, subject, changes);
+        record.body = response.text.clone();
+        record.messages =
+            std::iter::once(assistant).chain(round.results.iter()).map(to_json).collect();
+        record.details = details;
+        record.model = Some(self.model_label.clone());
+        let mut names: Vec<String> = Vec::new();
+        for call in &response.tool_calls {
+            if !names.contains(&call.name) {
+                names.push(call.name.clone());
+            }
+        }
+        record.tools = names;
+        if matches!(record.changes, Changes::Scan)
+            && let Some(watcher) = &self.watcher
+        {
+            // The scan about to run sees everything changed so far (user edits were
+            // flushed before the command); what the watcher holds would only be
+            // re-checked, or after a big build, rescanned.
+            let _ = watcher.take();
+        }
+        self.record(record, emit)
+    }
+}
+
+impl ToolRound {
+    fn push(&mut self, call: &ToolCall, output: tools::ToolOutput, emit: &mut dyn FnMut(Event)) {
+        emit(Event::ToolResult {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            is_error: output.is_error,
+            content: output.content.clone(),
+        });
+        self.results.push(Message::ToolResult {
+            call_id: call.id.clone(),
+            content: output.content.clone(),
+            is_error: output.is_error,
+        });
+        self.outcomes.push(subject::Outcome {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.to_wire_value(),
+            is_error: output.is_error,
+            content: output.content,
+            changed: output.changed_paths,
+        });
+    }
+
+    /// Answers the calls the user's cancel left unrun, so each call keeps its result.
+    fn cancel(&mut self, calls: &[ToolCall], emit: &mut dyn FnMut(Event)) {
+        for call in calls {
+            self.push(call, failed("cancelled by the user".into()), emit);
+        }
+        self.cancelled = true;
+    }
+}
+
+/// Whether a call only reads (a built-in read tool with JSON arguments), so it may run
+/// beside others.
+fn is_read_only(call: &ToolCall, specs: &[tools::ToolSpec]) -> bool {
+    matches!(call.arguments, ToolArguments::Json(_))
+        && call.name != REWIND_TOOL
+        && specs.iter().any(|s| s.name == call.name && s.access == tools::Access::Read)
+}
+
+fn emit_call(call: &ToolCall, emit: &mut dyn FnMut(Event)) {
+    emit(Event::ToolCall {
+        id: call.id.clone(),
+        name: call.name.clone(),
+        arguments: call.arguments.to_wire_value(),
+    });
+}
+
+/// A tool's output that reports a failure to the model.
+fn failed(content: String) -> tools::ToolOutput {
+    tools::ToolOutput { content, is_error: true, ..Default::default() }
+}
+
+fn preview(content: &str) -> String {
+    tools::output::truncate_middle(content, RESULT_PREVIEW_BYTES)
+}

@@ -1,0 +1,222 @@
+//! One turn of the agent: the user's prompt, then model calls (the request over the
+//! current context, its streamed response) and, per response, the decision: the final
+//! reply ends the turn, tool calls run as a round and the loop goes on.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::{Agent, AgentError, Event, TurnEnd, memory_tools, subject, to_json};
+use crate::checkpoint::{Changes, StepKind, StepRecord};
+use crate::llm::{self, CancellationToken, Message, StreamEvent};
+
+/// Output tokens asked for by a summary or promotion call.
+const SUMMARY_OUTPUT_TOKENS: u32 = 4096;
+
+impl Agent {
+    /// Runs one turn: the user's prompt, then model calls and tools until the model is
+    /// done, `max_steps` model calls were made, or `cancel` fires.
+    pub async fn turn(
+        &mut self,
+        prompt: &str,
+        max_steps: Option<u32>,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<TurnEnd, AgentError> {
+        self.start_turn(prompt, emit)?;
+        let mut calls = 0;
+        loop {
+            if max_steps.is_some_and(|max| calls >= max) {
+                return Ok(TurnEnd::MaxSteps);
+            }
+            if calls > 0 {
+                self.flush_user_edits(&BTreeSet::new(), emit)?;
+            }
+            calls += 1;
+            if self.needs_compaction() {
+                self.compact("the conversation passed the compaction threshold", cancel, emit)
+                    .await?;
+            }
+            let started = Instant::now();
+            let response = match self.respond(cancel, emit).await {
+                Ok(response) => response,
+                Err(AgentError::Model(llm::LlmError::Cancelled)) => return Ok(TurnEnd::Cancelled),
+                Err(err) => return Err(err),
+            };
+            let model_ms = started.elapsed().as_millis() as u64;
+            if let Some(end) = self.decide(response, model_ms, cancel, emit).await? {
+                return Ok(end);
+            }
+        }
+    }
+
+    /// Takes the user's prompt: titles a session that has no step yet, records the user's
+    /// edits made before it, and records the prompt as a `prompt` step.
+    fn start_turn(&mut self, prompt: &str, emit: &mut dyn FnMut(Event)) -> Result<(), AgentError> {
+        if self.session.tip.is_none() {
+            // `session.toml` is written with the first step, so until then the session
+            // can still take its title from the prompt that starts it (an interactive
+            // session opened without one has only a placeholder).
+            // Redacted before it is cut to a title, or a cut key would no longer match.
+            let prompt = if self.store.redacts_secrets() {
+                crate::secrets::redact(prompt).0
+            } else {
+                prompt.to_string()
+            };
+            self.session.info.title = crate::title::session_title(&prompt);
+        }
+        self.flush_user_edits(&BTreeSet::new(), emit)?;
+        self.turns += 1;
+        let user = Message::User { text: prompt.to_string() };
+        self.history.push(user.clone());
+        let mut record = StepRecord::new(
+            StepKind::Prompt,
+            format!("prompt: {}", crate::text::one_line(prompt)),
+            Changes::Unchanged,
+        );
+        record.messages = vec![to_json(&user)];
+        self.record(record, emit)
+    }
+
+    /// One model call; when the provider reports a context overflow, compacts and calls
+    /// once more.
+    async fn respond(
+        &mut self,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<llm::Response, AgentError> {
+        match self.call_model(cancel, emit).await {
+            Err(llm::LlmError::ContextOverflow { detail }) => {
+                self.compact(
+                    &format!("the provider reported a context overflow: {detail}"),
+                    cancel,
+                    emit,
+                )
+                .await?;
+                Ok(self.call_model(cancel, emit).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Takes a response into the conversation and acts on it: a reply without tool calls
+    /// is recorded and ends the turn; tool calls run as a round, recorded as one step, and
+    /// the turn goes on unless the user cancelled it.
+    async fn decide(
+        &mut self,
+        response: llm::Response,
+        model_ms: u64,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Option<TurnEnd>, AgentError> {
+        let assistant = Message::Assistant {
+            text: response.text.clone(),
+            tool_calls: response.tool_calls.clone(),
+        };
+        self.history.push(assistant.clone());
+        if let Some(usage) = response.usage.filter(|usage| usage.input_tokens > 0) {
+            self.measured = Some((self.history.len(), usage.input_tokens + usage.output_tokens));
+        }
+        let mut details = response_details(&response);
+        if response.tool_calls.is_empty() {
+            details.insert("timings".into(), json!({ "model_ms": model_ms }));
+            let mut record = StepRecord::new(
+                StepKind::Model,
+                subject::for_reply(&response.text),
+                Changes::Unchanged,
+            );
+            record.body = response.text.clone();
+            record.messages = vec![to_json(&assistant)];
+            record.details = details;
+            record.model = Some(self.model_label.clone());
+            self.record(record, emit)?;
+            return Ok(Some(TurnEnd::Done));
+        }
+        let tools_started = Instant::now();
+        let round = self.run_tools(&response.tool_calls, cancel, emit).await?;
+        self.history.extend(round.results.iter().cloned());
+        let tools_ms = tools_started.elapsed().as_millis() as u64;
+        details.insert("timings".into(), json!({ "model_ms": model_ms, "tools_ms": tools_ms }));
+        let cancelled = round.cancelled;
+        self.record_round(&response, &assistant, round, details, emit)?;
+        Ok(cancelled.then_some(TurnEnd::Cancelled))
+    }
+
+    /// Streams one model call over the current context.
+    async fn call_model(
+        &mut self,
+        cancel: &CancellationToken,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<llm::Response, llm::LlmError> {
+        let mut system = self.system.clone();
+        if let Some(notes) = memory_tools::notes_section(&self.memory.notes) {
+            system.push_str(&notes);
+        }
+        let request = llm::Request {
+            model: self.model.clone(),
+            system,
+            messages: self.history[self.context_from..].to_vec(),
+            tools: self.tool_definitions(),
+            max_output_tokens: self.max_output_tokens,
+            temperature: None,
+        };
+        let mut stream = self.client.stream(&request, cancel.child_token());
+        let mut response = llm::Response::default();
+        while let Some(event) = stream.next().await {
+            let event = event?;
+            emit_stream_event(&event, emit);
+            response.apply(event);
+        }
+        Ok(response)
+    }
+
+    /// One tool-less model call (summaries, promotion); its text.
+    pub(super) async fn complete(
+        &self,
+        system: &str,
+        user: String,
+        cancel: &CancellationToken,
+    ) -> Result<String, llm::LlmError> {
+        let request = llm::Request {
+            model: self.model.clone(),
+            system: system.to_string(),
+            messages: vec![Message::User { text: user }],
+            tools: Vec::new(),
+            max_output_tokens: self.max_output_tokens.min(SUMMARY_OUTPUT_TOKENS),
+            temperature: None,
+        };
+        let mut stream = self.client.stream(&request, cancel.child_token());
+        let mut response = llm::Response::default();
+        while let Some(event) = stream.next().await {
+            response.apply(event?);
+        }
+        Ok(response.text)
+    }
+}
+
+/// What `step.json` records of a response besides its messages: usage, why it finished,
+/// and its reasoning.
+fn response_details(response: &llm::Response) -> serde_json::Map<String, serde_json::Value> {
+    let mut details = serde_json::Map::new();
+    details.insert("usage".into(), serde_json::to_value(response.usage).unwrap_or_default());
+    details.insert("finish".into(), serde_json::to_value(&response.finish).unwrap_or_default());
+    if !response.reasoning.is_empty() {
+        details.insert("reasoning".into(), response.reasoning.clone().into());
+    }
+    details
+}
+
+fn emit_stream_event(event: &StreamEvent, emit: &mut dyn FnMut(Event)) {
+    match event {
+        StreamEvent::TextDelta(text) => emit(Event::TextDelta { text: text.clone() }),
+        StreamEvent::ReasoningDelta(text) => emit(Event::ReasoningDelta { text: text.clone() }),
+        StreamEvent::Usage(usage) => emit(Event::Usage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+        }),
+        StreamEvent::Retry(notice) => emit(Event::Retry { message: notice.to_string() }),
+        StreamEvent::ToolCall(_) | StreamEvent::Finish(_) => {}
+    }
+}
