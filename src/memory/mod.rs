@@ -1,4 +1,4 @@
-//! Memory in four tiers, all versioned files (SPEC 4).
+//! Memory in four tiers, all versioned files (README.md, "Memory").
 //!
 //! Tiers 1 and 2 (`notes.md`, `session.md`) live in each step's `.cairn/memory/` and are
 //! handled by the agent. This module holds tiers 3 and 4: facts as files in git history

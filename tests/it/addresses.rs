@@ -1,4 +1,4 @@
-//! Checkpoint names (SPEC 2) and the errors for names that do not resolve.
+//! Checkpoint names and the errors for names that do not resolve.
 
 use crate::support::TestRepo;
 
