@@ -25,6 +25,7 @@ mod llm;
 mod mcp;
 mod memory;
 mod redaction;
+mod regressions;
 mod rewind;
 mod share;
 mod snapshot;
