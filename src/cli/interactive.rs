@@ -71,33 +71,13 @@ pub fn run_session(
     let screen = Screen::default();
     let asker = TerminalAsker { screen: screen.clone(), always: false };
     let mcp = runtime.block_on(launch::start_mcp(&context.config, context.store.root()));
-    let servers: Vec<String> = mcp
-        .servers()
-        .iter()
-        .filter(|server| server.status == crate::mcp::Status::Started)
-        .map(|server| {
-            let noun = if server.tools.len() == 1 { "tool" } else { "tools" };
-            format!("{} ({} {noun})", server.config.name, server.tools.len())
-        })
-        .collect();
+    let servers = started_servers(&mcp);
     let mut agent =
         launch::agent(context, session, restored, model.clone(), client, Box::new(asker), mcp)?;
     let mut editor =
         rustyline::DefaultEditor::new().map_err(|err| CommandError::internal(err.to_string()))?;
     let _ = editor.load_history(&history);
-    let mode = agent.policy_mut().mode();
-    eprintln!(
-        "cairn: session {} with {model} ({mode} approval). /help lists commands; Ctrl-D quits.",
-        agent.session().info.id,
-    );
-    if !servers.is_empty() {
-        eprintln!("MCP servers: {}", servers.join(", "));
-    }
-    if !agent.is_watching() {
-        eprintln!(
-            "note: no file watcher is available here; your edits are found by scanning before each model call"
-        );
-    }
+    greet(&mut agent, &model.to_string(), &servers);
     let mut pending = first_prompt;
     loop {
         let line = match pending.take() {
@@ -121,26 +101,58 @@ pub fn run_session(
             }
             continue;
         }
-        let mut printer = InteractivePrinter::new(screen.clone());
-        let mut plain = super::run::Printer::new(false);
-        printer.thinking();
-        let outcome = runtime.block_on(drive(&mut agent, &line, None, &mut |event| {
-            printer.event(&event, &mut plain)
-        }));
-        printer.stop();
-        match outcome {
-            Ok(TurnEnd::Cancelled) => {
-                eprintln!("(cancelled; the session stays at step {})", agent.session().steps)
-            }
-            Ok(_) => {}
-            Err(err) => eprintln!("error: {err}"),
-        }
+        prompt_turn(&mut agent, &runtime, &screen, &line);
     }
     let _ = editor.save_history(&history);
     let mut plain = super::run::Printer::new(false);
     runtime.block_on(super::run::end_session(&mut agent, &mut |event| plain.event(&event)));
     runtime.block_on(agent.shutdown());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The MCP servers that started, with their tool counts, for the greeting.
+fn started_servers(mcp: &crate::mcp::McpHub) -> Vec<String> {
+    mcp.servers()
+        .iter()
+        .filter(|server| server.status == crate::mcp::Status::Started)
+        .map(|server| {
+            let noun = if server.tools.len() == 1 { "tool" } else { "tools" };
+            format!("{} ({} {noun})", server.config.name, server.tools.len())
+        })
+        .collect()
+}
+
+fn greet(agent: &mut Agent, model: &str, servers: &[String]) {
+    let mode = agent.policy_mut().mode();
+    eprintln!(
+        "cairn: session {} with {model} ({mode} approval). /help lists commands; Ctrl-D quits.",
+        agent.session().info.id,
+    );
+    if !servers.is_empty() {
+        eprintln!("MCP servers: {}", servers.join(", "));
+    }
+    if !agent.is_watching() {
+        eprintln!(
+            "note: no file watcher is available here; your edits are found by scanning before each model call"
+        );
+    }
+}
+
+/// Runs one prompt to the end of its turn, showing it as it streams.
+fn prompt_turn(agent: &mut Agent, runtime: &tokio::runtime::Runtime, screen: &Screen, line: &str) {
+    let mut printer = InteractivePrinter::new(screen.clone());
+    let mut plain = super::run::Printer::new(false);
+    printer.thinking();
+    let outcome =
+        runtime.block_on(drive(agent, line, None, &mut |event| printer.event(&event, &mut plain)));
+    printer.stop();
+    match outcome {
+        Ok(TurnEnd::Cancelled) => {
+            eprintln!("(cancelled; the session stays at step {})", agent.session().steps)
+        }
+        Ok(_) => {}
+        Err(err) => eprintln!("error: {err}"),
+    }
 }
 
 /// Reads one prompt, joining lines that end with `\`. `None` at end of input.

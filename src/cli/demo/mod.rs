@@ -60,6 +60,36 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
     println!("\nA tiny project in {} whose test fails:", root.display());
     println!("  lib.sh   add() subtracts instead of adding\n  test.sh  checks that add 2 3 = 5");
 
+    let (id, steps) = run_session(root)?;
+
+    let store = Store::discover(root, StoreOptions::default())?;
+    let color = color_stdout();
+    section("$ cairn log");
+    log::print_steps(&store, &store.steps(&id)?, false, color)?;
+
+    section("$ cairn diff @~5 @   (all the agent changed, .cairn/ hidden)");
+    let first = store.resolve(&format!("{id}@1"))?;
+    let tip = store.resolve(&id)?;
+    let tree = |commit| store.step_tree(commit).map_err(CommandError::from);
+    print!(
+        "{}",
+        render::render(
+            store.repo(),
+            Some(tree(first.commit)?),
+            Some(tree(tip.commit)?),
+            false,
+            color
+        )?
+    );
+
+    show_rewind(root, &store, &id, &first, steps)?;
+    println!("\nThat was cairn: every step a commit, every rewind a ref move, nothing lost.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The scripted `cairn run`: the real agent loop against the demo's model. Returns the
+/// session and how many steps it recorded.
+fn run_session(root: &Path) -> Result<(String, u64), CommandError> {
     let runtime = super::launch::runtime()?;
     let store = Store::discover(root, StoreOptions::default())?;
     let session = store.start_session(PROMPT, Some("demo/scripted".into()), None)?;
@@ -89,21 +119,7 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
             Vec::new(),
         )
         .map_err(|err| CommandError::internal(err.to_string()))?;
-        let mut agent = Agent::new(AgentSetup {
-            store,
-            session,
-            client,
-            model: "scripted".into(),
-            model_label: "demo/scripted".into(),
-            system,
-            restored: Default::default(),
-            memory,
-            policy: Policy::new(Approval::Auto, Box::new(Headless)),
-            max_output_tokens: 4096,
-            hidden_env: Vec::new(),
-            watch: false,
-            mcp: Default::default(),
-        });
+        let mut agent = demo_agent(store, session, client, system, memory);
         section(&format!("$ cairn run \"{PROMPT}\""));
         let mut printer = Printer::new(false);
         let outcome = drive(&mut agent, PROMPT, Some(10), &mut |event| printer.event(&event)).await;
@@ -112,28 +128,43 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
     let steps = outcome
         .map_err(|err| CommandError::internal(format!("the scripted session failed: {err}")))?;
 
-    let store = Store::discover(root, StoreOptions::default())?;
-    let color = color_stdout();
-    section("$ cairn log");
-    log::print_steps(&store, &store.steps(&id)?, false, color)?;
+    Ok((id, steps))
+}
 
-    section("$ cairn diff @~5 @   (all the agent changed, .cairn/ hidden)");
-    let first = store.resolve(&format!("{id}@1"))?;
-    let tip = store.resolve(&id)?;
-    let tree = |commit| store.step_tree(commit).map_err(CommandError::from);
-    print!(
-        "{}",
-        render::render(
-            store.repo(),
-            Some(tree(first.commit)?),
-            Some(tree(tip.commit)?),
-            false,
-            color
-        )?
-    );
+fn demo_agent(
+    store: Store,
+    session: crate::checkpoint::Session,
+    client: llm::Client,
+    system: String,
+    memory: AgentMemory,
+) -> Agent {
+    Agent::new(AgentSetup {
+        store,
+        session,
+        client,
+        model: "scripted".into(),
+        model_label: "demo/scripted".into(),
+        system,
+        restored: Default::default(),
+        memory,
+        policy: Policy::new(Approval::Auto, Box::new(Headless)),
+        max_output_tokens: 4096,
+        hidden_env: Vec::new(),
+        watch: false,
+        mcp: Default::default(),
+    })
+}
 
+/// `cairn rewind` to the first step, and the archived tip as plain git shows it.
+fn show_rewind(
+    root: &Path,
+    store: &Store,
+    id: &str,
+    first: &crate::checkpoint::Checkpoint,
+    steps: u64,
+) -> Result<(), CommandError> {
     section("$ cairn rewind @~5   (back to the prompt, before any edit)");
-    let rewound = crate::history::rewind(&store, &first)?;
+    let rewound = crate::history::rewind(store, first)?;
     println!(
         "Rewound session {id} to step 1 ({} written, {} deleted); the old tip is kept as {}.",
         rewound.outcome.applied.written,
@@ -160,8 +191,7 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
             "(git is not installed here; `git log --oneline {archive}` shows the {steps} steps)"
         ),
     }
-    println!("\nThat was cairn: every step a commit, every rewind a ref move, nothing lost.");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The project, committed as the repository's first commit.
