@@ -31,9 +31,6 @@ use snapshot::StatCacheUpdate;
 pub use snapshot::{Skipped, Snapshot};
 pub use step::{SessionInfo, StepKind, Trailers};
 
-/// Default for `[snapshot] max_new_file_size`.
-pub const DEFAULT_MAX_NEW_FILE_SIZE: u64 = 8 * 1024 * 1024;
-
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Untracked files larger than this are left out of snapshots.
@@ -45,7 +42,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_new_file_size: DEFAULT_MAX_NEW_FILE_SIZE, redact_secrets: true }
+        StoreOptions {
+            max_new_file_size: crate::config::DEFAULT_MAX_NEW_FILE_SIZE,
+            redact_secrets: true,
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::CommandError;
 use crate::config::{
-    self, Approval, Config, ConfigError, Env, Flags, ModelRef, OLLAMA_PROBE_TIMEOUT, ProjectFile,
-    Source, Sourced, Trust, format_size, mask_secret, trust,
+    self, Approval, Config, ConfigError, Env, Flags, ModelRef, ProjectFile, Source, Sourced, Trust,
+    format_size, mask_secret, trust,
 };
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +56,7 @@ fn show(args: ShowArgs) -> Result<ExitCode, CommandError> {
         .enable_all()
         .build()
         .map_err(|err| CommandError::internal(format!("could not start the runtime: {err}")))?;
-    let model = runtime.block_on(config.resolve_model(&env, OLLAMA_PROBE_TIMEOUT));
+    let model = runtime.block_on(super::launch::resolve_model(&config, &env));
     if args.json {
         println!(
             "{}",

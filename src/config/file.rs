@@ -7,8 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use super::{Approval, ConfigError, Source};
-use crate::llm::ProviderKind;
+use super::{Approval, ConfigError, ProviderApi, Source};
 
 // The shapes of a configuration file. `Spanned` keeps positions for errors found after
 // parsing.
@@ -52,22 +51,20 @@ pub(super) struct FileProvider {
 /// wrong name both say what is expected.
 #[derive(Deserialize)]
 #[serde(try_from = "String")]
-pub(super) struct KindName(pub(super) ProviderKind);
+pub(super) struct KindName(pub(super) ProviderApi);
 
 impl TryFrom<String> for KindName {
     type Error = String;
 
     fn try_from(text: String) -> Result<Self, Self::Error> {
-        [ProviderKind::OpenaiChat, ProviderKind::Anthropic, ProviderKind::OpenaiResponses]
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
-            .map(KindName)
-            .ok_or_else(|| {
+        ProviderApi::ALL.into_iter().find(|kind| kind.as_str() == text).map(KindName).ok_or_else(
+            || {
                 format!(
                     "`{text}` is not a provider kind; expected openai-chat, anthropic or \
                      openai-responses"
                 )
-            })
+            },
+        )
     }
 }
 

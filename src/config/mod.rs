@@ -4,12 +4,13 @@
 //! Layers, later ones winning: built-in defaults and providers; the user file
 //! (`$XDG_CONFIG_HOME/cairn/config.toml`, else `~/.config/cairn/config.toml`, or the file
 //! named by `CAIRN_CONFIG` instead); the project's `cairn.toml` at the repository root;
-//! flags. The caller passes the repository root, so this module knows nothing of git.
+//! flags. The caller passes the repository root, so this module knows nothing of git;
+//! nor of model clients: the CLI turns an [`Endpoint`] into one and probes Ollama.
 //! Files are read strictly: an unknown key or a wrong type is an error naming the file,
 //! line and column, since a silently ignored typo is worse than a refusal.
 //!
 //! API keys are never stored here, only the names of the variables holding them; they are
-//! read from the environment when a client is built ([`Config::client_settings`]).
+//! read from the environment when a client is built ([`Config::endpoint`]).
 //!
 //! A project's `cairn.toml` comes with code the user cloned, so until the user runs
 //! `cairn trust` ([`trust`]) it may only make cairn more careful: approval stricter than
@@ -28,7 +29,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -43,7 +43,7 @@ pub mod trust;
 pub use file::{format_size, parse_size};
 pub use mcp::{DEFAULT_MCP_STARTUP_TIMEOUT_MS, DEFAULT_MCP_TOOL_TIMEOUT_MS, McpServer};
 pub use project::{Ignored, ProjectFile, ProjectKey};
-pub use providers::Provider;
+pub use providers::{ApiKey, Endpoint, Provider, ProviderApi};
 pub use source::{Source, Sourced};
 pub use trust::{Project, Trust};
 
@@ -107,11 +107,12 @@ impl FromStr for Approval {
     }
 }
 
-/// The default for `[snapshot] max_new_file_size`: the checkpoint store's own default.
-pub use crate::checkpoint::DEFAULT_MAX_NEW_FILE_SIZE;
+/// The default for `[snapshot] max_new_file_size`, which the checkpoint store also uses.
+pub const DEFAULT_MAX_NEW_FILE_SIZE: u64 = 8 * 1024 * 1024;
 
-/// How long auto-detection waits for a local Ollama to answer.
-pub const OLLAMA_PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+/// The default for `[memory] inject_tokens`: the cap on the memory put in the system
+/// prompt, in estimated tokens.
+pub const DEFAULT_INJECT_TOKENS: usize = 2000;
 
 /// The effective configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,10 +336,7 @@ impl Config {
             max_new_file_size: Sourced::new(DEFAULT_MAX_NEW_FILE_SIZE, Source::Default),
             redact_secrets: Sourced::new(true, Source::Default),
             memory: MemorySettings {
-                inject_tokens: Sourced::new(
-                    crate::memory::DEFAULT_INJECT_TOKENS as u64,
-                    Source::Default,
-                ),
+                inject_tokens: Sourced::new(DEFAULT_INJECT_TOKENS as u64, Source::Default),
                 compact_at: Sourced::new(80, Source::Default),
                 summarize: Sourced::new(true, Source::Default),
                 push: Sourced::new(false, Source::Default),

@@ -1,17 +1,47 @@
-//! Model providers: the built-in ones, choosing a model (configured or detected), and
-//! the client settings for one, with its key read from the environment.
+//! Model providers: the API each speaks, the built-in ones, choosing a model (configured
+//! or detected), and the endpoint for one, with its key read from the environment.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::fmt;
 
 use super::{Config, ConfigError, Env, ModelRef, Source, Sourced, user_file};
-use crate::llm::{ClientSettings, ProviderKind};
+
+/// The API a provider speaks, as a configuration names it (`kind = "openai-chat"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderApi {
+    /// OpenAI Chat Completions, which most local servers speak too.
+    OpenaiChat,
+    /// Anthropic Messages.
+    Anthropic,
+    /// OpenAI Responses.
+    OpenaiResponses,
+}
+
+impl ProviderApi {
+    /// Every API, in the order an error message lists them.
+    pub const ALL: [ProviderApi; 3] =
+        [ProviderApi::OpenaiChat, ProviderApi::Anthropic, ProviderApi::OpenaiResponses];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderApi::OpenaiChat => "openai-chat",
+            ProviderApi::Anthropic => "anthropic",
+            ProviderApi::OpenaiResponses => "openai-responses",
+        }
+    }
+}
+
+impl fmt::Display for ProviderApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One provider, built in or configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
     pub name: String,
-    pub kind: Sourced<ProviderKind>,
+    pub kind: Sourced<ProviderApi>,
     pub base_url: Sourced<String>,
     /// The environment variable holding the key; none for servers that need no key.
     pub api_key_env: Option<Sourced<String>>,
@@ -25,7 +55,7 @@ pub struct Provider {
 
 struct BuiltIn {
     name: &'static str,
-    kind: ProviderKind,
+    kind: ProviderApi,
     base_url: &'static str,
     api_key_env: Option<&'static str>,
     default_model: Option<&'static str>,
@@ -37,28 +67,28 @@ struct BuiltIn {
 const BUILT_INS: [BuiltIn; 4] = [
     BuiltIn {
         name: "anthropic",
-        kind: ProviderKind::Anthropic,
+        kind: ProviderApi::Anthropic,
         base_url: "https://api.anthropic.com/v1",
         api_key_env: Some("ANTHROPIC_API_KEY"),
         default_model: Some("claude-sonnet-4-5"),
     },
     BuiltIn {
         name: "openai",
-        kind: ProviderKind::OpenaiResponses,
+        kind: ProviderApi::OpenaiResponses,
         base_url: "https://api.openai.com/v1",
         api_key_env: Some("OPENAI_API_KEY"),
         default_model: Some("gpt-5"),
     },
     BuiltIn {
         name: "ollama",
-        kind: ProviderKind::OpenaiChat,
+        kind: ProviderApi::OpenaiChat,
         base_url: "http://localhost:11434/v1",
         api_key_env: None,
         default_model: None,
     },
     BuiltIn {
         name: "openrouter",
-        kind: ProviderKind::OpenaiChat,
+        kind: ProviderApi::OpenaiChat,
         base_url: "https://openrouter.ai/api/v1",
         api_key_env: Some("OPENROUTER_API_KEY"),
         default_model: None,
@@ -108,13 +138,17 @@ impl Config {
     }
 
     /// The model to use: the configured one, or else the first available of
-    /// `$ANTHROPIC_API_KEY`, `$OPENAI_API_KEY` and a running Ollama (asked at the
-    /// `ollama` provider's `base_url`, waiting at most `probe_timeout`).
-    pub async fn resolve_model(
+    /// `$ANTHROPIC_API_KEY`, `$OPENAI_API_KEY` and a running Ollama. `probe_ollama` asks
+    /// the `ollama` provider's `base_url` for its models: `None` when nothing answered.
+    pub async fn resolve_model<F, Fut>(
         &self,
         env: &Env,
-        probe_timeout: Duration,
-    ) -> Result<Sourced<ModelRef>, ConfigError> {
+        probe_ollama: F,
+    ) -> Result<Sourced<ModelRef>, ConfigError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Option<Vec<String>>>,
+    {
         if let Some(model) = &self.model {
             return Ok(model.clone());
         }
@@ -134,8 +168,8 @@ impl Config {
         }
         if let Some(ollama) = self.providers.get("ollama") {
             let url = &ollama.base_url.value;
-            match crate::llm::list_models(url, probe_timeout).await {
-                Ok(models) => match models.into_iter().next() {
+            match probe_ollama(url.clone()).await {
+                Some(models) => match models.into_iter().next() {
                     Some(model) => {
                         let why = format!("Ollama is running at {url}");
                         let choice = ModelRef { provider: "ollama".to_owned(), model };
@@ -145,7 +179,7 @@ impl Config {
                         "Ollama at {url} has no models (pull one with `ollama pull <model>`)"
                     )),
                 },
-                Err(_) => tried.push(format!("no Ollama answered at {url}")),
+                None => tried.push(format!("no Ollama answered at {url}")),
             }
         }
         let config_file = match user_file(env) {
@@ -155,40 +189,51 @@ impl Config {
         Err(ConfigError::NoModel { tried, config_file })
     }
 
-    /// Client settings for `model`, with its key read from the environment.
-    pub fn client_settings(
-        &self,
-        model: &ModelRef,
-        env: &Env,
-    ) -> Result<ClientSettings, ConfigError> {
+    /// Where to reach `model`, with its key read from the environment. A key is only sent
+    /// to a `base_url` that did not come from a project file.
+    pub fn endpoint(&self, model: &ModelRef, env: &Env) -> Result<Endpoint<'_>, ConfigError> {
         let provider =
             self.providers.get(&model.provider).ok_or_else(|| ConfigError::BadModel {
                 what: model.to_string(),
                 message: format!("unknown provider `{}`", model.provider),
             })?;
-        let mut settings =
-            ClientSettings::new(&provider.name, provider.kind.value, &provider.base_url.value);
-        if let Some(env_name) = &provider.api_key_env {
-            if let Source::ProjectFile(path) = &provider.base_url.source {
-                return Err(ConfigError::UntrustedUrl {
-                    path: path.clone(),
-                    provider: provider.name.clone(),
-                    url: provider.base_url.value.clone(),
-                    env: env_name.value.clone(),
-                });
-            }
-            let key = env.get(&env_name.value).ok_or_else(|| ConfigError::MissingKey {
+        let Some(env_name) = &provider.api_key_env else {
+            return Ok(Endpoint { provider, api_key: None });
+        };
+        if let Source::ProjectFile(path) = &provider.base_url.source {
+            return Err(ConfigError::UntrustedUrl {
+                path: path.clone(),
                 provider: provider.name.clone(),
+                url: provider.base_url.value.clone(),
                 env: env_name.value.clone(),
-            })?;
-            settings.api_key_env = Some(env_name.value.clone());
-            settings.api_key = Some(key.to_owned());
+            });
         }
-        settings.headers = provider
-            .headers
-            .iter()
-            .map(|(name, value)| (name.clone(), value.value.clone()))
-            .collect();
-        Ok(settings)
+        let key = env.get(&env_name.value).ok_or_else(|| ConfigError::MissingKey {
+            provider: provider.name.clone(),
+            env: env_name.value.clone(),
+        })?;
+        let api_key = ApiKey { env: env_name.value.clone(), value: key.to_owned() };
+        Ok(Endpoint { provider, api_key: Some(api_key) })
+    }
+}
+
+/// What a client for one model needs from configuration: its provider and key.
+#[derive(Debug, Clone)]
+pub struct Endpoint<'a> {
+    pub provider: &'a Provider,
+    /// None for servers that need no key.
+    pub api_key: Option<ApiKey>,
+}
+
+/// An API key and the variable it was read from.
+#[derive(Clone)]
+pub struct ApiKey {
+    pub env: String,
+    pub value: String,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey").field("env", &self.env).field("value", &"****").finish()
     }
 }
