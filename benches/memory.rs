@@ -100,7 +100,7 @@ fn bench_main() -> BoxResult<()> {
     }
 
     let memory = Memory::open(store.writing_repo(), store.redacts_secrets())?;
-    for cap in [500, memory::DEFAULT_INJECT_TOKENS, 8000] {
+    for cap in [500, cairn::config::DEFAULT_INJECT_TOKENS, 8000] {
         let started = Instant::now();
         let text = memory.guidance(cap)?.map(|g| prompt::memory_block(&g)).unwrap_or_default();
         // The cap is on the facts; the block's fixed framing comes on top of it.

@@ -38,9 +38,6 @@ use snapshot::StatCacheUpdate;
 pub use snapshot::{PathsSnapshot, RESERVED_DIR, ScanCounts, Skipped, Snapshot};
 pub use step::{CONTEXT_FILE, NOTES_FILE, SUMMARY_FILE, SessionInfo, StepKind, Trailers};
 
-/// Default for `[snapshot] max_new_file_size`.
-pub const DEFAULT_MAX_NEW_FILE_SIZE: u64 = 8 * 1024 * 1024;
-
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Untracked files larger than this are left out of snapshots.
@@ -52,7 +49,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_new_file_size: DEFAULT_MAX_NEW_FILE_SIZE, redact_secrets: true }
+        StoreOptions {
+            max_new_file_size: crate::config::DEFAULT_MAX_NEW_FILE_SIZE,
+            redact_secrets: true,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! keys applied. Keys are never printed in full, and header values and MCP servers'
 //! environment values, which may carry credentials, are masked as well.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::CommandError;
 use crate::config::{
-    self, Approval, Config, ConfigError, Env, Flags, ModelRef, OLLAMA_PROBE_TIMEOUT, ProjectFile,
+    self, Approval, Config, ConfigError, Env, Flags, McpServer, ModelRef, ProjectFile, Provider,
     Source, Sourced, Trust, format_size, mask_secret, trust,
 };
 
@@ -56,7 +57,7 @@ fn show(args: ShowArgs) -> Result<ExitCode, CommandError> {
         .enable_all()
         .build()
         .map_err(|err| CommandError::internal(format!("could not start the runtime: {err}")))?;
-    let model = runtime.block_on(config.resolve_model(&env, OLLAMA_PROBE_TIMEOUT));
+    let model = runtime.block_on(super::launch::resolve_model(&config, &env));
     if args.json {
         println!(
             "{}",
@@ -99,108 +100,137 @@ fn quote(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
 
+/// The settings `cairn config show` lists, each with a note (its source) aligned after it.
+#[derive(Default)]
+struct Listing(Vec<(String, String)>);
+
+impl Listing {
+    fn line(&mut self, setting: String, note: String) {
+        self.0.push((setting, note));
+    }
+
+    /// A blank line and a table's header, e.g. `[memory]`.
+    fn table(&mut self, header: String) {
+        self.line(String::new(), String::new());
+        self.line(header, String::new());
+    }
+}
+
 fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env: &Env) -> String {
-    let mut lines: Vec<(String, String)> = Vec::new();
-    let mut line = |setting: String, note: String| lines.push((setting, note));
+    let mut listing = Listing::default();
     match model {
-        Ok(model) => {
-            line(format!("model = {}", quote(&model.value.to_string())), model.source.to_string())
-        }
+        Ok(model) => listing
+            .line(format!("model = {}", quote(&model.value.to_string())), model.source.to_string()),
         Err(err) => {
             let mut note = err.to_string();
             if let Some(hint) = err.hint() {
                 note = format!("{note}; {hint}");
             }
-            line("# model = (none)".into(), note);
+            listing.line("# model = (none)".into(), note);
         }
     }
-    line(
+    listing.line(
         format!("approval = {}", quote(config.approval.value.as_str())),
         config.approval.source.to_string(),
     );
-    line(String::new(), String::new());
-    line("[snapshot]".into(), String::new());
+    settings_text(&mut listing, config);
+    for provider in config.providers.values() {
+        provider_text(&mut listing, provider, env);
+    }
+    for server in config.mcp.values() {
+        mcp_text(&mut listing, server);
+    }
+    render(config, listing)
+}
+
+/// `[snapshot]`, `[transcript]` and `[memory]`.
+fn settings_text(listing: &mut Listing, config: &Config) {
+    listing.table("[snapshot]".into());
     let size = &config.max_new_file_size;
-    line(
+    listing.line(
         format!("max_new_file_size = {}", quote(&format_size(size.value))),
         size.source.to_string(),
     );
-    line(String::new(), String::new());
-    line("[transcript]".into(), String::new());
-    line(
+    listing.table("[transcript]".into());
+    listing.line(
         format!("redact_secrets = {}", config.redact_secrets.value),
         config.redact_secrets.source.to_string(),
     );
-    line(String::new(), String::new());
-    line("[memory]".into(), String::new());
+    listing.table("[memory]".into());
     let memory = &config.memory;
-    line(
-        format!("inject_tokens = {}", memory.inject_tokens.value),
-        memory.inject_tokens.source.to_string(),
-    );
-    line(format!("compact_at = {}", memory.compact_at.value), memory.compact_at.source.to_string());
-    line(format!("summarize = {}", memory.summarize.value), memory.summarize.source.to_string());
-    line(format!("push = {}", memory.push.value), memory.push.source.to_string());
-    line(
-        format!("merge_on_fetch = {}", memory.merge_on_fetch.value),
-        memory.merge_on_fetch.source.to_string(),
-    );
-    for provider in config.providers.values() {
-        line(String::new(), String::new());
-        line(format!("[provider.{}]", provider.name), String::new());
-        line(
-            format!("kind = {}", quote(provider.kind.value.as_str())),
-            provider.kind.source.to_string(),
-        );
-        line(
-            format!("base_url = {}", quote(&provider.base_url.value)),
-            provider.base_url.source.to_string(),
-        );
-        match &provider.api_key_env {
-            Some(var) => line(
-                format!("api_key_env = {}", quote(&var.value)),
-                format!("{}; {}", var.source, key_status(env, &var.value)),
-            ),
-            None => line("# api_key_env: none, no key is sent".into(), String::new()),
-        }
-        if let Some(window) = &provider.context_window {
-            line(format!("context_window = {}", window.value), window.source.to_string());
-        }
-        for (name, value) in &provider.headers {
-            line(
-                format!("headers.{} = {}", quote(name), quote(&mask_secret(&value.value))),
-                value.source.to_string(),
-            );
-        }
+    for (key, value) in
+        [("inject_tokens", &memory.inject_tokens), ("compact_at", &memory.compact_at)]
+    {
+        listing.line(format!("{key} = {}", value.value), value.source.to_string());
     }
-    for server in config.mcp.values() {
-        line(String::new(), String::new());
-        line(format!("[mcp.{}]", server.name), String::new());
-        line(
-            format!("command = {}", quote(&server.command.value)),
-            server.command.source.to_string(),
-        );
-        line(format!("args = {}", json!(server.args.value)), server.args.source.to_string());
-        for (name, value) in &server.env {
-            line(
-                format!("env.{} = {}", quote(name), quote(&mask_secret(&value.value))),
-                value.source.to_string(),
-            );
-        }
-        line(format!("enabled = {}", server.enabled.value), server.enabled.source.to_string());
-        if let Some(tools) = &server.tools {
-            line(format!("tools = {}", json!(tools.value)), tools.source.to_string());
-        }
-        line(
-            format!("startup_timeout_ms = {}", server.startup_timeout_ms.value),
-            server.startup_timeout_ms.source.to_string(),
-        );
-        line(
-            format!("tool_timeout_ms = {}", server.tool_timeout_ms.value),
-            server.tool_timeout_ms.source.to_string(),
+    for (key, value) in [
+        ("summarize", &memory.summarize),
+        ("push", &memory.push),
+        ("merge_on_fetch", &memory.merge_on_fetch),
+    ] {
+        listing.line(format!("{key} = {}", value.value), value.source.to_string());
+    }
+}
+
+/// One `[provider.<name>]` table, with the key's state and header values masked.
+fn provider_text(listing: &mut Listing, provider: &Provider, env: &Env) {
+    listing.table(format!("[provider.{}]", provider.name));
+    listing.line(
+        format!("kind = {}", quote(provider.kind.value.as_str())),
+        provider.kind.source.to_string(),
+    );
+    listing.line(
+        format!("base_url = {}", quote(&provider.base_url.value)),
+        provider.base_url.source.to_string(),
+    );
+    match &provider.api_key_env {
+        Some(var) => listing.line(
+            format!("api_key_env = {}", quote(&var.value)),
+            format!("{}; {}", var.source, key_status(env, &var.value)),
+        ),
+        None => listing.line("# api_key_env: none, no key is sent".into(), String::new()),
+    }
+    if let Some(window) = &provider.context_window {
+        listing.line(format!("context_window = {}", window.value), window.source.to_string());
+    }
+    for (name, value) in &provider.headers {
+        listing.line(
+            format!("headers.{} = {}", quote(name), quote(&mask_secret(&value.value))),
+            value.source.to_string(),
         );
     }
-    let width = lines
+}
+
+/// One `[mcp.<name>]` table, with `env` values masked.
+fn mcp_text(listing: &mut Listing, server: &McpServer) {
+    listing.table(format!("[mcp.{}]", server.name));
+    listing.line(
+        format!("command = {}", quote(&server.command.value)),
+        server.command.source.to_string(),
+    );
+    listing.line(format!("args = {}", json!(server.args.value)), server.args.source.to_string());
+    for (name, value) in &server.env {
+        listing.line(
+            format!("env.{} = {}", quote(name), quote(&mask_secret(&value.value))),
+            value.source.to_string(),
+        );
+    }
+    listing.line(format!("enabled = {}", server.enabled.value), server.enabled.source.to_string());
+    if let Some(tools) = &server.tools {
+        listing.line(format!("tools = {}", json!(tools.value)), tools.source.to_string());
+    }
+    for (key, value) in [
+        ("startup_timeout_ms", &server.startup_timeout_ms),
+        ("tool_timeout_ms", &server.tool_timeout_ms),
+    ] {
+        listing.line(format!("{key} = {}", value.value), value.source.to_string());
+    }
+}
+
+/// The files read, the project file's report, then the listing with its notes aligned.
+fn render(config: &Config, listing: Listing) -> String {
+    let width = listing
+        .0
         .iter()
         .filter(|(_, note)| !note.is_empty())
         .map(|(setting, _)| setting.chars().count())
@@ -217,7 +247,7 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
     if let Some(project) = &config.project {
         out.push_str(&project_text(project));
     }
-    for (setting, note) in lines {
+    for (setting, note) in listing.0 {
         if note.is_empty() {
             out.push_str(&setting);
         } else {
@@ -290,64 +320,11 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
     let providers: serde_json::Map<String, Value> = config
         .providers
         .values()
-        .map(|provider| {
-            let headers: serde_json::Map<String, Value> = provider
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    let masked = Sourced::new(mask_secret(&value.value), value.source.clone());
-                    (name.clone(), sourced_json(&masked))
-                })
-                .collect();
-            let key = provider.api_key_env.as_ref().and_then(|var| env.get(&var.value)).map(mask_secret);
-            let value = json!({
-                "kind": sourced_json(&Sourced::new(provider.kind.value.as_str(), provider.kind.source.clone())),
-                "base_url": sourced_json(&provider.base_url),
-                "api_key_env": provider.api_key_env.as_ref().map(sourced_json),
-                "api_key": key,
-                "context_window": provider.context_window.as_ref().map(sourced_json),
-                "headers": headers,
-            });
-            (provider.name.clone(), value)
-        })
+        .map(|provider| (provider.name.clone(), provider_json(provider, env)))
         .collect();
-    let mcp: serde_json::Map<String, Value> = config
-        .mcp
-        .values()
-        .map(|server| {
-            let env: serde_json::Map<String, Value> = server
-                .env
-                .iter()
-                .map(|(name, value)| {
-                    let masked = Sourced::new(mask_secret(&value.value), value.source.clone());
-                    (name.clone(), sourced_json(&masked))
-                })
-                .collect();
-            let value = json!({
-                "command": sourced_json(&server.command),
-                "args": sourced_json(&server.args),
-                "env": env,
-                "enabled": sourced_json(&server.enabled),
-                "tools": server.tools.as_ref().map(sourced_json),
-                "startup_timeout_ms": sourced_json(&server.startup_timeout_ms),
-                "tool_timeout_ms": sourced_json(&server.tool_timeout_ms),
-            });
-            (server.name.clone(), value)
-        })
-        .collect();
-    let (model, model_error) = match model {
-        Ok(model) => (
-            sourced_json(&Sourced::new(model.value.to_string(), model.source.clone())),
-            Value::Null,
-        ),
-        Err(err) => {
-            let message = match err.hint() {
-                Some(hint) => format!("{err}; {hint}"),
-                None => err.to_string(),
-            };
-            (Value::Null, json!(message))
-        }
-    };
+    let mcp: serde_json::Map<String, Value> =
+        config.mcp.values().map(|server| (server.name.clone(), mcp_json(server))).collect();
+    let (model, model_error) = model_json(model);
     json!({
         "files": config.files.iter().map(source_json).collect::<Vec<_>>(),
         "model": model,
@@ -366,4 +343,58 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
         "providers": providers,
         "mcp": mcp,
     })
+}
+
+/// The model as `model`, or why there is none as `model_error`.
+fn model_json(model: &Result<Sourced<ModelRef>, ConfigError>) -> (Value, Value) {
+    match model {
+        Ok(model) => (
+            sourced_json(&Sourced::new(model.value.to_string(), model.source.clone())),
+            Value::Null,
+        ),
+        Err(err) => {
+            let message = match err.hint() {
+                Some(hint) => format!("{err}; {hint}"),
+                None => err.to_string(),
+            };
+            (Value::Null, json!(message))
+        }
+    }
+}
+
+/// One provider, with the key (if set) and header values masked.
+fn provider_json(provider: &Provider, env: &Env) -> Value {
+    let key = provider.api_key_env.as_ref().and_then(|var| env.get(&var.value)).map(mask_secret);
+    json!({
+        "kind": sourced_json(&Sourced::new(provider.kind.value.as_str(), provider.kind.source.clone())),
+        "base_url": sourced_json(&provider.base_url),
+        "api_key_env": provider.api_key_env.as_ref().map(sourced_json),
+        "api_key": key,
+        "context_window": provider.context_window.as_ref().map(sourced_json),
+        "headers": masked_json(&provider.headers),
+    })
+}
+
+/// One MCP server, with `env` values masked.
+fn mcp_json(server: &McpServer) -> Value {
+    json!({
+        "command": sourced_json(&server.command),
+        "args": sourced_json(&server.args),
+        "env": masked_json(&server.env),
+        "enabled": sourced_json(&server.enabled),
+        "tools": server.tools.as_ref().map(sourced_json),
+        "startup_timeout_ms": sourced_json(&server.startup_timeout_ms),
+        "tool_timeout_ms": sourced_json(&server.tool_timeout_ms),
+    })
+}
+
+/// Named values that may be secrets (headers, a server's `env`), masked.
+fn masked_json(values: &BTreeMap<String, Sourced<String>>) -> serde_json::Map<String, Value> {
+    values
+        .iter()
+        .map(|(name, value)| {
+            let masked = Sourced::new(mask_secret(&value.value), value.source.clone());
+            (name.clone(), sourced_json(&masked))
+        })
+        .collect()
 }

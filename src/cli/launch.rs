@@ -2,17 +2,24 @@
 //! MCP servers, and the agent itself, shared by `cairn`, `cairn run`, `cairn resume` and
 //! `cairn demo`.
 
+use std::time::Duration;
+
 use crate::agent::{
     self, Agent, AgentMemory, AgentSetup, MemorySettings, Policy, Restored, approval,
     instructions::Instructions, prompt,
 };
 use crate::checkpoint::{Session, Store, StoreOptions};
-use crate::config::{self, Approval, Config, Env, Flags, ModelRef, OLLAMA_PROBE_TIMEOUT};
+use crate::config::{
+    self, Approval, Config, ConfigError, Endpoint, Env, Flags, ModelRef, ProviderApi, Sourced,
+};
 use crate::llm;
 use crate::mcp::{self, McpHub, Status};
 
 use super::CommandError;
 use super::config::{config_error, project_at};
+
+/// How long auto-detection waits for a local Ollama to answer.
+const OLLAMA_PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Output tokens asked for per model call.
 const MAX_OUTPUT_TOKENS: u32 = 16_384;
@@ -53,16 +60,45 @@ impl Context {
 
     /// The configured (or detected) model and a client for it.
     pub async fn model(&self) -> Result<(ModelRef, llm::Client), CommandError> {
-        let model = self
-            .config
-            .resolve_model(&self.env, OLLAMA_PROBE_TIMEOUT)
-            .await
-            .map_err(config_error)?
-            .value;
-        let settings = self.config.client_settings(&model, &self.env).map_err(config_error)?;
+        let model = resolve_model(&self.config, &self.env).await.map_err(config_error)?.value;
+        let endpoint = self.config.endpoint(&model, &self.env).map_err(config_error)?;
+        let settings = client_settings(&endpoint);
         let client =
             llm::Client::new(settings).map_err(|err| CommandError::user(err.to_string()))?;
         Ok((model, client))
+    }
+}
+
+/// The configured model, or one detected from the environment or a running Ollama.
+pub async fn resolve_model(config: &Config, env: &Env) -> Result<Sourced<ModelRef>, ConfigError> {
+    config.resolve_model(env, probe_ollama).await
+}
+
+/// The models a local Ollama at `base_url` serves; `None` when it does not answer in time.
+async fn probe_ollama(base_url: String) -> Option<Vec<String>> {
+    llm::list_models(&base_url, OLLAMA_PROBE_TIMEOUT).await.ok()
+}
+
+/// The settings of a client for `endpoint`.
+fn client_settings(endpoint: &Endpoint<'_>) -> llm::ClientSettings {
+    let provider = endpoint.provider;
+    let kind = provider_kind(provider.kind.value);
+    let mut settings = llm::ClientSettings::new(&provider.name, kind, &provider.base_url.value);
+    if let Some(key) = &endpoint.api_key {
+        settings.api_key_env = Some(key.env.clone());
+        settings.api_key = Some(key.value.clone());
+    }
+    settings.headers =
+        provider.headers.iter().map(|(name, value)| (name.clone(), value.value.clone())).collect();
+    settings
+}
+
+/// The protocol a client speaks for a configured provider API.
+fn provider_kind(api: ProviderApi) -> llm::ProviderKind {
+    match api {
+        ProviderApi::OpenaiChat => llm::ProviderKind::OpenaiChat,
+        ProviderApi::Anthropic => llm::ProviderKind::Anthropic,
+        ProviderApi::OpenaiResponses => llm::ProviderKind::OpenaiResponses,
     }
 }
 

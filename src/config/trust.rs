@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Env, line_column, user_file};
+use super::file::line_column;
+use super::{ConfigError, Env, user_file};
 
 /// The trust file's name, in the directory of the user config file.
 pub const FILE_NAME: &str = "trusted.toml";

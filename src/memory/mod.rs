@@ -20,8 +20,6 @@ use gix::ObjectId;
 pub use fact::{Fact, RemoteName, Source};
 pub use store::{Change, Contents, MemoryStore, Origin, Tier};
 
-/// Default cap on the memory injected into the system prompt, in estimated tokens.
-pub const DEFAULT_INJECT_TOKENS: usize = 2000;
 /// The search cache, under `<git common dir>/cairn/`.
 pub const SEARCH_CACHE: &str = "memory-search.idx";
 

@@ -5,8 +5,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use cairn::config::trust::{self, TrustFile};
-use cairn::config::{self, Approval, Config, ConfigError, Env, Flags, ModelRef, Project, Source};
-use cairn::llm::ProviderKind;
+use cairn::config::{
+    self, Approval, Config, ConfigError, Env, Flags, ModelRef, Project, ProviderApi, Source,
+};
 use serde_json::{Value, json};
 
 use crate::support::mock_model::{self, Reply, closed_port_url};
@@ -88,20 +89,20 @@ fn defaults_and_built_in_providers() {
     let expect = [
         (
             "anthropic",
-            ProviderKind::Anthropic,
+            ProviderApi::Anthropic,
             "https://api.anthropic.com/v1",
             Some("ANTHROPIC_API_KEY"),
         ),
         (
             "openai",
-            ProviderKind::OpenaiResponses,
+            ProviderApi::OpenaiResponses,
             "https://api.openai.com/v1",
             Some("OPENAI_API_KEY"),
         ),
-        ("ollama", ProviderKind::OpenaiChat, "http://localhost:11434/v1", None),
+        ("ollama", ProviderApi::OpenaiChat, "http://localhost:11434/v1", None),
         (
             "openrouter",
-            ProviderKind::OpenaiChat,
+            ProviderApi::OpenaiChat,
             "https://openrouter.ai/api/v1",
             Some("OPENROUTER_API_KEY"),
         ),
@@ -318,23 +319,24 @@ fn keys_come_from_the_environment_only() {
     setup.write_user("[provider.anthropic]\nheaders = { \"anthropic-beta\" = \"tools-2024\" }\n");
     let config = setup.load(&[], &Flags::default()).unwrap();
     let env = setup.env(&[("ANTHROPIC_API_KEY", "sk-ant-secret-0123456789")]);
-    let settings = config.client_settings(&model("anthropic", "claude-x"), &env).unwrap();
-    assert_eq!(settings.kind, ProviderKind::Anthropic);
-    assert_eq!(settings.base_url, "https://api.anthropic.com/v1");
-    assert_eq!(settings.api_key.as_deref(), Some("sk-ant-secret-0123456789"));
-    assert_eq!(settings.api_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
-    assert_eq!(settings.headers, vec![("anthropic-beta".to_owned(), "tools-2024".to_owned())]);
-    assert!(!format!("{settings:?}").contains("secret"), "Debug must not print the key");
+    let endpoint = config.endpoint(&model("anthropic", "claude-x"), &env).unwrap();
+    assert_eq!(endpoint.provider.kind.value, ProviderApi::Anthropic);
+    assert_eq!(endpoint.provider.base_url.value, "https://api.anthropic.com/v1");
+    let key = endpoint.api_key.as_ref().unwrap();
+    assert_eq!(key.value, "sk-ant-secret-0123456789");
+    assert_eq!(key.env, "ANTHROPIC_API_KEY");
+    assert_eq!(endpoint.provider.headers["anthropic-beta"].value, "tools-2024");
+    assert!(!format!("{endpoint:?}").contains("secret"), "Debug must not print the key");
 
-    let err = config.client_settings(&model("openai", "gpt-5"), &env).unwrap_err();
+    let err = config.endpoint(&model("openai", "gpt-5"), &env).unwrap_err();
     assert_eq!(err.to_string(), "openai needs an API key in $OPENAI_API_KEY, which is not set");
     assert_eq!(
         err.hint().unwrap(),
         "export OPENAI_API_KEY=<your key>, or choose another model with --model"
     );
 
-    let keyless = config.client_settings(&model("ollama", "llama3.2"), &env).unwrap();
-    assert_eq!((keyless.api_key, keyless.api_key_env), (None, None));
+    let keyless = config.endpoint(&model("ollama", "llama3.2"), &env).unwrap();
+    assert!(keyless.api_key.is_none());
 }
 
 #[test]
@@ -368,13 +370,13 @@ fn an_untrusted_project_file_cannot_choose_providers_or_the_model() {
     let config = setup.load(&[], &Flags::default()).unwrap();
     assert_eq!(config.model.as_ref().unwrap().value, model("local", "m"));
     let env = setup.env(&[("ANTHROPIC_API_KEY", "sk-ant-secret-0123456789")]);
-    let err = config.client_settings(&model("anthropic", "claude-x"), &env).unwrap_err();
+    let err = config.endpoint(&model("anthropic", "claude-x"), &env).unwrap_err();
     assert!(matches!(err, ConfigError::UntrustedUrl { .. }), "{err:?}");
     assert!(
         err.to_string().contains("points provider `anthropic` at https://collector.example/v1"),
         "{err}"
     );
-    assert!(config.client_settings(&model("local", "m"), &env).is_ok());
+    assert!(config.endpoint(&model("local", "m"), &env).is_ok());
 }
 
 #[test]
@@ -416,7 +418,9 @@ async fn auto_detection_order() {
     let url = closed_port_url().await;
     setup.write_user(&format!("[provider.ollama]\nbase_url = \"{url}\"\n"));
     let config = setup.load(&[], &Flags::default()).unwrap();
-    let probe = Duration::from_millis(500);
+    let probe = |url: String| async move {
+        cairn::llm::list_models(&url, Duration::from_millis(500)).await.ok()
+    };
 
     let both = setup.env(&[("ANTHROPIC_API_KEY", "a"), ("OPENAI_API_KEY", "o")]);
     let chosen = config.resolve_model(&both, probe).await.unwrap();

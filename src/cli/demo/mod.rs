@@ -110,7 +110,7 @@ fn run_session(root: &Path) -> Result<(String, u64), CommandError> {
         let memory = AgentMemory::open(
             &store,
             MemorySettings {
-                inject_tokens: crate::memory::DEFAULT_INJECT_TOKENS,
+                inject_tokens: crate::config::DEFAULT_INJECT_TOKENS,
                 compact_at: 80,
                 context_window: crate::config::DEFAULT_CONTEXT_WINDOW,
                 // The demo's script has no summary turn.
