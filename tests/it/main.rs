@@ -21,6 +21,7 @@ mod hooks;
 mod hostile;
 mod interactive;
 mod land;
+mod layers;
 mod llm;
 mod mcp;
 mod memory;
