@@ -1,8 +1,10 @@
 //! cairn: a terminal coding agent whose every step is a git commit.
 //!
-//! The library holds all the logic; `src/main.rs` only parses arguments and maps errors
-//! to exit codes. Dependencies point one way: `cli → agent → {checkpoint, llm, memory}`.
-//! `checkpoint` knows nothing of models and `llm` nothing of git.
+//! The library holds all the logic; `src/main.rs` only calls [`cli::main`]. Modules are
+//! layers and a layer uses only those below it: `cli → hooks → agent → {mcp, history}`,
+//! `history → {checkpoint, memory}`, `checkpoint → transcript → llm`, with `git` and
+//! `config` under the domain layers and `text`, `secrets`, `title` as leaves.
+//! ARCHITECTURE.md has the table; `tests/it/layers.rs` enforces it.
 
 pub mod agent;
 pub mod checkpoint;

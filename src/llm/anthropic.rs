@@ -154,6 +154,8 @@ fn finish_reason(reason: &str) -> FinishReason {
 }
 
 impl Decode for Decoder {
+    // One arm per event type of the stream, in the order the API sends them; split up, the
+    // state machine they share would be spread over as many functions.
     fn event(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), LlmError> {
         let data = parse_json(&self.provider, &event.data)?;
         let kind = data.get("type").and_then(Value::as_str).unwrap_or(event.event.as_str());
