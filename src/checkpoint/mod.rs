@@ -190,7 +190,8 @@ impl Store {
         self.persist(None)
     }
 
-    fn pack_registry(&self) -> PathBuf {
+    /// The registry of cairn's own packs, which gc consolidates.
+    pub(crate) fn pack_registry(&self) -> PathBuf {
         self.private_dir.join(objects::REGISTRY)
     }
 
@@ -226,14 +227,6 @@ impl Store {
     /// The user from git config, falling back to cairn itself when none is set.
     pub fn committer(&self) -> gix::actor::Signature {
         objects::committer(&self.repo)
-    }
-}
-
-/// What the history layer's gc needs of the store's internals.
-impl Store {
-    /// The registry of cairn's own packs, which gc merges.
-    pub(crate) fn pack_registry_path(&self) -> PathBuf {
-        self.pack_registry()
     }
 }
 

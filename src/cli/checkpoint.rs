@@ -80,7 +80,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     // Everything that can be refused is checked before anything is written.
     let transcript = match &args.transcript {
         Some(path) => Some(transcript::load(path).map_err(|err| {
-            CommandError::user(err.to_string())
+            CommandError::user_error(err)
                 .with_hint("pass the agent's transcript file: one JSON document or JSON Lines")
         })?),
         None => None,

@@ -81,7 +81,7 @@ pub(crate) fn project_at(dir: &Path) -> Option<config::Project> {
 
 pub(crate) fn config_error(err: ConfigError) -> CommandError {
     let hint = err.hint();
-    let error = CommandError::user(err.to_string());
+    let error = CommandError::user_error(err);
     match hint {
         Some(hint) => error.with_hint(hint),
         None => error,

@@ -74,8 +74,7 @@ pub fn run_session(
     let servers = started_servers(&mcp);
     let mut agent =
         launch::agent(context, session, restored, model.clone(), client, Box::new(asker), mcp)?;
-    let mut editor =
-        rustyline::DefaultEditor::new().map_err(|err| CommandError::internal(err.to_string()))?;
+    let mut editor = rustyline::DefaultEditor::new().map_err(CommandError::internal_error)?;
     let _ = editor.load_history(&history);
     greet(&mut agent, &model.to_string(), &servers);
     let mut pending = first_prompt;
@@ -85,7 +84,7 @@ pub fn run_session(
             None => match read_input(&mut editor) {
                 Ok(Some(line)) => line,
                 Ok(None) => break,
-                Err(err) => return Err(CommandError::internal(err.to_string())),
+                Err(err) => return Err(CommandError::internal_error(err)),
             },
         };
         let line = line.trim().to_string();

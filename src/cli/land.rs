@@ -60,12 +60,11 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             landed.commit
         ))
     };
-    let commit = ObjectId::from_hex(landed.commit.as_bytes())
-        .map_err(|err| CommandError::internal(err.to_string()))?;
+    let commit =
+        ObjectId::from_hex(landed.commit.as_bytes()).map_err(CommandError::internal_error)?;
     let record = agent_trace::for_commit(&store, commit).map_err(after_landing)?;
     if args.notes {
-        let text = serde_json::to_string_pretty(&record)
-            .map_err(|err| CommandError::internal(err.to_string()))?;
+        let text = serde_json::to_string_pretty(&record).map_err(CommandError::internal_error)?;
         notes::attach(&store, &args.notes_ref, commit, &format!("{text}\n"))
             .map_err(after_landing)?;
     }

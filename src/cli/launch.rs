@@ -63,8 +63,7 @@ impl Context {
         let model = resolve_model(&self.config, &self.env).await.map_err(config_error)?.value;
         let endpoint = self.config.endpoint(&model, &self.env).map_err(config_error)?;
         let settings = client_settings(&endpoint);
-        let client =
-            llm::Client::new(settings).map_err(|err| CommandError::user(err.to_string()))?;
+        let client = llm::Client::new(settings).map_err(CommandError::user_error)?;
         Ok((model, client))
     }
 }

@@ -66,7 +66,7 @@ pub fn gc(store: &Store, keep: Duration, dry_run: bool) -> Result<GcReport> {
                 std::fs::remove_file(path)
             };
         }
-        report.packs_merged = objects::consolidate(store.repo(), &store.pack_registry_path(), 2)?;
+        report.packs_merged = objects::consolidate(store.repo(), &store.pack_registry(), 2)?;
     }
     Ok(report)
 }

@@ -97,8 +97,7 @@ fn run_session(root: &Path) -> Result<(String, u64), CommandError> {
     let outcome = runtime.block_on(async {
         let model = DemoModel::start(script()).await?;
         let settings = llm::ClientSettings::new("demo", ProviderKind::OpenaiChat, model.base_url());
-        let client =
-            llm::Client::new(settings).map_err(|err| CommandError::internal(err.to_string()))?;
+        let client = llm::Client::new(settings).map_err(CommandError::internal_error)?;
         let instructions = crate::agent::instructions::Instructions::default();
         let system = prompt::build(&prompt::PromptParts {
             root,
@@ -118,7 +117,7 @@ fn run_session(root: &Path) -> Result<(String, u64), CommandError> {
             },
             Vec::new(),
         )
-        .map_err(|err| CommandError::internal(err.to_string()))?;
+        .map_err(CommandError::internal_error)?;
         let mut agent = demo_agent(store, session, client, system, memory);
         section(&format!("$ cairn run \"{PROMPT}\""));
         let mut printer = Printer::new(false);
@@ -200,7 +199,7 @@ fn create_project(root: &Path) -> Result<(), CommandError> {
     std::fs::write(root.join("lib.sh"), LIB)?;
     std::fs::write(root.join("test.sh"), TEST)?;
     std::fs::write(root.join("README.md"), "# demo\nRun the test with `sh test.sh`.\n")?;
-    let repo = gix::init(root).map_err(|err| CommandError::internal(err.to_string()))?;
+    let repo = gix::init(root).map_err(CommandError::internal_error)?;
     let store = Store::discover(root, StoreOptions::default())?;
     let tree = store.snapshot()?.tree;
     let signature = gix::actor::Signature {
@@ -218,7 +217,7 @@ fn create_project(root: &Path) -> Result<(), CommandError> {
         tree,
         Vec::<gix::ObjectId>::new(),
     )
-    .map_err(|err| CommandError::internal(err.to_string()))?;
+    .map_err(CommandError::internal_error)?;
     Ok(())
 }
 
