@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::checkpoint::{self, Changes, StepKind, StepRecord, Store, StoreOptions};
 use crate::config::{self, Env, Flags};
-use crate::hooks::transcript;
+use crate::hooks::agent_transcript;
 use crate::transcript::Message;
 
 use super::CommandError;
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open()?;
     // Everything that can be refused is checked before anything is written.
     let transcript = match &args.transcript {
-        Some(path) => Some(transcript::load(path).map_err(|err| {
+        Some(path) => Some(agent_transcript::load(path).map_err(|err| {
             CommandError::user_error(err)
                 .with_hint("pass the agent's transcript file: one JSON document or JSON Lines")
         })?),
@@ -147,7 +147,7 @@ fn open() -> Result<Store, CommandError> {
 }
 
 /// The step the arguments describe.
-fn step_record(args: &Args, transcript: Option<transcript::Transcript>) -> StepRecord {
+fn step_record(args: &Args, transcript: Option<agent_transcript::Transcript>) -> StepRecord {
     let kind = args.kind.unwrap_or(if args.prompt.is_some() {
         StepKind::Prompt
     } else {

@@ -15,12 +15,12 @@
 //! Other events are not recorded. The agent's session id maps to a cairn session (see
 //! [`sessions`]): the same agent session always continues the same cairn session.
 
+pub mod agent_transcript;
 pub mod claude_code;
 pub mod codex;
 pub mod gemini;
 mod record;
 mod sessions;
-pub mod transcript;
 
 use std::fmt;
 use std::path::PathBuf;

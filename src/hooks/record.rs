@@ -16,7 +16,7 @@ use crate::text::one_line;
 use crate::transcript::{Message, ToolArguments, ToolCall};
 
 use super::sessions::{Entry, LockError};
-use super::{Action, Effect, HookEvent, ToolUse, transcript};
+use super::{Action, Effect, HookEvent, ToolUse, agent_transcript};
 
 /// How much of each string of a tool's input and of its result the conversation keeps
 /// (a `Write` carries the whole file, which the step's snapshot holds anyway).
@@ -161,7 +161,7 @@ fn plan(
             let mut model = model_step(reply.as_deref().unwrap_or_default());
             if options.with_transcript {
                 match &event.transcript_path {
-                    Some(path) => match transcript::load(path) {
+                    Some(path) => match agent_transcript::load(path) {
                         Ok(transcript) => model.state_files.extend(transcript.state_files()),
                         Err(err) => {
                             warnings.push(format!("{err}; the step is recorded without it"))
