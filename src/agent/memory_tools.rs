@@ -67,6 +67,17 @@ pub fn is_memory_tool(name: &str) -> bool {
     matches!(name, NOTE | REMEMBER | SEARCH)
 }
 
+/// Whether the call adds a fact to the user tier, which every project's sessions read: it
+/// needs approval like a write, since it outlives the session and the repository.
+pub fn writes_user_tier(name: &str, args: &Value) -> bool {
+    name == REMEMBER && args.get("tier").and_then(Value::as_str).map(str::trim) == Some("user")
+}
+
+/// The fact a `remember` call would add.
+pub fn fact_of(args: &Value) -> &str {
+    args.get("fact").and_then(Value::as_str).map_or("", str::trim)
+}
+
 pub fn definitions() -> Vec<ToolDefinition> {
     vec![
         ToolDefinition {

@@ -124,6 +124,17 @@ impl Agent {
             }
         };
         if memory_tools::is_memory_tool(&call.name) {
+            if memory_tools::writes_user_tier(&call.name, &arguments) {
+                let fact = memory_tools::fact_of(&arguments);
+                let request = approval::Request {
+                    tool: &call.name,
+                    action: approval::Action::RememberUser,
+                    summary: &format!("remember in the user tier (every project): {fact}"),
+                };
+                if let approval::Decision::Deny(reason) = self.policy.decide(&request) {
+                    return Ok(failed(reason));
+                }
+            }
             let origin = self.origin();
             return Ok(memory_tools::run(&call.name, &arguments, &mut self.memory, &origin));
         }
@@ -139,9 +150,29 @@ impl Agent {
             )));
         }
         let summary = subject::describe_call(&call.name, &arguments);
-        let decision =
-            self.policy.decide(&approval::Request { tool: &call.name, access, summary: &summary });
-        if let approval::Decision::Deny(reason) = decision {
+        let diff = match tools::preview(&call.name, &arguments, self.store.root()) {
+            // The call would fail without writing anything: no question to ask.
+            Some(Err(error)) => return Ok(failed(error)),
+            Some(Ok(diff)) => Some(diff),
+            None => None,
+        };
+        let command = arguments.get("command").and_then(Value::as_str).unwrap_or_default();
+        let action = match access {
+            _ if self.mcp.has_tool(&call.name) => approval::Action::Mcp {
+                server: call
+                    .name
+                    .split_once(crate::mcp::SEPARATOR)
+                    .map_or("", |(server, _)| server),
+            },
+            tools::Access::Shell => {
+                approval::Action::Shell { command, sandbox: self.command_confinement() }
+            }
+            tools::Access::Write | tools::Access::Read => {
+                approval::Action::Write { diff: diff.as_deref() }
+            }
+        };
+        let request = approval::Request { tool: &call.name, action, summary: &summary };
+        if let approval::Decision::Deny(reason) = self.policy.decide(&request) {
             return Ok(failed(reason));
         }
         if call.name == REWIND_TOOL {
@@ -164,6 +195,11 @@ impl Agent {
         let ctx =
             tools::ToolContext { root: self.store.root(), cancel, hidden_env: &self.hidden_env };
         Ok(tools::run(&call.name, &arguments, &ctx).await)
+    }
+
+    /// How a `shell` command would be confined, for the approval question.
+    fn command_confinement(&self) -> &'static str {
+        "not sandboxed"
     }
 
     fn rewind_tool(&mut self, arguments: &Value) -> Result<tools::ToolOutput, AgentError> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rustyline::error::ReadlineError;
 
 use crate::agent::Restored;
-use crate::agent::approval::{Asker, Decision, Request};
+use crate::agent::approval::{Action, Answer, Asker, Grant, Request};
 use crate::agent::{self, Agent, Event, TurnEnd};
 use crate::checkpoint::Session;
 use crate::config::Approval;
@@ -37,6 +37,7 @@ const HELP: &str = "\
 /log          the steps of this session
 /diff         what the last step changed
 /model P/M    use another model from now on
+/approvals    what \"always\" answers granted; /approvals revoke N|all
 /help         this list
 /quit         leave (Ctrl-D works too)
 End a line with \\ to continue it on the next. Ctrl-C cancels a running turn.";
@@ -69,7 +70,7 @@ pub fn run_session(
     session.info.model.get_or_insert_with(|| model.to_string());
     let history = context.store.private_dir().join("history");
     let screen = Screen::default();
-    let asker = TerminalAsker { screen: screen.clone(), always: false };
+    let asker = TerminalAsker { screen: screen.clone() };
     let mcp = runtime.block_on(launch::start_mcp(&context.config, context.store.root()));
     let servers = started_servers(&mcp);
     let mut agent =
@@ -186,11 +187,12 @@ fn slash(
     agent: &mut Agent,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<bool, CommandError> {
-    let mut words = command.split_whitespace();
-    let name = words.next().unwrap_or_default();
-    let argument = words.next();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let name = words.first().copied().unwrap_or_default();
+    let argument = words.get(1).copied();
     match name {
         "quit" | "exit" => return Ok(true),
+        "approvals" => approvals(agent, &words[1..])?,
         "help" => eprintln!("{HELP}"),
         "undo" => rewind(agent, None)?,
         "rewind" => {
@@ -341,31 +343,81 @@ impl InteractivePrinter {
     }
 }
 
-/// Asks at the terminal before a write or a command.
+/// Asks at the terminal before a write, a command, an MCP tool or a user-tier fact,
+/// showing what would happen: the diff a write would make, the whole command line and
+/// whether it runs sandboxed, and what "always" would grant.
 struct TerminalAsker {
     screen: Screen,
-    always: bool,
 }
 
 impl Asker for TerminalAsker {
-    fn ask(&mut self, request: &Request<'_>) -> Decision {
-        if self.always {
-            return Decision::Allow;
-        }
+    fn ask(&mut self, request: &Request<'_>, offer: &Grant) -> Answer {
         self.screen.clear();
-        eprint!("Allow {}? [y]es / [n]o / [a]lways: ", crate::text::terminal_safe(request.summary));
+        let safe = crate::text::terminal_safe;
+        match request.action {
+            Action::Write { diff: Some(diff) } => {
+                for line in diff.lines() {
+                    eprintln!("  {}", safe(line));
+                }
+            }
+            Action::Shell { command, sandbox } => {
+                eprintln!("  $ {}", safe(command));
+                eprintln!("  ({sandbox})");
+            }
+            Action::Write { diff: None } | Action::Mcp { .. } | Action::RememberUser => {}
+        }
+        eprint!(
+            "Allow {}? [y]es / [n]o / [a]lways ({offer}): ",
+            safe(&crate::text::one_line(request.summary))
+        );
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
-        let decision = match answer.trim().to_ascii_lowercase().as_str() {
-            "y" | "yes" => Decision::Allow,
-            "a" | "always" => {
-                self.always = true;
-                Decision::Allow
-            }
-            _ => Decision::Deny(format!("the user declined `{}`", request.summary)),
+        let answer = match answer.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => Answer::Once,
+            "a" | "always" => Answer::Always,
+            _ => Answer::Deny(format!("the user declined `{}`", request.summary)),
         };
         self.screen.spin();
-        decision
+        answer
     }
+}
+
+/// `/approvals`: what "always" answers granted, and `/approvals revoke N|all`.
+fn approvals(agent: &mut Agent, arguments: &[&str]) -> Result<(), CommandError> {
+    let policy = agent.policy_mut();
+    match arguments {
+        [] => {
+            if policy.grants().is_empty() {
+                eprintln!("No approvals granted in this session ({} approval).", policy.mode());
+            }
+            for (index, grant) in policy.grants().iter().enumerate() {
+                eprintln!("{}. {grant}", index + 1);
+            }
+            if !policy.grants().is_empty() {
+                eprintln!("/approvals revoke N takes one back; /approvals revoke all, every one.");
+            }
+        }
+        ["revoke", "all"] => {
+            let revoked = policy.revoke_all();
+            eprintln!("Revoked {} approvals; every write and command asks again.", revoked.len());
+        }
+        ["revoke", number] => {
+            let index = number.parse::<usize>().ok().and_then(|n| n.checked_sub(1));
+            match index.and_then(|index| policy.revoke(index)) {
+                Some(grant) => eprintln!("Revoked: {grant}."),
+                None => {
+                    return Err(CommandError::usage(format!(
+                        "there is no approval {number}; /approvals lists them"
+                    )));
+                }
+            }
+        }
+        _ => {
+            return Err(CommandError::usage(
+                "/approvals takes nothing, or revoke N, or revoke all",
+            ));
+        }
+    }
+    Ok(())
 }

@@ -127,7 +127,7 @@ async fn resume_the_interactive_session_and_the_demo_leave_git_state_alone() {
         let mut term = Terminal::spawn(command);
         let mut at = term.expect("› ", 0);
         term.type_line("write something");
-        at = term.expect("Allow write_file typed.txt? [y]es / [n]o / [a]lways:", at);
+        at = term.expect("Allow write_file typed.txt? [y]es / [n]o / [a]lways (file writes):", at);
         term.type_line("y");
         at = term.expect("Typed.", at);
         at = term.expect("› ", at);

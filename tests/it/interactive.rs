@@ -125,7 +125,9 @@ async fn a_turn_with_an_approval_then_undo_and_rewind_at_a_terminal() {
         let mut at = term.expect("/help lists commands", 0);
         at = term.expect("› ", at);
         term.type_line("write a greeting");
-        at = term.expect("Allow write_file greeting.txt? [y]es / [n]o / [a]lways:", at);
+        at = term.expect("+++ b/greeting.txt\r\n  @@ -0,0 +1 @@\r\n  +hello", at);
+        at = term
+            .expect("Allow write_file greeting.txt? [y]es / [n]o / [a]lways (file writes):", at);
         term.type_line("y");
         at = term.expect("I wrote greeting.txt.", at);
         at = term.expect("› ", at);
@@ -165,6 +167,67 @@ async fn a_turn_with_an_approval_then_undo_and_rewind_at_a_terminal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_on_a_write_approves_writes_only_until_revoked() {
+    let repo = TestRepo::new();
+    let write = |id: &'static str, path: &str| {
+        (id, "write_file", json!({"path": path, "content": "one\n"}))
+    };
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[write("c1", "a.txt")]),
+        Reply::chat_tool_calls(&[
+            write("c2", "b.txt"),
+            ("c3", "shell", json!({"command": "echo hi > c.txt"})),
+        ]),
+        Reply::chat_text("First turn done."),
+        Reply::chat_tool_calls(&[write("c4", "d.txt")]),
+        Reply::chat_text("Second turn done."),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+    let command = repo.command_in(&repo.root, &[]);
+    let screen = tokio::task::spawn_blocking(move || {
+        let mut term = Terminal::spawn(command);
+        let mut at = term.expect("› ", 0);
+        term.type_line("write some files");
+        at = term.expect("  +one", at);
+        at = term.expect("Allow write_file a.txt? [y]es / [n]o / [a]lways (file writes):", at);
+        term.type_line("a");
+        // b.txt is written unasked; the command is asked about, whole, with its confinement.
+        at = term.expect("  $ echo hi > c.txt\r\n  (not sandboxed)", at);
+        at = term.expect(
+            "Allow shell: echo hi > c.txt? [y]es / [n]o / [a]lways (the command `echo hi > c.txt`):",
+            at,
+        );
+        term.type_line("n");
+        at = term.expect("First turn done.", at);
+        at = term.expect("› ", at);
+        term.type_line("/approvals");
+        at = term.expect("1. file writes", at);
+        at = term.expect("› ", at);
+        term.type_line("/approvals revoke 1");
+        at = term.expect("Revoked: file writes.", at);
+        at = term.expect("› ", at);
+        term.type_line("write another");
+        at = term.expect("Allow write_file d.txt? [y]es / [n]o / [a]lways (file writes):", at);
+        term.type_line("n");
+        at = term.expect("Second turn done.", at);
+        term.expect("› ", at);
+        term.quit();
+        term.screen.lock().unwrap().clone()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(screen.matches("Allow write_file").count(), 2, "b.txt was asked about:\n{screen}");
+    assert!(repo.path("a.txt").exists() && repo.path("b.txt").exists());
+    assert!(!repo.path("c.txt").exists(), "the declined command ran");
+    assert!(!repo.path("d.txt").exists(), "the revoked grant still applied");
+    let requests = model.requests();
+    let results = requests[2].body["messages"].to_string();
+    assert!(results.contains("the user declined `shell: echo hi > c.txt`"), "{results}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_tools_are_offered_asked_about_and_stopped_with_the_session() {
     let repo = TestRepo::new();
     let model = mock_model::start([
@@ -188,7 +251,7 @@ async fn mcp_tools_are_offered_asked_about_and_stopped_with_the_session() {
         at = term.expect("› ", at);
         term.type_line("write through the server");
         at = term.expect("Allow echo__write {", at);
-        at = term.expect("? [y]es / [n]o / [a]lways:", at);
+        at = term.expect("? [y]es / [n]o / [a]lways (the tools of MCP server `echo`):", at);
         term.type_line("n");
         at = term.expect("As you wish.", at);
         term.expect("› ", at);

@@ -594,3 +594,47 @@ async fn resuming_at_an_earlier_step_reverts_the_facts_written_after_it() {
     assert_eq!(repo.git(&["ls-tree", "refs/cairn/memory", "facts/"]), "");
     assert!(!system_prompt(&model.requests()[0].body).contains("Written at step two"));
 }
+
+/// `remember` in the user tier reaches every project's sessions, so it is approved like a
+/// write: refused in `read-only`, refused headless in `ask` (no one to ask), done in `auto`.
+#[tokio::test]
+async fn a_user_tier_fact_needs_approval_and_read_only_refuses_it() {
+    for (mode, refusal) in [
+        ("read-only", Some("may not add a fact to the user tier")),
+        ("ask", Some("this run is headless")),
+        ("auto", None),
+    ] {
+        let repo = TestRepo::new();
+        let fact = "The user prefers tabs.";
+        let model = mock_model::start([
+            Reply::chat_tool_calls(&[(
+                "r1",
+                "remember",
+                json!({"fact": fact, "tier": "user", "source": "user"}),
+            )]),
+            Reply::chat_text("Done."),
+        ])
+        .await;
+        repo.use_model(&model.base_url());
+        let out = cairn(&repo, &["run", "remember my preference", "--approval", mode]).await;
+        assert_ok(&out);
+        let result = model.requests()[1].body["messages"].to_string();
+        let user_memory = repo.home.join(".local/share/cairn/memory.git");
+        match refusal {
+            Some(reason) => {
+                assert!(result.contains(reason), "{mode}: {result}");
+                assert!(!user_memory.exists(), "{mode}: the user memory was created");
+            }
+            None => {
+                let facts = repo.git(&[
+                    &format!("--git-dir={}", user_memory.display()),
+                    "grep",
+                    "-l",
+                    "prefers tabs",
+                    "refs/heads/main",
+                ]);
+                assert!(facts.contains("facts/the-user-prefers-tabs.md"), "{mode}: {facts}");
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::io;
 use serde_json::json;
 
 use super::args::Args;
-use super::paths::Workspace;
+use super::paths::{Resolved, Workspace};
 use super::write_file::atomic_write;
 use super::{Access, ToolOutput, ToolSpec};
 
@@ -42,7 +42,23 @@ pub(super) fn spec() -> ToolSpec {
     }
 }
 
+/// An edit checked against the file as it is now, not yet written.
+pub(super) struct PlannedEdit {
+    pub(super) target: Resolved,
+    pub(super) content: String,
+    pub(super) updated: String,
+    new_len: usize,
+    old_len: usize,
+    starts: Vec<usize>,
+}
+
 pub(super) fn run(args: &Args, workspace: &Workspace) -> Result<ToolOutput, String> {
+    apply(plan(args, workspace)?)
+}
+
+/// Reads the file and finds where the edit goes, writing nothing: every mistake in the call
+/// is found here, so an approval question is asked only about an edit that can happen.
+pub(super) fn plan(args: &Args, workspace: &Workspace) -> Result<PlannedEdit, String> {
     let path = args.string("path")?;
     let old = args.string("old_string")?;
     let new = args.string("new_string")?;
@@ -67,9 +83,9 @@ pub(super) fn run(args: &Args, workspace: &Workspace) -> Result<ToolOutput, Stri
         .map_err(|_| format!("`{shown}` is not UTF-8 text; edit_file edits text files only"))?;
 
     let starts: Vec<usize> = content.match_indices(old.as_str()).map(|(start, _)| start).collect();
-    let (Some(&first), Some(&last)) = (starts.first(), starts.last()) else {
+    if starts.is_empty() {
         return Err(not_found(&content, &old, &shown));
-    };
+    }
     if starts.len() > 1 && !replace_all {
         let lines = line_numbers(&content, &starts);
         let mut listed: Vec<String> = lines.iter().take(MAX_LISTED).map(u64::to_string).collect();
@@ -85,22 +101,31 @@ pub(super) fn run(args: &Args, workspace: &Workspace) -> Result<ToolOutput, Stri
     }
 
     let updated = content.replace(old.as_str(), &new);
+    Ok(PlannedEdit { target, content, updated, new_len: new.len(), old_len: old.len(), starts })
+}
+
+/// Writes a planned edit and says where the new text is.
+fn apply(edit: PlannedEdit) -> Result<ToolOutput, String> {
+    let PlannedEdit { target, updated, new_len, old_len, starts, .. } = edit;
+    let shown = target.display();
     atomic_write(&target.abs, updated.as_bytes())
         .map_err(|err| format!("cannot write `{shown}`: {err}"))?;
 
     // Where the new text sits in the updated file: everything before the first match is
     // unchanged, and each earlier replacement shifted the last one by the size difference.
-    let shift = (starts.len() - 1) as isize * (new.len() as isize - old.len() as isize);
+    let (first, last) = (starts[0], starts[starts.len() - 1]);
+    let shift = (starts.len() - 1) as isize * (new_len as isize - old_len as isize);
     let last_new_start = last.saturating_add_signed(shift);
     let first_line = line_numbers(&updated, &[first])[0];
+    let new_text = &updated[first..first + new_len];
     let last_line = line_numbers(&updated, &[last_new_start])[0]
-        + new.trim_end_matches('\n').matches('\n').count() as u64;
+        + new_text.trim_end_matches('\n').matches('\n').count() as u64;
     let range = if first_line == last_line {
         format!("line {first_line}")
     } else {
         format!("lines {first_line}–{last_line}")
     };
-    let message = match (starts.len(), new.is_empty()) {
+    let message = match (starts.len(), new_len == 0) {
         (1, true) => format!("removed 1 occurrence from `{shown}` at {range}"),
         (1, false) => format!("replaced 1 occurrence in `{shown}`; the new text is at {range}"),
         (n, _) => format!("replaced {n} occurrences in `{shown}`, within {range}"),

@@ -12,6 +12,7 @@ mod glob;
 mod grep;
 pub mod output;
 pub mod paths;
+mod preview;
 mod read_file;
 mod shell;
 mod write_file;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use args::Args;
 use paths::Workspace;
+pub use preview::preview;
 
 /// A tool as offered to the model.
 #[derive(Debug, Clone)]

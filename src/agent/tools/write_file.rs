@@ -14,7 +14,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::args::Args;
-use super::paths::Workspace;
+use super::paths::{Resolved, Workspace};
 use super::{Access, ToolOutput, ToolSpec};
 
 pub(super) fn spec() -> ToolSpec {
@@ -34,20 +34,17 @@ pub(super) fn spec() -> ToolSpec {
     }
 }
 
+/// A write checked against the workspace as it is now, not yet done.
+pub(super) struct PlannedWrite {
+    pub(super) target: Resolved,
+    pub(super) content: String,
+    /// The size of the file it replaces, if there is one.
+    pub(super) existing: Option<u64>,
+}
+
 pub(super) fn run(args: &Args, workspace: &Workspace) -> Result<ToolOutput, String> {
-    let path = args.string("path")?;
-    let content = args.string("content")?;
-    let target = workspace.resolve(&path)?;
+    let PlannedWrite { target, content, existing } = plan(args, workspace)?;
     let shown = target.display();
-    let existing = match fs::symlink_metadata(&target.abs) {
-        Ok(metadata) if metadata.is_dir() => return Err(format!("`{shown}` is a directory")),
-        Ok(metadata) if !metadata.is_file() => {
-            return Err(format!("`{shown}` is not a regular file"));
-        }
-        Ok(metadata) => Some(metadata.len()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-        Err(err) => return Err(format!("cannot write `{shown}`: {err}")),
-    };
     let bytes = content.len();
     if existing == Some(bytes as u64)
         && fs::read(&target.abs).is_ok_and(|old| old == content.as_bytes())
@@ -67,6 +64,24 @@ pub(super) fn run(args: &Args, workspace: &Workspace) -> Result<ToolOutput, Stri
         Some(old) => format!("overwrote `{shown}` ({bytes} bytes, was {old})"),
     };
     Ok(ToolOutput { changed_paths: vec![target.rel], ..ToolOutput::text(message) })
+}
+
+/// Checks the call and what is at its path, writing nothing.
+pub(super) fn plan(args: &Args, workspace: &Workspace) -> Result<PlannedWrite, String> {
+    let path = args.string("path")?;
+    let content = args.string("content")?;
+    let target = workspace.resolve(&path)?;
+    let shown = target.display();
+    let existing = match fs::symlink_metadata(&target.abs) {
+        Ok(metadata) if metadata.is_dir() => return Err(format!("`{shown}` is a directory")),
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(format!("`{shown}` is not a regular file"));
+        }
+        Ok(metadata) => Some(metadata.len()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+        Err(err) => return Err(format!("cannot write `{shown}`: {err}")),
+    };
+    Ok(PlannedWrite { target, content, existing })
 }
 
 /// Replaces the file at `path` with `bytes` via a temporary file and a rename. An existing
