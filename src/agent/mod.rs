@@ -85,8 +85,6 @@ pub struct AgentSetup {
     pub memory: AgentMemory,
     pub policy: Policy,
     pub max_output_tokens: u32,
-    /// Environment variables hidden from `shell` (the providers' API keys).
-    pub hidden_env: Vec<String>,
     /// Watch the workspace for the user's edits (else scan before each model call).
     pub watch: bool,
     /// The session's MCP servers (none: `McpHub::default()`).
@@ -108,7 +106,6 @@ pub struct Agent {
     memory: AgentMemory,
     policy: Policy,
     max_output_tokens: u32,
-    hidden_env: Vec<String>,
     watcher: Option<watch::Watcher>,
     /// Turns run since the session's end was last summarized.
     turns: usize,
@@ -135,7 +132,6 @@ impl Agent {
             memory,
             policy: setup.policy,
             max_output_tokens: setup.max_output_tokens,
-            hidden_env: setup.hidden_env,
             watcher,
             turns: 0,
             mcp: setup.mcp,

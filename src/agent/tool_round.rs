@@ -83,8 +83,7 @@ impl Agent {
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
     ) {
-        let ctx =
-            tools::ToolContext { root: self.store.root(), cancel, hidden_env: &self.hidden_env };
+        let ctx = tools::ToolContext { root: self.store.root(), cancel };
         let ctx = &ctx;
         let outputs = futures_util::future::join_all(batch.iter().map(|call| {
             let args = call.arguments.to_wire_value();
@@ -192,8 +191,7 @@ impl Agent {
                 may_change_anything: true,
             });
         }
-        let ctx =
-            tools::ToolContext { root: self.store.root(), cancel, hidden_env: &self.hidden_env };
+        let ctx = tools::ToolContext { root: self.store.root(), cancel };
         Ok(tools::run(&call.name, &arguments, &ctx).await)
     }
 

@@ -101,27 +101,13 @@ fn provider_kind(api: ProviderApi) -> llm::ProviderKind {
     }
 }
 
-/// Environment variables hidden from commands the agent runs: the providers' API keys.
-pub fn hidden_env(config: &Config) -> Vec<String> {
-    let mut hidden: Vec<String> =
-        ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"].map(String::from).to_vec();
-    for provider in config.providers.values() {
-        if let Some(name) = &provider.api_key_env
-            && !hidden.contains(&name.value)
-        {
-            hidden.push(name.value.clone());
-        }
-    }
-    hidden
-}
-
 /// Starts the configured MCP servers in `root`, saying on stderr which could not start;
 /// the session goes on without those.
 pub async fn start_mcp(config: &Config, root: &std::path::Path) -> McpHub {
     if config.mcp.is_empty() {
         return McpHub::default();
     }
-    let launch = mcp::Launch { root: root.to_path_buf(), hidden_env: hidden_env(config) };
+    let launch = mcp::Launch { root: root.to_path_buf() };
     let hub = McpHub::start(config.mcp.values().cloned(), launch).await;
     for server in hub.servers() {
         let name = &server.config.name;
@@ -186,7 +172,6 @@ pub fn agent(
         memory: guidance.as_ref(),
     });
     let policy = Policy::new(context.config.approval.value, asker);
-    let hidden_env = hidden_env(&context.config);
     Ok(Agent::new(AgentSetup {
         store: context.store,
         session,
@@ -198,7 +183,6 @@ pub fn agent(
         memory,
         policy,
         max_output_tokens: MAX_OUTPUT_TOKENS,
-        hidden_env,
         watch: true,
         mcp,
     }))

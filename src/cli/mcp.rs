@@ -47,10 +47,7 @@ fn list(args: ListArgs) -> Result<ExitCode, CommandError> {
     }
     let runtime = super::launch::runtime()?;
     runtime.block_on(async {
-        let launch = crate::mcp::Launch {
-            root: project.map_or(cwd, |project| project.root),
-            hidden_env: super::launch::hidden_env(&config),
-        };
+        let launch = crate::mcp::Launch { root: project.map_or(cwd, |project| project.root) };
         let mut hub = crate::mcp::McpHub::start(config.mcp.values().cloned(), launch).await;
         let servers = hub.servers();
         let printed = if args.json {

@@ -12,6 +12,7 @@ mod error;
 mod export;
 mod fetch;
 mod gc;
+mod hardening;
 mod hook;
 mod init;
 mod interactive;
@@ -107,6 +108,7 @@ enum Command {
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
+    hardening::harden();
     panic::install();
     panic::catch(|| parse_and_run(std::env::args_os().collect()))
 }

@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 
@@ -178,8 +179,24 @@ pub struct Env {
     vars: BTreeMap<String, String>,
 }
 
+/// The process environment as it was at start: see [`Env::freeze_process`].
+static PROCESS_AT_START: OnceLock<Env> = OnceLock::new();
+
 impl Env {
+    /// The process environment, as it was when [`Env::freeze_process`] ran if it did:
+    /// variables cairn took out of its environment afterwards (the keys) stay readable to
+    /// cairn itself.
     pub fn from_process() -> Self {
+        PROCESS_AT_START.get().cloned().unwrap_or_else(Self::read_process)
+    }
+
+    /// Fixes what [`Env::from_process`] returns from now on to the environment as it is
+    /// now. Called once at start, before cairn removes the keys from its environment.
+    pub fn freeze_process() -> &'static Env {
+        PROCESS_AT_START.get_or_init(Self::read_process)
+    }
+
+    fn read_process() -> Self {
         // Variables that are not UTF-8 cannot be keys, paths cairn reads, or names it
         // knows; they are left out rather than making the whole lookup fail.
         let vars = std::env::vars_os().filter_map(|(name, value)| {
@@ -346,6 +363,20 @@ impl Config {
             files: Vec::new(),
             project: None,
         }
+    }
+
+    /// The environment variables holding API keys: every provider's `api_key_env`, and
+    /// the built-in providers' variables even where a file points a provider elsewhere.
+    pub fn key_vars(&self) -> Vec<String> {
+        let mut names: Vec<String> = providers::built_in_key_vars().map(String::from).collect();
+        for provider in self.providers.values() {
+            if let Some(name) = &provider.api_key_env
+                && !names.contains(&name.value)
+            {
+                names.push(name.value.clone());
+            }
+        }
+        names
     }
 }
 

@@ -95,6 +95,11 @@ const BUILT_INS: [BuiltIn; 4] = [
     },
 ];
 
+/// The variables the built-in providers read their keys from.
+pub(super) fn built_in_key_vars() -> impl Iterator<Item = &'static str> {
+    BUILT_INS.iter().filter_map(|built_in| built_in.api_key_env)
+}
+
 /// The built-in providers, keyed by name, as if no file defined any.
 pub(super) fn built_in_providers() -> BTreeMap<String, Provider> {
     BUILT_INS

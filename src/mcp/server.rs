@@ -28,9 +28,6 @@ const STDERR_GRACE: Duration = Duration::from_secs(2);
 pub struct Launch {
     /// The working directory: the workspace root.
     pub root: PathBuf,
-    /// Variables the server must not inherit (the model providers' keys), unless its own
-    /// `env` sets them.
-    pub hidden_env: Vec<String>,
 }
 
 /// A tool as the server describes it.
@@ -69,11 +66,8 @@ impl Connection {
     ) -> Result<(Connection, Vec<RemoteTool>), String> {
         let mut command = tokio::process::Command::new(&config.command.value);
         command.args(&config.args.value).current_dir(&launch.root).kill_on_drop(true);
-        for name in &launch.hidden_env {
-            if !config.env.contains_key(name) {
-                command.env_remove(name);
-            }
-        }
+        // The API keys are not in cairn's environment (`cli::hardening`); the server's
+        // own `env` may set any variable, a key among them.
         command.envs(config.env.iter().map(|(name, value)| (name, &value.value)));
         // Its own process group: Ctrl-C at the terminal cancels cairn's turn, and must not
         // kill the servers with it.

@@ -55,8 +55,6 @@ pub struct ToolContext<'a> {
     pub root: &'a Path,
     /// Stops a running `shell` command (killing its process group) and long walks.
     pub cancel: &'a CancellationToken,
-    /// Environment variables `shell` commands must not see (the model providers' keys).
-    pub hidden_env: &'a [String],
 }
 
 /// The answer to one call.
@@ -155,9 +153,7 @@ async fn dispatch(
     })?;
     let cancel = ctx.cancel.clone();
     let handle = match tool {
-        Tool::Shell => {
-            AbortOnDrop(tokio::spawn(shell::run(args, workspace, cancel, ctx.hidden_env.to_vec())))
-        }
+        Tool::Shell => AbortOnDrop(tokio::spawn(shell::run(args, workspace, cancel))),
         Tool::ReadFile => blocking(move || read_file::run(&args, &workspace)),
         Tool::WriteFile => blocking(move || write_file::run(&args, &workspace)),
         Tool::EditFile => blocking(move || edit_file::run(&args, &workspace)),
@@ -215,7 +211,7 @@ mod tests {
 
     async fn call(root: &Path, name: &str, arguments: serde_json::Value) -> ToolOutput {
         let cancel = CancellationToken::new();
-        run(name, &arguments, &ToolContext { root, cancel: &cancel, hidden_env: &[] }).await
+        run(name, &arguments, &ToolContext { root, cancel: &cancel }).await
     }
 
     #[test]

@@ -66,7 +66,6 @@ pub(super) async fn run(
     args: Args,
     workspace: Workspace,
     cancel: CancellationToken,
-    hidden_env: Vec<String>,
 ) -> Result<ToolOutput, String> {
     let command = args.string("command")?;
     if command.trim().is_empty() {
@@ -78,7 +77,7 @@ pub(super) async fn run(
     }
     let timeout_ms = requested.min(MAX_TIMEOUT_MS);
 
-    let mut child = spawn(&command, &workspace, &hidden_env)?;
+    let mut child = spawn(&command, &workspace)?;
     let pid = child.id().ok_or("the command ended before it could be watched")?;
     let mut group = ProcessGroup { id: pid as libc::pid_t, armed: true };
     let mut stdout = Capture::start(child.stdout.take());
@@ -108,12 +107,9 @@ pub(super) async fn run(
 }
 
 /// Starts `sh -c COMMAND` in the workspace root, in a session of its own, with stdin
-/// closed, its output piped, and the hidden variables removed from its environment.
-fn spawn(
-    command: &str,
-    workspace: &Workspace,
-    hidden_env: &[String],
-) -> Result<tokio::process::Child, String> {
+/// closed and its output piped. The API keys are not in its environment: cairn removed
+/// them from its own at start (`cli::hardening`).
+fn spawn(command: &str, workspace: &Workspace) -> Result<tokio::process::Child, String> {
     let mut child = Command::new("sh");
     child
         .arg("-c")
@@ -122,9 +118,6 @@ fn spawn(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for name in hidden_env {
-        child.env_remove(name);
-    }
     // SAFETY: setsid is async-signal-safe, as required between fork and exec.
     unsafe {
         child.pre_exec(
@@ -289,7 +282,7 @@ mod tests {
 
     async fn shell(root: &Path, arguments: serde_json::Value) -> ToolOutput {
         let cancel = CancellationToken::new();
-        run_tool("shell", &arguments, &ToolContext { root, cancel: &cancel, hidden_env: &[] }).await
+        run_tool("shell", &arguments, &ToolContext { root, cancel: &cancel }).await
     }
 
     /// Whether a process is gone (or a zombie nobody reaps, as under a container's init).
@@ -373,12 +366,8 @@ mod tests {
             trigger.cancel();
         });
         let arguments = json!({"command": "sleep 60 & echo $! > bg.pid; sleep 60"});
-        let out = run_tool(
-            "shell",
-            &arguments,
-            &ToolContext { root: dir.path(), cancel: &cancel, hidden_env: &[] },
-        )
-        .await;
+        let out =
+            run_tool("shell", &arguments, &ToolContext { root: dir.path(), cancel: &cancel }).await;
         assert!(out.is_error);
         assert!(
             out.content.starts_with("cancelled; the command and its process group were killed\n"),
@@ -443,15 +432,5 @@ mod tests {
             out.content,
             "exit code: 0 (timeout_ms 10000000 was capped at 600000)\nstdout: (empty)\nstderr: (empty)\n"
         );
-    }
-
-    #[tokio::test]
-    async fn hidden_variables_never_reach_the_command() {
-        let dir = tempfile::tempdir().unwrap();
-        let cancel = CancellationToken::new();
-        let hidden = ["HOME".to_string()];
-        let ctx = ToolContext { root: dir.path(), cancel: &cancel, hidden_env: &hidden };
-        let out = run_tool("shell", &json!({"command": "echo \"home=${HOME-unset}\""}), &ctx).await;
-        assert!(out.content.contains("home=unset"), "{}", out.content);
     }
 }

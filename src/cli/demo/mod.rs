@@ -148,7 +148,6 @@ fn demo_agent(
         memory,
         policy: Policy::new(Approval::Auto, Box::new(Headless)),
         max_output_tokens: 4096,
-        hidden_env: Vec::new(),
         watch: false,
         mcp: Default::default(),
     })
