@@ -20,6 +20,7 @@ mod git_state;
 mod hooks;
 mod hostile;
 mod interactive;
+mod keys;
 mod land;
 mod layers;
 mod llm;

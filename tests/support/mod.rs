@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mock_model;
+pub mod unprivileged;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
