@@ -117,8 +117,11 @@ impl Agent {
         let mut memory = setup.memory;
         memory.notes = setup.restored.notes;
         memory.summary = setup.restored.summary;
-        let watcher =
-            if setup.watch { watch::Watcher::start(setup.store.root()).ok() } else { None };
+        let watcher = if setup.watch {
+            watch::Watcher::start(setup.store.root(), setup.store.scanned_dirs()).ok()
+        } else {
+            None
+        };
         Agent {
             store: setup.store,
             session: setup.session,
@@ -225,14 +228,16 @@ impl Agent {
     }
 
     /// Records edits the user made since the last step as a `user-edits` step, excluding
-    /// `agent_paths` (the agent's own edits of the response in progress).
+    /// `agent_paths` (the agent's own edits of the response in progress). Returns false when
+    /// it could not tell them apart (the watcher lost track while the agent had edits of its
+    /// own), so the step that records those edits must scan.
     fn flush_user_edits(
         &mut self,
         agent_paths: &BTreeSet<PathBuf>,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(), AgentError> {
+    ) -> Result<bool, AgentError> {
         if self.session.tip.is_none() {
-            return Ok(());
+            return Ok(true);
         }
         let changes = match &self.watcher {
             Some(watcher) => match watcher.take() {
@@ -240,18 +245,23 @@ impl Agent {
                     let paths: Vec<PathBuf> =
                         paths.into_iter().filter(|p| !agent_paths.contains(p)).collect();
                     if paths.is_empty() {
-                        return Ok(());
+                        return Ok(true);
                     }
                     Changes::Paths(paths)
                 }
                 // A scan cannot tell the agent's unrecorded edits from the user's.
-                watch::Pending::Rescan if !agent_paths.is_empty() => return Ok(()),
+                watch::Pending::Rescan if !agent_paths.is_empty() => return Ok(false),
                 watch::Pending::Rescan => Changes::Scan,
             },
-            None if !agent_paths.is_empty() => return Ok(()),
+            None if !agent_paths.is_empty() => return Ok(false),
             None => Changes::Scan,
         };
-        if let Some(step) = self.store.record_user_edits(&mut self.session, changes)? {
+        let scanned = matches!(changes, Changes::Scan);
+        let recorded = self.store.record_user_edits(&mut self.session, changes)?;
+        if scanned {
+            self.after_scan();
+        }
+        if let Some(step) = recorded {
             emit(Event::StepRecorded {
                 step: step.number,
                 commit: step.commit.to_string(),
@@ -259,7 +269,15 @@ impl Agent {
                 subject: "user edits".into(),
             });
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Tells the watcher which directories the scan that just ran entered, so it watches
+    /// those and only those.
+    fn after_scan(&self) {
+        if let Some(watcher) = &self.watcher {
+            watcher.scanned(self.store.scanned_dirs());
+        }
     }
 
     fn record(
@@ -274,7 +292,11 @@ impl Agent {
         }
         let kind = record.kind;
         let subject = crate::text::one_line(&record.subject);
+        let scanned = matches!(record.changes, Changes::Scan);
         let step = self.store.record_step(&mut self.session, record)?;
+        if scanned {
+            self.after_scan();
+        }
         self.store.set_current_session(&self.session.info.id)?;
         emit(Event::StepRecorded {
             step: step.number,

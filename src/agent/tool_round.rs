@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use super::{
-    Agent, AgentError, Event, REWIND_TOOL, approval, memory_tools, subject, to_json, tools,
+    Agent, AgentError, Event, REWIND_TOOL, approval, memory_tools, subject, to_json, tools, watch,
 };
 use crate::checkpoint::{Changes, StepKind, StepRecord};
 use crate::llm::{self, CancellationToken, Message, ToolArguments, ToolCall};
@@ -25,6 +25,9 @@ pub(super) struct ToolRound {
     outcomes: Vec<subject::Outcome>,
     changed: BTreeSet<PathBuf>,
     scan: bool,
+    /// Edits before the round's first command could not be told from the user's: the step
+    /// must scan to hold them.
+    untold: bool,
     rewound: bool,
     pub(super) cancelled: bool,
 }
@@ -63,7 +66,7 @@ impl Agent {
                 continue;
             }
             let output =
-                self.run_one(call, self.access_of(&call.name), &round, cancel, emit).await?;
+                self.run_one(call, self.access_of(&call.name), &mut round, cancel, emit).await?;
             if call.name == REWIND_TOOL && !output.is_error {
                 round.rewound = true;
             }
@@ -109,7 +112,7 @@ impl Agent {
         &mut self,
         call: &ToolCall,
         access: tools::Access,
-        round: &ToolRound,
+        round: &mut ToolRound,
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
     ) -> Result<tools::ToolOutput, AgentError> {
@@ -123,19 +126,7 @@ impl Agent {
             }
         };
         if memory_tools::is_memory_tool(&call.name) {
-            if memory_tools::writes_user_tier(&call.name, &arguments) {
-                let fact = memory_tools::fact_of(&arguments);
-                let request = approval::Request {
-                    tool: &call.name,
-                    action: approval::Action::RememberUser,
-                    summary: &format!("remember in the user tier (every project): {fact}"),
-                };
-                if let approval::Decision::Deny(reason) = self.policy.decide(&request) {
-                    return Ok(failed(reason));
-                }
-            }
-            let origin = self.origin();
-            return Ok(memory_tools::run(&call.name, &arguments, &mut self.memory, &origin));
+            return Ok(self.run_memory_tool(&call.name, &arguments));
         }
         let known = call.name == REWIND_TOOL
             || self.mcp.has_tool(&call.name)
@@ -179,7 +170,7 @@ impl Agent {
         }
         if access == tools::Access::Shell && !round.scan {
             // The command may read the user's latest edits; record them as theirs first.
-            self.flush_user_edits(&round.changed, emit)?;
+            round.untold = !self.flush_user_edits(&round.changed, emit)?;
         }
         if self.mcp.has_tool(&call.name) {
             let outcome = self.mcp.call(&call.name, &arguments, cancel).await;
@@ -242,13 +233,7 @@ impl Agent {
             Value::Array(response.tool_calls.iter().map(transcript::step_tool_call).collect()),
         );
         details.insert("tool_results".into(), Value::Array(round.outcomes.iter().map(|o| json!({"id": o.id, "name": o.name, "is_error": o.is_error, "content": preview(&o.content)})).collect()));
-        let changes = if round.scan || round.rewound {
-            Changes::Scan
-        } else if round.changed.is_empty() {
-            Changes::Unchanged
-        } else {
-            Changes::Paths(round.changed.iter().cloned().collect())
-        };
+        let changes = self.round_changes(&round);
         let kind = if round.rewound { StepKind::Rewind } else { StepKind::Tool };
         let subject = subject::for_tools(&self.store, &self.session, &round.outcomes);
         let mut record = StepRecord::new(kind, subject, changes);
@@ -264,15 +249,47 @@ impl Agent {
             }
         }
         record.tools = names;
-        if matches!(record.changes, Changes::Scan)
-            && let Some(watcher) = &self.watcher
-        {
-            // The scan about to run sees everything changed so far (user edits were
-            // flushed before the command); what the watcher holds would only be
-            // re-checked, or after a big build, rescanned.
-            let _ = watcher.take();
-        }
         self.record(record, emit)
+    }
+
+    /// Runs a memory tool; a fact for the user tier, which every project reads, needs
+    /// approval first.
+    fn run_memory_tool(&mut self, name: &str, arguments: &Value) -> tools::ToolOutput {
+        if memory_tools::writes_user_tier(name, arguments) {
+            let fact = memory_tools::fact_of(arguments);
+            let request = approval::Request {
+                tool: name,
+                action: approval::Action::RememberUser,
+                summary: &format!("remember in the user tier (every project): {fact}"),
+            };
+            if let approval::Decision::Deny(reason) = self.policy.decide(&request) {
+                return failed(reason);
+            }
+        }
+        let origin = self.origin();
+        memory_tools::run(name, arguments, &mut self.memory, &origin)
+    }
+
+    /// What a round changed: the files its tools name and, after a command or MCP call
+    /// (which may touch anything), what the watcher saw meanwhile. A scan when there is no
+    /// watcher or it lost track, and after a rewind. User edits were flushed before the
+    /// round, so what the watcher holds is the round's.
+    fn round_changes(&self, round: &ToolRound) -> Changes {
+        let mut paths = round.changed.clone();
+        if round.scan || round.rewound {
+            match self.watcher.as_ref().map(watch::Watcher::take) {
+                Some(watch::Pending::Paths(seen)) if !round.rewound && !round.untold => {
+                    paths.extend(seen);
+                }
+                // The scan about to run sees everything the watcher holds.
+                _ => return Changes::Scan,
+            }
+        }
+        if paths.is_empty() {
+            Changes::Unchanged
+        } else {
+            Changes::Paths(paths.into_iter().collect())
+        }
     }
 }
 

@@ -31,6 +31,7 @@ impl Agent {
                 return Ok(TurnEnd::MaxSteps);
             }
             if calls > 0 {
+                // With no edits of the agent's pending, every change is told apart.
                 self.flush_user_edits(&BTreeSet::new(), emit)?;
             }
             calls += 1;

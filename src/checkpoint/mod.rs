@@ -174,7 +174,7 @@ impl Store {
     pub(super) fn scan(&self) -> Result<(Snapshot, StatCacheUpdate)> {
         // The stat cache is checked against the disk as it is now (see `stat_cache`).
         objects::refresh(&self.repo);
-        let cache_path = self.worktree_dir.join("stat-cache");
+        let cache_path = self.stat_cache_path();
         snapshot::scan(&snapshot::ScanContext {
             repo: &self.repo,
             sync: &self.sync,
@@ -183,6 +183,18 @@ impl Store {
             max_new_file_size: self.options.max_new_file_size,
             progress: &self.progress,
         })
+    }
+
+    /// The directories the last full scan entered, relative to the workspace root (the root
+    /// left out), read from the stat cache when the returned function runs: what a file
+    /// watcher must watch. The function owns what it reads, so it can run on any thread.
+    pub fn scanned_dirs(&self) -> impl FnOnce() -> Vec<PathBuf> + Send + 'static {
+        let cache_path = self.stat_cache_path();
+        move || snapshot::scanned_dirs(&cache_path)
+    }
+
+    fn stat_cache_path(&self) -> PathBuf {
+        self.worktree_dir.join("stat-cache")
     }
 
     /// Writes the objects written through [`Store::repo`] so far (see [`objects`]).

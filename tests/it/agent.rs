@@ -365,6 +365,69 @@ async fn edits_the_user_makes_while_the_model_thinks_land_in_a_user_edits_step()
     assert_eq!(diff(2, 1), "README.md\n", "the user's edit has its own step");
 }
 
+/// Shell steps are recorded from what the file watcher saw once it is ready: each step
+/// must still hold exactly what its command changed, new and renamed directories
+/// included, and nothing under an ignored directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shell_step_holds_exactly_what_its_command_changed() {
+    let repo = TestRepo::new();
+    repo.write(".gitignore", "target/\n");
+    repo.write("src/lib/a.txt", "a\n");
+    repo.write("docs/guide.md", "guide\n");
+    repo.write("old.txt", "old\n");
+    repo.write("target/debug/stale.o", "stale\n");
+    let shell = |id: &str, command: &str| {
+        Reply::chat_tool_calls(&[(id, "shell", json!({"command": command}))])
+    };
+    let model = mock_model::start([
+        shell(
+            "c1",
+            "echo one >> src/lib/a.txt && rm old.txt && mkdir -p gen/deep \
+             && echo g > gen/deep/x.txt && echo o > target/debug/out.o",
+        ),
+        shell("c2", "echo two >> src/lib/a.txt && echo o2 > target/debug/out.o"),
+        shell("c3", "echo y > gen/deep/y.txt && mv docs manual && echo z > manual/z.md"),
+        shell("c4", "echo three > gen/deep/x.txt && rm -r manual && echo b > src/lib/b.txt"),
+        Reply::chat_text("Done."),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+
+    let out = cairn(&repo, &["run", "work", "--approval", "auto", "--json"]).await;
+
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let session = session_of(&events(&out));
+    let kinds: Vec<String> = steps(&repo, &session).into_iter().map(|(_, kind, _)| kind).collect();
+    assert_eq!(kinds, ["prompt", "tool", "tool", "tool", "tool", "model"]);
+    let reference = TestRepo::session_ref(&session);
+    let diff = |from: usize, to: usize| {
+        repo.git(&[
+            "diff",
+            "--no-renames",
+            "--name-status",
+            &format!("{reference}~{from}"),
+            &format!("{reference}~{to}"),
+            "--",
+            ".",
+            ":!.cairn",
+        ])
+    };
+    assert_eq!(diff(5, 4), "A\tgen/deep/x.txt\nD\told.txt\nM\tsrc/lib/a.txt\n");
+    assert_eq!(diff(4, 3), "M\tsrc/lib/a.txt\n");
+    assert_eq!(
+        diff(3, 2),
+        "D\tdocs/guide.md\nA\tgen/deep/y.txt\nA\tmanual/guide.md\nA\tmanual/z.md\n"
+    );
+    assert_eq!(
+        diff(2, 1),
+        "M\tgen/deep/x.txt\nD\tmanual/guide.md\nD\tmanual/z.md\nA\tsrc/lib/b.txt\n"
+    );
+    assert_eq!(repo.git(&["show", &format!("{reference}:src/lib/a.txt")]), "a\none\ntwo\n");
+    let last = repo.tree_files(&reference);
+    assert!(!last.keys().any(|path| path.starts_with("target/")), "{last:?}");
+    repo.assert_fsck_clean();
+}
+
 async fn wait_for_requests(model: &MockModel, count: usize) {
     for _ in 0..500 {
         if model.requests().len() >= count {

@@ -38,6 +38,17 @@ use stat_cache::{CachedKind, StatCache};
 pub use apply::{PathsSnapshot, apply_paths};
 pub use scan::{ScanContext, scan};
 
+/// The directories the full scan that wrote the stat cache at `cache_path` entered,
+/// relative to the workspace root (the root left out); none without a cache.
+pub fn scanned_dirs(cache_path: &Path) -> Vec<PathBuf> {
+    StatCache::load(cache_path)
+        .dirs
+        .into_keys()
+        .filter(|rel| !rel.is_empty())
+        .map(|rel| PathBuf::from(OsStr::from_bytes(&rel)))
+        .collect()
+}
+
 /// The name of the reserved directory that holds cairn's state in a step's tree.
 pub const RESERVED_DIR: &str = ".cairn";
 
