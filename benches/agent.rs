@@ -22,7 +22,8 @@
 //! can touch anything), and
 //! the git-CLI snapshot method other agents run per step (`git add -A` into a private
 //! index, `git write-tree`). Peak memory is the `ru_maxrss` that `wait4` reports for the
-//! `cairn run` process.
+//! `cairn run` process. The sandbox's setup cost is `sh -c true` through the sandbox
+//! launcher against `sh -c true` alone, interleaved in the same run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmarks fail loudly")]
 
@@ -91,7 +92,9 @@ fn bench_main() -> BoxResult<()> {
             &config,
             format!(
                 "model = \"bench/scripted\"\n[provider.bench]\nkind = \"openai-chat\"\n\
-                 base_url = \"{}\"\n",
+                 base_url = \"{}\"\n\
+                 # The session-end summary's model calls are not steps.\n\
+                 [memory]\nsummarize = false\n",
                 model.base_url()
             ),
         )?;
@@ -176,6 +179,15 @@ fn bench_main() -> BoxResult<()> {
         ratio(edits.median(), git_median),
         ratio(shells.median(), git_median),
     );
+    let (unconfined, confined) = sandbox_setup(&root, base.path())?;
+    println!(
+        "{:<58} | {:<30} | < 5 ms {}",
+        "sandbox setup per command (sandboxed − off, `sh -c true`)",
+        fmt_d(confined.median().saturating_sub(unconfined.median())),
+        verdict(confined.median().saturating_sub(unconfined.median()) < Duration::from_millis(5))
+    );
+    println!("{:<58} | {:<30} |", "   `sh -c true`, workspace-write sandbox", confined.summary());
+    println!("{:<58} | {:<30} |", "   `sh -c true`, sandbox off", unconfined.summary());
     println!("{:<58} | {:<30} |", "start-up to the first model call", fmt_d(startup));
     println!("{:<58} | {:<30} |", "whole run (wall clock)", fmt_d(run.wall));
     println!(
@@ -185,6 +197,35 @@ fn bench_main() -> BoxResult<()> {
         verdict(run.max_rss < 100 << 20)
     );
     Ok(())
+}
+
+/// Times `sh -c true` run directly and through the sandbox launcher, interleaved, the way
+/// the `shell` tool starts it in each mode.
+fn sandbox_setup(root: &Path, scratch: &Path) -> BoxResult<(Samples, Samples)> {
+    const RUNS: usize = 30;
+    let tmp = scratch.join("sandbox-tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let (mut unconfined, mut confined) = (Samples::default(), Samples::default());
+    let status = |command: &mut Command| -> BoxResult<()> {
+        let status = command.current_dir(root).stdin(Stdio::null()).status()?;
+        if status.success() { Ok(()) } else { Err(format!("{command:?} failed").into()) }
+    };
+    for _ in 0..RUNS {
+        unconfined.time(|| status(Command::new("sh").args(["-c", "true"])))?;
+        confined.time(|| {
+            status(
+                Command::new(env!("CARGO_BIN_EXE_cairn"))
+                    .args(["__sandbox", "--mode", "workspace-write", "--workspace"])
+                    .arg(root)
+                    .arg("--tmp")
+                    .arg(&tmp)
+                    .arg("--protect")
+                    .arg(root.join(".git"))
+                    .args(["--", "sh", "-c", "true"]),
+            )
+        })?;
+    }
+    Ok((unconfined, confined))
 }
 
 /// Times `SCAN_RUNS` full snapshots of a warm workspace with nothing changed.

@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod llm;
 pub mod mcp;
 pub mod memory;
+pub mod sandbox;
 pub mod secrets;
 pub mod text;
 pub mod title;

@@ -23,6 +23,10 @@ pub enum Action<'a> {
     /// A `shell` command, and how it would be confined (`workspace-write sandbox`,
     /// `not sandboxed: …`).
     Shell { command: &'a str, sandbox: &'a str },
+    /// A `shell` command run outside the sandbox: a re-run after the sandbox blocked it,
+    /// or any command where the sandbox the user asked for cannot run. `why` says which.
+    /// Only a person can allow it: `auto` does not.
+    Unconfined { command: &'a str, why: &'a str },
     /// A tool of an MCP server, which may do anything.
     Mcp { server: &'a str },
     /// `remember` with `tier: "user"`: a fact injected into every project, which outlives
@@ -64,6 +68,8 @@ pub enum Grant {
     CommandPrefix(Vec<String>),
     /// This exact command line.
     Command(String),
+    /// This exact command line, outside the sandbox.
+    Unconfined(String),
     McpServer(String),
     UserMemory,
 }
@@ -88,6 +94,7 @@ impl Grant {
                 }
                 _ => Grant::Command(command.trim().to_string()),
             },
+            Action::Unconfined { command, .. } => Grant::Unconfined(command.trim().to_string()),
             Action::Mcp { server } => Grant::McpServer(server.to_string()),
             Action::RememberUser => Grant::UserMemory,
         }
@@ -100,7 +107,10 @@ impl Grant {
                 .is_some_and(|words| {
                     words.len() >= prefix.len() && prefix.iter().zip(&words).all(|(p, w)| p == w)
                 }),
-            (Grant::Command(granted), Action::Shell { command, .. }) => granted == command.trim(),
+            (Grant::Command(granted), Action::Shell { command, .. })
+            | (Grant::Unconfined(granted), Action::Unconfined { command, .. }) => {
+                granted == command.trim()
+            }
             (Grant::McpServer(granted), Action::Mcp { server }) => granted == server,
             (Grant::UserMemory, Action::RememberUser) => true,
             _ => false,
@@ -116,6 +126,9 @@ impl fmt::Display for Grant {
                 write!(f, "commands starting with `{}`", words.join(" "))
             }
             Grant::Command(command) => write!(f, "the command `{command}`"),
+            Grant::Unconfined(command) => {
+                write!(f, "the command `{command}` outside the sandbox")
+            }
             Grant::McpServer(server) => write!(f, "the tools of MCP server `{server}`"),
             Grant::UserMemory => f.write_str("facts in the user tier"),
         }
@@ -187,6 +200,12 @@ impl Policy {
 
     pub fn decide(&mut self, request: &Request<'_>) -> Decision {
         match self.mode {
+            Approval::Auto if matches!(request.action, Action::Unconfined { .. }) => {
+                Decision::Deny(format!(
+                    "refused: `{}` would run outside the sandbox, which only the user can allow, in `--approval ask`",
+                    request.summary
+                ))
+            }
             Approval::Auto => Decision::Allow,
             Approval::ReadOnly => Decision::Deny(match request.action {
                 Action::RememberUser => "refused: cairn runs read-only (`--approval read-only`), so `remember` may not add a fact to the user tier, which outlives this session and repository; use tier \"project\"".to_string(),
@@ -342,5 +361,27 @@ mod tests {
         let (mut policy, _) = asking(Answer::Deny("no".into()));
         assert_eq!(policy.decide(&WRITE), Decision::Deny("no".into()));
         assert!(policy.grants().is_empty());
+    }
+
+    #[test]
+    fn leaving_the_sandbox_is_never_automatic_and_granted_only_per_line() {
+        let unconfined = |command| Request {
+            tool: "shell",
+            action: Action::Unconfined { command, why: "the sandbox blocked it" },
+            summary: command,
+        };
+        let mut auto = Policy::new(Approval::Auto, Box::new(Headless));
+        assert!(
+            matches!(auto.decide(&unconfined("make install")), Decision::Deny(r) if r.contains("outside the sandbox"))
+        );
+        let (mut ask, _) = asking(Answer::Always);
+        assert_eq!(ask.decide(&unconfined("make install")), Decision::Allow);
+        assert_eq!(ask.grants(), [Grant::Unconfined("make install".into())]);
+        // The grant is for that line outside the sandbox, and for nothing sandboxed.
+        assert!(!ask.grants()[0].covers(&unconfined("make install-all").action));
+        assert!(!ask.grants()[0].covers(&shell("make install").action));
+        let (mut shell_granted, _) = asking(Answer::Always);
+        assert_eq!(shell_granted.decide(&shell("make install")), Decision::Allow);
+        assert!(!shell_granted.grants()[0].covers(&unconfined("make install").action));
     }
 }

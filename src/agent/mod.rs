@@ -89,6 +89,8 @@ pub struct AgentSetup {
     pub watch: bool,
     /// The session's MCP servers (none: `McpHub::default()`).
     pub mcp: McpHub,
+    /// How `shell` commands run.
+    pub sandbox: crate::sandbox::Plan,
 }
 
 pub struct Agent {
@@ -110,6 +112,7 @@ pub struct Agent {
     /// Turns run since the session's end was last summarized.
     turns: usize,
     mcp: McpHub,
+    sandbox: crate::sandbox::Plan,
 }
 
 impl Agent {
@@ -138,6 +141,7 @@ impl Agent {
             watcher,
             turns: 0,
             mcp: setup.mcp,
+            sandbox: setup.sandbox,
         }
     }
 

@@ -11,8 +11,12 @@ use super::{
     Agent, AgentError, Event, REWIND_TOOL, approval, memory_tools, subject, to_json, tools, watch,
 };
 use crate::checkpoint::{Changes, StepKind, StepRecord};
+use crate::config::Approval;
 use crate::llm::{self, CancellationToken, Message, ToolArguments, ToolCall};
+use crate::sandbox;
 use crate::transcript;
+
+const SHELL_TOOL: &str = "shell";
 
 /// How much of a tool result `step.json` keeps; the whole result is in the messages.
 const RESULT_PREVIEW_BYTES: usize = 2000;
@@ -86,7 +90,7 @@ impl Agent {
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
     ) {
-        let ctx = tools::ToolContext { root: self.store.root(), cancel };
+        let ctx = tools::ToolContext { root: self.store.root(), sandbox: None, cancel };
         let ctx = &ctx;
         let outputs = futures_util::future::join_all(batch.iter().map(|call| {
             let args = call.arguments.to_wire_value();
@@ -147,6 +151,7 @@ impl Agent {
             None => None,
         };
         let command = arguments.get("command").and_then(Value::as_str).unwrap_or_default();
+        let confinement = self.sandbox.describe();
         let action = match access {
             _ if self.mcp.has_tool(&call.name) => approval::Action::Mcp {
                 server: call
@@ -154,15 +159,24 @@ impl Agent {
                     .split_once(crate::mcp::SEPARATOR)
                     .map_or("", |(server, _)| server),
             },
-            tools::Access::Shell => {
-                approval::Action::Shell { command, sandbox: self.command_confinement() }
+            // The sandbox the user asked for cannot run: each command is a choice to make.
+            tools::Access::Shell
+                if matches!(self.sandbox, sandbox::Plan::Unavailable { explicit: true, .. }) =>
+            {
+                approval::Action::Unconfined { command, why: &confinement }
             }
+            tools::Access::Shell => approval::Action::Shell { command, sandbox: &confinement },
             tools::Access::Write | tools::Access::Read => {
                 approval::Action::Write { diff: diff.as_deref() }
             }
         };
         let request = approval::Request { tool: &call.name, action, summary: &summary };
         if let approval::Decision::Deny(reason) = self.policy.decide(&request) {
+            if let approval::Action::Unconfined { why, .. } = action {
+                return Ok(failed(format!(
+                    "{reason} ({why}); the user can pass `--sandbox off` to run commands unconfined"
+                )));
+            }
             return Ok(failed(reason));
         }
         if call.name == REWIND_TOOL {
@@ -182,13 +196,50 @@ impl Agent {
                 may_change_anything: true,
             });
         }
-        let ctx = tools::ToolContext { root: self.store.root(), cancel };
+        if call.name == SHELL_TOOL {
+            return Ok(self.run_command(&arguments, cancel).await);
+        }
+        let ctx = tools::ToolContext { root: self.store.root(), sandbox: None, cancel };
         Ok(tools::run(&call.name, &arguments, &ctx).await)
     }
 
-    /// How a `shell` command would be confined, for the approval question.
-    fn command_confinement(&self) -> &'static str {
-        "not sandboxed"
+    /// Runs an approved `shell` call in the session's sandbox. When the sandbox blocked
+    /// it, in `ask` mode the user may allow that one command to run again outside.
+    async fn run_command(
+        &mut self,
+        arguments: &Value,
+        cancel: &CancellationToken,
+    ) -> tools::ToolOutput {
+        let confinement = self.sandbox.confinement().cloned();
+        let root = self.store.root().to_path_buf();
+        let ctx = tools::ToolContext { root: &root, sandbox: confinement.as_ref(), cancel };
+        let output = tools::run(SHELL_TOOL, arguments, &ctx).await;
+        if confinement.is_none() || !output.is_error || self.policy.mode() != Approval::Ask {
+            return output;
+        }
+        let Some(blocked) = sandbox::refusals(&output.content).first().map(|l| l.to_string())
+        else {
+            return output;
+        };
+        let command = arguments.get("command").and_then(Value::as_str).unwrap_or_default();
+        let why = format!("the sandbox blocked it: {}", blocked.trim());
+        let request = approval::Request {
+            tool: SHELL_TOOL,
+            action: approval::Action::Unconfined { command, why: &why },
+            summary: &format!("re-run `{command}` outside the sandbox"),
+        };
+        if self.policy.decide(&request) != approval::Decision::Allow {
+            return output;
+        }
+        let ctx = tools::ToolContext { root: &root, sandbox: None, cancel };
+        let rerun = tools::run(SHELL_TOOL, arguments, &ctx).await;
+        tools::ToolOutput {
+            content: format!(
+                "{}--- the user allowed a re-run outside the sandbox ---\n{}",
+                output.content, rerun.content
+            ),
+            ..rerun
+        }
     }
 
     fn rewind_tool(&mut self, arguments: &Value) -> Result<tools::ToolOutput, AgentError> {

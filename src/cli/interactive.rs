@@ -14,7 +14,8 @@ use crate::agent::Restored;
 use crate::agent::approval::{Action, Answer, Asker, Grant, Request};
 use crate::agent::{self, Agent, Event, TurnEnd};
 use crate::checkpoint::Session;
-use crate::config::Approval;
+use crate::config::{Approval, Flags};
+use crate::sandbox::Mode;
 
 use super::common::color_stdout;
 use super::launch::{self, Context};
@@ -26,6 +27,9 @@ pub struct Args {
     /// ask, auto, or read-only.
     #[arg(long, value_parser = str::parse::<Approval>)]
     pub approval: Option<Approval>,
+    /// How commands are confined: workspace-write (the default), read-only, or off.
+    #[arg(long, value_parser = str::parse::<Mode>)]
+    pub sandbox: Option<Mode>,
     /// The model, as provider/model.
     #[arg(long)]
     pub model: Option<String>,
@@ -48,7 +52,8 @@ pub fn run(args: Args, prompt: Option<String>) -> Result<ExitCode, CommandError>
         return Err(CommandError::usage("the interactive session needs a terminal")
             .with_hint("use `cairn run PROMPT` for a headless run"));
     }
-    let context = Context::load(args.model, args.approval)?;
+    let context =
+        Context::load(Flags { model: args.model, approval: args.approval, sandbox: args.sandbox })?;
     // A placeholder until the first prompt, which titles the session (`Agent::turn`).
     let title = prompt.as_deref().unwrap_or("interactive session");
     let session = context.store.start_session(title, None, None)?;
@@ -226,7 +231,8 @@ fn slash(
             let Some(name) = argument else {
                 return Err(CommandError::usage("/model takes provider/model"));
             };
-            let context = Context::load(Some(name.to_string()), None)?;
+            let context =
+                Context::load(Flags { model: Some(name.to_string()), ..Flags::default() })?;
             let (model, client) = runtime.block_on(context.model())?;
             agent.set_model(client, model.model.clone(), model.to_string());
             eprintln!("Using {model} from now on.");
@@ -363,6 +369,10 @@ impl Asker for TerminalAsker {
             Action::Shell { command, sandbox } => {
                 eprintln!("  $ {}", safe(command));
                 eprintln!("  ({sandbox})");
+            }
+            Action::Unconfined { command, why } => {
+                eprintln!("  $ {}", safe(command));
+                eprintln!("  (OUTSIDE the sandbox: {})", safe(why));
             }
             Action::Write { diff: None } | Action::Mcp { .. } | Action::RememberUser => {}
         }

@@ -10,10 +10,11 @@ use crate::agent::{
 };
 use crate::checkpoint::{Session, Store, StoreOptions};
 use crate::config::{
-    self, Approval, Config, ConfigError, Endpoint, Env, Flags, ModelRef, ProviderApi, Sourced,
+    self, Config, ConfigError, Endpoint, Env, Flags, ModelRef, ProviderApi, Sourced,
 };
 use crate::llm;
 use crate::mcp::{self, McpHub, Status};
+use crate::sandbox;
 
 use super::CommandError;
 use super::config::{config_error, project_at};
@@ -29,19 +30,17 @@ pub struct Context {
     pub store: Store,
     pub config: Config,
     pub env: Env,
+    /// How the session's commands and MCP servers run.
+    pub sandbox: sandbox::Plan,
 }
 
 impl Context {
-    pub fn load(
-        model: Option<String>,
-        approval: Option<Approval>,
-    ) -> Result<Context, CommandError> {
+    pub fn load(flags: Flags) -> Result<Context, CommandError> {
         let cwd = std::env::current_dir()?;
         let env = Env::from_process();
         // Configuration first for the size limit; the repository is found the same way.
         let project = project_at(&cwd);
-        let config = config::load(project.as_ref(), &env, &Flags { model, approval })
-            .map_err(config_error)?;
+        let config = config::load(project.as_ref(), &env, &flags).map_err(config_error)?;
         let store = Store::discover(
             &cwd,
             StoreOptions {
@@ -49,7 +48,8 @@ impl Context {
                 redact_secrets: config.redact_secrets.value,
             },
         )?;
-        Ok(Context { store, config, env })
+        let sandbox = sandbox_plan(&config, &env, &store);
+        Ok(Context { store, config, env, sandbox })
     }
 
     /// What to tell the user, once, about the project's `cairn.toml`: the keys it was
@@ -66,6 +66,41 @@ impl Context {
         let client = llm::Client::new(settings).map_err(CommandError::user_error)?;
         Ok((model, client))
     }
+}
+
+/// How the session's commands will run: confined as configured, where this machine can
+/// enforce it.
+fn sandbox_plan(config: &Config, env: &Env, store: &Store) -> sandbox::Plan {
+    let settings = &config.sandbox;
+    let repo = store.repo();
+    let protected = if settings.writable_git.value {
+        Vec::new()
+    } else {
+        let mut dirs = vec![repo.git_dir().to_path_buf()];
+        if repo.common_dir() != repo.git_dir() {
+            dirs.push(repo.common_dir().to_path_buf());
+        }
+        dirs
+    };
+    let home = env.get("HOME").map(std::path::PathBuf::from);
+    let writable = settings
+        .writable_paths
+        .value
+        .iter()
+        .filter_map(|path| match path.strip_prefix("~/") {
+            Some(rest) => home.as_ref().map(|home| home.join(rest)),
+            None => Some(path.into()),
+        })
+        .collect();
+    let confinement = sandbox::Confinement {
+        mode: settings.mode.value,
+        network: settings.network.value,
+        workspace: store.root().to_path_buf(),
+        protected,
+        writable,
+    };
+    let explicit = settings.mode.source != config::Source::Default;
+    sandbox::Plan::new(confinement, explicit)
 }
 
 /// The configured model, or one detected from the environment or a running Ollama.
@@ -102,7 +137,7 @@ fn provider_kind(api: ProviderApi) -> llm::ProviderKind {
 }
 
 /// Starts the configured MCP servers in `root`, saying on stderr which could not start;
-/// the session goes on without those.
+/// the session goes on without those. They are not sandboxed yet.
 pub async fn start_mcp(config: &Config, root: &std::path::Path) -> McpHub {
     if config.mcp.is_empty() {
         return McpHub::default();
@@ -172,6 +207,15 @@ pub fn agent(
         memory: guidance.as_ref(),
     });
     let policy = Policy::new(context.config.approval.value, asker);
+    if let sandbox::Plan::Unavailable { explicit, .. } = &context.sandbox {
+        let then = if *explicit {
+            "each command is asked about (`--approval ask`) or refused"
+        } else {
+            "commands run unconfined"
+        };
+        eprintln!("warning: {}; {then}", context.sandbox.describe());
+    }
+    let sandbox = context.sandbox.clone();
     Ok(Agent::new(AgentSetup {
         store: context.store,
         session,
@@ -185,6 +229,7 @@ pub fn agent(
         max_output_tokens: MAX_OUTPUT_TOKENS,
         watch: true,
         mcp,
+        sandbox,
     }))
 }
 

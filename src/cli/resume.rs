@@ -11,7 +11,8 @@ use std::process::ExitCode;
 
 use crate::agent::{self, Event, TurnEnd, approval::Headless};
 use crate::checkpoint::{Checkpoint, Error as StoreError};
-use crate::config::Approval;
+use crate::config::{Approval, Flags};
+use crate::sandbox::Mode;
 
 use super::CommandError;
 use super::launch::{self, Context};
@@ -29,6 +30,9 @@ pub struct Args {
     /// ask, auto, or read-only.
     #[arg(long, value_parser = str::parse::<Approval>)]
     approval: Option<Approval>,
+    /// How commands are confined: workspace-write (the default), read-only, or off.
+    #[arg(long, value_parser = str::parse::<Mode>)]
+    sandbox: Option<Mode>,
     /// The model, as provider/model.
     #[arg(long)]
     model: Option<String>,
@@ -41,7 +45,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
-    let context = Context::load(args.model.clone(), args.approval)?;
+    let context = Context::load(Flags {
+        model: args.model.clone(),
+        approval: args.approval,
+        sandbox: args.sandbox,
+    })?;
     let target = match &args.checkpoint {
         Some(name) => context.store.resolve(name)?,
         None => newest(&context)?,

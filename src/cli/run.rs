@@ -10,8 +10,9 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use crate::agent::{Event, Restored, TurnEnd, approval::Headless};
-use crate::config::Approval;
+use crate::config::{Approval, Flags};
 use crate::llm::CancellationToken;
+use crate::sandbox::Mode;
 use crate::text::{TerminalStream, terminal_safe};
 
 use super::CommandError;
@@ -24,6 +25,9 @@ pub struct Args {
     /// ask (refuse writes and shell, since no one can be asked), auto, or read-only.
     #[arg(long, value_parser = str::parse::<Approval>)]
     approval: Option<Approval>,
+    /// How commands are confined: workspace-write (the default), read-only, or off.
+    #[arg(long, value_parser = str::parse::<Mode>)]
+    sandbox: Option<Mode>,
     /// Print every event as one JSON object per line.
     #[arg(long)]
     json: bool,
@@ -36,7 +40,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
-    let context = Context::load(args.model, args.approval)?;
+    let context =
+        Context::load(Flags { model: args.model, approval: args.approval, sandbox: args.sandbox })?;
     let mut printer = Printer::new(args.json);
     // Before the model is chosen: an ignored `model` key may be why none is found.
     if let Some(message) = context.config_notice() {

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::file::{FileConfig, FileMemory, FileProvider, KindName, line_column, parse_file};
+use super::file::{
+    FileConfig, FileMemory, FileProvider, FileSandbox, KindName, line_column, parse_file,
+};
 use super::{Config, ConfigError, Provider, Source};
 
 /// Turns a span of the file being applied into an error naming its line and column.
@@ -55,6 +57,11 @@ impl Config {
                 .parse_model(model.get_ref())
                 .map_err(|message| locate.at(Some(span), message))?;
             self.model = Some(source.of(parsed));
+        }
+        if let Some(sandbox) = file.sandbox {
+            let span = sandbox.span();
+            self.apply_sandbox(sandbox.into_inner(), &source)
+                .map_err(|message| locate.at(Some(span), message))?;
         }
         if let Some(approval) = file.approval {
             self.approval = source.of(approval.into_inner());
@@ -170,6 +177,33 @@ impl Config {
         }
         if let Some(merge) = memory.merge_on_fetch {
             self.memory.merge_on_fetch = source.of(merge);
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn apply_sandbox(&mut self, sandbox: FileSandbox, source: &Source) -> Result<(), String> {
+        if let Some(paths) = &sandbox.writable_paths
+            && let Some(bad) =
+                paths.iter().find(|path| !path.starts_with('/') && !path.starts_with("~/"))
+        {
+            return Err(format!(
+                "sandbox.writable_paths: `{bad}` is relative; write an absolute path or one starting with ~/"
+            ));
+        }
+        let settings = &mut self.sandbox;
+        if let Some(mode) = sandbox.mode {
+            settings.mode = source.of(mode);
+        }
+        if let Some(network) = sandbox.network {
+            settings.network = source.of(network);
+        }
+        if let Some(writable_git) = sandbox.writable_git {
+            settings.writable_git = source.of(writable_git);
+        }
+        if let Some(paths) = sandbox.writable_paths {
+            settings.writable_paths = source.of(paths);
         }
         Ok(())
     }

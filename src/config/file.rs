@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use super::{Approval, ConfigError, ProviderApi, Source};
+use crate::sandbox::Mode;
 
 // The shapes of a configuration file. `Spanned` keeps positions for errors found after
 // parsing.
@@ -23,6 +24,51 @@ pub(super) struct FileConfig {
     pub(super) memory: Option<FileMemory>,
     #[serde(default)]
     pub(super) mcp: BTreeMap<String, Spanned<FileMcp>>,
+    pub(super) sandbox: Option<Spanned<FileSandbox>>,
+}
+
+/// `sandbox = "MODE"`, or a `[sandbox]` table with `mode` and the settings.
+#[derive(Default)]
+pub(super) struct FileSandbox {
+    pub(super) mode: Option<Mode>,
+    pub(super) network: Option<bool>,
+    pub(super) writable_git: Option<bool>,
+    pub(super) writable_paths: Option<Vec<String>>,
+}
+
+impl<'de> Deserialize<'de> for FileSandbox {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            mode: Option<String>,
+            network: Option<bool>,
+            writable_git: Option<bool>,
+            writable_paths: Option<Vec<String>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(
+            untagged,
+            expecting = "a sandbox mode (\"read-only\", \"workspace-write\" or \"off\"), or a \
+                         [sandbox] table of mode, network, writable_git and writable_paths"
+        )]
+        enum Raw {
+            Mode(String),
+            Table(Table),
+        }
+        let mode = |text: Option<String>| {
+            text.map(|text| text.parse::<Mode>()).transpose().map_err(serde::de::Error::custom)
+        };
+        Ok(match Raw::deserialize(deserializer)? {
+            Raw::Mode(text) => FileSandbox { mode: mode(Some(text))?, ..FileSandbox::default() },
+            Raw::Table(table) => FileSandbox {
+                mode: mode(table.mode)?,
+                network: table.network,
+                writable_git: table.writable_git,
+                writable_paths: table.writable_paths,
+            },
+        })
+    }
 }
 
 #[derive(Deserialize)]

@@ -33,6 +33,8 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use crate::sandbox::Mode;
+
 mod apply;
 mod file;
 mod mcp;
@@ -131,6 +133,8 @@ pub struct Config {
     pub memory: MemorySettings,
     /// `[mcp.<name>]`: the MCP servers, by name.
     pub mcp: BTreeMap<String, McpServer>,
+    /// `sandbox` / `[sandbox]`: how commands and MCP servers are confined.
+    pub sandbox: SandboxSettings,
     /// The files that were read, in the order they were applied.
     pub files: Vec<Source>,
     /// The project's `cairn.toml`, when there is one: whether it is trusted, and what
@@ -153,6 +157,20 @@ pub struct MemorySettings {
     pub push: Sourced<bool>,
     /// `merge_on_fetch`: `cairn fetch` merges the remote's memory (as `--merge-memory`).
     pub merge_on_fetch: Sourced<bool>,
+}
+
+/// `sandbox = "MODE"` or `[sandbox]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSettings {
+    /// `mode` (or `sandbox = "…"`, or `--sandbox`): `workspace-write` by default.
+    pub mode: Sourced<Mode>,
+    /// `network`: confined programs may use the network (default off).
+    pub network: Sourced<bool>,
+    /// `writable_git`: confined commands may write the git directory (`git commit`).
+    pub writable_git: Sourced<bool>,
+    /// `writable_paths`: more directories confined commands may write, absolute or
+    /// starting with `~/`.
+    pub writable_paths: Sourced<Vec<String>>,
 }
 
 /// The context window assumed for a model whose provider sets no `context_window`.
@@ -222,6 +240,7 @@ impl Env {
 pub struct Flags {
     pub model: Option<String>,
     pub approval: Option<Approval>,
+    pub sandbox: Option<Mode>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -339,6 +358,9 @@ pub fn load(project: Option<&Project>, env: &Env, flags: &Flags) -> Result<Confi
     if let Some(approval) = flags.approval {
         config.approval = Sourced::new(approval, Source::Flag("--approval"));
     }
+    if let Some(mode) = flags.sandbox {
+        config.sandbox.mode = Sourced::new(mode, Source::Flag("--sandbox"));
+    }
     Ok(config)
 }
 
@@ -360,6 +382,12 @@ impl Config {
                 merge_on_fetch: Sourced::new(false, Source::Default),
             },
             mcp: BTreeMap::new(),
+            sandbox: SandboxSettings {
+                mode: Sourced::new(Mode::WorkspaceWrite, Source::Default),
+                network: Sourced::new(false, Source::Default),
+                writable_git: Sourced::new(false, Source::Default),
+                writable_paths: Sourced::new(Vec::new(), Source::Default),
+            },
             files: Vec::new(),
             project: None,
         }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::file::{FileConfig, FileMcp, FileMemory, parse_file};
+use super::file::{FileConfig, FileMcp, FileMemory, FileSandbox, parse_file};
 use super::{Config, ConfigError, McpServer, Source, Trust, format_size, trust};
 
 /// What configuration made of a project's `cairn.toml`.
@@ -104,10 +104,14 @@ impl Config {
             transcript: _,
             memory: _,
             mcp: _,
+            sandbox: _,
         } = file;
         let mut ignored = Vec::new();
         restrict_destination(file, &mut ignored);
         self.restrict_safeguards(file, &mut ignored);
+        if let Some(sandbox) = &mut file.sandbox {
+            self.restrict_sandbox(sandbox.get_mut(), &mut ignored);
+        }
         if let Some(memory) = &mut file.memory {
             self.restrict_memory(memory, &mut ignored);
         }
@@ -155,6 +159,45 @@ impl Config {
                 ignored,
                 "transcript.redact_secrets".into(),
                 "a project may not turn redaction off",
+            );
+        }
+    }
+
+    /// `sandbox`: a project may confine commands more, never less.
+    fn restrict_sandbox(&self, sandbox: &mut FileSandbox, ignored: &mut Vec<Ignored>) {
+        // As in `FileConfig` above: a new sandbox key needs a decision here.
+        let FileSandbox { mode: _, network: _, writable_git: _, writable_paths: _ } = sandbox;
+        let settings = &self.sandbox;
+        if let Some(mode) = sandbox.mode
+            && mode.strictness() < settings.mode.value.strictness()
+        {
+            sandbox.mode = None;
+            ignore(
+                ignored,
+                "sandbox.mode".into(),
+                &format!(
+                    "`{mode}` is looser than `{}`; a project may only make the sandbox stricter",
+                    settings.mode.value
+                ),
+            );
+        }
+        if sandbox.network == Some(true) && !settings.network.value {
+            sandbox.network = None;
+            ignore(ignored, "sandbox.network".into(), "a project may not allow the network");
+        }
+        if sandbox.writable_git == Some(true) && !settings.writable_git.value {
+            sandbox.writable_git = None;
+            ignore(
+                ignored,
+                "sandbox.writable_git".into(),
+                "a project may not let commands write the git directory",
+            );
+        }
+        if sandbox.writable_paths.take().is_some() {
+            ignore(
+                ignored,
+                "sandbox.writable_paths".into(),
+                "a project may not add paths commands can write",
             );
         }
     }

@@ -166,7 +166,11 @@ base_url = "http://gpu-box:11434/v1"
     );
     assert_eq!(ollama.kind.source, Source::BuiltIn);
 
-    let flags = Flags { model: Some("openai/gpt-5-mini".into()), approval: Some(Approval::Auto) };
+    let flags = Flags {
+        model: Some("openai/gpt-5-mini".into()),
+        approval: Some(Approval::Auto),
+        sandbox: None,
+    };
     let config = setup.load(&[], &flags).unwrap();
     let chosen = config.model.unwrap();
     assert_eq!(
@@ -454,7 +458,11 @@ async fn auto_detection_order() {
     let config = setup
         .load(
             &[],
-            &Flags { model: Some("openrouter/deepseek/deepseek-chat".into()), approval: None },
+            &Flags {
+                model: Some("openrouter/deepseek/deepseek-chat".into()),
+                approval: None,
+                sandbox: None,
+            },
         )
         .unwrap();
     let chosen = config.resolve_model(&both, probe).await.unwrap();

@@ -60,7 +60,12 @@ async fn gc_between_the_steps_of_a_running_session_loses_nothing() {
     ])
     .await;
     repo.use_model(&model.base_url());
-    let out = crate::support::cairn(&repo, &["run", "work", "--approval", "auto", "--json"]).await;
+    // `git gc` writes `.git`, which the default sandbox keeps read-only.
+    let out = crate::support::cairn(
+        &repo,
+        &["run", "work", "--approval", "auto", "--json", "--sandbox", "off"],
+    )
+    .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let session = crate::support::session_of(&out);
     let tip = TestRepo::session_ref(&session);

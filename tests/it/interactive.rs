@@ -193,7 +193,7 @@ async fn always_on_a_write_approves_writes_only_until_revoked() {
         at = term.expect("Allow write_file a.txt? [y]es / [n]o / [a]lways (file writes):", at);
         term.type_line("a");
         // b.txt is written unasked; the command is asked about, whole, with its confinement.
-        at = term.expect("  $ echo hi > c.txt\r\n  (not sandboxed)", at);
+        at = term.expect("  $ echo hi > c.txt\r\n  (workspace-write sandbox: writes in the workspace except .git", at);
         at = term.expect(
             "Allow shell: echo hi > c.txt? [y]es / [n]o / [a]lways (the command `echo hi > c.txt`):",
             at,

@@ -1,6 +1,7 @@
 //! The providers' API keys stay in cairn: a command the model runs, as the same
 //! (unprivileged) user, finds them neither in its own environment nor through cairn's
-//! `/proc` entries, while it can read those of another process of that user.
+//! `/proc` entries, while unsandboxed it can read those of another process of that user;
+//! sandboxed, it sees no process outside its sandbox at all.
 
 use std::process::{Command, Stdio};
 
@@ -30,8 +31,10 @@ for f in /proc/[0-9]*/environ; do
 done
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_command_finds_no_key_in_its_environment_or_through_cairn() {
+/// What the probe reported, run through `cairn run --sandbox SANDBOX` as an unprivileged
+/// user next to a control process of that user holding a key: (cairn's pid, the
+/// control's pid, the probe's result).
+async fn probe_through_cairn(sandbox: &str) -> (u32, u32, String) {
     let repo = TestRepo::new();
     let model = mock_model::start([
         Reply::chat_tool_calls(&[("c1", "shell", json!({"command": PROBE}))]),
@@ -48,15 +51,16 @@ async fn a_command_finds_no_key_in_its_environment_or_through_cairn() {
     )
     .unwrap();
     unprivileged::prepare(&repo);
-    // The control: a process of the same user holding the key, which the probe must find,
-    // so that "no key found" means hidden, not unreadable to the probe anyway.
+    // The control: a process of the same user holding the key, which the probe must find
+    // unsandboxed, so that "no key found" means hidden, not unreadable to the probe anyway.
     let mut control = unprivileged::as_user(
         Command::new("sleep").arg("60").env("CAIRN_TEST_KEY", format!("{KEY}-control")),
     )
     .spawn()
     .expect("sleep starts");
 
-    let mut command = repo.command_in(&repo.root, &["run", "probe", "--approval", "auto"]);
+    let mut command =
+        repo.command_in(&repo.root, &["run", "probe", "--approval", "auto", "--sandbox", sandbox]);
     command
         .env("CAIRN_TEST_KEY", format!("{KEY}-custom"))
         .env("ANTHROPIC_API_KEY", format!("{KEY}-anthropic"))
@@ -86,6 +90,16 @@ async fn a_command_finds_no_key_in_its_environment_or_through_cairn() {
         .and_then(|m| m["content"].as_str())
         .expect("the probe's result")
         .to_owned();
+    (cairn_pid, control_pid, result)
+}
+
+fn hits(result: &str) -> Vec<&str> {
+    result.lines().filter_map(|fact| fact.trim().strip_prefix("hit ")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_finds_no_key_in_its_environment_or_through_cairn() {
+    let (cairn_pid, control_pid, result) = probe_through_cairn("off").await;
     let facts: Vec<&str> = result.lines().map(str::trim).collect();
     let has = |fact: &str| facts.contains(&fact);
     assert!(has(&format!("ppid {cairn_pid}")), "the probe's parent is cairn:\n{result}");
@@ -96,10 +110,20 @@ async fn a_command_finds_no_key_in_its_environment_or_through_cairn() {
         "no key on cairn's command line:\n{result}"
     );
     assert!(has("own-env 0"), "{result}");
-    let hits: Vec<&str> = facts.iter().filter_map(|fact| fact.strip_prefix("hit ")).collect();
     assert_eq!(
-        hits,
+        hits(&result),
         [format!("/proc/{control_pid}/environ")],
         "only the control process shows a key:\n{result}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandboxed_command_sees_no_process_outside_and_no_key_anywhere() {
+    let (cairn_pid, _, result) = probe_through_cairn("workspace-write").await;
+    let facts: Vec<&str> = result.lines().map(str::trim).collect();
+    assert!(facts.contains(&"own-env 0"), "{result}");
+    assert!(hits(&result).is_empty(), "not even the control process is visible:\n{result}");
+    // Its parent is the sandbox's own init, not cairn, whose /proc entry does not exist.
+    assert!(!facts.contains(&format!("ppid {cairn_pid}").as_str()), "{result}");
+    assert!(facts.contains(&"ppid 1"), "{result}");
 }

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 /// Each top-level module of the library and the layers it may use, lowest first.
 const LAYERS: &[(&str, &[&str])] = &[
     ("text", &[]),
+    ("sandbox", &[]),
     ("secrets", &["text"]),
     ("title", &["text"]),
     ("git", &["text", "secrets", "title"]),
-    ("config", &["text", "secrets", "title"]),
+    ("config", &["sandbox", "text", "secrets", "title"]),
     ("llm", &["text", "secrets"]),
     ("transcript", &["llm", "text"]),
     ("checkpoint", &["git", "config", "transcript", "text", "secrets", "title"]),
@@ -28,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "checkpoint",
             "memory",
             "mcp",
+            "sandbox",
             "llm",
             "transcript",
             "git",

@@ -29,6 +29,7 @@ mod memory;
 mod redaction;
 mod regressions;
 mod rewind;
+mod sandbox;
 mod share;
 mod snapshot;
 mod terminal;

@@ -11,7 +11,7 @@ use crate::support::TestRepo;
 
 async fn call(root: &Path, name: &str, arguments: Value) -> ToolOutput {
     let cancel = CancellationToken::new();
-    run(name, &arguments, &ToolContext { root, cancel: &cancel }).await
+    run(name, &arguments, &ToolContext { root, sandbox: None, cancel: &cancel }).await
 }
 
 #[tokio::test]

@@ -53,6 +53,8 @@ pub enum Access {
 pub struct ToolContext<'a> {
     /// The workspace root; every path argument is relative to it.
     pub root: &'a Path,
+    /// How `shell` commands are confined; `None` runs them unconfined.
+    pub sandbox: Option<&'a crate::sandbox::Confinement>,
     /// Stops a running `shell` command (killing its process group) and long walks.
     pub cancel: &'a CancellationToken,
 }
@@ -153,7 +155,10 @@ async fn dispatch(
     })?;
     let cancel = ctx.cancel.clone();
     let handle = match tool {
-        Tool::Shell => AbortOnDrop(tokio::spawn(shell::run(args, workspace, cancel))),
+        Tool::Shell => {
+            let sandbox = ctx.sandbox.cloned();
+            AbortOnDrop(tokio::spawn(shell::run(args, workspace, sandbox, cancel)))
+        }
         Tool::ReadFile => blocking(move || read_file::run(&args, &workspace)),
         Tool::WriteFile => blocking(move || write_file::run(&args, &workspace)),
         Tool::EditFile => blocking(move || edit_file::run(&args, &workspace)),
@@ -211,7 +216,7 @@ mod tests {
 
     async fn call(root: &Path, name: &str, arguments: serde_json::Value) -> ToolOutput {
         let cancel = CancellationToken::new();
-        run(name, &arguments, &ToolContext { root, cancel: &cancel }).await
+        run(name, &arguments, &ToolContext { root, sandbox: None, cancel: &cancel }).await
     }
 
     #[test]

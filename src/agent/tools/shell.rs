@@ -10,8 +10,10 @@
 //! prints gigabytes costs a few dozen KiB of memory and the model sees the start and the
 //! end of each stream with the omitted size stated.
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,6 +28,7 @@ use super::args::Args;
 use super::output::HeadTail;
 use super::paths::Workspace;
 use super::{Access, ToolOutput, ToolSpec};
+use crate::sandbox::{self, Confinement};
 
 const DEFAULT_TIMEOUT_MS: u64 = 120_000;
 const MAX_TIMEOUT_MS: u64 = 600_000;
@@ -65,6 +68,7 @@ enum Ending {
 pub(super) async fn run(
     args: Args,
     workspace: Workspace,
+    sandbox: Option<Confinement>,
     cancel: CancellationToken,
 ) -> Result<ToolOutput, String> {
     let command = args.string("command")?;
@@ -77,7 +81,18 @@ pub(super) async fn run(
     }
     let timeout_ms = requested.min(MAX_TIMEOUT_MS);
 
-    let mut child = spawn(&command, &workspace)?;
+    // The sandbox's private $TMPDIR, removed when the command is done.
+    let tmp = match &sandbox {
+        Some(_) => Some(
+            tempfile::Builder::new()
+                .prefix("cairn-sandbox-")
+                .tempdir()
+                .map_err(|err| format!("cannot make the sandbox's temporary directory: {err}"))?,
+        ),
+        None => None,
+    };
+    let confined = sandbox.as_ref().zip(tmp.as_ref().map(tempfile::TempDir::path));
+    let mut child = spawn(&command, &workspace, confined)?;
     let pid = child.id().ok_or("the command ended before it could be watched")?;
     let mut group = ProcessGroup { id: pid as libc::pid_t, armed: true };
     let mut stdout = Capture::start(child.stdout.take());
@@ -103,17 +118,65 @@ pub(super) async fn run(
         );
     }
     let is_error = !matches!(&ending, Ending::Exited(status) if status.success());
+    if let Some(confinement) = &sandbox
+        && is_error
+    {
+        content.push_str(&sandbox_note(&ending, &stderr, &content, confinement));
+    }
     Ok(ToolOutput { content, is_error, changed_paths: Vec::new(), may_change_anything: true })
 }
 
+/// What a failed command's result adds about the sandbox: that it could not start, or
+/// the lines that show it refusing something.
+fn sandbox_note(
+    ending: &Ending,
+    stderr: &Capture,
+    content: &str,
+    confinement: &Confinement,
+) -> String {
+    let stderr = stderr.render("stderr");
+    let setup_failed = matches!(ending, Ending::Exited(status) if status.code() == Some(sandbox::SETUP_FAILED.into()));
+    if setup_failed && let Some(at) = stderr.find(sandbox::SETUP_FAILED_PREFIX) {
+        let reason = stderr[at + sandbox::SETUP_FAILED_PREFIX.len()..].lines().next().unwrap_or("");
+        return format!("the sandbox could not start, so the command did not run: {reason}\n");
+    }
+    let refusals = sandbox::refusals(content);
+    if refusals.is_empty() {
+        return String::new();
+    }
+    let mut note = String::new();
+    for line in refusals {
+        note.push_str(&format!("blocked by the sandbox (probably): {}\n", line.trim()));
+    }
+    note.push_str(&format!(
+        "(the command ran in a {}; if it needs more, tell the user what and why)\n",
+        confinement.describe()
+    ));
+    note
+}
+
 /// Starts `sh -c COMMAND` in the workspace root, in a session of its own, with stdin
-/// closed and its output piped. The API keys are not in its environment: cairn removed
-/// them from its own at start (`cli::hardening`).
-fn spawn(command: &str, workspace: &Workspace) -> Result<tokio::process::Child, String> {
-    let mut child = Command::new("sh");
+/// closed and its output piped, confined when `confined` gives the sandbox and its
+/// temporary directory. The API keys are not in its environment: cairn removed them from
+/// its own at start (`cli::hardening`).
+fn spawn(
+    command: &str,
+    workspace: &Workspace,
+    confined: Option<(&Confinement, &Path)>,
+) -> Result<tokio::process::Child, String> {
+    let mut child = match confined {
+        Some((confinement, tmp)) => Command::from(confinement.command(
+            OsStr::new("sh"),
+            &["-c".into(), command.into()],
+            tmp,
+        )),
+        None => {
+            let mut child = Command::new("sh");
+            child.arg("-c").arg(command);
+            child
+        }
+    };
     child
-        .arg("-c")
-        .arg(command)
         .current_dir(workspace.root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -274,7 +337,6 @@ fn seconds(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::time::Instant;
 
     use super::super::{ToolContext, run as run_tool};
@@ -282,7 +344,7 @@ mod tests {
 
     async fn shell(root: &Path, arguments: serde_json::Value) -> ToolOutput {
         let cancel = CancellationToken::new();
-        run_tool("shell", &arguments, &ToolContext { root, cancel: &cancel }).await
+        run_tool("shell", &arguments, &ToolContext { root, sandbox: None, cancel: &cancel }).await
     }
 
     /// Whether a process is gone (or a zombie nobody reaps, as under a container's init).
@@ -366,8 +428,12 @@ mod tests {
             trigger.cancel();
         });
         let arguments = json!({"command": "sleep 60 & echo $! > bg.pid; sleep 60"});
-        let out =
-            run_tool("shell", &arguments, &ToolContext { root: dir.path(), cancel: &cancel }).await;
+        let out = run_tool(
+            "shell",
+            &arguments,
+            &ToolContext { root: dir.path(), sandbox: None, cancel: &cancel },
+        )
+        .await;
         assert!(out.is_error);
         assert!(
             out.content.starts_with("cancelled; the command and its process group were killed\n"),

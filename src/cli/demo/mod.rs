@@ -150,6 +150,8 @@ fn demo_agent(
         max_output_tokens: 4096,
         watch: false,
         mcp: Default::default(),
+        // The demo runs no commands.
+        sandbox: crate::sandbox::Plan::Off,
     })
 }
 
