@@ -151,7 +151,8 @@ impl Agent {
             None => None,
         };
         let command = arguments.get("command").and_then(Value::as_str).unwrap_or_default();
-        let confinement = self.sandbox.describe();
+        let confinement =
+            if access == tools::Access::Shell { self.sandbox.describe() } else { String::new() };
         let action = match access {
             _ if self.mcp.has_tool(&call.name) => approval::Action::Mcp {
                 server: call

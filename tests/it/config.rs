@@ -318,6 +318,39 @@ fn an_untrusted_project_file_may_make_approval_stricter_only() {
 }
 
 #[test]
+fn an_untrusted_project_file_cannot_loosen_the_sandbox() {
+    use cairn::sandbox::Mode;
+    let setup = Setup::new();
+    setup.write_project(
+        "[sandbox]\nmode = \"off\"\nnetwork = true\nwritable_git = true\nwritable_paths = [\"/\"]\n",
+    );
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let sandbox = &config.sandbox;
+    assert_eq!(
+        (sandbox.mode.value, &sandbox.mode.source),
+        (Mode::WorkspaceWrite, &Source::Default)
+    );
+    assert!(!sandbox.network.value && !sandbox.writable_git.value);
+    assert!(sandbox.writable_paths.value.is_empty());
+    let notice = config.project.unwrap().notice().unwrap();
+    for key in ["sandbox.mode", "sandbox.network", "sandbox.writable_git", "sandbox.writable_paths"]
+    {
+        assert!(notice.contains(key), "{key} not reported: {notice}");
+    }
+
+    // Stricter applies; a bad value is an error naming the file and place.
+    setup.write_project("sandbox = \"read-only\"\n");
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    assert_eq!(config.sandbox.mode.value, Mode::ReadOnly);
+    setup.write_project("sandbox = \"none\"\n");
+    let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
+    assert!(err.contains("cairn.toml:1:") && err.contains("not a sandbox mode"), "{err}");
+    setup.write_user("[sandbox]\nwritable_paths = [\"cache\"]\n");
+    let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
+    assert!(err.contains("is relative"), "{err}");
+}
+
+#[test]
 fn keys_come_from_the_environment_only() {
     let setup = Setup::new();
     setup.write_user("[provider.anthropic]\nheaders = { \"anthropic-beta\" = \"tools-2024\" }\n");
