@@ -76,7 +76,7 @@ pub fn run_session(
     let history = context.store.private_dir().join("history");
     let screen = Screen::default();
     let asker = TerminalAsker { screen: screen.clone() };
-    let mcp = runtime.block_on(launch::start_mcp(&context.config, context.store.root()));
+    let mcp = runtime.block_on(launch::start_mcp(&context));
     let servers = started_servers(&mcp);
     let mut agent =
         launch::agent(context, session, restored, model.clone(), client, Box::new(asker), mcp)?;

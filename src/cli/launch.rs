@@ -2,6 +2,7 @@
 //! MCP servers, and the agent itself, shared by `cairn`, `cairn run`, `cairn resume` and
 //! `cairn demo`.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::agent::{
@@ -10,7 +11,8 @@ use crate::agent::{
 };
 use crate::checkpoint::{Session, Store, StoreOptions};
 use crate::config::{
-    self, Config, ConfigError, Endpoint, Env, Flags, ModelRef, ProviderApi, Sourced,
+    self, Config, ConfigError, Endpoint, Env, Flags, ModelRef, ProviderApi, SandboxSettings,
+    Sourced,
 };
 use crate::llm;
 use crate::mcp::{self, McpHub, Status};
@@ -48,7 +50,7 @@ impl Context {
                 redact_secrets: config.redact_secrets.value,
             },
         )?;
-        let sandbox = sandbox_plan(&config, &env, &store);
+        let sandbox = sandbox_plan(&config.sandbox, &env, store.root(), &git_dirs(&store));
         Ok(Context { store, config, env, sandbox })
     }
 
@@ -68,21 +70,16 @@ impl Context {
     }
 }
 
-/// How the session's commands will run: confined as configured, where this machine can
-/// enforce it.
-fn sandbox_plan(config: &Config, env: &Env, store: &Store) -> sandbox::Plan {
-    let settings = &config.sandbox;
-    let repo = store.repo();
-    let protected = if settings.writable_git.value {
-        Vec::new()
-    } else {
-        let mut dirs = vec![repo.git_dir().to_path_buf()];
-        if repo.common_dir() != repo.git_dir() {
-            dirs.push(repo.common_dir().to_path_buf());
-        }
-        dirs
-    };
-    let home = env.get("HOME").map(std::path::PathBuf::from);
+/// How a program runs under `settings`: confined in `workspace` with `git_dirs` kept
+/// read-only, where this machine can enforce it.
+pub fn sandbox_plan(
+    settings: &SandboxSettings,
+    env: &Env,
+    workspace: &Path,
+    git_dirs: &[PathBuf],
+) -> sandbox::Plan {
+    let protected = if settings.writable_git.value { Vec::new() } else { git_dirs.to_vec() };
+    let home = env.get("HOME").map(PathBuf::from);
     let writable = settings
         .writable_paths
         .value
@@ -95,12 +92,23 @@ fn sandbox_plan(config: &Config, env: &Env, store: &Store) -> sandbox::Plan {
     let confinement = sandbox::Confinement {
         mode: settings.mode.value,
         network: settings.network.value,
-        workspace: store.root().to_path_buf(),
+        workspace: workspace.to_path_buf(),
         protected,
         writable,
     };
     let explicit = settings.mode.source != config::Source::Default;
     sandbox::Plan::new(confinement, explicit)
+}
+
+/// The repository's git directory, and its common directory when that differs (a linked
+/// worktree): what the sandbox keeps read-only.
+pub fn git_dirs(store: &Store) -> Vec<PathBuf> {
+    let repo = store.repo();
+    let mut dirs = vec![repo.git_dir().to_path_buf()];
+    if repo.common_dir() != repo.git_dir() {
+        dirs.push(repo.common_dir().to_path_buf());
+    }
+    dirs
 }
 
 /// The configured model, or one detected from the environment or a running Ollama.
@@ -136,14 +144,20 @@ fn provider_kind(api: ProviderApi) -> llm::ProviderKind {
     }
 }
 
-/// Starts the configured MCP servers in `root`, saying on stderr which could not start;
-/// the session goes on without those. They are not sandboxed yet.
-pub async fn start_mcp(config: &Config, root: &std::path::Path) -> McpHub {
+/// Starts the configured MCP servers in the workspace, each in the sandbox its settings
+/// give, saying on stderr which could not start; the session goes on without those.
+pub async fn start_mcp(context: &Context) -> McpHub {
+    let config = &context.config;
     if config.mcp.is_empty() {
         return McpHub::default();
     }
-    let launch = mcp::Launch { root: root.to_path_buf() };
-    let hub = McpHub::start(config.mcp.values().cloned(), launch).await;
+    let root = context.store.root();
+    let git_dirs = git_dirs(&context.store);
+    let servers = config.mcp.values().map(|server| {
+        let settings = config.sandbox.for_server(&server.sandbox);
+        (server.clone(), sandbox_plan(&settings, &context.env, root, &git_dirs))
+    });
+    let hub = McpHub::start(servers, mcp::Launch { root: root.to_path_buf() }).await;
     for server in hub.servers() {
         let name = &server.config.name;
         match &server.status {
@@ -211,7 +225,7 @@ pub fn agent(
         let then = if *explicit {
             "each command is asked about (`--approval ask`) or refused"
         } else {
-            "commands run unconfined"
+            "commands and MCP servers run unconfined"
         };
         eprintln!("warning: {}; {then}", context.sandbox.describe());
     }

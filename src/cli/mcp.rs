@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use super::CommandError;
 use super::common::print_json;
 use super::config::config_error;
+use super::launch;
+use crate::checkpoint::{Store, StoreOptions};
 use crate::config::{self, Env, Flags};
 use crate::mcp::{ServerReport, Status};
 
@@ -40,15 +42,29 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 fn list(args: ListArgs) -> Result<ExitCode, CommandError> {
     let cwd = std::env::current_dir()?;
     let project = super::config::project_at(&cwd);
-    let config = config::load(project.as_ref(), &Env::from_process(), &Flags::default())
-        .map_err(config_error)?;
+    let env = Env::from_process();
+    let config = config::load(project.as_ref(), &env, &Flags::default()).map_err(config_error)?;
     if let Some(notice) = config.project.as_ref().and_then(config::ProjectFile::notice) {
         eprintln!("warning: {notice}");
     }
-    let runtime = super::launch::runtime()?;
+    // Outside a repository there is no git directory to protect, and the project root (or
+    // the current directory) is the workspace.
+    let (root, git_dirs) = match Store::discover(&cwd, StoreOptions::default()) {
+        Ok(store) => (store.root().to_path_buf(), launch::git_dirs(&store)),
+        Err(_) => (project.map_or(cwd, |project| project.root), Vec::new()),
+    };
+    let servers: Vec<_> = config
+        .mcp
+        .values()
+        .map(|server| {
+            let settings = config.sandbox.for_server(&server.sandbox);
+            (server.clone(), launch::sandbox_plan(&settings, &env, &root, &git_dirs))
+        })
+        .collect();
+    let runtime = launch::runtime()?;
     runtime.block_on(async {
-        let launch = crate::mcp::Launch { root: project.map_or(cwd, |project| project.root) };
-        let mut hub = crate::mcp::McpHub::start(config.mcp.values().cloned(), launch).await;
+        let launch = crate::mcp::Launch { root };
+        let mut hub = crate::mcp::McpHub::start(servers, launch).await;
         let servers = hub.servers();
         let printed = if args.json {
             print_json(&json!({"servers": servers.iter().map(server_json).collect::<Vec<_>>()}))
@@ -78,6 +94,9 @@ fn to_text(servers: &[ServerReport<'_>]) -> String {
             .join(" ");
         out.push_str(&format!("{}: {}\n", config.name, server.status.describe()));
         out.push_str(&format!("  command: {command_line}\n"));
+        if config.enabled.value {
+            out.push_str(&format!("  sandbox: {}\n", server.sandbox.describe()));
+        }
         if server.status == Status::Started {
             let noun = if server.tools.len() == 1 { "tool" } else { "tools" };
             out.push_str(&format!("  {} {noun}\n", server.tools.len()));
@@ -108,6 +127,10 @@ fn server_json(server: &ServerReport<'_>) -> Value {
         "args": config.args.value,
         "enabled": config.enabled.value,
         "status": server.status.kind(),
+        "sandbox": {
+            "confined": server.sandbox.confinement().is_some(),
+            "description": server.sandbox.describe(),
+        },
         "error": reason,
         "tools": server.tools.iter().map(|tool| json!({
             "name": tool.name,

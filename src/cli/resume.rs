@@ -104,7 +104,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     }
     runtime.block_on(async move {
         let (model, client) = context.model().await?;
-        let mcp = launch::start_mcp(&context.config, context.store.root()).await;
+        let mcp = launch::start_mcp(&context).await;
         let mut agent =
             launch::agent(context, session, restored, model, client, Box::new(Headless), mcp)?;
         let outcome =

@@ -51,7 +51,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     runtime.block_on(async move {
         let (model, client) = context.model().await?;
         let session = context.store.start_session(&args.prompt, Some(model.to_string()), None)?;
-        let mcp = launch::start_mcp(&context.config, context.store.root()).await;
+        let mcp = launch::start_mcp(&context).await;
         let mut agent = launch::agent(
             context,
             session,

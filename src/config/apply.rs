@@ -184,13 +184,8 @@ impl Config {
 
 impl Config {
     fn apply_sandbox(&mut self, sandbox: FileSandbox, source: &Source) -> Result<(), String> {
-        if let Some(paths) = &sandbox.writable_paths
-            && let Some(bad) =
-                paths.iter().find(|path| !path.starts_with('/') && !path.starts_with("~/"))
-        {
-            return Err(format!(
-                "sandbox.writable_paths: `{bad}` is relative; write an absolute path or one starting with ~/"
-            ));
+        if let Some(paths) = &sandbox.writable_paths {
+            check_writable_paths("sandbox.writable_paths", paths)?;
         }
         let settings = &mut self.sandbox;
         if let Some(mode) = sandbox.mode {
@@ -206,5 +201,16 @@ impl Config {
             settings.writable_paths = source.of(paths);
         }
         Ok(())
+    }
+}
+
+/// `writable_paths` are absolute or start with `~/`: a relative path would be relative to
+/// wherever cairn happens to start.
+pub(super) fn check_writable_paths(key: &str, paths: &[String]) -> Result<(), String> {
+    match paths.iter().find(|path| !path.starts_with('/') && !path.starts_with("~/")) {
+        Some(bad) => Err(format!(
+            "{key}: `{bad}` is relative; write an absolute path or one starting with ~/"
+        )),
+        None => Ok(()),
     }
 }

@@ -81,6 +81,7 @@ pub(super) struct FileMcp {
     pub(super) tools: Option<Vec<String>>,
     pub(super) startup_timeout_ms: Option<Spanned<u64>>,
     pub(super) tool_timeout_ms: Option<Spanned<u64>>,
+    pub(super) sandbox: Option<Spanned<FileSandbox>>,
 }
 
 #[derive(Deserialize)]

@@ -6,8 +6,10 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::file::FileMcp;
-use super::{Config, Source, Sourced};
+use super::apply::check_writable_paths;
+use super::file::{FileMcp, FileSandbox};
+use super::{Config, SandboxSettings, Source, Sourced};
+use crate::sandbox::Mode;
 
 /// How long an MCP server may take to start and list its tools, by default.
 pub const DEFAULT_MCP_STARTUP_TIMEOUT_MS: u64 = 10_000;
@@ -29,6 +31,59 @@ pub struct McpServer {
     pub tools: Option<Sourced<Vec<String>>>,
     pub startup_timeout_ms: Sourced<u64>,
     pub tool_timeout_ms: Sourced<u64>,
+    /// `[mcp.<name>] sandbox`: how this server is confined, where it differs from
+    /// `[sandbox]`.
+    pub sandbox: McpSandbox,
+}
+
+/// `[mcp.<name>] sandbox = "MODE"` or `[mcp.<name>.sandbox]`: each key set here replaces
+/// the session's `[sandbox]` key for this server; `writable_paths` add to the session's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McpSandbox {
+    pub mode: Option<Sourced<Mode>>,
+    pub network: Option<Sourced<bool>>,
+    pub writable_git: Option<Sourced<bool>>,
+    pub writable_paths: Option<Sourced<Vec<String>>>,
+}
+
+impl McpSandbox {
+    /// This table on top of what an earlier file said about the same server.
+    fn layered(
+        earlier: Option<&McpSandbox>,
+        file: FileSandbox,
+        source: &Source,
+    ) -> Result<McpSandbox, String> {
+        if let Some(paths) = &file.writable_paths {
+            check_writable_paths("sandbox.writable_paths", paths)?;
+        }
+        let earlier = earlier.cloned().unwrap_or_default();
+        Ok(McpSandbox {
+            mode: file.mode.map(|mode| source.of(mode)).or(earlier.mode),
+            network: file.network.map(|network| source.of(network)).or(earlier.network),
+            writable_git: file.writable_git.map(|git| source.of(git)).or(earlier.writable_git),
+            writable_paths: file
+                .writable_paths
+                .map(|paths| source.of(paths))
+                .or(earlier.writable_paths),
+        })
+    }
+}
+
+impl SandboxSettings {
+    /// The settings one MCP server runs under: these, with its own table on top.
+    pub fn for_server(&self, server: &McpSandbox) -> SandboxSettings {
+        let mut writable_paths = self.writable_paths.clone();
+        if let Some(own) = &server.writable_paths {
+            writable_paths.value.extend(own.value.iter().cloned());
+            writable_paths.source = own.source.clone();
+        }
+        SandboxSettings {
+            mode: server.mode.clone().unwrap_or_else(|| self.mode.clone()),
+            network: server.network.clone().unwrap_or_else(|| self.network.clone()),
+            writable_git: server.writable_git.clone().unwrap_or_else(|| self.writable_git.clone()),
+            writable_paths,
+        }
+    }
 }
 
 impl Config {
@@ -79,6 +134,14 @@ impl Config {
                 }
             }
         };
+        let sandbox = match entry.sandbox {
+            Some(table) => {
+                let span = table.span();
+                McpSandbox::layered(existing.map(|s| &s.sandbox), table.into_inner(), source)
+                    .map_err(|message| (Some(span), format!("mcp server `{name}`: {message}")))?
+            }
+            None => existing.map(|s| s.sandbox.clone()).unwrap_or_default(),
+        };
         let mut env = existing.map(|server| server.env.clone()).unwrap_or_default();
         for (variable, value) in entry.env.unwrap_or_default() {
             env.insert(variable, source.of(value));
@@ -110,6 +173,7 @@ impl Config {
                 existing.map(|s| &s.tool_timeout_ms),
                 DEFAULT_MCP_TOOL_TIMEOUT_MS,
             )?,
+            sandbox,
         })
     }
 }

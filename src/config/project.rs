@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::file::{FileConfig, FileMcp, FileMemory, FileSandbox, parse_file};
-use super::{Config, ConfigError, McpServer, Source, Trust, format_size, trust};
+use super::{Config, ConfigError, McpServer, SandboxSettings, Source, Trust, format_size, trust};
 
 /// What configuration made of a project's `cairn.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl Config {
         restrict_destination(file, &mut ignored);
         self.restrict_safeguards(file, &mut ignored);
         if let Some(sandbox) = &mut file.sandbox {
-            self.restrict_sandbox(sandbox.get_mut(), &mut ignored);
+            restrict_sandbox("sandbox", sandbox.get_mut(), &self.sandbox, &mut ignored);
         }
         if let Some(memory) = &mut file.memory {
             self.restrict_memory(memory, &mut ignored);
@@ -159,45 +159,6 @@ impl Config {
                 ignored,
                 "transcript.redact_secrets".into(),
                 "a project may not turn redaction off",
-            );
-        }
-    }
-
-    /// `sandbox`: a project may confine commands more, never less.
-    fn restrict_sandbox(&self, sandbox: &mut FileSandbox, ignored: &mut Vec<Ignored>) {
-        // As in `FileConfig` above: a new sandbox key needs a decision here.
-        let FileSandbox { mode: _, network: _, writable_git: _, writable_paths: _ } = sandbox;
-        let settings = &self.sandbox;
-        if let Some(mode) = sandbox.mode
-            && mode.strictness() < settings.mode.value.strictness()
-        {
-            sandbox.mode = None;
-            ignore(
-                ignored,
-                "sandbox.mode".into(),
-                &format!(
-                    "`{mode}` is looser than `{}`; a project may only make the sandbox stricter",
-                    settings.mode.value
-                ),
-            );
-        }
-        if sandbox.network == Some(true) && !settings.network.value {
-            sandbox.network = None;
-            ignore(ignored, "sandbox.network".into(), "a project may not allow the network");
-        }
-        if sandbox.writable_git == Some(true) && !settings.writable_git.value {
-            sandbox.writable_git = None;
-            ignore(
-                ignored,
-                "sandbox.writable_git".into(),
-                "a project may not let commands write the git directory",
-            );
-        }
-        if sandbox.writable_paths.take().is_some() {
-            ignore(
-                ignored,
-                "sandbox.writable_paths".into(),
-                "a project may not add paths commands can write",
             );
         }
     }
@@ -278,6 +239,7 @@ impl Config {
             tools: _,
             startup_timeout_ms: _,
             tool_timeout_ms: _,
+            sandbox: _,
         } = entry;
         let runs = "a project may not change the command a server runs";
         if entry.command.take().is_some() {
@@ -298,10 +260,58 @@ impl Config {
             );
         }
         restrict_timeouts(&table, entry, existing, ignored);
+        if let Some(sandbox) = &mut entry.sandbox {
+            let yours = self.sandbox.for_server(&existing.sandbox);
+            restrict_sandbox(&format!("{table}.sandbox"), sandbox.get_mut(), &yours, ignored);
+        }
         if let (Some(tools), Some(allowed)) = (&mut entry.tools, &existing.tools) {
             narrow_tools(&table, tools, &allowed.value, ignored);
         }
         true
+    }
+}
+
+/// `sandbox` (or one server's): a project may confine commands and servers more, never
+/// less, than `yours`.
+fn restrict_sandbox(
+    table: &str,
+    sandbox: &mut FileSandbox,
+    yours: &SandboxSettings,
+    ignored: &mut Vec<Ignored>,
+) {
+    // As in `FileConfig` above: a new sandbox key needs a decision here.
+    let FileSandbox { mode: _, network: _, writable_git: _, writable_paths: _ } = sandbox;
+    if let Some(mode) = sandbox.mode
+        && mode.strictness() < yours.mode.value.strictness()
+    {
+        sandbox.mode = None;
+        ignore(
+            ignored,
+            format!("{table}.mode"),
+            &format!(
+                "`{mode}` is looser than `{}`; a project may only make the sandbox stricter",
+                yours.mode.value
+            ),
+        );
+    }
+    if sandbox.network == Some(true) && !yours.network.value {
+        sandbox.network = None;
+        ignore(ignored, format!("{table}.network"), "a project may not allow the network");
+    }
+    if sandbox.writable_git == Some(true) && !yours.writable_git.value {
+        sandbox.writable_git = None;
+        ignore(
+            ignored,
+            format!("{table}.writable_git"),
+            "a project may not let the sandbox write the git directory",
+        );
+    }
+    if sandbox.writable_paths.take().is_some() {
+        ignore(
+            ignored,
+            format!("{table}.writable_paths"),
+            "a project may not add paths the sandbox can write",
+        );
     }
 }
 

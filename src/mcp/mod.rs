@@ -2,7 +2,7 @@
 //! their stdin and stdout (the official `rmcp` SDK, client side only).
 //!
 //! [`McpHub::start`] starts the configured servers in parallel, each within its startup
-//! timeout; one that fails is reported and the session goes on without it. Their tools
+//! timeout and in the sandbox its plan gives; one that fails is reported and the session goes on without it. Their tools
 //! are offered to the model as `<server>__<tool>`. A server that dies is restarted once
 //! when a call finds it gone; a second death leaves it down for the rest of the session.
 //! [`McpHub::shutdown`] stops them all and reaps their processes.
@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::McpServer;
+use crate::sandbox::Plan;
 
 pub use server::{CallOutcome, Launch};
 use server::{Connection, RemoteTool};
@@ -79,6 +80,8 @@ impl Status {
 /// One server as `cairn mcp list` and the session's start report it.
 pub struct ServerReport<'a> {
     pub config: &'a McpServer,
+    /// How it runs.
+    pub sandbox: &'a Plan,
     pub status: Status,
     /// The tools offered to the model.
     pub tools: Vec<&'a McpTool>,
@@ -95,6 +98,7 @@ enum State {
 
 struct Server {
     config: McpServer,
+    sandbox: Plan,
     state: State,
     restarted: bool,
     notes: Vec<String>,
@@ -109,17 +113,20 @@ pub struct McpHub {
 }
 
 impl McpHub {
-    /// Starts every enabled server in parallel. Never fails: a server that does
-    /// not start is reported by [`McpHub::servers`].
-    pub async fn start(configs: impl IntoIterator<Item = McpServer>, launch: Launch) -> McpHub {
-        let configs: Vec<McpServer> = configs.into_iter().collect();
-        let started = futures_util::future::join_all(configs.iter().map(|config| {
+    /// Starts every enabled server in parallel, each confined as its plan says. Never
+    /// fails: a server that does not start is reported by [`McpHub::servers`].
+    pub async fn start(
+        configs: impl IntoIterator<Item = (McpServer, Plan)>,
+        launch: Launch,
+    ) -> McpHub {
+        let configs: Vec<(McpServer, Plan)> = configs.into_iter().collect();
+        let started = futures_util::future::join_all(configs.iter().map(|(config, sandbox)| {
             let launch = &launch;
             async move {
                 if !config.enabled.value {
                     return (State::Disabled, Vec::new());
                 }
-                match Connection::start(config, launch).await {
+                match Connection::start(config, sandbox, launch).await {
                     Ok((connection, tools)) => (State::Running(connection), tools),
                     Err(reason) => (State::Failed(reason), Vec::new()),
                 }
@@ -127,9 +134,9 @@ impl McpHub {
         }))
         .await;
         let mut hub = McpHub { launch, servers: Vec::new(), tools: Vec::new() };
-        for (config, (state, remote)) in configs.into_iter().zip(started) {
+        for ((config, sandbox), (state, remote)) in configs.into_iter().zip(started) {
             let notes = hub.offer(&config, remote);
-            hub.servers.push(Server { config, state, restarted: false, notes });
+            hub.servers.push(Server { config, sandbox, state, restarted: false, notes });
         }
         hub
     }
@@ -185,6 +192,7 @@ impl McpHub {
             .iter()
             .map(|server| ServerReport {
                 config: &server.config,
+                sandbox: &server.sandbox,
                 status: match &server.state {
                     State::Running(_) => Status::Started,
                     State::Failed(reason) => Status::Failed(reason.clone()),
@@ -281,7 +289,7 @@ impl Server {
             self.state = State::Down("it exited twice".to_owned());
         } else {
             self.restarted = true;
-            match Connection::start(&self.config, launch).await {
+            match Connection::start(&self.config, &self.sandbox, launch).await {
                 Ok((connection, _)) => {
                     content.push_str(
                         "; cairn restarted it, so its tools can be called again (if it exits once more, it stays down)",
@@ -323,7 +331,38 @@ mod tests {
             }),
             startup_timeout_ms: Sourced::new(1, Source::Default),
             tool_timeout_ms: Sourced::new(1, Source::Default),
+            sandbox: Default::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_asked_for_that_cannot_run_here_keeps_the_server_from_starting() {
+        let unavailable = |explicit| Plan::Unavailable {
+            mode: crate::sandbox::Mode::WorkspaceWrite,
+            reason: "no user namespaces".to_owned(),
+            explicit,
+        };
+        let missing = |name| {
+            let mut server = config(name, None);
+            server.command.value = "/nonexistent/cairn-no-such-server".to_owned();
+            server
+        };
+        let hub = McpHub::start(
+            [(missing("refused"), unavailable(true)), (missing("unconfined"), unavailable(false))],
+            Launch::default(),
+        )
+        .await;
+        let servers = hub.servers();
+        let Status::Failed(refused) = &servers[0].status else { panic!("it started") };
+        assert_eq!(
+            refused,
+            "the workspace-write sandbox cannot run here (no user namespaces), so it was not \
+             started; set `sandbox = \"off\"` in its [mcp.refused] table to start it unconfined"
+        );
+        // Without an explicit choice it is started unconfined (and fails only for being
+        // missing), as the session's warning says.
+        let Status::Failed(missing) = &servers[1].status else { panic!("it started") };
+        assert!(missing.starts_with("could not run `/nonexistent/"), "{missing}");
     }
 
     fn remote(name: &str) -> RemoteTool {

@@ -2,6 +2,7 @@
 //! happens when it dies (one restart, then it stays down).
 
 use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::McpServer;
+use crate::sandbox::{self, Confinement, Plan};
 
 /// How much of a server's stderr is kept to explain a failure.
 const STDERR_TAIL_BYTES: usize = 2000;
@@ -55,17 +57,23 @@ impl CallOutcome {
 pub struct Connection {
     service: RunningService<RoleClient, ClientConfig>,
     stderr: StderrTail,
+    /// Whether it runs in the sandbox, to point out refusals in its error results.
+    confined: bool,
+    /// The sandbox's private `$TMPDIR`, removed after the process is gone.
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Connection {
-    /// Starts the server, completes the handshake and lists its tools, all within the
-    /// server's startup timeout.
+    /// Starts the server as `sandbox` says, completes the handshake and lists its tools,
+    /// all within the server's startup timeout.
     pub async fn start(
         config: &McpServer,
+        sandbox: &Plan,
         launch: &Launch,
     ) -> Result<(Connection, Vec<RemoteTool>), String> {
-        let mut command = tokio::process::Command::new(&config.command.value);
-        command.args(&config.args.value).current_dir(&launch.root).kill_on_drop(true);
+        let (mut command, tmp) = command(config, sandbox, launch)?;
+        let confined = tmp.is_some();
+        command.kill_on_drop(true);
         // The API keys are not in cairn's environment (`cli::hardening`); the server's
         // own `env` may set any variable, a key among them.
         command.envs(config.env.iter().map(|(name, value)| (name, &value.value)));
@@ -83,6 +91,28 @@ impl Connection {
                 message
             })?;
         let stderr = StderrTail::start(stderr);
+        let failed = |reason: String| {
+            let stderr = stderr.clone();
+            let hint = sandbox.confinement().map(|confinement| sandbox_hint(config, confinement));
+            async move {
+                let last_words = stderr.last_words().await;
+                if confined && let Some(setup) = last_words.as_deref().and_then(setup_failure) {
+                    return format!(
+                        "could not run `{}` in the sandbox: {setup}",
+                        config.command.value
+                    );
+                }
+                let mut reason = match last_words {
+                    Some(text) => format!("{reason}\n{}", mark_stderr(&text)),
+                    None => reason,
+                };
+                if let Some(hint) = hint {
+                    reason.push('\n');
+                    reason.push_str(&hint);
+                }
+                reason
+            }
+        };
         let timeout = Duration::from_millis(config.startup_timeout_ms.value);
         let client = ClientConfig::new(
             ClientCapabilities::default(),
@@ -103,13 +133,13 @@ impl Connection {
         };
         let (service, tools) = match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(started)) => started,
-            Ok(Err(reason)) => return Err(stderr.explain(reason).await),
+            Ok(Err(reason)) => return Err(failed(reason).await),
             Err(_) => {
                 let reason = format!(
                     "it did not complete the handshake within {} ms (raise `startup_timeout_ms` if it needs longer)",
                     config.startup_timeout_ms.value
                 );
-                return Err(stderr.explain(reason).await);
+                return Err(failed(reason).await);
             }
         };
         let tools = tools
@@ -120,7 +150,7 @@ impl Connection {
                 input_schema: Value::Object((*tool.input_schema).clone()),
             })
             .collect();
-        Ok((Connection { service, stderr }, tools))
+        Ok((Connection { service, stderr, confined, _tmp: tmp }, tools))
     }
 
     /// Calls one tool. `Err` means the server is gone (its process exited or closed the
@@ -151,15 +181,18 @@ impl Connection {
         match result {
             Ok(Ok(result)) => {
                 let value = serde_json::to_value(&result).unwrap_or_default();
-                Ok(CallOutcome {
+                let is_error = result.is_error.unwrap_or(false);
+                Ok(self.pointing_out_refusals(CallOutcome {
                     content: render_result(&value),
-                    is_error: result.is_error.unwrap_or(false),
-                })
+                    is_error,
+                }))
             }
             Ok(Err(ServiceError::TransportClosed | ServiceError::TransportSend(_))) => {
                 Err(self.stderr.last_words().await)
             }
-            Ok(Err(err)) => Ok(CallOutcome::error(describe_service_error(&err))),
+            Ok(Err(err)) => {
+                Ok(self.pointing_out_refusals(CallOutcome::error(describe_service_error(&err))))
+            }
             Err(_) => Ok(CallOutcome::error(format!(
                 "no answer within {} ms; the call was abandoned (`tool_timeout_ms` sets the limit)",
                 timeout.as_millis()
@@ -167,11 +200,70 @@ impl Connection {
         }
     }
 
+    /// A confined server's error result, with the lines that show the sandbox refusing
+    /// something pointed out, so the model can tell the user what the server needs.
+    fn pointing_out_refusals(&self, mut outcome: CallOutcome) -> CallOutcome {
+        if outcome.is_error && self.confined {
+            let notes = sandbox::refusal_notes(&outcome.content);
+            if !notes.is_empty() {
+                outcome.content = format!("{}\n{}", outcome.content, notes.trim_end());
+            }
+        }
+        outcome
+    }
+
     /// Closes the connection and waits for the process to exit (it is asked to by closing
     /// its stdin, then terminated, then killed), so it is reaped.
     pub async fn stop(self) {
         let _ = self.service.cancel().await;
     }
+}
+
+/// The command that starts the server, and the sandbox's temporary directory when it is
+/// confined. A sandbox asked for explicitly that this machine cannot enforce is an error,
+/// never a silent unconfined start.
+fn command(
+    config: &McpServer,
+    sandbox: &Plan,
+    launch: &Launch,
+) -> Result<(tokio::process::Command, Option<tempfile::TempDir>), String> {
+    let program = OsStr::new(&config.command.value);
+    let args: Vec<OsString> = config.args.value.iter().map(OsString::from).collect();
+    match sandbox {
+        Plan::Confined(confinement) => {
+            let tmp = tempfile::Builder::new()
+                .prefix("cairn-sandbox-")
+                .tempdir()
+                .map_err(|err| format!("cannot make the sandbox's temporary directory: {err}"))?;
+            let command = confinement.command(program, &args, tmp.path());
+            Ok((tokio::process::Command::from(command), Some(tmp)))
+        }
+        Plan::Unavailable { mode, reason, explicit: true } => Err(format!(
+            "the {mode} sandbox cannot run here ({reason}), so it was not started; set \
+             `sandbox = \"off\"` in its [mcp.{}] table to start it unconfined",
+            config.name
+        )),
+        Plan::Off | Plan::Unavailable { explicit: false, .. } => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(args).current_dir(&launch.root);
+            Ok((command, None))
+        }
+    }
+}
+
+/// Why the sandbox launcher could not start the server, from its stderr.
+fn setup_failure(stderr: &str) -> Option<&str> {
+    stderr.lines().find_map(|line| line.strip_prefix(sandbox::SETUP_FAILED_PREFIX))
+}
+
+/// What a confined server that failed to start may need, for the user.
+fn sandbox_hint(config: &McpServer, confinement: &Confinement) -> String {
+    format!(
+        "  it ran in the {}; if it needs the network or writes outside the workspace, set \
+         `network = true` or `writable_paths = [...]` in [mcp.{}.sandbox], or `sandbox = \"off\"`",
+        confinement.describe(),
+        config.name
+    )
 }
 
 fn describe_init_error(err: &rmcp::service::ClientInitializeError) -> String {
@@ -273,15 +365,6 @@ impl StderrTail {
         let _ = tokio::time::timeout(STDERR_GRACE, self.closed.cancelled()).await;
         let text = self.lines.lock().ok()?.iter().cloned().collect::<Vec<_>>().join("\n");
         (!text.trim().is_empty()).then(|| last_bytes(&text, STDERR_TAIL_BYTES).to_owned())
-    }
-
-    /// `reason`, followed by the last lines the server wrote to stderr, if any, each on
-    /// its own line marked `  stderr: `.
-    async fn explain(&self, reason: String) -> String {
-        match self.last_words().await {
-            Some(text) => format!("{reason}\n{}", mark_stderr(&text)),
-            None => reason,
-        }
     }
 }
 

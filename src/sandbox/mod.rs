@@ -1,4 +1,4 @@
-//! The sandbox for the commands the model runs (MCP servers are not confined yet).
+//! The sandbox for the commands the model runs and the MCP servers it calls.
 //!
 //! A confined program is started through cairn's own binary, `cairn __sandbox …`, which
 //! sets up the confinement in a fresh process and then runs the program: on Linux a new
@@ -336,6 +336,15 @@ pub fn refusals(output: &str) -> Vec<&str> {
         "Could not resolve host",
     ];
     output.lines().filter(|line| SIGNS.iter().any(|sign| line.contains(sign))).take(5).collect()
+}
+
+/// One `blocked by the sandbox (probably): LINE` line for each of [`refusals`] in
+/// `output`; empty when there are none.
+pub fn refusal_notes(output: &str) -> String {
+    refusals(output)
+        .into_iter()
+        .map(|line| format!("blocked by the sandbox (probably): {}\n", line.trim()))
+        .collect()
 }
 
 #[cfg(test)]

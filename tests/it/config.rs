@@ -351,6 +351,56 @@ fn an_untrusted_project_file_cannot_loosen_the_sandbox() {
 }
 
 #[test]
+fn a_servers_own_sandbox_layers_on_the_sessions_and_a_project_may_only_tighten_it() {
+    use cairn::sandbox::Mode;
+    let setup = Setup::new();
+    setup.write_user(
+        "[sandbox]\nwritable_paths = [\"/cache\"]\n\
+         [mcp.web]\ncommand = \"web\"\nsandbox = { network = true, writable_paths = [\"/web\"] }\n\
+         [mcp.fs]\ncommand = \"fs\"\n",
+    );
+    setup.write_project(
+        "[mcp.fs.sandbox]\nmode = \"off\"\nnetwork = true\nwritable_git = true\nwritable_paths = [\"/\"]\n\
+         [mcp.web]\nsandbox = \"read-only\"\n",
+    );
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let server = |name: &str| config.sandbox.for_server(&config.mcp[name].sandbox);
+
+    // The user's own table: its keys win, its paths add to the session's.
+    let web = server("web");
+    assert!(web.network.value);
+    assert_eq!(web.writable_paths.value, ["/cache", "/web"]);
+    // The project made it stricter, which applies.
+    assert_eq!(web.mode.value, Mode::ReadOnly);
+
+    // Nothing the project tried to loosen applied, and each key is named.
+    let fs = server("fs");
+    assert_eq!((fs.mode.value, &fs.mode.source), (Mode::WorkspaceWrite, &Source::Default));
+    assert!(!fs.network.value && !fs.writable_git.value);
+    assert_eq!(fs.writable_paths.value, ["/cache"]);
+    let notice = config.project.unwrap().notice().unwrap();
+    for key in ["mode", "network", "writable_git", "writable_paths"] {
+        assert!(notice.contains(&format!("mcp.fs.sandbox.{key}")), "{key} not reported: {notice}");
+    }
+
+    // A looser value than the user's own server table is refused too.
+    setup.write_project("[mcp.web.sandbox]\nnetwork = false\nmode = \"off\"\n");
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let web = config.sandbox.for_server(&config.mcp["web"].sandbox);
+    assert_eq!(web.mode.value, Mode::WorkspaceWrite);
+    assert!(!web.network.value, "a project may turn the network off");
+
+    // Bad values in a server's table are errors that name the place.
+    setup.write_project("");
+    setup.write_user("[mcp.fs]\ncommand = \"fs\"\nsandbox = { writable_paths = [\"rel\"] }\n");
+    let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
+    assert!(err.contains("config.toml:3:") && err.contains("is relative"), "{err}");
+    setup.write_user("[mcp.fs]\ncommand = \"fs\"\nsandbox = \"loose\"\n");
+    let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
+    assert!(err.contains("not a sandbox mode"), "{err}");
+}
+
+#[test]
 fn keys_come_from_the_environment_only() {
     let setup = Setup::new();
     setup.write_user("[provider.anthropic]\nheaders = { \"anthropic-beta\" = \"tools-2024\" }\n");

@@ -240,14 +240,14 @@ async fn mcp_tools_are_offered_asked_about_and_stopped_with_the_session() {
     ])
     .await;
     repo.use_model(&model.base_url());
-    crate::mcp::configure(
-        &repo,
-        &crate::mcp::server_table("echo", &crate::mcp::counted(&repo, "echo")),
-    );
+    // Confined, so it is found by a tag on its command line rather than its own pid.
+    let tag = format!("--tag={}", repo.home.display());
+    crate::mcp::configure(&repo, &crate::mcp::server_table("echo", &format!("args = [{tag:?}]")));
     let command = repo.command_in(&repo.root, &[]);
+    let running_tag = tag.clone();
     tokio::task::spawn_blocking(move || {
         let mut term = Terminal::spawn(command);
-        let mut at = term.expect("MCP servers: echo (6 tools)", 0);
+        let mut at = term.expect("MCP servers: echo (8 tools)", 0);
         at = term.expect("› ", at);
         term.type_line("write through the server");
         at = term.expect("Allow echo__write {", at);
@@ -255,6 +255,8 @@ async fn mcp_tools_are_offered_asked_about_and_stopped_with_the_session() {
         term.type_line("n");
         at = term.expect("As you wish.", at);
         term.expect("› ", at);
+        // The launcher, its fork that is PID 1 of the sandbox, and the server.
+        assert_eq!(crate::mcp::tagged(&running_tag).len(), 3, "the confined server runs");
         term.quit();
     })
     .await
@@ -264,9 +266,7 @@ async fn mcp_tools_are_offered_asked_about_and_stopped_with_the_session() {
     let requests = model.requests();
     let declined = requests[1].body["messages"].to_string();
     assert!(declined.contains("the user declined `echo__write"), "{declined}");
-    let pids = crate::mcp::pids(&crate::mcp::counter(&repo, "echo"));
-    assert_eq!(pids.len(), 1);
-    assert!(!crate::mcp::running(pids[0]), "the server outlived the session");
+    assert_eq!(crate::mcp::tagged(&tag), Vec::<u32>::new(), "the server outlived the session");
 }
 
 #[test]

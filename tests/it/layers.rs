@@ -21,7 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "history",
         &["checkpoint", "memory", "git", "config", "transcript", "text", "secrets", "title"],
     ),
-    ("mcp", &["config", "text", "secrets"]),
+    ("mcp", &["config", "sandbox", "text", "secrets"]),
     (
         "agent",
         &[

@@ -39,9 +39,17 @@ pub(crate) fn configure(repo: &TestRepo, tables: &str) {
     std::fs::write(path, config).unwrap();
 }
 
+/// Where the test servers keep their counters: outside the workspace, so a confined
+/// server may write there only because [`counted`] allows it.
+fn counters(repo: &TestRepo) -> PathBuf {
+    let dir = repo.home.join("mcp-counters");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A counter file the test server appends a line to at each start.
 pub(crate) fn counter(repo: &TestRepo, name: &str) -> PathBuf {
-    repo.home.join(format!("{name}.starts"))
+    counters(repo).join(format!("{name}.starts"))
 }
 
 pub(crate) fn starts(path: &Path) -> usize {
@@ -52,6 +60,18 @@ pub(crate) fn starts(path: &Path) -> usize {
 pub(crate) fn pids(path: &Path) -> Vec<u32> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines().filter_map(|line| line.strip_prefix("started ")?.parse().ok()).collect()
+}
+
+/// The live processes whose command line holds `tag` (the host's ids, wherever they run).
+pub(crate) fn tagged(tag: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(tag) && running(*pid)
+        })
+        .collect()
 }
 
 /// Whether a process still runs: it exists and is not a zombie waiting for its parent.
@@ -65,10 +85,13 @@ pub(crate) fn running(pid: u32) -> bool {
     }
 }
 
+/// Lines of an `[mcp.<name>]` table that make the server count its starts (its sandbox
+/// may write the counters).
 pub(crate) fn counted(repo: &TestRepo, name: &str) -> String {
     format!(
-        "env = {{ MCP_TEST_COUNTER = {} }}",
-        toml_string(&counter(repo, name).display().to_string())
+        "env = {{ MCP_TEST_COUNTER = {} }}\nsandbox.writable_paths = [{}]",
+        toml_string(&counter(repo, name).display().to_string()),
+        toml_string(&counters(repo).display().to_string()),
     )
 }
 
@@ -133,10 +156,12 @@ async fn mcp_list_shows_each_server_its_status_and_tools() {
             "echo__crash",
             "echo__write",
             "echo__env",
+            "echo__connect",
+            "echo__sees",
             "echo__dotted_name"
         ]
     );
-    assert_eq!(echo["tools"][5]["tool"], "dotted.name", "the server's own name is kept");
+    assert_eq!(echo["tools"][7]["tool"], "dotted.name", "the server's own name is kept");
     assert_eq!(echo["tools"][0]["input_schema"]["required"], json!(["text"]));
 
     let picky = by_name("picky");
@@ -154,15 +179,24 @@ async fn mcp_list_shows_each_server_its_status_and_tools() {
     assert!(error.contains("could not run `/nonexistent/cairn-no-such-server`"), "{error}");
     let dies = by_name("dies");
     assert_eq!(dies["status"], "failed");
-    assert_eq!(
-        dies["error"],
-        "the connection closed during the MCP handshake (the server exited, or is not an MCP \
-         server speaking over stdio)\n  stderr: test server: missing API token, giving up"
+    let error = dies["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "the connection closed during the MCP handshake (the server exited, or is not an \
+             MCP server speaking over stdio)\n  stderr: test server: missing API token, giving up\n"
+        ),
+        "{error}"
     );
+    assert!(error.contains("it ran in the workspace-write sandbox"), "the hint: {error}");
+    assert_eq!(echo["sandbox"]["confined"], true, "{echo}");
 
     let out = cairn(&repo, &["mcp", "list"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("echo: started\n"), "{text}");
+    assert!(
+        text.contains("  sandbox: workspace-write sandbox: writes in the workspace except .git, its $TMPDIR, configured paths; no network\n"),
+        "{text}"
+    );
     assert!(text.contains("    echo__echo         Echo the text back.\n"), "{text}");
     assert!(text.contains("off: disabled (enabled = false)\n"), "{text}");
     assert!(text.contains("missing: failed: could not run"), "{text}");
@@ -375,8 +409,16 @@ async fn servers_stop_with_the_session_even_if_they_ignore_their_stdin_closing()
     let repo = TestRepo::new();
     let model = mock_model::start([Reply::chat_text("Hello.")]).await;
     repo.use_model(&model.base_url());
-    let stubborn = format!("args = [\"--ignore-eof\"]\n{}", counted(&repo, "stubborn"));
+    // Unconfined, so the process ids it counts are the host's.
+    let stubborn = format!(
+        "args = [\"--ignore-eof\"]\n{}\nsandbox.mode = \"off\"",
+        counted(&repo, "stubborn")
+    );
     configure(&repo, &server_table("stubborn", &stubborn));
+    // Confined, in a PID namespace of its own: found by a tag on its command line.
+    let tag = format!("--tag={}", repo.home.display());
+    let boxed = format!("args = [\"--ignore-eof\", {tag:?}]\n{}", counted(&repo, "boxed"));
+    configure(&repo, &server_table("boxed", &boxed));
 
     let out = cairn(&repo, &["run", "hello"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -388,4 +430,112 @@ async fn servers_stop_with_the_session_even_if_they_ignore_their_stdin_closing()
     for pid in pids {
         assert!(!running(pid), "the server {pid} outlived cairn");
     }
+    assert_eq!(starts(&counter(&repo, "boxed")), 2, "one start per command");
+    assert_eq!(tagged(&tag), Vec::<u32>::new(), "the confined server outlived cairn");
+}
+
+/// Runs one call of the `box` server's tools per step, with `sandbox` as the server's
+/// sandbox setting; returns the session and each call's result.
+async fn run_box_calls(
+    repo: &TestRepo,
+    sandbox: &str,
+    calls: &[(&str, Value)],
+) -> (String, Vec<String>) {
+    let mut script: Vec<Reply> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (tool, arguments))| {
+            Reply::chat_tool_calls(&[(&format!("c{i}"), *tool, arguments.clone())])
+        })
+        .collect();
+    script.push(Reply::chat_text("done"));
+    let model = mock_model::start(script).await;
+    repo.use_model(&model.base_url());
+    configure(repo, &server_table("box", &format!("sandbox = {sandbox}")));
+    let out = cairn(repo, &["run", "work", "--approval", "auto", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let requests = model.requests();
+    let results =
+        (0..calls.len()).map(|i| tool_result(&requests[i + 1].body, &format!("c{i}"))).collect();
+    (session_of(&out), results)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confined_server_writes_only_in_the_workspace_and_reaches_no_network_or_process() {
+    let repo = TestRepo::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), repo.path("link-out")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let write = |path: String| ("box__write", json!({"path": path, "content": "x"}));
+    let calls = |name: &str| {
+        vec![
+            write(format!("{name}.txt")),
+            write(repo.home.join(name).display().to_string()),
+            write(format!(".git/hooks/{name}")),
+            write(format!("link-out/{name}")),
+            ("box__connect", json!({"port": port})),
+            ("box__sees", json!({"pid": std::process::id()})),
+        ]
+    };
+    let escapes = |name: &str| {
+        [
+            repo.home.join(name).exists(),
+            repo.path(&format!(".git/hooks/{name}")).exists(),
+            outside.path().join(name).exists(),
+        ]
+    };
+    let before = repo.user_state();
+
+    // The default: workspace-write, no network, a PID namespace of its own.
+    let (session, results) = run_box_calls(&repo, "\"workspace-write\"", &calls("boxed")).await;
+    assert_eq!(results[0], "wrote boxed.txt");
+    assert_eq!(repo.read("boxed.txt"), "x");
+    assert_eq!(escapes("boxed"), [false; 3], "{results:#?}");
+    for result in &results[1..4] {
+        assert!(result.contains("blocked by the sandbox (probably): "), "{result}");
+    }
+    assert!(results[2].contains("Read-only file system"), "{}", results[2]);
+    assert!(!results[4].contains("connected"), "{}", results[4]);
+    assert!(listener.accept().is_err(), "the connection reached the listener");
+    assert_eq!(results[5], "no", "it saw a process outside its sandbox");
+    assert_eq!(repo.user_state(), before);
+    // The step of the call that wrote holds its file; the refused ones changed nothing.
+    let reference = TestRepo::session_ref(&session);
+    let diff = |from: usize, to: usize| {
+        let (from, to) = (format!("{reference}~{from}"), format!("{reference}~{to}"));
+        repo.git(&["diff", "--name-status", &from, &to, "--", ".", ":!.cairn"])
+    };
+    // Steps: prompt, six calls, the final answer.
+    assert_eq!(diff(7, 6), "A\tboxed.txt\n");
+    assert_eq!(diff(6, 1), "");
+
+    // The control: with the server's sandbox off, every one of them gets through.
+    let (_, results) = run_box_calls(&repo, "\"off\"", &calls("free")).await;
+    assert_eq!(escapes("free"), [true; 3], "{results:#?}");
+    assert_eq!(results[4], "connected");
+    assert!(listener.accept().is_ok());
+    assert_eq!(results[5], "yes");
+    repo.assert_fsck_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_may_be_given_the_network_and_paths_of_its_own() {
+    let repo = TestRepo::new();
+    let cache = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cached = cache.path().join("entry").display().to_string();
+    let calls = [
+        ("box__connect", json!({"port": port})),
+        ("box__write", json!({"path": cached, "content": "kept"})),
+        ("box__write", json!({"path": repo.home.join("x").display().to_string(), "content": "x"})),
+    ];
+    let sandbox = format!("{{ network = true, writable_paths = [{:?}] }}", cache.path());
+    let (_, results) = run_box_calls(&repo, &sandbox, &calls).await;
+    assert_eq!(results[0], "connected");
+    assert_eq!(std::fs::read_to_string(cache.path().join("entry")).unwrap(), "kept");
+    assert!(results[2].contains("blocked by the sandbox"), "{}", results[2]);
+    assert!(!repo.home.join("x").exists(), "only the paths given are writable");
 }

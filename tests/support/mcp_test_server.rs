@@ -6,7 +6,9 @@
 //!
 //! Tools: `echo {text}`, `fail` (an `isError` result), `crash` (exits without answering),
 //! `write {path, content}` (writes a file in its working directory), `env {name}` (a
-//! variable's value) and `dotted.name` (a name models do not accept as it is).
+//! variable's value), `connect {port}` (a TCP connection to 127.0.0.1), `sees {pid}`
+//! (whether `/proc/<pid>` exists for it) and `dotted.name` (a name models do not accept
+//! as it is). Arguments it does not know are ignored, so tests can tag its command line.
 //! With `--fail-at-start` it writes to stderr and exits at once; with `--ignore-eof` it
 //! keeps running after its stdin closes, until a signal stops it. If `MCP_TEST_COUNTER`
 //! names a file, each start appends `started <pid>` to it, so tests can count restarts
@@ -83,6 +85,10 @@ fn tools() -> Value {
          "inputSchema": object(json!({"path": {"type": "string"}, "content": {"type": "string"}}), json!(["path", "content"]))},
         {"name": "env", "description": "A variable's value.",
          "inputSchema": object(json!({"name": {"type": "string"}}), json!(["name"]))},
+        {"name": "connect", "description": "Connect to a port on 127.0.0.1.",
+         "inputSchema": object(json!({"port": {"type": "integer"}}), json!(["port"]))},
+        {"name": "sees", "description": "Whether a process is visible.",
+         "inputSchema": object(json!({"pid": {"type": "integer"}}), json!(["pid"]))},
         {"name": "dotted.name", "description": "A name with a dot.", "inputSchema": object(json!({}), json!([]))}
     ])
 }
@@ -107,6 +113,16 @@ fn call(params: &Value) -> Result<Value, String> {
         }
         "env" => {
             Ok(text(std::env::var(string("name")).unwrap_or_else(|_| "(unset)".into()), false))
+        }
+        "connect" => {
+            let port = arguments["port"].as_u64().unwrap_or_default() as u16;
+            std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|err| err.to_string())?;
+            Ok(text("connected".into(), false))
+        }
+        "sees" => {
+            let pid = arguments["pid"].as_u64().unwrap_or_default();
+            let seen = std::path::Path::new(&format!("/proc/{pid}")).exists();
+            Ok(text(if seen { "yes" } else { "no" }.into(), false))
         }
         "dotted.name" => Ok(text("dotted".into(), false)),
         other => Err(format!("no tool {other}")),

@@ -140,13 +140,9 @@ fn sandbox_note(
         let reason = stderr[at + sandbox::SETUP_FAILED_PREFIX.len()..].lines().next().unwrap_or("");
         return format!("the sandbox could not start, so the command did not run: {reason}\n");
     }
-    let refusals = sandbox::refusals(content);
-    if refusals.is_empty() {
-        return String::new();
-    }
-    let mut note = String::new();
-    for line in refusals {
-        note.push_str(&format!("blocked by the sandbox (probably): {}\n", line.trim()));
+    let mut note = sandbox::refusal_notes(content);
+    if note.is_empty() {
+        return note;
     }
     note.push_str(&format!(
         "(the command ran in a {}; if it needs more, tell the user what and why)\n",
