@@ -214,8 +214,8 @@ fn sandbox_setup(root: &Path, scratch: &Path) -> BoxResult<(Samples, Samples)> {
         unconfined.time(|| status(Command::new("sh").args(["-c", "true"])))?;
         confined.time(|| {
             status(
-                Command::new(env!("CARGO_BIN_EXE_cairn"))
-                    .args(["__sandbox", "--mode", "workspace-write", "--workspace"])
+                Command::new(env!("CARGO_BIN_EXE_cairn-sandbox"))
+                    .args(["--mode", "workspace-write", "--workspace"])
                     .arg(root)
                     .arg("--tmp")
                     .arg(&tmp)

@@ -108,12 +108,6 @@ enum Command {
 
 /// Parses the process arguments, runs the command, and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
-    let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|first| first == crate::sandbox::LAUNCHER_ARG) {
-        // Before anything else: the launcher must stay dumpable to write its namespace's
-        // uid map, and holds none of cairn's state.
-        return crate::sandbox::launcher_main(args.collect());
-    }
     hardening::harden();
     panic::install();
     panic::catch(|| parse_and_run(std::env::args_os().collect()))

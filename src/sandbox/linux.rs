@@ -15,8 +15,8 @@
 //!    `PR_SET_NO_NEW_PRIVS` keeps set-uid programs from regaining anything.
 //! 4. PID 1 starts the program, reaps whatever it leaves, and exits with its status.
 //!
-//! The launcher is a fresh, single-threaded process (dispatched before anything else in
-//! `main`), so forking and allocating afterwards is sound.
+//! The launcher is a fresh, single-threaded process (the `cairn-sandbox` binary), so
+//! forking and allocating afterwards is sound.
 
 use std::ffi::{CString, OsStr};
 use std::io;

@@ -1,12 +1,14 @@
 //! The sandbox for the commands the model runs and the MCP servers it calls.
 //!
-//! A confined program is started through cairn's own binary, `cairn __sandbox …`, which
-//! sets up the confinement in a fresh process and then runs the program: on Linux a new
+//! A confined program is started through the launcher, `cairn-sandbox …` (a small binary
+//! installed next to `cairn`), which sets up the confinement in a fresh process and then
+//! runs the program: on Linux a new
 //! user, mount and PID namespace (and network namespace unless the network is allowed),
 //! with its own `/proc`, the repository's git directory bind-mounted read-only, and a
 //! Landlock ruleset that allows writes only in the workspace, the program's private
-//! temporary directory and configured paths ([`linux`]). The launcher runs before cairn's
-//! own start-up, so nothing of cairn's state (its keys above all) is in that process.
+//! temporary directory and configured paths ([`linux`]). The launcher is not cairn, so
+//! nothing of cairn's state (its keys above all) is in that process, and a confined
+//! command pays for starting a 2 MB program rather than all of cairn.
 //!
 //! Whether the kernel can enforce it is found once per process by running the launcher
 //! for real ([`support`]); cairn never reports a command as sandboxed when it is not.
@@ -21,8 +23,8 @@ use std::sync::OnceLock;
 #[cfg(target_os = "linux")]
 mod linux;
 
-/// The first argument that makes `cairn` the sandbox launcher instead of the CLI.
-pub const LAUNCHER_ARG: &str = "__sandbox";
+/// The launcher's file name, next to the running `cairn`.
+pub const LAUNCHER_NAME: &str = "cairn-sandbox";
 
 /// The launcher's exit code when it could not set the sandbox up (the program never ran);
 /// its reason is on stderr, after [`SETUP_FAILED_PREFIX`].
@@ -127,7 +129,7 @@ impl Confinement {
     /// `tmp` (a directory the caller made and removes) as its private `$TMPDIR`.
     pub fn command(&self, program: &OsStr, args: &[OsString], tmp: &Path) -> Command {
         let mut command = Command::new(launcher_path());
-        command.arg(LAUNCHER_ARG).arg("--mode").arg(self.mode.as_str());
+        command.arg("--mode").arg(self.mode.as_str());
         command.arg("--workspace").arg(&self.workspace).arg("--tmp").arg(tmp);
         if self.network {
             command.arg("--network");
@@ -194,9 +196,13 @@ impl Plan {
     }
 }
 
-/// The binary to start as the launcher: cairn itself.
+/// The launcher: `cairn-sandbox` next to the running binary (on `PATH` if that cannot be
+/// found).
 fn launcher_path() -> PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("cairn"))
+    match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(LAUNCHER_NAME),
+        Err(_) => PathBuf::from(LAUNCHER_NAME),
+    }
 }
 
 /// Whether this machine can enforce the sandbox: `Err` says why not. Found once per
@@ -212,8 +218,8 @@ fn probe() -> Result<(), String> {
         .prefix("cairn-sandbox-probe-")
         .tempdir()
         .map_err(|err| format!("cannot make a temporary directory: {err}"))?;
-    let out = Command::new(launcher_path())
-        .arg(LAUNCHER_ARG)
+    let launcher = launcher_path();
+    let out = Command::new(&launcher)
         .arg("--probe")
         .args(["--mode", "workspace-write", "--workspace"])
         .arg(dir.path())
@@ -221,7 +227,13 @@ fn probe() -> Result<(), String> {
         .arg(dir.path())
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|err| format!("cannot start {}: {err}", launcher_path().display()))?;
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "the launcher {} is missing (it is installed with cairn: `cargo install --locked --path .` installs both)",
+                launcher.display()
+            ),
+            _ => format!("cannot start {}: {err}", launcher.display()),
+        })?;
     if out.status.success() {
         return Ok(());
     }
@@ -239,9 +251,9 @@ fn probe() -> Result<(), String> {
     Err("the sandbox is implemented on Linux only".into())
 }
 
-/// The launcher: `cairn __sandbox [--probe] --mode M --workspace W --tmp T [--network]
-/// [--protect DIR]… [--writable DIR]… -- PROGRAM ARGS…`. Called with the arguments after
-/// [`LAUNCHER_ARG`], before anything else in the process.
+/// The launcher: `cairn-sandbox [--probe] --mode M --workspace W --tmp T [--network]
+/// [--protect DIR]… [--writable DIR]… -- PROGRAM ARGS…`, called with the arguments after
+/// the program name, before anything else in the process.
 pub fn launcher_main(args: Vec<OsString>) -> ExitCode {
     match Request::parse(args) {
         Ok(request) => launch(request),
@@ -375,8 +387,8 @@ mod tests {
             &["-c".into(), "echo --mode".into()],
             Path::new("/t"),
         );
-        let mut args: Vec<OsString> = command.get_args().map(OsStr::to_os_string).collect();
-        assert_eq!(args.remove(0), LAUNCHER_ARG);
+        assert_eq!(Path::new(command.get_program()).file_name().unwrap(), LAUNCHER_NAME);
+        let args: Vec<OsString> = command.get_args().map(OsStr::to_os_string).collect();
         let request = Request::parse(args).unwrap();
         assert!(request.writes_workspace && !request.network && !request.probe);
         assert_eq!(request.workspace, Path::new("/w"));

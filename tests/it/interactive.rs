@@ -167,6 +167,51 @@ async fn a_turn_with_an_approval_then_undo_and_rewind_at_a_terminal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_sandbox_blocked_reruns_outside_only_when_the_user_allows_it() {
+    let repo = TestRepo::new();
+    let outside = repo.root.parent().unwrap().to_path_buf();
+    let shell = |id: &'static str, command: &str| (id, "shell", json!({"command": command}));
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[shell("c1", "echo one > ../out-one.txt")]),
+        Reply::chat_tool_calls(&[shell("c2", "echo two > ../out-two.txt")]),
+        Reply::chat_text("Done."),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+    let command = repo.command_in(&repo.root, &[]);
+    let written = outside.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut term = Terminal::spawn(command);
+        let mut at = term.expect("› ", 0);
+        term.type_line("write outside");
+        at = term.expect("Allow shell: echo one > ../out-one.txt?", at);
+        term.type_line("y");
+        at = term.expect("the sandbox blocked it: ", at);
+        at = term.expect("Allow re-run `echo one > ../out-one.txt` outside the sandbox?", at);
+        term.type_line("n");
+        at = term.expect("Allow shell: echo two > ../out-two.txt?", at);
+        assert!(!written.join("out-one.txt").exists(), "declined, yet it ran outside");
+        term.type_line("y");
+        at = term.expect("Allow re-run `echo two > ../out-two.txt` outside the sandbox?", at);
+        term.type_line("y");
+        at = term.expect("Done.", at);
+        term.expect("› ", at);
+        term.quit();
+    })
+    .await
+    .unwrap();
+
+    assert!(!outside.join("out-one.txt").exists());
+    assert_eq!(std::fs::read_to_string(outside.join("out-two.txt")).unwrap(), "two\n");
+    let requests = model.requests();
+    let declined = requests[1].body["messages"].to_string();
+    assert!(declined.contains("blocked by the sandbox"), "{declined}");
+    assert!(!declined.contains("re-run outside"), "{declined}");
+    let results = requests[2].body["messages"].to_string();
+    assert!(results.contains("--- the user allowed a re-run outside the sandbox ---"), "{results}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_on_a_write_approves_writes_only_until_revoked() {
     let repo = TestRepo::new();
     let write = |id: &'static str, path: &str| {

@@ -205,6 +205,66 @@ async fn a_project_cannot_turn_the_sandbox_off_but_may_make_it_stricter() {
     assert!(!repo.path("in.txt").exists(), "the project made it read-only");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_launcher_the_sandbox_is_unavailable_and_an_explicit_mode_is_not_dropped() {
+    let repo = TestRepo::new();
+    // `cairn` alone, without `cairn-sandbox` next to it.
+    let bin = tempfile::tempdir().unwrap();
+    let lone = bin.path().join("cairn");
+    let built = Path::new(env!("CARGO_BIN_EXE_cairn"));
+    std::fs::hard_link(built, &lone).or_else(|_| std::fs::copy(built, &lone).map(drop)).unwrap();
+    let escaped = repo.root.parent().unwrap().join("escaped.txt");
+    let run = |args: &'static [&'static str]| {
+        let repo = &repo;
+        let lone = &lone;
+        async move {
+            let model = mock_model::start([
+                Reply::chat_tool_calls(&[(
+                    "c0",
+                    "shell",
+                    json!({"command": "echo y > ../escaped.txt"}),
+                )]),
+                Reply::chat_text("done"),
+            ])
+            .await;
+            repo.use_model(&model.base_url());
+            crate::mcp::configure(repo, &crate::mcp::server_table("box", ""));
+            let mut command = repo.program_in(lone, &repo.root, args);
+            let out = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            (String::from_utf8_lossy(&out.stderr).into_owned(), results_of(&model).remove(0))
+        }
+    };
+
+    // Asked for explicitly: the command is refused and the server not started, each
+    // saying why.
+    let (stderr, result) =
+        run(&["run", "work", "--approval", "auto", "--sandbox", "workspace-write"]).await;
+    assert!(stderr.contains("cairn-sandbox is missing"), "{stderr}");
+    assert!(
+        stderr.contains("each command is asked about (`--approval ask`) or refused"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("MCP server `box` did not start")
+            && stderr.contains("so it was not started"),
+        "{stderr}"
+    );
+    assert!(result.contains("the user can pass `--sandbox off`"), "{result}");
+    assert!(!escaped.exists(), "an explicit sandbox was dropped");
+
+    // The default mode: said once, then commands and servers run unconfined.
+    let (stderr, result) = run(&["run", "work", "--approval", "auto"]).await;
+    assert!(
+        stderr.contains("NOT sandboxed") && stderr.contains("cairn-sandbox is missing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("commands and MCP servers run unconfined"), "{stderr}");
+    assert!(!stderr.contains("did not start"), "{stderr}");
+    assert!(result.starts_with("exit code: 0"), "{result}");
+    assert!(escaped.exists());
+}
+
 fn results_of(model: &MockModel) -> Vec<String> {
     results(model, 1)
 }

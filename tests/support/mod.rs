@@ -93,7 +93,12 @@ impl TestRepo {
 
     /// The `cairn` command, ready to run in `dir` with the test environment.
     pub fn command_in(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        self.program_in(Path::new(env!("CARGO_BIN_EXE_cairn")), dir, args)
+    }
+
+    /// Like [`TestRepo::command_in`], for a `cairn` binary at `program`.
+    pub fn program_in(&self, program: &Path, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
         command.args(args).current_dir(dir);
         self.env(&mut command);
         let config = self.home.join("cairn-config.toml");
