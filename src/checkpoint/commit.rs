@@ -111,17 +111,30 @@ impl Store {
     }
 
     /// Records a `user-edits` step when the workspace, as `changes` describe it, differs
-    /// from the session's tip; returns `None` (recording nothing) when it does not.
+    /// from the session's tip, or for a session with no step yet from the commit it starts
+    /// on (edits the user had not recorded when another agent's session began); returns
+    /// `None` (recording nothing) when it does not.
     pub fn record_user_edits(
         &self,
         session: &mut Session,
         changes: Changes,
     ) -> Result<Option<RecordedStep>> {
-        let Some(tip) = session.tip else { return Ok(None) };
         let workspace = self.workspace_part(session, &changes)?;
-        if restore::diff_trees(&self.repo, Some(workspace.tree), Some(self.commit_tree(tip)?))?
-            .is_empty()
-        {
+        let unchanged = match session.tip {
+            Some(tip) => {
+                restore::diff_trees(&self.repo, Some(workspace.tree), Some(self.commit_tree(tip)?))?
+                    .is_empty()
+            }
+            None => {
+                let base = self.base_tree(session)?;
+                // A base tree that does not read as a safe tree differs from the workspace,
+                // whose snapshot always is: recording the edits then loses nothing.
+                base == Some(workspace.tree)
+                    || restore::diff_trees(&self.repo, Some(workspace.tree), base)
+                        .is_ok_and(|changes| changes.is_empty())
+            }
+        };
+        if unchanged {
             return Ok(None);
         }
         let record = StepRecord::new(StepKind::UserEdits, "user edits", changes);
@@ -385,8 +398,18 @@ impl Store {
         let parent = session.tip.or_else(|| {
             session.info.base.as_deref().and_then(|b| ObjectId::from_hex(b.as_bytes()).ok())
         });
-        let author = Self::author(record.agent.as_deref(), model.as_deref());
+        let author = match record.kind {
+            // The user's own edits are theirs, whichever agent's session noticed them.
+            StepKind::UserEdits => self.committer(),
+            _ => Self::author(record.agent.as_deref(), model.as_deref()),
+        };
         self.write_commit(tree, parent, &message, author)
+    }
+
+    /// The workspace tree of the commit a session starts on (`None` on an unborn branch).
+    fn base_tree(&self, session: &Session) -> Result<Option<ObjectId>> {
+        let base = session.info.base.as_deref().and_then(|b| ObjectId::from_hex(b.as_bytes()).ok());
+        base.map(|commit| self.commit_tree(commit)).transpose()
     }
 
     /// `record` with secret-looking strings replaced in all it stores as text (messages,

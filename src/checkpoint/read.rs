@@ -149,6 +149,15 @@ impl Store {
         Ok(StepState { session, step, messages, context_from, notes, summary })
     }
 
+    /// A step's `step.json` (`None` when it has none or it is not JSON), without the
+    /// conversation [`Store::read_state`] also reads.
+    pub fn step_details(&self, commit: ObjectId) -> Result<Option<serde_json::Value>> {
+        let Some(cairn) = self.cairn_tree(commit)? else { return Ok(None) };
+        Ok(self
+            .blob_at(cairn, step::STEP_FILE)?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
     /// Summarises one step from its commit.
     pub fn step_summary(&self, commit: ObjectId) -> Result<StepSummary> {
         let trailers = self.trailers(commit, &format!("commit {commit}"))?;

@@ -71,10 +71,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The largest transcript cairn reads.
+pub const MAX_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Reads and checks the transcript at `path`, keeping its bytes as they are.
 pub fn load(path: &Path) -> Result<Transcript, Error> {
-    let bytes =
-        std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let bytes = read_regular(path, MAX_BYTES)
+        .map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let invalid = |reason: String| Error::Invalid { path: path.to_owned(), reason };
     let text = std::str::from_utf8(&bytes).map_err(|_| invalid("it is not UTF-8".into()))?;
     if text.trim().is_empty() {
@@ -90,6 +93,33 @@ pub fn load(path: &Path) -> Result<Transcript, Error> {
         }
     }
     Ok(Transcript { format: Format::Jsonl, bytes })
+}
+
+/// The bytes of the regular file at `path`, refusing anything else: the path comes from a
+/// hook payload, and a FIFO or device there must not hang the hook or fill its memory. The
+/// file is opened without blocking and checked once open, so it cannot be swapped in
+/// between; more than `max_bytes` is an error.
+pub(crate) fn read_regular(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error as IoError, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(IoError::new(ErrorKind::InvalidInput, "it is not a regular file"));
+    }
+    if meta.len() > max_bytes {
+        return Err(IoError::new(
+            ErrorKind::InvalidData,
+            format!("it is larger than {} MiB", max_bytes / (1024 * 1024)),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // Capped again while reading: the file may grow after it was measured.
+    file.take(max_bytes).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -121,5 +151,26 @@ mod tests {
         assert!(matches!(load(write(" \n").path()), Err(Error::Empty { .. })));
         let missing = load(Path::new("/nonexistent/transcript.jsonl")).unwrap_err();
         assert!(missing.to_string().starts_with("cannot read the transcript /nonexistent"));
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        // A FIFO with no writer would block a plain open forever.
+        let err = load(&fifo).unwrap_err().to_string();
+        assert!(err.ends_with("it is not a regular file"), "{err}");
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("cannot read the transcript"), "{err}");
+        let big = write(&"x".repeat(100));
+        let err = read_regular(big.path(), 10).unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
+        assert_eq!(
+            read_regular(Path::new("/dev/zero"), 10).unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
+        );
     }
 }

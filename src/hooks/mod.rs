@@ -10,7 +10,12 @@
 //! | a prompt (`UserPromptSubmit`, `BeforeAgent`) | `user-edits` when the workspace changed since the last step, then `prompt` |
 //! | a tool call done (`PostToolUse`, `PostToolUseFailure`, `AfterTool`) | `tool` |
 //! | a turn done (`Stop`, `AfterAgent`, Codex `notify`) | `prompt` if the turn's prompt is not recorded yet, then `model` |
-//! | a compaction (`PreCompact`, `PreCompress`) | `compact` |
+//! | a compaction (`PreCompact`) | `compact` |
+//! | Gemini's `PreCompress` | `compact` at the next hook call, if the transcript shows the history compressed (see [`compression`]) |
+//!
+//! A turn's end whose turn id ends the turn already recorded (Codex's `notify` and `Stop`
+//! hook both configured) records nothing. An agent session's first prompt records the
+//! user's edits not recorded yet as a `user-edits` step first, authored by the user.
 //!
 //! Other events are not recorded. The agent's session id maps to a cairn session (see
 //! [`sessions`]): the same agent session always continues the same cairn session.
@@ -18,6 +23,7 @@
 pub mod agent_transcript;
 pub mod claude_code;
 pub mod codex;
+mod compression;
 pub mod gemini;
 mod record;
 mod sessions;

@@ -15,8 +15,9 @@ use crate::checkpoint::{self, Changes, RecordedStep, Session, StepKind, StepReco
 use crate::text::one_line;
 use crate::transcript::{Message, ToolArguments, ToolCall};
 
+use super::compression::Pending;
 use super::sessions::{Entry, LockError};
-use super::{Action, Effect, HookEvent, ToolUse, agent_transcript};
+use super::{Action, AgentKind, Effect, HookEvent, ToolUse, agent_transcript};
 
 /// How much of each string of a tool's input and of its result the conversation keeps
 /// (a `Write` carries the whole file, which the step's snapshot holds anyway).
@@ -82,8 +83,27 @@ pub fn record(
         None => (start(store, event)?, true),
     };
     let mut warnings = Vec::new();
-    let records = plan(store, &session, event, options, &mut warnings)?;
     let mut steps = Vec::new();
+    // A Gemini `PreCompress` kept by the call before is recorded now if it compressed.
+    if let Some(pending) = entry.take_pending()
+        && pending.happened()
+    {
+        let record = confirmed_compact(event, &pending);
+        steps.push(with_retries(store, &mut session, |session| {
+            store.record_step(session, record.clone())
+        })?);
+    }
+    if event.agent == AgentKind::Gemini
+        && let Action::Compact { trigger } = &event.action
+    {
+        let pending = Pending::now(trigger.clone(), event.transcript_path.clone());
+        if let Err(err) = entry.save_pending(&pending) {
+            warnings.push(format!(
+                "cannot keep Gemini CLI's PreCompress until the next hook call ({err}); a compression it starts is not recorded"
+            ));
+        }
+    }
+    let records = plan(store, &session, event, options, &mut warnings)?;
     if matches!(event.action, Action::Prompt { .. }) {
         // The user's own edits since the agent's last step stay theirs.
         if let Some(step) = with_retries(store, &mut session, |session| {
@@ -147,6 +167,12 @@ fn plan(
         Action::Prompt { text } => vec![prompt_step(text)],
         Action::Tool(tool) => vec![tool_step(store.root(), event, tool)],
         Action::TurnEnd { prompt, reply } => {
+            if let Some(turn) = &event.turn_id
+                && turn_ended(store, session, turn)?
+            {
+                // Codex's `notify` and its `Stop` hook both end each turn, with one turn id.
+                return Ok(Vec::new());
+            }
             let mut out = Vec::new();
             if let Some(prompt) = prompt
                 && !turn_has_prompt(store, session)?
@@ -177,6 +203,8 @@ fn plan(
             out.push(model);
             out
         }
+        // Gemini fires PreCompress before every model request: kept, not recorded (above).
+        Action::Compact { .. } if event.agent == AgentKind::Gemini => Vec::new(),
         Action::Compact { trigger } => vec![compact_step(trigger.as_deref())],
         Action::Ignored => Vec::new(),
     };
@@ -210,6 +238,22 @@ fn turn_has_prompt(store: &Store, session: &Session) -> checkpoint::Result<bool>
             StepKind::Model => return Ok(false),
             _ => current = store.parent_step(commit)?,
         }
+    }
+    Ok(false)
+}
+
+/// Whether turn `turn_id` already has its `model` step: the last turn's end recorded is
+/// that turn's.
+fn turn_ended(store: &Store, session: &Session, turn_id: &str) -> checkpoint::Result<bool> {
+    let mut current = session.tip;
+    for _ in 0..MAX_TURN_STEPS {
+        let Some(commit) = current else { return Ok(false) };
+        if store.step_summary(commit)?.kind == StepKind::Model {
+            let details = store.step_details(commit)?;
+            let recorded = details.as_ref().and_then(|d| d.pointer("/hook/turn_id"));
+            return Ok(recorded.and_then(Value::as_str) == Some(turn_id));
+        }
+        current = store.parent_step(commit)?;
     }
     Ok(false)
 }
@@ -249,6 +293,23 @@ fn compact_step(trigger: Option<&str>) -> StepRecord {
     if let Some(trigger) = trigger {
         record.details.insert("trigger".into(), trigger.into());
     }
+    record
+}
+
+/// The `compact` step of a Gemini `PreCompress` the transcript showed was a compression,
+/// recorded at the call (`event`) that found it.
+fn confirmed_compact(event: &HookEvent, pending: &Pending) -> StepRecord {
+    let mut record = compact_step(pending.trigger.as_deref());
+    record.agent = Some(event.agent.name().to_string());
+    record.model = event.model.clone();
+    let mut hook = serde_json::Map::new();
+    hook.insert("event".into(), "PreCompress".into());
+    hook.insert("agent_session".into(), event.session_id.clone().into());
+    if let Some(path) = &pending.transcript {
+        hook.insert("transcript_path".into(), path.display().to_string().into());
+    }
+    hook.insert("confirmed_by".into(), event.event_name.clone().into());
+    record.details.insert("hook".into(), hook.into());
     record
 }
 

@@ -7,6 +7,9 @@
 //! id) and checks it against the session it names; when the cache is missing or stale it
 //! searches the sessions' `session.toml`s and writes the cache again.
 //!
+//! Beside the entry, `<agent session>.pending-compact` keeps a Gemini `PreCompress` until
+//! the next hook call says whether a compression followed (see `compression`).
+//!
 //! Hooks of one agent session are serialized by a lock file beside the cache entry, so two
 //! hooks that fire together (parallel tool calls) neither start two sessions nor race on
 //! the session ref.
@@ -18,6 +21,7 @@ use crate::checkpoint::{self, Session, Store};
 use crate::git::temp::PidLock;
 
 use super::AgentKind;
+use super::compression::Pending;
 
 /// How long a hook waits for another hook of the same agent session.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -76,6 +80,29 @@ impl Entry {
         let _ = write();
     }
 
+    /// Keeps a Gemini `PreCompress` until the next hook call of this agent session.
+    pub(super) fn save_pending(&self, pending: &Pending) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(pending).map_err(std::io::Error::other)?;
+        std::fs::create_dir_all(&self.dir)?;
+        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+        std::io::Write::write_all(&mut file, &bytes)?;
+        file.persist(self.pending_path()).map_err(|err| err.error)?;
+        Ok(())
+    }
+
+    /// The `PreCompress` kept by [`Entry::save_pending`], removed; one that cannot be read
+    /// is dropped.
+    pub(super) fn take_pending(&self) -> Option<Pending> {
+        let path = self.pending_path();
+        let bytes = std::fs::read(&path).ok()?;
+        let _ = std::fs::remove_file(&path);
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn pending_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.pending-compact", self.key))
+    }
+
     /// Waits for, then holds, the lock on this agent session's hooks.
     pub(super) fn lock(&self) -> Result<PidLock, LockError> {
         std::fs::create_dir_all(&self.dir).map_err(|err| LockError::Io(self.dir.clone(), err))?;
@@ -99,12 +126,12 @@ pub enum LockError {
 }
 
 /// The cache file name for an agent session id: the id itself when it is a plain name
-/// (agents use UUIDs), else a hash of it.
+/// (agents use UUIDs), else a hash of it. A plain name has no `.`, so no id can name
+/// another's `.lock` or `.pending-compact`.
 fn key(agent_session: &str) -> String {
     let plain = !agent_session.is_empty()
         && agent_session.len() <= 128
-        && !agent_session.starts_with('.')
-        && agent_session.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        && agent_session.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
     if plain {
         return agent_session.to_string();
     }
@@ -131,7 +158,9 @@ mod tests {
             key("8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90"),
             "8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90"
         );
-        for odd in ["../etc/passwd", ".hidden", "a/b", "", "spaces here"] {
+        for odd in
+            ["../etc/passwd", ".hidden", "a/b", "", "spaces here", "a.lock", "a.pending-compact"]
+        {
             let k = key(odd);
             assert!(k.starts_with("sha1-") && k.len() == 45, "{odd:?} → {k}");
         }

@@ -686,3 +686,186 @@ async fn resume_continues_a_hook_made_session_with_its_conversation() {
     let all = kinds(&repo, &session);
     assert_eq!(&all[all.len() - 2..], ["prompt", "model"]);
 }
+
+#[test]
+fn edits_made_before_an_agent_session_begins_are_the_users_step() {
+    let repo = TestRepo::new();
+    repo.write("README.md", "edited by hand before the agent started\n");
+    hook(&repo, "claude-code", &fixture(&repo, "claude-code", "user-prompt-submit"));
+    repo.write(
+        "src/greet.rs",
+        "pub fn greet(name: &str) -> String {\n    format!(\"Hello, {name}!\")\n}\n",
+    );
+    hook(&repo, "claude-code", &fixture(&repo, "claude-code", "post-tool-use-write"));
+
+    let session = only_session(&repo);
+    let reference = TestRepo::session_ref(&session);
+    assert_eq!(kinds(&repo, &session), ["user-edits", "prompt", "tool"]);
+    let authors =
+        repo.git(&["log", "--reverse", "--format=%an <%ae>", &reference, "--not", "HEAD"]);
+    let authors: Vec<&str> = authors.lines().collect();
+    assert_eq!(authors[0], "Test User <test@example.com>", "the edits are the user's");
+    assert!(authors[2].starts_with("claude-code via cairn"), "{authors:?}");
+    let changed = |rev: &str| {
+        repo.git(&["diff", "--name-only", &format!("{rev}^"), rev, "--", ".", ":!.cairn"])
+    };
+    assert_eq!(changed(&format!("{reference}~2")), "README.md\n");
+    assert_eq!(changed(&reference), "src/greet.rs\n");
+
+    // With nothing unrecorded, a new agent session starts with its prompt.
+    let second = fixture(&repo, "claude-code", "user-prompt-submit")
+        .replace("\"session_id\": \"", "\"session_id\": \"second-");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-qm", "everything"]);
+    hook(&repo, "claude-code", &second);
+    let new = sessions(&repo).into_iter().find(|id| *id != session).expect("a second session");
+    assert_eq!(kinds(&repo, &new), ["prompt"]);
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn codex_notify_and_stop_hook_together_record_each_turn_once() {
+    let repo = TestRepo::new();
+    let stop = fixture(&repo, "codex", "stop");
+    let stop_payload: Value = serde_json::from_str(&stop).unwrap();
+    let notify_for = |turn: &str| {
+        let mut notify: Value =
+            serde_json::from_str(&fixture(&repo, "codex", "notify-agent-turn-complete")).unwrap();
+        notify["thread-id"] = stop_payload["session_id"].clone();
+        notify["turn-id"] = turn.into();
+        notify["input-messages"] = json!(["Add a CHANGES file and list the files"]);
+        notify.to_string()
+    };
+    let notify = |payload: String| {
+        let out = repo
+            .command_in(&repo.home, &["hook", "codex", &payload])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_quiet_success(&out);
+    };
+    let turn = stop_payload["turn_id"].as_str().unwrap().to_string();
+
+    // The hook first, then notify for the same turn.
+    hook(&repo, "codex", &fixture(&repo, "codex", "user-prompt-submit"));
+    repo.write("CHANGES", "- add CHANGES\n");
+    hook(&repo, "codex", &stop);
+    notify(notify_for(&turn));
+    let session = only_session(&repo);
+    assert_eq!(kinds(&repo, &session), ["prompt", "model"]);
+
+    // The next turn's notify arriving before its Stop hook: still one model step.
+    let next = "019a2f6e-9999-7c11-b2d4-5e6f7a8b9c0d";
+    repo.write("CHANGES", "- add CHANGES\n- list the files\n");
+    notify(notify_for(next));
+    hook(&repo, "codex", &stop.replace(&turn, next));
+    assert_eq!(kinds(&repo, &session), ["prompt", "model", "prompt", "model"]);
+    let reference = TestRepo::session_ref(&session);
+    let step = json_at(&repo, &reference, ".cairn/state/step.json");
+    assert_eq!(step["hook"]["turn_id"], next);
+    repo.assert_fsck_clean();
+}
+
+/// Writes Gemini CLI's JSONL transcript for the PreCompress tests: a metadata line and one
+/// line per message.
+fn gemini_transcript(path: &Path, ids: &[&str]) {
+    let mut text = json!({"sessionId": "3f9e2b1a-5c4d-4e6f-8a7b-9c0d1e2f3a4b", "projectHash": "p", "startTime": "2026-11-24T15:30:00.000Z"}).to_string();
+    text.push('\n');
+    for id in ids {
+        text.push_str(&json!({"id": id, "timestamp": "2026-11-24T15:30:01.000Z", "type": "user", "content": [{"text": id}]}).to_string());
+        text.push('\n');
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn gemini_precompress_is_a_compact_step_only_when_the_history_was_compressed() {
+    let repo = TestRepo::new();
+    let transcript = repo.home.join(".gemini/tmp/project/chats/session.jsonl");
+    let with_transcript = |name: &str| {
+        let mut payload: Value = serde_json::from_str(&fixture(&repo, "gemini", name)).unwrap();
+        payload["transcript_path"] = transcript.to_str().unwrap().into();
+        payload.to_string()
+    };
+    gemini_transcript(&transcript, &["m1", "m2", "m3", "m4"]);
+    hook(&repo, "gemini", &with_transcript("before-agent"));
+    // Gemini fires PreCompress before each model request; below its threshold nothing
+    // follows.
+    hook(&repo, "gemini", &with_transcript("pre-compress"));
+    repo.write("hello.py", "print('hello')\n");
+    hook(&repo, "gemini", &with_transcript("after-tool-write-file"));
+    hook(&repo, "gemini", &with_transcript("pre-compress"));
+    hook(&repo, "gemini", &with_transcript("after-agent"));
+    let session = only_session(&repo);
+    assert_eq!(kinds(&repo, &session), ["prompt", "tool", "model"]);
+
+    // A PreCompress after which Gemini replaced the history with a shorter one.
+    hook(&repo, "gemini", &with_transcript("before-agent"));
+    hook(&repo, "gemini", &with_transcript("pre-compress"));
+    let mut text = std::fs::read_to_string(&transcript).unwrap();
+    text.push_str(&json!({"$set": {"messages": [{"id": "summary"}, {"id": "m4"}]}}).to_string());
+    text.push('\n');
+    std::fs::write(&transcript, text).unwrap();
+    repo.write("out.txt", "hello\n");
+    hook(&repo, "gemini", &with_transcript("after-tool-run-shell-command"));
+    assert_eq!(
+        kinds_and_subjects(&repo, &session)[3..],
+        [
+            ("prompt", "prompt: Create hello.py and fix the README title"),
+            ("compact", "compact (auto)"),
+            ("tool", "run_shell_command: python3 hello.py > out.txt")
+        ]
+        .map(|(kind, subject)| (kind.to_string(), subject.to_string()))
+    );
+    let reference = TestRepo::session_ref(&session);
+    let compact = json_at(&repo, &format!("{reference}~1"), ".cairn/state/step.json");
+    assert_eq!(compact["hook"]["event"], "PreCompress");
+    assert_eq!(compact["hook"]["confirmed_by"], "AfterTool");
+    // Evidence is used once: the next call records no second compaction.
+    hook(&repo, "gemini", &with_transcript("after-agent"));
+    assert_eq!(kinds(&repo, &session).iter().filter(|kind| *kind == "compact").count(), 1);
+
+    // A transcript that is a FIFO or missing is no evidence, and the hook does not hang.
+    let fifo = repo.home.join("fifo.jsonl");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let at_fifo = |name: &str| {
+        let mut payload: Value = serde_json::from_str(&fixture(&repo, "gemini", name)).unwrap();
+        payload["transcript_path"] = fifo.to_str().unwrap().into();
+        payload.to_string()
+    };
+    hook(&repo, "gemini", &at_fifo("pre-compress"));
+    hook(&repo, "gemini", &at_fifo("after-agent"));
+    assert_eq!(kinds(&repo, &session).iter().filter(|kind| *kind == "compact").count(), 1);
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn a_gemini_shell_command_that_exits_non_zero_is_a_failed_step() {
+    let repo = TestRepo::new();
+    hook(&repo, "gemini", &fixture(&repo, "gemini", "before-agent"));
+    let mut failed: Value =
+        serde_json::from_str(&fixture(&repo, "gemini", "after-tool-run-shell-command")).unwrap();
+    failed["tool_input"]["command"] = "make test".into();
+    failed["tool_response"]["llmContent"] =
+        "Output: 2 tests failed\nExit Code: 2\nProcess Group PGID: 4242".into();
+    hook(&repo, "gemini", &failed.to_string());
+    // Output that prints an exit code of its own does not fake a failure.
+    failed["tool_input"]["command"] = "cat log".into();
+    failed["tool_response"]["llmContent"] =
+        "Output: Exit Code: 1\nall fine\nProcess Group PGID: 4243".into();
+    hook(&repo, "gemini", &failed.to_string());
+
+    let session = only_session(&repo);
+    let subjects: Vec<String> =
+        kinds_and_subjects(&repo, &session).into_iter().map(|(_, subject)| subject).collect();
+    assert_eq!(
+        subjects[1..],
+        ["run_shell_command: make test (failed)", "run_shell_command: cat log"]
+    );
+    let reference = TestRepo::session_ref(&session);
+    let step = json_at(&repo, &format!("{reference}~1"), ".cairn/state/step.json");
+    assert_eq!(step["tool_results"][0]["is_error"], true);
+}
