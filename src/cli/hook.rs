@@ -25,9 +25,13 @@ use crate::hooks::{self, Action, AgentKind, HookOptions};
 use super::CommandError;
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    setup: Option<super::hook_setup::Command>,
     /// The agent whose hook this is: claude-code, codex or gemini.
-    agent: String,
+    #[arg(required = true)]
+    agent: Option<String>,
     /// The hook payload; read from stdin when absent (Codex's `notify` passes it here).
     payload: Option<String>,
     /// Also store the agent's transcript (the payload's `transcript_path`) with the step
@@ -43,15 +47,20 @@ pub struct Args {
 const UNUSABLE: u8 = 1;
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
+    if let Some(setup) = args.setup {
+        super::hook_setup::run(setup)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let agent_name = args.agent.unwrap_or_default();
     // The payload first, whatever happens next: a host agent writing to a hook that exited
     // without reading it gets a broken pipe.
     let payload = match args.payload {
         Some(payload) => Ok(payload),
         None => read_stdin(),
     };
-    let Some(agent) = AgentKind::from_name(&args.agent) else {
+    let Some(agent) = AgentKind::from_name(&agent_name) else {
         let known = "name claude-code, codex or gemini";
-        note(&args.agent, &format!("unknown agent '{}'; {known}", args.agent));
+        note(&agent_name, &format!("unknown agent '{agent_name}'; {known}"));
         return Ok(ExitCode::from(UNUSABLE));
     };
     let note = |message: &str| note(agent.name(), message);

@@ -14,6 +14,7 @@ mod fetch;
 mod gc;
 mod hardening;
 mod hook;
+mod hook_setup;
 mod init;
 mod interactive;
 mod land;

@@ -87,7 +87,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 
 /// How long ago something happened, for humans: `just now`, `3 min ago`, `5 h ago`,
 /// `2 days ago`, `7 weeks ago`. A time in the future (a skewed clock) is `in the future`.
-fn age(seconds: i64) -> String {
+pub(super) fn age(seconds: i64) -> String {
     const MINUTE: i64 = 60;
     const HOUR: i64 = 60 * MINUTE;
     const DAY: i64 = 24 * HOUR;

@@ -25,6 +25,7 @@ pub mod claude_code;
 pub mod codex;
 mod compression;
 pub mod gemini;
+pub mod install;
 mod record;
 mod sessions;
 
@@ -34,6 +35,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 pub use record::{HookError, HookOptions, Recorded, record};
+pub use sessions::last_recorded;
 
 /// The agents whose hooks cairn reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

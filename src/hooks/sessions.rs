@@ -35,6 +35,18 @@ pub(super) struct Entry {
     key: String,
 }
 
+/// When a hook of `agent` last recorded a step in this repository: the newest cache
+/// entry, each rewritten by every hook call that records.
+pub fn last_recorded(store: &Store, agent: AgentKind) -> Option<std::time::SystemTime> {
+    let dir = store.private_dir().join("hooks").join(agent.name());
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| !entry.file_name().to_string_lossy().contains('.'))
+        .filter_map(|entry| entry.metadata().ok()?.modified().ok())
+        .max()
+}
+
 impl Entry {
     pub(super) fn new(store: &Store, agent: AgentKind, agent_session: &str) -> Entry {
         Entry { dir: store.private_dir().join("hooks").join(agent.name()), key: key(agent_session) }

@@ -869,3 +869,131 @@ fn a_gemini_shell_command_that_exits_non_zero_is_a_failed_step() {
     let step = json_at(&repo, &format!("{reference}~1"), ".cairn/state/step.json");
     assert_eq!(step["tool_results"][0]["is_error"], true);
 }
+
+fn setup(repo: &TestRepo, args: &[&str]) -> String {
+    let mut all = vec!["hook"];
+    all.extend_from_slice(args);
+    repo.ok(&all)
+}
+
+const CLAUDE_SETTINGS: &str = "{\n  \"model\": \"opus\",\n  \"hooks\": {\n    \"PostToolUse\": [\n      {\n        \"matcher\": \"Write\",\n        \"hooks\": [\n          {\n            \"type\": \"command\",\n            \"command\": \"prettier --write\"\n          }\n        ]\n      }\n    ]\n  }\n}\n";
+
+#[test]
+fn hook_install_merges_into_the_agents_settings_and_uninstall_takes_out_only_that() {
+    let repo = TestRepo::new();
+    repo.write(".claude/settings.json", CLAUDE_SETTINGS);
+    let before = repo.user_state();
+
+    let out = setup(&repo, &["install", "claude-code"]);
+    assert!(out.contains("added cairn's hooks for UserPromptSubmit, PostToolUse, PostToolUseFailure, Stop, PreCompact to"), "{out}");
+    assert!(out.contains("\nnext: Claude Code reads its hooks when a session starts"), "{out}");
+    let settings: Value = serde_json::from_str(&repo.read(".claude/settings.json")).unwrap();
+    assert_eq!(settings["model"], "opus");
+    assert_eq!(settings["hooks"]["PostToolUse"][0]["hooks"][0]["command"], "prettier --write");
+    assert_eq!(
+        settings["hooks"]["PostToolUse"][1]["hooks"][0]["command"],
+        "cairn hook claude-code"
+    );
+    assert_eq!(repo.read(".claude/settings.json.cairn-backup"), CLAUDE_SETTINGS);
+    // Installing again writes nothing.
+    let installed = repo.read(".claude/settings.json");
+    let out = setup(&repo, &["install", "claude-code"]);
+    assert!(out.contains("already in"), "{out}");
+    assert_eq!(repo.read(".claude/settings.json"), installed);
+
+    // The installed hooks record, and status says so.
+    hook(&repo, "claude-code", &fixture(&repo, "claude-code", "user-prompt-submit"));
+    let status: Value =
+        serde_json::from_str(&setup(&repo, &["status", "claude-code", "--json"])).unwrap();
+    let agent = &status["agents"][0];
+    assert_eq!(agent["agent"], "claude-code");
+    assert_eq!(agent["files"][0]["scope"], "project");
+    assert_eq!(agent["files"][0]["missing"], json!([]));
+    assert_eq!(agent["files"][1]["exists"], false, "no user file: {agent}");
+    assert!(agent["last_recorded_unix"].as_i64().is_some(), "{agent}");
+    let text = setup(&repo, &["status"]);
+    assert!(text.contains("last recorded a step: just now"), "{text}");
+    assert!(
+        text.contains("Codex\n") && text.contains("not configured: `cairn hook install codex`"),
+        "{text}"
+    );
+
+    let out = setup(&repo, &["uninstall", "claude-code"]);
+    assert!(out.starts_with("removed cairn's hooks for UserPromptSubmit"), "{out}");
+    assert_eq!(repo.read(".claude/settings.json"), CLAUDE_SETTINGS);
+    std::fs::remove_file(repo.path(".claude/settings.json.cairn-backup")).unwrap();
+    assert_eq!(repo.user_state(), before);
+    assert_eq!(repo.git(&["status", "--porcelain"]), "?? .claude/\n");
+}
+
+#[test]
+fn hook_install_refuses_a_projects_settings_that_lead_outside_it() {
+    let repo = TestRepo::new();
+    // A cloned repository whose `.claude` points at the user's own settings.
+    let outside = repo.home.join("dotfiles-claude");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("settings.json"), CLAUDE_SETTINGS).unwrap();
+    std::os::unix::fs::symlink(&outside, repo.path(".claude")).unwrap();
+    let err = repo.fails(&["hook", "install", "claude-code"]);
+    assert!(err.contains(".claude is a symbolic link; cairn writes a project's settings only as a regular file inside the repository"), "{err}");
+    assert_eq!(std::fs::read_to_string(outside.join("settings.json")).unwrap(), CLAUDE_SETTINGS);
+    assert!(!outside.join("settings.json.cairn-backup").exists());
+
+    // A settings file that is not plain JSON is left as it is.
+    let gemini = "{\n  // mine\n  \"theme\": \"dark\"\n}\n";
+    repo.write(".gemini/settings.json", gemini);
+    let err = repo.fails(&["hook", "install", "gemini"]);
+    assert!(err.contains("cairn does not edit") && err.contains("without comments"), "{err}");
+    assert!(err.contains("`cairn hook install gemini --print` shows them"), "{err}");
+    assert_eq!(repo.read(".gemini/settings.json"), gemini);
+    let printed = setup(&repo, &["install", "gemini", "--print"]);
+    assert!(
+        printed.contains(
+            "\"AfterTool\": [{ \"matcher\": \"*\", \"hooks\": [{ \"name\": \"cairn-tool\""
+        ),
+        "{printed}"
+    );
+}
+
+#[test]
+fn hook_status_reads_codex_reviews_and_gemini_folder_trust() {
+    let repo = TestRepo::new();
+    let out = setup(&repo, &["install", "codex", "--user"]);
+    let config = repo.home.join(".codex/config.toml");
+    assert!(out.contains(&format!("to {}", config.display())), "{out}");
+    assert!(out.contains("open `/hooks` in Codex"), "{out}");
+    let status = setup(&repo, &["status", "codex"]);
+    assert!(status.contains("trusted  0 of 3 reviewed in Codex; trust the rest"), "{status}");
+
+    // Codex records each reviewed handler under `[hooks.state]`, keyed by its place.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    for event in ["user_prompt_submit", "post_tool_use", "stop"] {
+        text.push_str(&format!(
+            "\n[hooks.state.\"{}:{event}:0:0\"]\ntrusted_hash = \"sha256:00\"\n",
+            config.display()
+        ));
+    }
+    std::fs::write(&config, &text).unwrap();
+    let status = setup(&repo, &["status", "codex"]);
+    assert!(status.contains("trusted  3 of 3 reviewed in Codex\n"), "{status}");
+    // Uninstall leaves Codex's own review records.
+    setup(&repo, &["uninstall", "codex", "--user"]);
+    let left: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(left["hooks"].as_table().unwrap().keys().collect::<Vec<_>>(), ["state"]);
+
+    setup(&repo, &["install", "gemini"]);
+    let status = setup(&repo, &["status", "gemini"]);
+    assert!(status.contains("is not trusted yet"), "{status}");
+    let root = repo.root.canonicalize().unwrap();
+    std::fs::create_dir_all(repo.home.join(".gemini")).unwrap();
+    std::fs::write(
+        repo.home.join(".gemini/trustedFolders.json"),
+        json!({ root.to_str().unwrap(): "TRUST_FOLDER" }).to_string(),
+    )
+    .unwrap();
+    let status = setup(&repo, &["status", "gemini", "--json"]);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["agents"][0]["folder_trusted"], true, "{status}");
+    let out = setup(&repo, &["install", "gemini"]);
+    assert!(out.contains("next: nothing: Gemini CLI already trusts"), "{out}");
+}
