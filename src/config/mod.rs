@@ -135,6 +135,8 @@ pub struct Config {
     pub mcp: BTreeMap<String, McpServer>,
     /// `sandbox` / `[sandbox]`: how commands and MCP servers are confined.
     pub sandbox: SandboxSettings,
+    /// `[limits]`: what one turn may spend.
+    pub limits: LimitSettings,
     /// The files that were read, in the order they were applied.
     pub files: Vec<Source>,
     /// The project's `cairn.toml`, when there is one: whether it is trusted, and what
@@ -171,6 +173,15 @@ pub struct SandboxSettings {
     /// `writable_paths`: more directories confined commands may write, absolute or
     /// starting with `~/`.
     pub writable_paths: Sourced<Vec<String>>,
+}
+
+/// `[limits]` settings; `None` is no limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LimitSettings {
+    /// `turn_output_tokens`: output tokens over all of one turn's model calls.
+    pub turn_output_tokens: Option<Sourced<u64>>,
+    /// `turn_seconds`: wall time of one turn, from the prompt on.
+    pub turn_seconds: Option<Sourced<u64>>,
 }
 
 /// The context window assumed for a model whose provider sets no `context_window`.
@@ -388,6 +399,7 @@ impl Config {
                 writable_git: Sourced::new(false, Source::Default),
                 writable_paths: Sourced::new(Vec::new(), Source::Default),
             },
+            limits: LimitSettings::default(),
             files: Vec::new(),
             project: None,
         }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::{Config, ConfigError, Env, ModelRef, Source, Sourced, user_file};
+use crate::llm::MaxTokensField;
 
 /// The API a provider speaks, as a configuration names it (`kind = "openai-chat"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,34 @@ pub struct Provider {
     pub headers: BTreeMap<String, Sourced<String>>,
     /// The model auto-detection picks for this provider.
     pub default_model: Option<&'static str>,
+    /// `max_output_tokens`: output tokens asked for per model call.
+    pub max_output_tokens: Option<Sourced<u32>>,
+    /// `idle_timeout`: seconds a stream (or the wait for its first byte) may be silent.
+    pub idle_timeout: Option<Sourced<u64>>,
+    /// `retries`: how many times a failed request is tried again (429, 5xx).
+    pub retries: Option<Sourced<u32>>,
+    /// `max_tokens_field` (openai-chat only): the request field for the output limit.
+    pub max_tokens_field: Option<Sourced<MaxTokensField>>,
 }
+
+impl Provider {
+    /// The field an `openai-chat` request carries its output limit in: as configured, else
+    /// `max_completion_tokens` for OpenAI itself (whose reasoning models refuse
+    /// `max_tokens`, and whose other models take either) and `max_tokens` for every other
+    /// server, since many compatible ones know only that.
+    pub fn max_tokens_field(&self) -> MaxTokensField {
+        match &self.max_tokens_field {
+            Some(field) => field.value,
+            None if self.base_url.value.starts_with(OPENAI_API) => {
+                MaxTokensField::MaxCompletionTokens
+            }
+            None => MaxTokensField::MaxTokens,
+        }
+    }
+}
+
+/// OpenAI's own API root, which takes `max_completion_tokens`.
+const OPENAI_API: &str = "https://api.openai.com/";
 
 struct BuiltIn {
     name: &'static str,
@@ -115,6 +143,10 @@ pub(super) fn built_in_providers() -> BTreeMap<String, Provider> {
                 context_window: None,
                 headers: BTreeMap::new(),
                 default_model: built_in.default_model,
+                max_output_tokens: None,
+                idle_timeout: None,
+                retries: None,
+                max_tokens_field: None,
             };
             (built_in.name.to_owned(), provider)
         })

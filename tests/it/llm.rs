@@ -391,7 +391,12 @@ async fn an_idle_stream_times_out() {
             .hang();
     let started = Instant::now();
     let (result, _) = run_with(short.clone(), vec![partial]).await;
-    assert_eq!(result.unwrap_err(), LlmError::IdleTimeout { after: Duration::from_millis(300) });
+    let err = result.unwrap_err();
+    assert_eq!(
+        err,
+        LlmError::IdleTimeout { provider: "mockai".into(), after: Duration::from_millis(300) }
+    );
+    assert!(err.to_string().contains("raise `idle_timeout` in [provider.mockai]"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     // The wait for the response headers is bounded the same way.
     let silent = fixture_reply("openai-chat", "plain_text").initial_delay(Duration::from_secs(30));
