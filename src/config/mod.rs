@@ -14,8 +14,8 @@
 //!
 //! A project's `cairn.toml` comes with code the user cloned, so until the user runs
 //! `cairn trust` ([`trust`]) it may only make cairn more careful: approval stricter than
-//! the user's, a `max_new_file_size`, `inject_tokens`, `compact_at` or MCP timeout at most
-//! the user's, `summarize = false`, `redact_secrets = true`, `push = false`, disabling a
+//! the user's, a `max_new_file_size`, `inject_tokens`, `compact_at`, MCP timeout or
+//! `[limits]` turn limit at most the user's, `summarize = false`, `redact_secrets = true`, `push = false`, disabling a
 //! server the user defined or narrowing its `tools` (the intersection). It may not choose
 //! the model or any provider key, define MCP servers or change their `command`, `args` or
 //! `env`, widen `tools`, re-enable a server, raise a limit above the user's, or set
