@@ -136,3 +136,73 @@ pub(super) fn unknown_finish_notice(response: &llm::Response) -> Option<String> 
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(finish: Option<FinishReason>, text: &str, notices: &[&str]) -> llm::Response {
+        llm::Response {
+            text: text.into(),
+            finish,
+            notices: notices.iter().map(|n| n.to_string()).collect(),
+            ..llm::Response::default()
+        }
+    }
+
+    fn ending(response: &llm::Response, asked_tokens: u32) -> Option<Unfinished> {
+        unfinished(&Outcome { response, asked_tokens, provider_limit: 1000 })
+    }
+
+    #[test]
+    fn each_finish_reason_is_told_apart() {
+        let stop = Some(FinishReason::Stop);
+        assert_eq!(ending(&response(stop.clone(), "done", &[]), 1000), None);
+        assert_eq!(ending(&response(stop.clone(), "", &[]), 1000), None, "an empty reply ends");
+        assert_eq!(ending(&response(stop, "", &["left out"]), 1000), Some(Unfinished::Unusable));
+        let length = Some(FinishReason::Length);
+        assert_eq!(
+            ending(&response(length.clone(), "x", &[]), 1000),
+            Some(Unfinished::OutputLimit)
+        );
+        assert_eq!(
+            ending(&response(length, "x", &[]), 10),
+            Some(Unfinished::TurnOutputTokens),
+            "cut by the turn's budget, not the provider's limit"
+        );
+        let refusal = response(Some(FinishReason::Refusal), "no", &[]);
+        assert_eq!(ending(&refusal, 1000), Some(Unfinished::Refusal));
+        let filtered = response(Some(FinishReason::ContentFilter), "", &[]);
+        assert_eq!(ending(&filtered, 1000), Some(Unfinished::ContentFilter));
+        assert_eq!(ending(&response(None, "and so", &[]), 1000), Some(Unfinished::TurnSeconds));
+        let other = response(Some(FinishReason::Other("pause".into())), "x", &[]);
+        assert_eq!(ending(&other, 1000), None);
+        assert!(unknown_finish_notice(&other).unwrap().contains("`pause`"));
+    }
+
+    #[test]
+    fn the_budget_caps_calls_and_runs_out() {
+        let unlimited = TurnBudget::start(TurnLimits::default());
+        assert_eq!(unlimited.output_tokens_for_call(4096), 4096);
+        assert_eq!(unlimited.exhausted(), None);
+
+        let limits = TurnLimits { output_tokens: Some(100), seconds: None };
+        let mut budget = TurnBudget::start(limits);
+        assert_eq!(budget.output_tokens_for_call(4096), 100);
+        let mut spent = response(Some(FinishReason::Stop), "", &[]);
+        spent.usage = Some(llm::Usage { output_tokens: 60, ..llm::Usage::default() });
+        budget.spend(&spent);
+        assert_eq!(budget.output_tokens_for_call(4096), 40);
+        assert_eq!(budget.output_tokens_for_call(16), 16);
+        assert_eq!(budget.exhausted(), None);
+        budget.spend(&spent);
+        assert_eq!(budget.exhausted(), Some(Unfinished::TurnOutputTokens));
+
+        let past = TurnBudget {
+            limits: TurnLimits { output_tokens: None, seconds: Some(1) },
+            started: Instant::now() - Duration::from_secs(2),
+            output_tokens: 0,
+        };
+        assert_eq!(past.exhausted(), Some(Unfinished::TurnSeconds));
+    }
+}

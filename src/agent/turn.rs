@@ -198,7 +198,8 @@ impl Agent {
     }
 
     /// Streams one model call over the current context. At the turn's deadline the call is
-    /// dropped and what came so far returned, without a finish reason.
+    /// dropped and what came so far returned without a finish reason, which only a call
+    /// cut so has.
     async fn call_model(
         &mut self,
         limits: CallLimits,
@@ -230,7 +231,13 @@ impl Agent {
                 }
                 None => stream.next().await,
             };
-            let Some(event) = next else { break };
+            let Some(event) = next else {
+                // A stream ends after its finish, or without one when it was cancelled.
+                if response.finish.is_none() {
+                    return Err(llm::LlmError::Cancelled);
+                }
+                break;
+            };
             let event = event?;
             emit_stream_event(&event, emit);
             response.apply(event);

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::CommandError;
 use crate::config::{
     self, Approval, Config, ConfigError, Env, Flags, McpServer, ModelRef, ProjectFile, Provider,
-    Source, Sourced, Trust, format_size, mask_secret, trust,
+    ProviderApi, Source, Sourced, Trust, format_size, mask_secret, trust,
 };
 
 #[derive(Debug, clap::Args)]
@@ -405,7 +405,8 @@ fn provider_json(provider: &Provider, env: &Env) -> Value {
         "max_output_tokens": provider.max_output_tokens.as_ref().map(sourced_json),
         "idle_timeout": provider.idle_timeout.as_ref().map(sourced_json),
         "retries": provider.retries.as_ref().map(sourced_json),
-        "max_tokens_field": provider.max_tokens_field().as_str(),
+        "max_tokens_field": (provider.kind.value == ProviderApi::OpenaiChat)
+            .then(|| provider.max_tokens_field().as_str()),
         "headers": masked_json(&provider.headers),
     })
 }
