@@ -138,7 +138,10 @@ fn client_settings(endpoint: &Endpoint<'_>) -> llm::ClientSettings {
     if let Some(retries) = &provider.retries {
         settings.retry.max_attempts = retries.value + 1;
     }
-    settings.max_tokens_field = provider.max_tokens_field();
+    settings.max_tokens_field = match provider.max_tokens_field() {
+        config::MaxTokensField::MaxTokens => llm::MaxTokensField::MaxTokens,
+        config::MaxTokensField::MaxCompletionTokens => llm::MaxTokensField::MaxCompletionTokens,
+    };
     settings
 }
 

@@ -10,8 +10,7 @@ use super::file::{
     FileConfig, FileLimits, FileMemory, FileProvider, FileSandbox, KindName, line_column,
     parse_file,
 };
-use super::{Config, ConfigError, Provider, ProviderApi, Source};
-use crate::llm::MaxTokensField;
+use super::{Config, ConfigError, MaxTokensField, Provider, ProviderApi, Source};
 
 /// `[provider.*] max_output_tokens`: no model writes more than this in one response.
 const MAX_OUTPUT_TOKENS: RangeInclusive<i64> = 1..=1_000_000;

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::{Config, ConfigError, Env, ModelRef, Source, Sourced, user_file};
-use crate::llm::MaxTokensField;
 
 /// The API a provider speaks, as a configuration names it (`kind = "openai-chat"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +34,29 @@ impl ProviderApi {
 impl fmt::Display for ProviderApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Which field of a Chat Completions request carries the output limit
+/// (`max_tokens_field = "max_completion_tokens"`). OpenAI's reasoning models (o1, o3, o4,
+/// gpt-5) refuse `max_tokens`; many compatible servers know only `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxTokensField {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+impl MaxTokensField {
+    /// Both fields, in the order an error message lists them.
+    pub const ALL: [MaxTokensField; 2] =
+        [MaxTokensField::MaxTokens, MaxTokensField::MaxCompletionTokens];
+
+    /// The field's name, as a configuration file and the request write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaxTokensField::MaxTokens => "max_tokens",
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+        }
     }
 }
 

@@ -240,10 +240,7 @@ pub enum MaxTokensField {
 }
 
 impl MaxTokensField {
-    pub const ALL: [MaxTokensField; 2] =
-        [MaxTokensField::MaxTokens, MaxTokensField::MaxCompletionTokens];
-
-    /// The field's name, in requests and configuration files.
+    /// The field's name in a request.
     pub fn as_str(self) -> &'static str {
         match self {
             MaxTokensField::MaxTokens => "max_tokens",

@@ -744,7 +744,7 @@ fn mcp_servers_layer_and_an_untrusted_project_file_may_narrow_or_disable_only() 
 
 #[test]
 fn provider_output_timeout_and_retry_settings_layer_and_bad_values_name_the_key() {
-    use cairn::llm::MaxTokensField;
+    use cairn::config::MaxTokensField;
     let setup = Setup::new();
     setup.write_user(
         "[provider.local]\nkind = \"openai-chat\"\nbase_url = \"http://127.0.0.1:8080/v1\"\n\
