@@ -17,6 +17,7 @@
 pub mod approval;
 mod compaction;
 mod conversation;
+mod ending;
 pub mod events;
 pub mod instructions;
 pub mod memory_tools;
@@ -58,6 +59,48 @@ pub enum TurnEnd {
     MaxSteps,
     /// The user interrupted; the session stands at its last complete step.
     Cancelled,
+    /// The turn stopped before the model finished it; a notice said why.
+    Unfinished(Unfinished),
+}
+
+/// Why a turn stopped before the model finished it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfinished {
+    /// The model declined to answer.
+    Refusal,
+    /// The response hit the provider's `max_output_tokens`.
+    OutputLimit,
+    /// The provider's content filter cut the response.
+    ContentFilter,
+    /// The turn used up `[limits] turn_output_tokens`.
+    TurnOutputTokens,
+    /// The turn ran past `[limits] turn_seconds`.
+    TurnSeconds,
+    /// The response held only output cairn left out (each named in a notice).
+    Unusable,
+}
+
+impl Unfinished {
+    /// The `reason` of the `done` event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unfinished::Refusal => "refusal",
+            Unfinished::OutputLimit => "output-limit",
+            Unfinished::ContentFilter => "content-filter",
+            Unfinished::TurnOutputTokens => "turn-output-tokens",
+            Unfinished::TurnSeconds => "turn-seconds",
+            Unfinished::Unusable => "unusable-response",
+        }
+    }
+}
+
+/// `[limits]`: what one turn may spend before it is stopped; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TurnLimits {
+    /// Output tokens over all of the turn's model calls.
+    pub output_tokens: Option<u64>,
+    /// Wall time from the prompt on, in seconds.
+    pub seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +127,7 @@ pub struct AgentSetup {
     pub restored: Restored,
     pub memory: AgentMemory,
     pub policy: Policy,
-    pub max_output_tokens: u32,
+    pub turn_limits: TurnLimits,
     /// Watch the workspace for the user's edits (else scan before each model call).
     pub watch: bool,
     /// The session's MCP servers (none: `McpHub::default()`).
@@ -107,7 +150,7 @@ pub struct Agent {
     measured: Option<(usize, u64)>,
     memory: AgentMemory,
     policy: Policy,
-    max_output_tokens: u32,
+    turn_limits: TurnLimits,
     watcher: Option<watch::Watcher>,
     /// Turns run since the session's end was last summarized.
     turns: usize,
@@ -137,7 +180,7 @@ impl Agent {
             measured: None,
             memory,
             policy: setup.policy,
-            max_output_tokens: setup.max_output_tokens,
+            turn_limits: setup.turn_limits,
             watcher,
             turns: 0,
             mcp: setup.mcp,

@@ -120,6 +120,13 @@ impl Agent {
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
     ) -> Result<tools::ToolOutput, AgentError> {
+        if call.name.trim().is_empty() {
+            return Ok(failed(
+                "this tool call could not be parsed: it came without a tool name; call the tool \
+                 again, naming it"
+                    .into(),
+            ));
+        }
         let arguments = match &call.arguments {
             ToolArguments::Json(value) => value.clone(),
             ToolArguments::Invalid { error: reason, .. } => {
@@ -368,12 +375,23 @@ impl ToolRound {
         });
     }
 
+    /// A round that runs none of `calls`, answering each with `reason`.
+    pub(super) fn not_run(calls: &[ToolCall], reason: &str, emit: &mut dyn FnMut(Event)) -> Self {
+        let mut round = ToolRound::default();
+        round.answer_unrun(calls, reason, emit);
+        round
+    }
+
     /// Answers the calls the user's cancel left unrun, so each call keeps its result.
     fn cancel(&mut self, calls: &[ToolCall], emit: &mut dyn FnMut(Event)) {
-        for call in calls {
-            self.push(call, failed("cancelled by the user".into()), emit);
-        }
+        self.answer_unrun(calls, "cancelled by the user", emit);
         self.cancelled = true;
+    }
+
+    fn answer_unrun(&mut self, calls: &[ToolCall], reason: &str, emit: &mut dyn FnMut(Event)) {
+        for call in calls {
+            self.push(call, failed(reason.to_owned()), emit);
+        }
     }
 }
 

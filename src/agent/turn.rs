@@ -7,16 +7,27 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::{Agent, AgentError, Event, TurnEnd, memory_tools, subject, to_json};
+use super::ending::{self, TurnBudget};
+use super::tool_round::ToolRound;
+use super::{Agent, AgentError, Event, TurnEnd, Unfinished, memory_tools, subject, to_json};
 use crate::checkpoint::{Changes, StepKind, StepRecord};
 use crate::llm::{self, CancellationToken, Message, StreamEvent};
 
 /// Output tokens asked for by a summary or promotion call.
 const SUMMARY_OUTPUT_TOKENS: u32 = 4096;
 
+/// What one model call of a turn may use.
+#[derive(Debug, Clone, Copy)]
+struct CallLimits {
+    output_tokens: u32,
+    /// The turn's deadline, if it has a time limit.
+    deadline: Option<Instant>,
+}
+
 impl Agent {
     /// Runs one turn: the user's prompt, then model calls and tools until the model is
-    /// done, `max_steps` model calls were made, or `cancel` fires.
+    /// done, `max_steps` model calls were made, a response ends it unfinished or the turn's
+    /// limits run out, or `cancel` fires.
     pub async fn turn(
         &mut self,
         prompt: &str,
@@ -25,10 +36,14 @@ impl Agent {
         emit: &mut dyn FnMut(Event),
     ) -> Result<TurnEnd, AgentError> {
         self.start_turn(prompt, emit)?;
+        let mut budget = TurnBudget::start(self.turn_limits);
         let mut calls = 0;
         loop {
             if max_steps.is_some_and(|max| calls >= max) {
                 return Ok(TurnEnd::MaxSteps);
+            }
+            if let Some(why) = budget.exhausted() {
+                return Ok(self.end_unfinished(why, &budget, emit));
             }
             if calls > 0 {
                 // With no edits of the agent's pending, every change is told apart.
@@ -40,16 +55,43 @@ impl Agent {
                     .await?;
             }
             let started = Instant::now();
-            let response = match self.respond(cancel, emit).await {
+            let limits = CallLimits {
+                output_tokens: budget.output_tokens_for_call(self.client.max_output_tokens()),
+                deadline: budget.deadline(),
+            };
+            let response = match self.respond(limits, cancel, emit).await {
                 Ok(response) => response,
                 Err(AgentError::Model(llm::LlmError::Cancelled)) => return Ok(TurnEnd::Cancelled),
                 Err(err) => return Err(err),
             };
             let model_ms = started.elapsed().as_millis() as u64;
-            if let Some(end) = self.decide(response, model_ms, cancel, emit).await? {
+            budget.spend(&response);
+            let unfinished = ending::unfinished(&ending::Outcome {
+                response: &response,
+                asked_tokens: limits.output_tokens,
+                provider_limit: self.client.max_output_tokens(),
+            });
+            let end = self.decide(response, unfinished, model_ms, cancel, emit).await?;
+            if let Some(why) = unfinished {
+                return Ok(self.end_unfinished(why, &budget, emit));
+            }
+            if let Some(end) = end {
                 return Ok(end);
             }
         }
+    }
+
+    /// Says why the turn stopped before the model finished, and ends it so.
+    fn end_unfinished(
+        &self,
+        why: Unfinished,
+        budget: &TurnBudget,
+        emit: &mut dyn FnMut(Event),
+    ) -> TurnEnd {
+        let provider = self.model_label.split_once('/').map_or("", |(provider, _)| provider);
+        let message = ending::notice(why, budget, self.client.max_output_tokens(), provider);
+        emit(Event::Notice { message });
+        TurnEnd::Unfinished(why)
     }
 
     /// Takes the user's prompt: titles a session that has no step yet, records the user's
@@ -84,10 +126,11 @@ impl Agent {
     /// once more.
     async fn respond(
         &mut self,
+        limits: CallLimits,
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
     ) -> Result<llm::Response, AgentError> {
-        match self.call_model(cancel, emit).await {
+        match self.call_model(limits, cancel, emit).await {
             Err(llm::LlmError::ContextOverflow { detail }) => {
                 self.compact(
                     &format!("the provider reported a context overflow: {detail}"),
@@ -95,7 +138,7 @@ impl Agent {
                     emit,
                 )
                 .await?;
-                Ok(self.call_model(cancel, emit).await?)
+                Ok(self.call_model(limits, cancel, emit).await?)
             }
             other => Ok(other?),
         }
@@ -103,10 +146,12 @@ impl Agent {
 
     /// Takes a response into the conversation and acts on it: a reply without tool calls
     /// is recorded and ends the turn; tool calls run as a round, recorded as one step, and
-    /// the turn goes on unless the user cancelled it.
+    /// the turn goes on unless the user cancelled it. The tool calls of a response that
+    /// ends the turn `unfinished` are not run but answered as such, so each keeps a result.
     async fn decide(
         &mut self,
         response: llm::Response,
+        unfinished: Option<Unfinished>,
         model_ms: u64,
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
@@ -120,6 +165,9 @@ impl Agent {
             self.measured = Some((self.history.len(), usage.input_tokens + usage.output_tokens));
         }
         let mut details = response_details(&response);
+        if let Some(notice) = ending::unknown_finish_notice(&response) {
+            emit(Event::Notice { message: notice });
+        }
         if response.tool_calls.is_empty() {
             details.insert("timings".into(), json!({ "model_ms": model_ms }));
             let mut record = StepRecord::new(
@@ -135,7 +183,12 @@ impl Agent {
             return Ok(Some(TurnEnd::Done));
         }
         let tools_started = Instant::now();
-        let round = self.run_tools(&response.tool_calls, cancel, emit).await?;
+        let round = match unfinished {
+            Some(why) => {
+                ToolRound::not_run(&response.tool_calls, &ending::not_run_reason(why), emit)
+            }
+            None => self.run_tools(&response.tool_calls, cancel, emit).await?,
+        };
         self.history.extend(round.results.iter().cloned());
         let tools_ms = tools_started.elapsed().as_millis() as u64;
         details.insert("timings".into(), json!({ "model_ms": model_ms, "tools_ms": tools_ms }));
@@ -144,9 +197,12 @@ impl Agent {
         Ok(cancelled.then_some(TurnEnd::Cancelled))
     }
 
-    /// Streams one model call over the current context.
+    /// Streams one model call over the current context. At the turn's deadline the call is
+    /// dropped and what came so far returned without a finish reason, which only a call
+    /// cut so has.
     async fn call_model(
         &mut self,
+        limits: CallLimits,
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
     ) -> Result<llm::Response, llm::LlmError> {
@@ -159,12 +215,29 @@ impl Agent {
             system,
             messages: self.history[self.context_from..].to_vec(),
             tools: self.tool_definitions(),
-            max_output_tokens: self.max_output_tokens,
+            max_output_tokens: limits.output_tokens,
             temperature: None,
         };
         let mut stream = self.client.stream(&request, cancel.child_token());
         let mut response = llm::Response::default();
-        while let Some(event) = stream.next().await {
+        loop {
+            let next = match limits.deadline {
+                Some(deadline) => {
+                    let deadline = tokio::time::Instant::from_std(deadline);
+                    match tokio::time::timeout_at(deadline, stream.next()).await {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    }
+                }
+                None => stream.next().await,
+            };
+            let Some(event) = next else {
+                // A stream ends after its finish, or without one when it was cancelled.
+                if response.finish.is_none() {
+                    return Err(llm::LlmError::Cancelled);
+                }
+                break;
+            };
             let event = event?;
             emit_stream_event(&event, emit);
             response.apply(event);
@@ -184,7 +257,7 @@ impl Agent {
             system: system.to_string(),
             messages: vec![Message::User { text: user }],
             tools: Vec::new(),
-            max_output_tokens: self.max_output_tokens.min(SUMMARY_OUTPUT_TOKENS),
+            max_output_tokens: self.client.max_output_tokens().min(SUMMARY_OUTPUT_TOKENS),
             temperature: None,
         };
         let mut stream = self.client.stream(&request, cancel.child_token());
@@ -205,6 +278,9 @@ fn response_details(response: &llm::Response) -> serde_json::Map<String, serde_j
     if !response.reasoning.is_empty() {
         details.insert("reasoning".into(), response.reasoning.clone().into());
     }
+    if !response.notices.is_empty() {
+        details.insert("notices".into(), response.notices.clone().into());
+    }
     details
 }
 
@@ -218,6 +294,7 @@ fn emit_stream_event(event: &StreamEvent, emit: &mut dyn FnMut(Event)) {
             cached_input_tokens: usage.cached_input_tokens,
         }),
         StreamEvent::Retry(notice) => emit(Event::Retry { message: notice.to_string() }),
+        StreamEvent::Notice(message) => emit(Event::Notice { message: message.clone() }),
         StreamEvent::ToolCall(_) | StreamEvent::Finish(_) => {}
     }
 }

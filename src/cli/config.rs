@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::CommandError;
 use crate::config::{
     self, Approval, Config, ConfigError, Env, Flags, McpServer, ModelRef, ProjectFile, Provider,
-    Source, Sourced, Trust, format_size, mask_secret, trust,
+    ProviderApi, Source, Sourced, Trust, format_size, mask_secret, trust,
 };
 
 #[derive(Debug, clap::Args)]
@@ -143,7 +143,7 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
     render(config, listing)
 }
 
-/// `[snapshot]`, `[transcript]` and `[memory]`.
+/// `[snapshot]`, `[transcript]`, `[memory]` and `[limits]`.
 fn settings_text(listing: &mut Listing, config: &Config) {
     listing.table("[snapshot]".into());
     let size = &config.max_new_file_size;
@@ -170,6 +170,18 @@ fn settings_text(listing: &mut Listing, config: &Config) {
     ] {
         listing.line(format!("{key} = {}", value.value), value.source.to_string());
     }
+    listing.table("[limits]".into());
+    let limits = &config.limits;
+    for (key, value) in
+        [("turn_output_tokens", &limits.turn_output_tokens), ("turn_seconds", &limits.turn_seconds)]
+    {
+        match value {
+            Some(value) => {
+                listing.line(format!("{key} = {}", value.value), value.source.to_string())
+            }
+            None => listing.line(format!("# {key}: no limit"), "default".into()),
+        }
+    }
 }
 
 /// One `[provider.<name>]` table, with the key's state and header values masked.
@@ -192,6 +204,21 @@ fn provider_text(listing: &mut Listing, provider: &Provider, env: &Env) {
     }
     if let Some(window) = &provider.context_window {
         listing.line(format!("context_window = {}", window.value), window.source.to_string());
+    }
+    if let Some(tokens) = &provider.max_output_tokens {
+        listing.line(format!("max_output_tokens = {}", tokens.value), tokens.source.to_string());
+    }
+    if let Some(seconds) = &provider.idle_timeout {
+        listing.line(format!("idle_timeout = {}", seconds.value), seconds.source.to_string());
+    }
+    if let Some(retries) = &provider.retries {
+        listing.line(format!("retries = {}", retries.value), retries.source.to_string());
+    }
+    if let Some(field) = &provider.max_tokens_field {
+        listing.line(
+            format!("max_tokens_field = {}", quote(field.value.as_str())),
+            field.source.to_string(),
+        );
     }
     for (name, value) in &provider.headers {
         listing.line(
@@ -339,6 +366,10 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
             "push": sourced_json(&config.memory.push),
             "merge_on_fetch": sourced_json(&config.memory.merge_on_fetch),
         },
+        "limits": {
+            "turn_output_tokens": config.limits.turn_output_tokens.as_ref().map(sourced_json),
+            "turn_seconds": config.limits.turn_seconds.as_ref().map(sourced_json),
+        },
         "project": config.project.as_ref().map(project_json),
         "providers": providers,
         "mcp": mcp,
@@ -371,6 +402,11 @@ fn provider_json(provider: &Provider, env: &Env) -> Value {
         "api_key_env": provider.api_key_env.as_ref().map(sourced_json),
         "api_key": key,
         "context_window": provider.context_window.as_ref().map(sourced_json),
+        "max_output_tokens": provider.max_output_tokens.as_ref().map(sourced_json),
+        "idle_timeout": provider.idle_timeout.as_ref().map(sourced_json),
+        "retries": provider.retries.as_ref().map(sourced_json),
+        "max_tokens_field": (provider.kind.value == ProviderApi::OpenaiChat)
+            .then(|| provider.max_tokens_field().as_str()),
         "headers": masked_json(&provider.headers),
     })
 }

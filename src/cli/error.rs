@@ -20,6 +20,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// | 2 | a usage error |
 /// | 3 | `cairn run` stopped at `--max-steps` |
 /// | 4 | an internal failure: something failed underneath that the user did not cause |
+/// | 5 | a `cairn run` or `cairn resume` turn ended unfinished (a refusal, a limit) |
 /// | 101 | a panic (a bug in cairn) |
 /// | 130 | interrupted |
 /// | 141 | the output pipe was closed |

@@ -24,9 +24,6 @@ use super::config::{config_error, project_at};
 /// How long auto-detection waits for a local Ollama to answer.
 const OLLAMA_PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// Output tokens asked for per model call.
-const MAX_OUTPUT_TOKENS: u32 = 16_384;
-
 /// The store and configuration for the current directory.
 pub struct Context {
     pub store: Store,
@@ -132,7 +129,28 @@ fn client_settings(endpoint: &Endpoint<'_>) -> llm::ClientSettings {
     }
     settings.headers =
         provider.headers.iter().map(|(name, value)| (name.clone(), value.value.clone())).collect();
+    if let Some(tokens) = &provider.max_output_tokens {
+        settings.max_output_tokens = tokens.value;
+    }
+    if let Some(seconds) = &provider.idle_timeout {
+        settings.idle_timeout = Duration::from_secs(seconds.value);
+    }
+    if let Some(retries) = &provider.retries {
+        settings.retry.max_attempts = retries.value + 1;
+    }
+    settings.max_tokens_field = match provider.max_tokens_field() {
+        config::MaxTokensField::MaxTokens => llm::MaxTokensField::MaxTokens,
+        config::MaxTokensField::MaxCompletionTokens => llm::MaxTokensField::MaxCompletionTokens,
+    };
     settings
+}
+
+/// `[limits]` as the agent takes them.
+fn turn_limits(limits: &config::LimitSettings) -> agent::TurnLimits {
+    agent::TurnLimits {
+        output_tokens: limits.turn_output_tokens.as_ref().map(|tokens| tokens.value),
+        seconds: limits.turn_seconds.as_ref().map(|seconds| seconds.value),
+    }
 }
 
 /// The protocol a client speaks for a configured provider API.
@@ -240,7 +258,7 @@ pub fn agent(
         restored,
         memory,
         policy,
-        max_output_tokens: MAX_OUTPUT_TOKENS,
+        turn_limits: turn_limits(&context.config.limits),
         watch: true,
         mcp,
         sandbox,

@@ -109,7 +109,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             launch::agent(context, session, restored, model, client, Box::new(Headless), mcp)?;
         let outcome =
             drive(&mut agent, &prompt, args.max_steps, &mut |event| printer.event(&event)).await;
-        if matches!(outcome, Ok(TurnEnd::Done | TurnEnd::MaxSteps)) {
+        if matches!(outcome, Ok(TurnEnd::Done | TurnEnd::MaxSteps | TurnEnd::Unfinished(_))) {
             end_session(&mut agent, &mut |event| printer.event(&event)).await;
         }
         agent.shutdown().await;

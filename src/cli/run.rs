@@ -3,8 +3,9 @@
 //! `--approval auto`, writes and `shell` are refused (with the reason, to the model)
 //! rather than waiting on a question no one can answer.
 //!
-//! Exit status: 0 done, 1 failed, 2 usage error, 3 stopped at `--max-steps`, 130
-//! interrupted.
+//! Exit status: 0 done, 1 failed, 2 usage error, 3 stopped at `--max-steps`, 5 ended
+//! unfinished (a refusal, an output limit, a content filter, a response with nothing
+//! usable, or a `[limits]` turn limit), 130 interrupted.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -18,7 +19,17 @@ use crate::text::{TerminalStream, terminal_safe};
 use super::CommandError;
 use super::launch::{self, Context};
 
+/// The exit status of a turn that stopped before the model finished it.
+pub const UNFINISHED_EXIT: u8 = 5;
+
+/// The exit statuses, for `--help`.
+const EXIT_STATUS_HELP: &str = "Exit status: 0 done, 1 failed, 2 usage error, 3 stopped at \
+    --max-steps, 5 ended unfinished (the model refused, a response hit the output limit or a \
+    content filter or held nothing usable, or a [limits] turn limit stopped it; a notice says \
+    which), 130 interrupted.";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_STATUS_HELP)]
 pub struct Args {
     /// What to do.
     prompt: String,
@@ -68,7 +79,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         let outcome =
             drive(&mut agent, &args.prompt, args.max_steps, &mut |event| printer.event(&event))
                 .await;
-        if matches!(outcome, Ok(TurnEnd::Done | TurnEnd::MaxSteps)) {
+        if matches!(outcome, Ok(TurnEnd::Done | TurnEnd::MaxSteps | TurnEnd::Unfinished(_))) {
             end_session(&mut agent, &mut |event| printer.event(&event)).await;
         }
         agent.shutdown().await;
@@ -123,6 +134,7 @@ pub fn finish(
         Ok(TurnEnd::Done) => ("done", 0),
         Ok(TurnEnd::MaxSteps) => ("max-steps", 3),
         Ok(TurnEnd::Cancelled) => ("interrupted", 130),
+        Ok(TurnEnd::Unfinished(why)) => (why.as_str(), UNFINISHED_EXIT),
         Err(_) => ("failed", 1),
     };
     if let Err(err) = &outcome {

@@ -1,15 +1,27 @@
 //! Layering one parsed file on top of the configuration so far: each value it sets
 //! replaces the earlier one and remembers this file as its source.
 
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 
 use toml::Spanned;
 
 use super::file::{
-    FileConfig, FileMemory, FileProvider, FileSandbox, KindName, line_column, parse_file,
+    FileConfig, FileLimits, FileMemory, FileProvider, FileSandbox, KindName, line_column,
+    parse_file,
 };
-use super::{Config, ConfigError, Provider, Source};
+use super::{Config, ConfigError, MaxTokensField, Provider, ProviderApi, Source};
+
+/// `[provider.*] max_output_tokens`: no model writes more than this in one response.
+const MAX_OUTPUT_TOKENS: RangeInclusive<i64> = 1..=1_000_000;
+/// `[provider.*] idle_timeout`, in seconds: up to an hour for the slowest local model.
+const IDLE_TIMEOUT: RangeInclusive<i64> = 1..=3600;
+/// `[provider.*] retries`: beyond ten, a failing service only keeps the user waiting.
+const RETRIES: RangeInclusive<i64> = 0..=10;
+/// `[limits] turn_output_tokens`.
+const TURN_OUTPUT_TOKENS: RangeInclusive<i64> = 1..=100_000_000;
+/// `[limits] turn_seconds`: up to a week.
+const TURN_SECONDS: RangeInclusive<i64> = 1..=604_800;
 
 /// Turns a span of the file being applied into an error naming its line and column.
 struct Locator<'a> {
@@ -75,6 +87,9 @@ impl Config {
         if let Some(memory) = file.memory {
             self.apply_memory(memory, &locate)?;
         }
+        if let Some(limits) = file.limits {
+            self.apply_limits(limits, &locate)?;
+        }
         self.files.push(source);
         Ok(())
     }
@@ -129,6 +144,21 @@ impl Config {
         for (header, value) in entry.headers.unwrap_or_default() {
             headers.insert(header, source.of(value));
         }
+        let key = |field: &str| format!("[provider.{name}] {field}");
+        let number = |value: Option<Spanned<i64>>, field: &str, range, what| {
+            value.map(|value| ranged(locate, &key(field), value, range, what)).transpose()
+        };
+        let max_output_tokens =
+            number(entry.max_output_tokens, "max_output_tokens", MAX_OUTPUT_TOKENS, "tokens")?;
+        let idle_timeout = number(entry.idle_timeout, "idle_timeout", IDLE_TIMEOUT, "seconds")?;
+        let retries = number(entry.retries, "retries", RETRIES, "a number of retries")?;
+        let max_tokens_field = entry
+            .max_tokens_field
+            .map(|field| max_tokens_field(locate, &key("max_tokens_field"), field, kind.value))
+            .transpose()?;
+        // The ranges above fit a u32.
+        let to_u32 = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
+        let inherited = existing.as_ref();
         Ok(Provider {
             name: name.to_owned(),
             kind,
@@ -142,8 +172,40 @@ impl Config {
                 .map(|value| source.of(value))
                 .or_else(|| existing.as_ref().and_then(|p| p.context_window.clone())),
             headers,
+            max_output_tokens: max_output_tokens
+                .map(|tokens| source.of(to_u32(tokens)))
+                .or_else(|| inherited.and_then(|p| p.max_output_tokens.clone())),
+            idle_timeout: idle_timeout
+                .map(|seconds| source.of(seconds))
+                .or_else(|| inherited.and_then(|p| p.idle_timeout.clone())),
+            retries: retries
+                .map(|retries| source.of(to_u32(retries)))
+                .or_else(|| inherited.and_then(|p| p.retries.clone())),
+            max_tokens_field: max_tokens_field
+                .map(|field| source.of(field))
+                .or_else(|| inherited.and_then(|p| p.max_tokens_field.clone())),
             default_model: existing.and_then(|p| p.default_model),
         })
+    }
+
+    /// `[limits]` on top of the limits so far.
+    fn apply_limits(
+        &mut self,
+        limits: FileLimits,
+        locate: &Locator<'_>,
+    ) -> Result<(), ConfigError> {
+        let source = locate.source;
+        if let Some(tokens) = limits.turn_output_tokens {
+            let key = "[limits] turn_output_tokens";
+            let tokens = ranged(locate, key, tokens, TURN_OUTPUT_TOKENS, "tokens")?;
+            self.limits.turn_output_tokens = Some(source.of(tokens));
+        }
+        if let Some(seconds) = limits.turn_seconds {
+            let seconds =
+                ranged(locate, "[limits] turn_seconds", seconds, TURN_SECONDS, "seconds")?;
+            self.limits.turn_seconds = Some(source.of(seconds));
+        }
+        Ok(())
     }
 
     /// `[memory]` on top of the memory settings so far.
@@ -202,6 +264,55 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// An integer setting within `range`, or an error naming `key` and the range.
+fn ranged(
+    locate: &Locator<'_>,
+    key: &str,
+    value: Spanned<i64>,
+    range: RangeInclusive<i64>,
+    what: &str,
+) -> Result<u64, ConfigError> {
+    let span = value.span();
+    let value = value.into_inner();
+    match u64::try_from(value) {
+        Ok(fits) if range.contains(&value) => Ok(fits),
+        _ => Err(locate.at(
+            Some(span),
+            format!(
+                "{key} = {value} is out of range; give {what} from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+/// `max_tokens_field`: one of the two names, on a provider that speaks Chat Completions.
+fn max_tokens_field(
+    locate: &Locator<'_>,
+    key: &str,
+    field: Spanned<String>,
+    kind: ProviderApi,
+) -> Result<MaxTokensField, ConfigError> {
+    let span = field.span();
+    let name = field.into_inner();
+    let Some(field) = MaxTokensField::ALL.into_iter().find(|field| field.as_str() == name) else {
+        return Err(locate.at(
+            Some(span),
+            format!(
+                "{key} = \"{name}\" is not a field; expected max_tokens or max_completion_tokens"
+            ),
+        ));
+    };
+    if kind != ProviderApi::OpenaiChat {
+        return Err(locate.at(
+            Some(span),
+            format!("{key} is for providers of kind openai-chat; this one is {kind}"),
+        ));
+    }
+    Ok(field)
 }
 
 /// `writable_paths` are absolute or start with `~/`: a relative path would be relative to

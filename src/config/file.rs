@@ -25,6 +25,15 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) mcp: BTreeMap<String, Spanned<FileMcp>>,
     pub(super) sandbox: Option<Spanned<FileSandbox>>,
+    pub(super) limits: Option<FileLimits>,
+}
+
+/// `[limits]`: what one turn may spend.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLimits {
+    pub(super) turn_output_tokens: Option<Spanned<i64>>,
+    pub(super) turn_seconds: Option<Spanned<i64>>,
 }
 
 /// `sandbox = "MODE"`, or a `[sandbox]` table with `mode` and the settings.
@@ -92,6 +101,10 @@ pub(super) struct FileProvider {
     pub(super) api_key_env: Option<String>,
     pub(super) context_window: Option<u64>,
     pub(super) headers: Option<BTreeMap<String, String>>,
+    pub(super) max_output_tokens: Option<Spanned<i64>>,
+    pub(super) idle_timeout: Option<Spanned<i64>>,
+    pub(super) retries: Option<Spanned<i64>>,
+    pub(super) max_tokens_field: Option<Spanned<String>>,
 }
 
 /// A provider kind as written in a file, read through `FromStr` so that a wrong type and a

@@ -14,8 +14,8 @@
 //!
 //! A project's `cairn.toml` comes with code the user cloned, so until the user runs
 //! `cairn trust` ([`trust`]) it may only make cairn more careful: approval stricter than
-//! the user's, a `max_new_file_size`, `inject_tokens`, `compact_at` or MCP timeout at most
-//! the user's, `summarize = false`, `redact_secrets = true`, `push = false`, disabling a
+//! the user's, a `max_new_file_size`, `inject_tokens`, `compact_at`, MCP timeout or
+//! `[limits]` turn limit at most the user's, `summarize = false`, `redact_secrets = true`, `push = false`, disabling a
 //! server the user defined or narrowing its `tools` (the intersection). It may not choose
 //! the model or any provider key, define MCP servers or change their `command`, `args` or
 //! `env`, widen `tools`, re-enable a server, raise a limit above the user's, or set
@@ -46,7 +46,7 @@ pub mod trust;
 pub use file::{format_size, parse_size};
 pub use mcp::{DEFAULT_MCP_STARTUP_TIMEOUT_MS, DEFAULT_MCP_TOOL_TIMEOUT_MS, McpSandbox, McpServer};
 pub use project::{Ignored, ProjectFile, ProjectKey};
-pub use providers::{ApiKey, Endpoint, Provider, ProviderApi};
+pub use providers::{ApiKey, Endpoint, MaxTokensField, Provider, ProviderApi};
 pub use source::{Source, Sourced};
 pub use trust::{Project, Trust};
 
@@ -135,6 +135,8 @@ pub struct Config {
     pub mcp: BTreeMap<String, McpServer>,
     /// `sandbox` / `[sandbox]`: how commands and MCP servers are confined.
     pub sandbox: SandboxSettings,
+    /// `[limits]`: what one turn may spend.
+    pub limits: LimitSettings,
     /// The files that were read, in the order they were applied.
     pub files: Vec<Source>,
     /// The project's `cairn.toml`, when there is one: whether it is trusted, and what
@@ -171,6 +173,15 @@ pub struct SandboxSettings {
     /// `writable_paths`: more directories confined commands may write, absolute or
     /// starting with `~/`.
     pub writable_paths: Sourced<Vec<String>>,
+}
+
+/// `[limits]` settings; `None` is no limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LimitSettings {
+    /// `turn_output_tokens`: output tokens over all of one turn's model calls.
+    pub turn_output_tokens: Option<Sourced<u64>>,
+    /// `turn_seconds`: wall time of one turn, from the prompt on.
+    pub turn_seconds: Option<Sourced<u64>>,
 }
 
 /// The context window assumed for a model whose provider sets no `context_window`.
@@ -388,6 +399,7 @@ impl Config {
                 writable_git: Sourced::new(false, Source::Default),
                 writable_paths: Sourced::new(Vec::new(), Source::Default),
             },
+            limits: LimitSettings::default(),
             files: Vec::new(),
             project: None,
         }

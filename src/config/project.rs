@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::file::{FileConfig, FileMcp, FileMemory, FileSandbox, parse_file};
+use super::file::{FileConfig, FileLimits, FileMcp, FileMemory, FileSandbox, parse_file};
 use super::{Config, ConfigError, McpServer, SandboxSettings, Source, Trust, format_size, trust};
 
 /// What configuration made of a project's `cairn.toml`.
@@ -105,6 +105,7 @@ impl Config {
             memory: _,
             mcp: _,
             sandbox: _,
+            limits: _,
         } = file;
         let mut ignored = Vec::new();
         restrict_destination(file, &mut ignored);
@@ -114,6 +115,9 @@ impl Config {
         }
         if let Some(memory) = &mut file.memory {
             self.restrict_memory(memory, &mut ignored);
+        }
+        if let Some(limits) = &mut file.limits {
+            self.restrict_limits(limits, &mut ignored);
         }
         file.mcp.retain(|name, entry| self.restrict_mcp(name, entry.get_mut(), &mut ignored));
         ignored
@@ -219,6 +223,33 @@ impl Config {
                 "memory.merge_on_fetch".into(),
                 "a project may not merge remote memory",
             );
+        }
+    }
+
+    /// `[limits]`: a project may stop a turn sooner than the user would, never later. An
+    /// out-of-range value is left for `apply_parsed` to refuse either way.
+    fn restrict_limits(&self, limits: &mut FileLimits, ignored: &mut Vec<Ignored>) {
+        // As in `FileConfig` above: a new limit needs a decision here.
+        let FileLimits { turn_output_tokens: _, turn_seconds: _ } = limits;
+        let yours = &self.limits;
+        for (key, value, yours) in [
+            ("turn_output_tokens", &mut limits.turn_output_tokens, &yours.turn_output_tokens),
+            ("turn_seconds", &mut limits.turn_seconds, &yours.turn_seconds),
+        ] {
+            if let (Some(asked), Some(yours)) = (value.as_ref(), yours)
+                && u64::try_from(*asked.get_ref()).is_ok_and(|asked| asked > yours.value)
+            {
+                ignore(
+                    ignored,
+                    format!("limits.{key}"),
+                    &format!(
+                        "{} is more than your {}; a project may only lower a limit",
+                        asked.get_ref(),
+                        yours.value
+                    ),
+                );
+                *value = None;
+            }
         }
     }
 

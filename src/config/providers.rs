@@ -37,6 +37,29 @@ impl fmt::Display for ProviderApi {
     }
 }
 
+/// Which field of a Chat Completions request carries the output limit
+/// (`max_tokens_field = "max_completion_tokens"`). OpenAI's reasoning models (o1, o3, o4,
+/// gpt-5) refuse `max_tokens`; many compatible servers know only `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxTokensField {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+impl MaxTokensField {
+    /// Both fields, in the order an error message lists them.
+    pub const ALL: [MaxTokensField; 2] =
+        [MaxTokensField::MaxTokens, MaxTokensField::MaxCompletionTokens];
+
+    /// The field's name, as a configuration file and the request write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaxTokensField::MaxTokens => "max_tokens",
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
+}
+
 /// One provider, built in or configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
@@ -51,7 +74,34 @@ pub struct Provider {
     pub headers: BTreeMap<String, Sourced<String>>,
     /// The model auto-detection picks for this provider.
     pub default_model: Option<&'static str>,
+    /// `max_output_tokens`: output tokens asked for per model call.
+    pub max_output_tokens: Option<Sourced<u32>>,
+    /// `idle_timeout`: seconds a stream (or the wait for its first byte) may be silent.
+    pub idle_timeout: Option<Sourced<u64>>,
+    /// `retries`: how many times a failed request is tried again (429, 5xx).
+    pub retries: Option<Sourced<u32>>,
+    /// `max_tokens_field` (openai-chat only): the request field for the output limit.
+    pub max_tokens_field: Option<Sourced<MaxTokensField>>,
 }
+
+impl Provider {
+    /// The field an `openai-chat` request carries its output limit in: as configured, else
+    /// `max_completion_tokens` for OpenAI itself (whose reasoning models refuse
+    /// `max_tokens`, and whose other models take either) and `max_tokens` for every other
+    /// server, since many compatible ones know only that.
+    pub fn max_tokens_field(&self) -> MaxTokensField {
+        match &self.max_tokens_field {
+            Some(field) => field.value,
+            None if self.base_url.value.starts_with(OPENAI_API) => {
+                MaxTokensField::MaxCompletionTokens
+            }
+            None => MaxTokensField::MaxTokens,
+        }
+    }
+}
+
+/// OpenAI's own API root, which takes `max_completion_tokens`.
+const OPENAI_API: &str = "https://api.openai.com/";
 
 struct BuiltIn {
     name: &'static str,
@@ -115,6 +165,10 @@ pub(super) fn built_in_providers() -> BTreeMap<String, Provider> {
                 context_window: None,
                 headers: BTreeMap::new(),
                 default_model: built_in.default_model,
+                max_output_tokens: None,
+                idle_timeout: None,
+                retries: None,
+                max_tokens_field: None,
             };
             (built_in.name.to_owned(), provider)
         })

@@ -17,8 +17,9 @@ use super::error::{HttpFailure, Target};
 use super::retry::{RetryNotice, RetryPolicy, retry_after};
 use super::sse::SseDecoder;
 use super::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, Decode, LlmError, ProviderKind, Request,
-    Response, StreamEvent, anthropic, openai_chat, openai_responses,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_RESPONSE_BYTES, Decode, LlmError,
+    MaxTokensField, ProviderKind, Request, Response, StreamEvent, anthropic, openai_chat,
+    openai_responses,
 };
 
 /// Everything needed to talk to one provider.
@@ -42,6 +43,10 @@ pub struct ClientSettings {
     /// ends (a loop, a proxy replaying) must not run or grow memory forever.
     pub max_response_bytes: u64,
     pub connect_timeout: Duration,
+    /// Output tokens asked for per model call, unless the caller asks for fewer.
+    pub max_output_tokens: u32,
+    /// Which field of an `openai-chat` request carries the output limit.
+    pub max_tokens_field: MaxTokensField,
 }
 
 impl ClientSettings {
@@ -62,7 +67,13 @@ impl ClientSettings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             connect_timeout: Duration::from_secs(10),
+            max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            max_tokens_field: MaxTokensField::MaxTokens,
         }
+    }
+
+    fn idle_timeout_error(&self) -> LlmError {
+        LlmError::IdleTimeout { provider: self.provider.clone(), after: self.idle_timeout }
     }
 }
 
@@ -78,6 +89,8 @@ impl fmt::Debug for ClientSettings {
             .field("retry", &self.retry)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_output_tokens", &self.max_output_tokens)
+            .field("max_tokens_field", &self.max_tokens_field)
             .finish()
     }
 }
@@ -124,6 +137,11 @@ impl Client {
         Ok(Self { settings, http, headers, url })
     }
 
+    /// Output tokens to ask for per call: the provider's `max_output_tokens`.
+    pub fn max_output_tokens(&self) -> u32 {
+        self.settings.max_output_tokens
+    }
+
     /// The full URL requests go to.
     pub fn url(&self) -> &str {
         &self.url
@@ -133,7 +151,9 @@ impl Client {
     /// tokio runtime. Cancelling `cancel` (or dropping the stream) stops the request.
     pub fn stream(&self, request: &Request, cancel: CancellationToken) -> ModelStream {
         let body = match self.settings.kind {
-            ProviderKind::OpenaiChat => openai_chat::request_body(request),
+            ProviderKind::OpenaiChat => {
+                openai_chat::request_body(request, self.settings.max_tokens_field)
+            }
             ProviderKind::Anthropic => anthropic::request_body(request),
             ProviderKind::OpenaiResponses => openai_responses::request_body(request),
         };
@@ -283,7 +303,7 @@ impl Call {
                 chunk = tokio::time::timeout(settings.idle_timeout, response.chunk()) => chunk,
             };
             let events = match chunk {
-                Err(_) => return Err(Some(LlmError::IdleTimeout { after: settings.idle_timeout })),
+                Err(_) => return Err(Some(settings.idle_timeout_error())),
                 Ok(Err(err)) => {
                     return Err(Some(LlmError::Http {
                         url: self.target.url.clone(),
@@ -359,7 +379,7 @@ impl Call {
                 sent = tokio::time::timeout(settings.idle_timeout, request.send()) => sent,
             };
             let (reason, asked, error) = match sent {
-                Err(_) => return Err(Some(LlmError::IdleTimeout { after: settings.idle_timeout })),
+                Err(_) => return Err(Some(settings.idle_timeout_error())),
                 Ok(Ok(response)) if response.status().is_success() => return Ok(response),
                 Ok(Ok(response)) => {
                     let status = response.status();

@@ -42,10 +42,10 @@ pub enum LlmError {
     Rejected { provider: String, status: u16, detail: String },
 
     #[error(
-        "the model sent nothing for {}s; the stream was abandoned (raise the idle timeout for \
-         slow models)", .after.as_secs_f64()
+        "the model sent nothing for {}s; the stream was abandoned (for a slow model, raise \
+         `idle_timeout` in [provider.{provider}], in seconds)", .after.as_secs_f64()
     )]
-    IdleTimeout { after: Duration },
+    IdleTimeout { provider: String, after: Duration },
 
     #[error(
         "the response stream ended before its end marker ({terminator}); the answer is \

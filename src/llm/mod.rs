@@ -161,6 +161,9 @@ pub enum StreamEvent {
     TextDelta(String),
     ReasoningDelta(String),
     ToolCall(ToolCall),
+    /// Something about the response the user should know that is not part of it: an
+    /// output item cairn cannot use, a tool call that could not be parsed.
+    Notice(String),
     /// Token usage for the whole response; at most once, just before [`StreamEvent::Finish`].
     Usage(Usage),
     /// Always the last event of a successful stream.
@@ -185,7 +188,10 @@ pub enum FinishReason {
     ToolCalls,
     /// The output hit `max_output_tokens`.
     Length,
+    /// The provider's content filter cut the output.
     ContentFilter,
+    /// The model declined to answer; its words, if any, are the response's text.
+    Refusal,
     /// A reason this client does not know, as the provider named it.
     Other(String),
 }
@@ -199,6 +205,7 @@ pub struct Response {
     pub usage: Option<Usage>,
     pub finish: Option<FinishReason>,
     pub retries: Vec<RetryNotice>,
+    pub notices: Vec<String>,
 }
 
 impl Response {
@@ -209,6 +216,7 @@ impl Response {
             StreamEvent::TextDelta(text) => self.text.push_str(&text),
             StreamEvent::ReasoningDelta(text) => self.reasoning.push_str(&text),
             StreamEvent::ToolCall(call) => self.tool_calls.push(call),
+            StreamEvent::Notice(notice) => self.notices.push(notice),
             StreamEvent::Usage(usage) => self.usage = Some(usage),
             StreamEvent::Finish(reason) => self.finish = Some(reason),
         }
@@ -218,6 +226,28 @@ impl Response {
 /// The default for [`ClientSettings::max_response_bytes`]: one response's stream, SSE
 /// framing included. A 128k-token answer streamed token by token is about 30 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The default for [`ClientSettings::max_output_tokens`].
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 16_384;
+
+/// Which field of a Chat Completions request carries the output limit. OpenAI's reasoning
+/// models (o1, o3, o4, gpt-5) refuse `max_tokens` and take `max_completion_tokens`; most
+/// other compatible servers only know `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxTokensField {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+impl MaxTokensField {
+    /// The field's name in a request.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaxTokensField::MaxTokens => "max_tokens",
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
+}
 
 /// The default for [`ClientSettings::idle_timeout`]: long enough for a slow local model to
 /// process a large prompt before its first token.

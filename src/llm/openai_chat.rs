@@ -6,20 +6,23 @@
 //! tool-call ids may be missing or empty (stable ones are made up); arguments may arrive
 //! in fragments or whole, even as a JSON object; tool calls may lack an `index`;
 //! reasoning comes as `reasoning_content` (DeepSeek, vLLM, llama.cpp) or `reasoning`
-//! (OpenRouter, Ollama). It is strict about the one thing that tells a complete answer
+//! (OpenRouter, Ollama). A refusal streams as `refusal` text, shown like content, and ends
+//! the response as [`FinishReason::Refusal`]. A tool call whose first fragment (the one
+//! with its name) never came is passed on nameless, with a notice, for the agent to answer
+//! as unparseable. It is strict about the one thing that tells a complete answer
 //! from a cut one: the `data: [DONE]` line.
 
 use serde_json::{Value, json};
 
 use super::sse::SseEvent;
 use super::{
-    Decode, FinishReason, LlmError, Message, Request, StreamEvent, ToolArguments, ToolCall, Usage,
-    count, parse_json, stream_error,
+    Decode, FinishReason, LlmError, MaxTokensField, Message, Request, StreamEvent, ToolArguments,
+    ToolCall, Usage, count, parse_json, stream_error,
 };
 
 pub(crate) const TERMINATOR: &str = "data: [DONE]";
 
-pub(crate) fn request_body(request: &Request) -> Value {
+pub(crate) fn request_body(request: &Request, max_tokens_field: MaxTokensField) -> Value {
     let mut messages = Vec::new();
     if !request.system.is_empty() {
         messages.push(json!({"role": "system", "content": request.system}));
@@ -52,10 +55,10 @@ pub(crate) fn request_body(request: &Request) -> Value {
     let mut body = json!({
         "model": request.model,
         "messages": messages,
-        "max_tokens": request.max_output_tokens,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    body[max_tokens_field.as_str()] = json!(request.max_output_tokens);
     if !request.tools.is_empty() {
         body["tools"] = request
             .tools
@@ -93,6 +96,8 @@ pub(crate) struct Decoder {
     calls: Vec<PartialCall>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
+    /// Whether the model streamed `refusal` text.
+    refused: bool,
     done: bool,
 }
 
@@ -104,6 +109,7 @@ impl Decoder {
             calls: Vec::new(),
             usage: None,
             finish: None,
+            refused: false,
             done: false,
         }
     }
@@ -149,6 +155,9 @@ impl Decoder {
         let prefix = self.completion_id.as_deref().map(|id| format!("{id}_")).unwrap_or_default();
         for (position, call) in std::mem::take(&mut self.calls).into_iter().enumerate() {
             let id = if call.id.is_empty() { format!("{prefix}call_{position}") } else { call.id };
+            if call.name.is_empty() {
+                out.push(StreamEvent::Notice(nameless_call_notice(&id, &call.arguments)));
+            }
             let arguments = ToolArguments::parse(&call.arguments);
             out.push(StreamEvent::ToolCall(ToolCall { id, name: call.name, arguments }));
         }
@@ -157,6 +166,7 @@ impl Decoder {
             out.push(StreamEvent::Usage(usage));
         }
         let finish = match self.finish.take() {
+            Some(FinishReason::Stop) | None if self.refused => FinishReason::Refusal,
             Some(FinishReason::Stop) | None if called => FinishReason::ToolCalls,
             Some(reason) => reason,
             None => FinishReason::Stop,
@@ -164,6 +174,16 @@ impl Decoder {
         out.push(StreamEvent::Finish(finish));
         self.done = true;
     }
+}
+
+/// What the user is told of a tool call that came without its name: llama.cpp now and then
+/// drops the first fragment, which carries the name and id.
+fn nameless_call_notice(id: &str, arguments: &str) -> String {
+    let arguments = super::error::shorten(arguments.trim());
+    format!(
+        "the model sent a tool call that could not be parsed: it has no tool name (call \
+         `{id}`, arguments `{arguments}`); the model is told to call the tool again"
+    )
 }
 
 fn finish_reason(reason: &str) -> FinishReason {
@@ -208,6 +228,12 @@ impl Decode for Decoder {
             if let Some(text) =
                 delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty())
             {
+                out.push(StreamEvent::TextDelta(text.to_owned()));
+            }
+            if let Some(text) =
+                delta.get("refusal").and_then(Value::as_str).filter(|t| !t.is_empty())
+            {
+                self.refused = true;
                 out.push(StreamEvent::TextDelta(text.to_owned()));
             }
             if let Some(fragments) = delta.get("tool_calls").and_then(Value::as_array) {

@@ -6,7 +6,10 @@
 //! (`response.output_item.done`), and ends with `response.completed`,
 //! `response.incomplete` or `response.failed`; there is no `[DONE]` line. Requests are
 //! sent with `store: false`, so nothing is kept at OpenAI between turns and every request
-//! carries the whole conversation, as with the other protocols.
+//! carries the whole conversation, as with the other protocols. Output items other than
+//! messages, reasoning and function calls (`custom_tool_call`, built-in tool calls) are
+//! left out with a notice naming their type; a refusal is shown as text and ends the
+//! response as [`FinishReason::Refusal`].
 
 use std::collections::HashMap;
 
@@ -87,6 +90,19 @@ pub(crate) fn request_body(request: &Request) -> Value {
     body
 }
 
+/// The output item types cairn takes into a response.
+const USED_ITEMS: [&str; 3] = ["message", "reasoning", "function_call"];
+
+/// What the user is told of an output item cairn leaves out.
+fn unused_item_notice(item_type: &str, item: &Value) -> String {
+    let item_type = if item_type.is_empty() { "untyped" } else { item_type };
+    let name = item.get("name").and_then(Value::as_str).map(|name| format!(" (`{name}`)"));
+    format!(
+        "the model sent a `{item_type}` output item{}, which cairn does not handle; it was left out",
+        name.unwrap_or_default()
+    )
+}
+
 #[derive(Debug, Default)]
 struct PartialCall {
     call_id: String,
@@ -103,6 +119,8 @@ pub(crate) struct Decoder {
     /// Item ids in the order they were announced, for calls never closed by `done`.
     order: Vec<String>,
     called: bool,
+    /// Whether the model streamed refusal text.
+    refused: bool,
     done: bool,
 }
 
@@ -114,6 +132,7 @@ impl Decoder {
             by_index: HashMap::new(),
             order: Vec::new(),
             called: false,
+            refused: false,
             done: false,
         }
     }
@@ -161,6 +180,7 @@ impl Decoder {
             }));
         }
         let finish = match finish {
+            FinishReason::Stop if self.refused => FinishReason::Refusal,
             FinishReason::Stop if self.called => FinishReason::ToolCalls,
             other => other,
         };
@@ -179,7 +199,11 @@ impl Decode for Decoder {
         match kind {
             "response.output_item.added" => {
                 let item = data.get("item").unwrap_or(&Value::Null);
-                if item.get("type").and_then(Value::as_str) == Some("function_call") {
+                let item_type = item.get("type").and_then(Value::as_str).unwrap_or_default();
+                if !USED_ITEMS.contains(&item_type) {
+                    out.push(StreamEvent::Notice(unused_item_notice(item_type, item)));
+                }
+                if item_type == "function_call" {
                     let field =
                         |key: &str| item.get(key).and_then(Value::as_str).unwrap_or_default();
                     let call_id = field("call_id").to_owned();
@@ -223,7 +247,9 @@ impl Decode for Decoder {
                     self.emit_call(&id, Some(item), out);
                 }
             }
-            "response.output_text.delta" | "response.refusal.delta" => {
+            "response.output_text.delta" => out.push(StreamEvent::TextDelta(text("delta"))),
+            "response.refusal.delta" => {
+                self.refused = true;
                 out.push(StreamEvent::TextDelta(text("delta")));
             }
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {

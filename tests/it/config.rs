@@ -741,3 +741,118 @@ fn mcp_servers_layer_and_an_untrusted_project_file_may_narrow_or_disable_only() 
     assert_eq!(config.mcp["own"].command.value, "project-server");
     assert_eq!(config.mcp["other"].args.value, ["--evil"]);
 }
+
+#[test]
+fn provider_output_timeout_and_retry_settings_layer_and_bad_values_name_the_key() {
+    use cairn::config::MaxTokensField;
+    let setup = Setup::new();
+    setup.write_user(
+        "[provider.local]\nkind = \"openai-chat\"\nbase_url = \"http://127.0.0.1:8080/v1\"\n\
+         max_output_tokens = 4096\nidle_timeout = 600\nretries = 2\n\
+         max_tokens_field = \"max_completion_tokens\"\n\
+         [provider.anthropic]\nretries = 0\n",
+    );
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let user = Source::UserFile(setup.user_file());
+    let local = &config.providers["local"];
+    assert_eq!(local.max_output_tokens.as_ref().map(|t| (t.value, &t.source)), Some((4096, &user)));
+    assert_eq!(local.idle_timeout.as_ref().map(|t| t.value), Some(600));
+    assert_eq!(local.retries.as_ref().map(|r| r.value), Some(2));
+    assert_eq!(local.max_tokens_field(), MaxTokensField::MaxCompletionTokens);
+    // A built-in keeps what it had and takes only what the table sets.
+    let anthropic = &config.providers["anthropic"];
+    assert_eq!(anthropic.retries.as_ref().map(|r| r.value), Some(0));
+    assert_eq!(anthropic.base_url.value, "https://api.anthropic.com/v1");
+    assert_eq!(anthropic.max_output_tokens, None);
+
+    // Chat Completions at OpenAI itself takes max_completion_tokens; other servers max_tokens.
+    setup.write_user(
+        "[provider.oai]\nkind = \"openai-chat\"\nbase_url = \"https://api.openai.com/v1\"\n\
+         [provider.vllm]\nkind = \"openai-chat\"\nbase_url = \"http://gpu:8000/v1\"\n",
+    );
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    assert_eq!(config.providers["oai"].max_tokens_field(), MaxTokensField::MaxCompletionTokens);
+    assert_eq!(config.providers["vllm"].max_tokens_field(), MaxTokensField::MaxTokens);
+
+    let local = "[provider.local]\nkind = \"openai-chat\"\nbase_url = \"http://x/v1\"\n";
+    let cases = [
+        (
+            "max_output_tokens = 0",
+            "[provider.local] max_output_tokens = 0 is out of range; give tokens from 1 to 1000000",
+        ),
+        ("max_output_tokens = -5", "[provider.local] max_output_tokens = -5 is out of range"),
+        (
+            "idle_timeout = 0",
+            "[provider.local] idle_timeout = 0 is out of range; give seconds from 1 to 3600",
+        ),
+        ("idle_timeout = 86400", "[provider.local] idle_timeout = 86400 is out of range"),
+        (
+            "retries = 11",
+            "[provider.local] retries = 11 is out of range; give a number of retries from 0 to 10",
+        ),
+        ("retries = -1", "[provider.local] retries = -1 is out of range"),
+        (
+            "max_tokens_field = \"max_output\"",
+            "[provider.local] max_tokens_field = \"max_output\" is not a field; expected max_tokens or max_completion_tokens",
+        ),
+    ];
+    for (line, message) in cases {
+        setup.write_user(&format!("{local}{line}\n"));
+        let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
+        assert!(err.contains("config.toml:4:"), "{line}: {err}");
+        assert!(err.contains(message), "{line}: {err}");
+    }
+    setup.write_user("[provider.anthropic]\nmax_tokens_field = \"max_tokens\"\n");
+    let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "[provider.anthropic] max_tokens_field is for providers of kind openai-chat; this one is anthropic"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn turn_limits_are_checked_and_an_untrusted_project_may_only_lower_them() {
+    let setup = Setup::new();
+    setup.write_user("[limits]\nturn_output_tokens = 50000\nturn_seconds = 600\n");
+    let user = Source::UserFile(setup.user_file());
+    let project = Source::ProjectFile(setup.project().join("cairn.toml"));
+    setup.write_project("[limits]\nturn_output_tokens = 100000\nturn_seconds = 60\n");
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let limits = &config.limits;
+    let tokens = limits.turn_output_tokens.as_ref().unwrap();
+    assert_eq!((tokens.value, &tokens.source), (50000, &user), "a higher limit is ignored");
+    let seconds = limits.turn_seconds.as_ref().unwrap();
+    assert_eq!((seconds.value, &seconds.source), (60, &project), "a lower one applies");
+    let notice = config.project.unwrap().notice().unwrap();
+    assert!(notice.contains("limits.turn_output_tokens"), "{notice}");
+    assert!(!notice.contains("limits.turn_seconds"), "{notice}");
+
+    // With no limit of the user's, any limit is stricter and applies.
+    setup.write_user("");
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    assert_eq!(config.limits.turn_output_tokens.map(|t| t.value), Some(100000));
+
+    setup.write_project("");
+    for (text, message) in [
+        (
+            "[limits]\nturn_seconds = 0\n",
+            "[limits] turn_seconds = 0 is out of range; give seconds from 1 to 604800",
+        ),
+        ("[limits]\nturn_output_tokens = -1\n", "[limits] turn_output_tokens = -1 is out of range"),
+        (
+            "[limits]\nturn_minutes = 5\n",
+            "unknown field `turn_minutes`, expected `turn_output_tokens` or `turn_seconds`",
+        ),
+    ] {
+        setup.write_user(text);
+        let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
+        assert!(err.contains("config.toml:2:") && err.contains(message), "{text}: {err}");
+    }
+    // An out-of-range value in an untrusted project is an error too, not quietly ignored.
+    setup.write_user("");
+    setup.write_project("[limits]\nturn_seconds = 0\n");
+    let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
+    assert!(err.contains("cairn.toml:2:") && err.contains("turn_seconds = 0"), "{err}");
+}

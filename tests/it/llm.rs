@@ -391,7 +391,12 @@ async fn an_idle_stream_times_out() {
             .hang();
     let started = Instant::now();
     let (result, _) = run_with(short.clone(), vec![partial]).await;
-    assert_eq!(result.unwrap_err(), LlmError::IdleTimeout { after: Duration::from_millis(300) });
+    let err = result.unwrap_err();
+    assert_eq!(
+        err,
+        LlmError::IdleTimeout { provider: "mockai".into(), after: Duration::from_millis(300) }
+    );
+    assert!(err.to_string().contains("raise `idle_timeout` in [provider.mockai]"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     // The wait for the response headers is bounded the same way.
     let silent = fixture_reply("openai-chat", "plain_text").initial_delay(Duration::from_secs(30));
@@ -666,4 +671,28 @@ async fn request_bodies_match_each_api() {
         let body = serde_json::to_string_pretty(&model.requests()[0].body).unwrap();
         insta::assert_snapshot!(format!("request_body_{}", kind.as_str()), body);
     }
+}
+
+#[tokio::test]
+async fn refusals_nameless_calls_and_unused_items_are_said() {
+    for kind in [ProviderKind::Anthropic, ProviderKind::OpenaiChat] {
+        let refusal = run_fixture(kind, "refusal", 9).await.unwrap();
+        assert_eq!(refusal.finish, Some(FinishReason::Refusal), "{kind}");
+        assert!(refusal.text.contains("I can't help with that."), "{kind}: {}", refusal.text);
+    }
+
+    let nameless = run_fixture(ProviderKind::OpenaiChat, "nameless_tool_call", 11).await.unwrap();
+    assert_eq!(nameless.tool_calls.len(), 1);
+    assert_eq!(nameless.tool_calls[0].name, "");
+    assert_eq!(nameless.notices.len(), 1);
+    assert!(nameless.notices[0].contains("it has no tool name"), "{:?}", nameless.notices);
+
+    let custom = run_fixture(ProviderKind::OpenaiResponses, "custom_tool_call", 13).await.unwrap();
+    assert_eq!(custom.finish, Some(FinishReason::Stop));
+    assert!(custom.tool_calls.is_empty() && custom.text.is_empty());
+    assert_eq!(
+        custom.notices,
+        ["the model sent a `custom_tool_call` output item (`apply_patch`), which cairn does not \
+          handle; it was left out"]
+    );
 }

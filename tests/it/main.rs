@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod durability;
+mod endings;
 mod environments;
 mod export;
 mod gc;

@@ -96,7 +96,9 @@ fn run_session(root: &Path) -> Result<(String, u64), CommandError> {
     let id = session.info.id.clone();
     let outcome = runtime.block_on(async {
         let model = DemoModel::start(script()).await?;
-        let settings = llm::ClientSettings::new("demo", ProviderKind::OpenaiChat, model.base_url());
+        let mut settings =
+            llm::ClientSettings::new("demo", ProviderKind::OpenaiChat, model.base_url());
+        settings.max_output_tokens = 4096;
         let client = llm::Client::new(settings).map_err(CommandError::internal_error)?;
         let instructions = crate::agent::instructions::Instructions::default();
         let system = prompt::build(&prompt::PromptParts {
@@ -147,7 +149,7 @@ fn demo_agent(
         restored: Default::default(),
         memory,
         policy: Policy::new(Approval::Auto, Box::new(Headless)),
-        max_output_tokens: 4096,
+        turn_limits: Default::default(),
         watch: false,
         mcp: Default::default(),
         // The demo runs no commands.
