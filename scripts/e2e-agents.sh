@@ -18,7 +18,7 @@
 #    trusted in `~/.gemini/trustedFolders.json` — each running `cairn hook <agent>`, and
 #    runs the agent headless on the prompt "Add a greet function in src/greet.rs and
 #    mention it in the README". The mock makes it write src/greet.rs, edit README.md, run
-#    a command that succeeds and one that exits 1 (`grep -q goodbye docs/greet.md`), then
+#    a command that succeeds and one that fails (`cat docs/missing.md`, exit 1), then
 #    answer (Claude Code also reads README.md first, as its Edit tool requires).
 # 4. Checks what cairn recorded: `cairn log --json` (the steps' kinds) and the session
 #    ref's commits (`git log`/`git show`: subjects, the files each step changed, the failed
@@ -192,6 +192,16 @@ EOF
       --permission-mode acceptEdits --allowedTools "Read Write Edit Bash" \
     ) >"$scratch/claude-code/out.json" 2>"$scratch/claude-code/err.txt" || {
       echo "claude exited $?; see $scratch/claude-code/{out.json,err.txt}" >&2; return 1; }
+  [ "$compact" = 1 ] || return 0
+  # Claude Code compacts on its own only near its context window; `/compact` in a second
+  # headless run of the same session fires PreCompact (manual) instead.
+  (cd "$project" && $(agent_env claude-code) \
+    ANTHROPIC_BASE_URL="$mock/anthropic" ANTHROPIC_API_KEY=sk-ant-mock-key \
+    DISABLE_TELEMETRY=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_AUTOUPDATER=1 \
+    DISABLE_ERROR_REPORTING=1 DISABLE_COST_WARNINGS=1 \
+    claude -p /compact --resume "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["session_id"])' "$scratch/claude-code/out.json")" --model claude-sonnet-4-5 --output-format json \
+    ) >"$scratch/claude-code/compact.json" 2>>"$scratch/claude-code/err.txt" || {
+      echo "claude /compact exited $?; see $scratch/claude-code/compact.json" >&2; return 1; }
 }
 
 run_codex() {

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 OK = "mkdir -p docs && echo 'greet(name) says hello' > docs/greet.md"
-FAILING = "grep -q goodbye docs/greet.md"
+FAILING = "cat docs/missing.md"
 PROMPT = "prompt: Add a greet function in src/greet.rs and mention it in the README"
 ANSWER = "model: I added greet() in src/greet.rs"
 GREET = 'pub fn greet(name: &str) -> String {\n    format!("Hello, {name}!")\n}\n'

@@ -47,7 +47,7 @@ GREET = 'pub fn greet(name: &str) -> String {\n    format!("Hello, {name}!")\n}\
 README_OLD = "hello\n"
 README_NEW = "hello\nSee greet() in src/greet.rs.\n"
 OK_COMMAND = "mkdir -p docs && echo 'greet(name) says hello' > docs/greet.md"
-FAILING_COMMAND = "grep -q goodbye docs/greet.md"
+FAILING_COMMAND = "cat docs/missing.md"
 ANSWER = (
     "I added greet() in src/greet.rs, documented it in docs/greet.md and mentioned it in "
     "the README."
@@ -120,9 +120,7 @@ def anthropic_reply(body):
     all_text = "\n".join(anthropic_text(m.get("content")) for m in messages)
     last = anthropic_text(messages[-1].get("content")) if messages else ""
     tools = {t.get("name") for t in body.get("tools") or []}
-    if re.search(r"summary of the conversation|summarize|summarise", last, re.I) and (
-        "tool_result" not in json.dumps(messages[-1:])
-    ):
+    if re.search(r"create a detailed summary of the conversation", last, re.I):
         return [{"type": "text", "text": SUMMARY}], "end_turn"
     if "Write" not in tools:
         # A side request (a title, a topic, a quota check): a short text will do.
@@ -191,7 +189,7 @@ def anthropic(handler, body):
         events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
     events.append(("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": stop, "stop_sequence": None},
-                                     "usage": {"output_tokens": 20}}))
+                                     "usage": dict(usage)}))
     events.append(("message_stop", {"type": "message_stop"}))
     handler.send(200, sse(events), "text/event-stream")
 
