@@ -209,16 +209,17 @@ run_codex() {
   cmd="$(hook_command codex)"
   new_project "$project"
   mkdir -p "$home/.codex" "$scratch/codex/tmp"
-  python3 - "$cmd" "$mock/openai/v1" "$project" >"$home/.codex/config.toml" <<'EOF'
+  python3 - "$cmd" "$mock/openai/v1" "$project" "$compact" >"$home/.codex/config.toml" <<'EOF'
 import json, sys
-cmd, base_url, project = sys.argv[1:]
+cmd, base_url, project, compact = sys.argv[1:]
 q = json.dumps  # a TOML basic string is a JSON string
-print(f"""model = "gpt-5.1-codex"
+print(f"""model = "gpt-5.5"
 model_provider = "mock"
 approval_policy = "never"
 sandbox_mode = "danger-full-access"
 check_for_update_on_startup = false
 notify = {json.dumps(cmd.split())}
+{"model_auto_compact_token_limit = 100000" if compact == "1" else ""}
 
 [analytics]
 enabled = false

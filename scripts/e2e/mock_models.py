@@ -252,7 +252,9 @@ def openai_responses(handler, body):
         name = tool.get("name") or (tool.get("function") or {}).get("name")
         if name:
             tool_defs[name] = tool
-    if not tool_defs:
+    if "CONTEXT CHECKPOINT COMPACTION" in json.dumps(items[-1:]):
+        kind, out = "text", SUMMARY
+    elif not tool_defs:
         kind, out = "text", "Greet function"
     else:
         kind, out = openai_plan(body, items, tool_defs)
@@ -275,7 +277,10 @@ def openai_responses(handler, body):
             "type": "response.output_item.added", "output_index": 0, "item": item}))
     events.append(("response.output_item.done", {
         "type": "response.output_item.done", "output_index": 0, "item": item}))
-    tokens = 50
+    # --compact: a nearly full context once, with the call to the failing command (Codex is
+    # configured with a small model_auto_compact_token_limit).
+    failing = kind == "call" and FAILING_COMMAND in json.dumps(out)
+    tokens = 900_000 if handler.server.compact and failing else 50
     usage = {"input_tokens": tokens, "input_tokens_details": {"cached_tokens": 0},
              "output_tokens": 20, "output_tokens_details": {"reasoning_tokens": 0},
              "total_tokens": tokens + 20}
@@ -416,6 +421,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, b'{"input_tokens": 100}', "application/json")
             if path.startswith("/anthropic/") and path.endswith("/messages"):
                 return anthropic(self, body)
+            if path.startswith("/openai/") and path.endswith("/responses/compact"):
+                summary = {"type": "message", "role": "user",
+                           "content": [{"type": "input_text", "text": SUMMARY}]}
+                return self.send(200, json.dumps({"output": [summary]}).encode(),
+                                 "application/json")
             if path.startswith("/openai/") and path.endswith("/responses"):
                 return openai_responses(self, body)
             if path.startswith("/openai/") and path.endswith("/chat/completions"):
