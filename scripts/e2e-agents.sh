@@ -158,7 +158,12 @@ new_project() { # dir
   git -C "$1" config user.name "E2E User"
   git -C "$1" config user.email "e2e@example.com"
   printf 'hello\n' >"$1/README.md"
-  git -C "$1" add README.md
+}
+
+# The project's first commit, with its agent settings: they are the project's, not edits
+# the agent's session should start with.
+commit_project() { # dir
+  git -C "$1" add -A
   git -C "$1" commit -qm "start"
 }
 
@@ -184,6 +189,7 @@ tools = {"PostToolUse", "PostToolUseFailure"}
 print(json.dumps({"hooks": {e: [dict({"matcher": "*"} if e in tools else {}, hooks=hook)]
                             for e in events}}, indent=2))
 EOF
+  commit_project "$project"
   (cd "$project" && $(agent_env claude-code) \
     ANTHROPIC_BASE_URL="$mock/anthropic" ANTHROPIC_API_KEY=sk-ant-mock-key \
     DISABLE_TELEMETRY=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_AUTOUPDATER=1 \
@@ -239,6 +245,7 @@ trust_level = "trusted"
 for event in ["SessionStart", "UserPromptSubmit", "PostToolUse", "PreCompact", "Stop"]:
     print(f"[[hooks.{event}]]\n[[hooks.{event}.hooks]]\ntype = \"command\"\ncommand = {q(cmd)}\n")
 EOF
+  commit_project "$project"
   (cd "$project" && $(agent_env codex) CODEX_HOME="$home/.codex" MOCK_API_KEY=mock-key \
     codex exec --dangerously-bypass-hook-trust --skip-git-repo-check --json "$PROMPT" \
     ) >"$scratch/codex/out.jsonl" 2>"$scratch/codex/err.txt" </dev/null || {
@@ -257,6 +264,7 @@ events = ["SessionStart", "BeforeAgent", "AfterTool", "AfterAgent", "PreCompress
 print(json.dumps({"hooks": {e: [dict({"matcher": "*"} if e == "AfterTool" else {}, hooks=hook)]
                             for e in events}}, indent=2))
 EOF
+  commit_project "$project"
   cat >"$home/.gemini/settings.json" <<'EOF'
 {
   "security": {"auth": {"selectedType": "gemini-api-key"}},

@@ -99,9 +99,11 @@ def main():
             problems.append(f"step {kind} {subject!r}: expected {wkind} {wsubject!r}")
         elif sorted(files) != sorted(wfiles):
             problems.append(f"step {subject!r} changed {files}, expected {wfiles}")
+    # Claude Code is made to compact with /compact (manual), the others compact on their own.
+    trigger = "manual" if agent == "claude-code" else "auto"
     for kind, subject, *_ in steps:
-        if kind == "compact" and subject != "compact (auto)":
-            problems.append(f"compact step {subject!r}, expected 'compact (auto)'")
+        if kind == "compact" and subject != f"compact ({trigger})":
+            problems.append(f"compact step {subject!r}, expected 'compact ({trigger})'")
 
     tree = {
         "src/greet.rs": GREET,
@@ -116,8 +118,10 @@ def main():
     body = run(["git", "log", "-1", "--format=%an%n%B", ref], project)
     if f"Cairn-Agent: {agent}" not in body or not body.startswith(f"{agent} via cairn"):
         problems.append(f"the last step does not name {agent}: {body!r}")
-    if run(["git", "status", "--porcelain", "--untracked-files=no"], project).strip():
-        problems.append("cairn changed the user's index or tracked files")
+    if run(["git", "log", "--format=%s", "HEAD"], project).split("\n")[0] != "start":
+        problems.append("HEAD moved")
+    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=project).returncode != 0:
+        problems.append("cairn changed the user's index")
 
     for problem in problems:
         print(f"  MISMATCH: {problem}")
