@@ -85,10 +85,17 @@ fn shell_failed(response: &Value) -> bool {
     }
 }
 
-/// Reads `llmContent`'s trailer from its last line up, stopping at the first line that is
-/// not one of Gemini's own.
+/// The line Gemini CLI 0.61 ends `llmContent` with: it wraps the text in
+/// `<untrusted_context>` … `</untrusted_context>`, after its trailer.
+const UNTRUSTED_END: &str = "</untrusted_context>";
+
+/// Reads `llmContent`'s trailer from its last line up (after the closing
+/// `</untrusted_context>` Gemini may wrap it in), stopping at the first line that is not
+/// one of Gemini's own.
 fn trailer_failed(content: &str) -> bool {
-    for line in content.lines().rev().map(str::trim) {
+    let mut lines = content.lines().rev().map(str::trim).peekable();
+    lines.next_if_eq(&UNTRUSTED_END);
+    for line in lines {
         let Some(key) = TRAILER_KEYS.into_iter().find(|key| line.starts_with(key)) else {
             return false;
         };
@@ -171,6 +178,15 @@ mod tests {
         assert!(!shell(json!({
             "llmContent": "Output: ok\nProcess Group PGID: 4242", "returnDisplay": "ok"
         })));
+        // Gemini CLI 0.61 as it really sends it: the text wrapped in <untrusted_context>.
+        assert!(shell(json!({
+            "llmContent": "<untrusted_context>\nOutput: cat: docs/missing.md: No such file or directory\nExit Code: 1\nProcess Group PGID: 17584\n</untrusted_context>",
+            "returnDisplay": "cat: docs/missing.md: No such file or directory"
+        })));
+        assert!(!shell(json!({
+            "llmContent": "<untrusted_context>\nOutput: (empty)\nProcess Group PGID: 17571\n</untrusted_context>",
+            "returnDisplay": ""
+        })));
         // Older versions always wrote every trailer line.
         assert!(shell(old_style("(empty)", "2")));
         assert!(!shell(old_style("(empty)", "0")));
@@ -191,6 +207,10 @@ mod tests {
         assert!(!shell(old_style("Exit Code: 1\nmore output", "0")));
         // Printed before the real trailer of a failure: the trailer wins.
         assert!(shell(old_style("Exit Code: 0", "5")));
+        // A closing tag of the command's own, mid-output, does not skip its output.
+        assert!(!shell(json!({
+            "llmContent": "<untrusted_context>\nOutput: Exit Code: 2\n</untrusted_context>\nok\nProcess Group PGID: 1\n</untrusted_context>"
+        })));
         // Output lines between a fake code and the end stop the search.
         assert!(!shell(
             json!({"llmContent": "Output: Exit Code: 9\nall good", "returnDisplay": "all good"})

@@ -93,9 +93,11 @@ fn kinds(repo: &TestRepo, session: &str) -> Vec<String> {
     kinds_and_subjects(repo, session).into_iter().map(|(kind, _)| kind).collect()
 }
 
-/// Plays a Claude Code turn: a prompt, a Write, an Edit and a Bash command (each tool's
-/// effect on the files made first, as the agent would), a failed command, a compaction,
-/// and the end of the turn.
+/// Plays a Claude Code turn, with the payloads Claude Code 2.1.197 sent for the scripted
+/// turn of scripts/e2e-agents.sh: a prompt, a Write, an Edit and a Bash command (each
+/// tool's effect on the files made first, as the agent would), a failed command, a
+/// compaction and the end of the turn. (The real turn also read README.md before its Edit,
+/// `post-tool-use-read`, left out here: a read-only step.)
 fn claude_code_turn(repo: &TestRepo) {
     hook(repo, "claude-code", &fixture(repo, "claude-code", "user-prompt-submit"));
     repo.write(
@@ -107,7 +109,7 @@ fn claude_code_turn(repo: &TestRepo) {
     hook(repo, "claude-code", &fixture(repo, "claude-code", "post-tool-use-edit"));
     repo.write("docs/greet.md", "greet(name) says hello\n");
     hook(repo, "claude-code", &fixture(repo, "claude-code", "post-tool-use-bash"));
-    hook(repo, "claude-code", &fixture(repo, "claude-code", "post-tool-use-failure"));
+    hook(repo, "claude-code", &fixture(repo, "claude-code", "post-tool-use-failure-bash"));
     hook(repo, "claude-code", &fixture(repo, "claude-code", "pre-compact"));
     hook(repo, "claude-code", &fixture(repo, "claude-code", "stop"));
 }
@@ -129,8 +131,8 @@ fn a_claude_code_turn_is_a_session_of_steps_in_plain_git() {
             ("tool", "Write src/greet.rs"),
             ("tool", "Edit README.md"),
             ("tool", "Bash: mkdir -p docs && echo 'greet(name) says hello' > docs/greet.md"),
-            ("tool", "Bash: cargo test (failed)"),
-            ("compact", "compact (auto)"),
+            ("tool", "Bash: cat docs/missing.md (failed)"),
+            ("compact", "compact (manual)"),
             (
                 "model",
                 "model: I added greet() in src/greet.rs, documented it in docs/greet.md and mentioned it in the READ…"
@@ -164,16 +166,19 @@ fn a_claude_code_turn_is_a_session_of_steps_in_plain_git() {
     assert_eq!(write["kind"], "tool");
     assert_eq!(write["agent"], "claude-code");
     assert_eq!(write["hook"]["event"], "PostToolUse");
-    assert_eq!(write["hook"]["agent_session"], "8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90");
+    assert_eq!(write["hook"]["agent_session"], "2fd86723-2273-4e72-ac99-913103706e24");
     assert_eq!(write["tool_calls"][0]["name"], "Write");
-    assert_eq!(write["tool_calls"][0]["id"], "toolu_01DUWrite7Kq2");
+    assert_eq!(write["tool_calls"][0]["id"], "toolu_mock01");
     assert_eq!(write["tool_results"][0]["is_error"], false);
     let failed = json_at(&repo, &format!("{reference}~2"), ".cairn/state/step.json");
     assert_eq!(failed["tool_results"][0]["is_error"], true);
-    assert_eq!(failed["tool_results"][0]["content"], "Command failed with exit code 101");
+    assert_eq!(
+        failed["tool_results"][0]["content"],
+        "Exit code 1\ncat: docs/missing.md: No such file or directory"
+    );
     let info = repo.git(&["cat-file", "-p", &format!("{reference}:.cairn/session.toml")]);
     assert!(info.contains("agent = \"claude-code\"\n"), "{info}");
-    assert!(info.contains("agent_session = \"8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90\"\n"), "{info}");
+    assert!(info.contains("agent_session = \"2fd86723-2273-4e72-ac99-913103706e24\"\n"), "{info}");
 
     // The conversation: the prompt, each call with its result, the last answer.
     let messages =
@@ -187,7 +192,7 @@ fn a_claude_code_turn_is_a_session_of_steps_in_plain_git() {
     let call = json_at(&repo, &reference, ".cairn/state/messages/000002-assistant.json");
     assert_eq!(call["tool_calls"][0]["name"], "Write");
     let result = json_at(&repo, &reference, ".cairn/state/messages/000003-toolresult.json");
-    assert_eq!(result["call_id"], "toolu_01DUWrite7Kq2");
+    assert_eq!(result["call_id"], "toolu_mock01");
 
     assert_eq!(repo.user_state(), before, "HEAD, index, branches untouched");
     repo.assert_fsck_clean();
@@ -223,10 +228,10 @@ fn log_export_diff_push_blame_and_rewind_work_on_a_hook_made_session() {
     let markdown = repo.ok(&["export", &session]);
     assert!(
         markdown
-            .contains("- agent: claude-code (its session `8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90`)"),
+            .contains("- agent: claude-code (its session `2fd86723-2273-4e72-ac99-913103706e24`)"),
         "{markdown}"
     );
-    assert!(markdown.contains("**Tool call** `Edit` (`toolu_01EdReadme3Zp`)"), "{markdown}");
+    assert!(markdown.contains("**Tool call** `Edit` (`toolu_mock03`)"), "{markdown}");
 
     // blame: the Edit wrote README's second line, the base commit its first.
     let blame: Value = serde_json::from_str(&repo.ok(&["blame", "README.md", "--json"])).unwrap();
@@ -285,7 +290,7 @@ fn one_agent_session_is_one_cairn_session_even_without_the_cache() {
     let first = only_session(&repo);
 
     // Another agent session: another cairn session.
-    let other = prompt.replace("8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90", "another-session");
+    let other = prompt.replace("2fd86723-2273-4e72-ac99-913103706e24", "another-session");
     hook(&repo, "claude-code", &other);
     assert_eq!(sessions(&repo).len(), 2);
 
@@ -303,7 +308,7 @@ fn one_agent_session_is_one_cairn_session_even_without_the_cache() {
         json_at(&repo, &format!("{}~1", TestRepo::session_ref(&first)), ".cairn/state/step.json");
     assert!(edits.get("agent").is_none(), "user edits are not the agent's: {edits}");
     assert!(
-        repo.path(".git/cairn/hooks/claude-code/8c35adc1-0b7e-4c1a-9d3b-2f0e6a1b7c90").exists(),
+        repo.path(".git/cairn/hooks/claude-code/2fd86723-2273-4e72-ac99-913103706e24").exists(),
         "the cache is written again"
     );
 }
@@ -335,12 +340,9 @@ fn hooks_of_one_agent_session_firing_together_share_one_session() {
 #[test]
 fn codex_notify_passes_the_payload_as_its_last_argument() {
     let repo = TestRepo::new();
-    repo.write("notes.txt", "greeting\n");
-    repo.git(&["add", "notes.txt"]);
-    repo.git(&["commit", "-qm", "notes"]);
     let before = repo.user_state();
 
-    repo.write("notes.txt", "salutation\n");
+    repo.write("README.md", "hello\nSee greet() in src/greet.rs.\n");
     let payload = fixture(&repo, "codex", "notify-agent-turn-complete");
     let out = repo
         .command_in(&repo.home, &["hook", "codex", &payload])
@@ -354,24 +356,36 @@ fn codex_notify_passes_the_payload_as_its_last_argument() {
     assert_eq!(
         kinds_and_subjects(&repo, &session),
         [
-            ("prompt", "prompt: Rename `greeting` to `salutation` in notes.txt"),
-            ("model", "model: Renamed greeting to salutation in notes.txt."),
+            ("prompt", "prompt: Add a greet function in src/greet.rs and mention it in the README"),
+            (
+                "model",
+                "model: I added greet() in src/greet.rs, documented it in docs/greet.md and mentioned it in the READ…"
+            ),
         ]
         .map(|(kind, subject)| (kind.to_string(), subject.to_string()))
     );
     // The prompt step holds the workspace as the turn found it; the model step its work.
-    assert_eq!(repo.git(&["show", &format!("{reference}~1:notes.txt")]), "greeting\n");
-    assert_eq!(repo.git(&["show", &format!("{reference}:notes.txt")]), "salutation\n");
+    assert_eq!(repo.git(&["show", &format!("{reference}~1:README.md")]), "hello\n");
+    assert_eq!(
+        repo.git(&["show", &format!("{reference}:README.md")]),
+        "hello\nSee greet() in src/greet.rs.\n"
+    );
     let step = json_at(&repo, &reference, ".cairn/state/step.json");
     assert_eq!(
         step["hook"],
-        json!({"event": "agent-turn-complete", "agent_session": "b5f6c1c2-1111-2222-3333-444455556666", "turn_id": "12345"})
+        json!({"event": "agent-turn-complete", "agent_session": "01a23c47-ce39-7d33-8d82-f7c68181f3a7", "turn_id": "01a23c47-ce57-7cc3-9437-078e7628b541"})
     );
     let answer = json_at(&repo, &reference, ".cairn/state/messages/000002-assistant.json");
-    assert_eq!(answer["text"], "Renamed greeting to salutation in notes.txt.");
+    assert_eq!(
+        answer["text"],
+        "I added greet() in src/greet.rs, documented it in docs/greet.md and mentioned it in the README."
+    );
 
     // The next turn of the thread continues the session.
-    let next = payload.replace("\"turn-id\": \"12345\"", "\"turn-id\": \"12346\"");
+    let next = payload.replace(
+        "\"turn-id\": \"01a23c47-ce57-7cc3-9437-078e7628b541\"",
+        "\"turn-id\": \"01a23c47-ce57-7cc3-9437-078e7628b542\"",
+    );
     let out = repo
         .command_in(&repo.home, &["hook", "codex", &next])
         .stdin(Stdio::null())
@@ -401,10 +415,17 @@ fn codex_notify_passes_the_payload_as_its_last_argument() {
 fn codex_hooks_record_prompts_patches_commands_and_the_model() {
     let repo = TestRepo::new();
     hook(&repo, "codex", &fixture(&repo, "codex", "user-prompt-submit"));
-    repo.write("CHANGES", "- add CHANGES\n");
-    hook(&repo, "codex", &fixture(&repo, "codex", "post-tool-use-apply-patch"));
-    repo.write("files.txt", "CHANGES\nREADME.md\n");
+    repo.write(
+        "src/greet.rs",
+        "pub fn greet(name: &str) -> String {\n    format!(\"Hello, {name}!\")\n}\n",
+    );
+    hook(&repo, "codex", &fixture(&repo, "codex", "post-tool-use-apply-patch-add"));
+    repo.write("README.md", "hello\nSee greet() in src/greet.rs.\n");
+    hook(&repo, "codex", &fixture(&repo, "codex", "post-tool-use-apply-patch-update"));
+    repo.write("docs/greet.md", "greet(name) says hello\n");
     hook(&repo, "codex", &fixture(&repo, "codex", "post-tool-use-bash"));
+    hook(&repo, "codex", &fixture(&repo, "codex", "post-tool-use-bash-failed"));
+    hook(&repo, "codex", &fixture(&repo, "codex", "pre-compact"));
     hook(&repo, "codex", &fixture(&repo, "codex", "stop"));
 
     let session = only_session(&repo);
@@ -412,23 +433,36 @@ fn codex_hooks_record_prompts_patches_commands_and_the_model() {
     assert_eq!(
         kinds_and_subjects(&repo, &session),
         [
-            ("prompt", "prompt: Add a CHANGES file and list the files"),
-            ("tool", "apply_patch CHANGES"),
-            ("tool", "Bash: ls > files.txt"),
-            ("model", "model: Added CHANGES and listed the files in files.txt."),
+            ("prompt", "prompt: Add a greet function in src/greet.rs and mention it in the README"),
+            ("tool", "apply_patch src/greet.rs"),
+            ("tool", "apply_patch README.md"),
+            ("tool", "Bash: mkdir -p docs && echo 'greet(name) says hello' > docs/greet.md"),
+            // Codex 0.169's PostToolUse gives a command's output only, not its exit code.
+            ("tool", "Bash: cat docs/missing.md"),
+            ("compact", "compact (auto)"),
+            (
+                "model",
+                "model: I added greet() in src/greet.rs, documented it in docs/greet.md and mentioned it in the READ…"
+            ),
         ]
         .map(|(kind, subject)| (kind.to_string(), subject.to_string()))
     );
     let changed = |rev: &str| {
         repo.git(&["diff", "--name-only", &format!("{rev}^"), rev, "--", ".", ":!.cairn"])
     };
-    assert_eq!(changed(&format!("{reference}~2")), "CHANGES\n");
-    assert_eq!(changed(&format!("{reference}~1")), "files.txt\n");
+    assert_eq!(changed(&format!("{reference}~5")), "src/greet.rs\n");
+    assert_eq!(changed(&format!("{reference}~4")), "README.md\n");
+    assert_eq!(changed(&format!("{reference}~3")), "docs/greet.md\n");
+    assert_eq!(changed(&format!("{reference}~2")), "");
     let message = repo.git(&["log", "-1", "--format=%an%n%B", &reference]);
-    assert!(message.starts_with("codex via cairn (gpt-5-codex)\n"), "{message}");
-    assert!(message.contains("Cairn-Model: gpt-5-codex\n"), "{message}");
-    let step = json_at(&repo, &format!("{reference}~2"), ".cairn/state/step.json");
-    assert_eq!(step["hook"]["turn_id"], "019a2f6e-8a01-7c11-b2d4-5e6f7a8b9c0d");
+    assert!(message.starts_with("codex via cairn (gpt-5.5)\n"), "{message}");
+    assert!(message.contains("Cairn-Model: gpt-5.5\n"), "{message}");
+    let step = json_at(&repo, &format!("{reference}~5"), ".cairn/state/step.json");
+    assert_eq!(step["hook"]["turn_id"], "01a23c47-ce57-7cc3-9437-078e7628b541");
+    assert_eq!(
+        step["tool_results"][0]["content"],
+        "Exit code: 0\nWall time: 0 seconds\nOutput:\nSuccess. Updated the following files:\nA src/greet.rs\n"
+    );
     repo.assert_fsck_clean();
 }
 
@@ -436,18 +470,36 @@ fn codex_hooks_record_prompts_patches_commands_and_the_model() {
 fn gemini_hooks_record_the_turn_and_its_prompt_once() {
     let repo = TestRepo::new();
     hook(&repo, "gemini", &fixture(&repo, "gemini", "before-agent"));
-    repo.write("hello.py", "print('hello')\n");
+    repo.write(
+        "src/greet.rs",
+        "pub fn greet(name: &str) -> String {\n    format!(\"Hello, {name}!\")\n}\n",
+    );
     hook(&repo, "gemini", &fixture(&repo, "gemini", "after-tool-write-file"));
-    repo.write("README.md", "# Hello project\n");
+    repo.write("README.md", "hello\nSee greet() in src/greet.rs.\n");
     hook(&repo, "gemini", &fixture(&repo, "gemini", "after-tool-replace"));
-    repo.write("out.txt", "hello\n");
+    repo.write("docs/greet.md", "greet(name) says hello\n");
     hook(&repo, "gemini", &fixture(&repo, "gemini", "after-tool-run-shell-command"));
+    hook(&repo, "gemini", &fixture(&repo, "gemini", "after-tool-run-shell-command-failed"));
     hook(&repo, "gemini", &fixture(&repo, "gemini", "after-agent"));
 
     let session = only_session(&repo);
     assert_eq!(
-        kinds(&repo, &session),
-        ["prompt", "tool", "tool", "tool", "model"],
+        kinds_and_subjects(&repo, &session),
+        [
+            ("prompt", "prompt: Add a greet function in src/greet.rs and mention it in the README"),
+            ("tool", "write_file src/greet.rs"),
+            ("tool", "replace README.md"),
+            (
+                "tool",
+                "run_shell_command: mkdir -p docs && echo 'greet(name) says hello' > docs/greet.md"
+            ),
+            ("tool", "run_shell_command: cat docs/missing.md (failed)"),
+            (
+                "model",
+                "model: I added greet() in src/greet.rs, documented it in docs/greet.md and mentioned it in the READ…"
+            ),
+        ]
+        .map(|(kind, subject)| (kind.to_string(), subject.to_string())),
         "AfterAgent repeats the prompt BeforeAgent recorded"
     );
     let export: Value =
@@ -461,12 +513,18 @@ fn gemini_hooks_record_the_turn_and_its_prompt_once() {
         .count();
     assert_eq!(users, 1);
     let reference = TestRepo::session_ref(&session);
-    assert_eq!(repo.git(&["show", &format!("{reference}:README.md")]), "# Hello project\n");
-    assert_eq!(repo.git(&["show", &format!("{reference}:out.txt")]), "hello\n");
+    assert_eq!(
+        repo.git(&["show", &format!("{reference}:README.md")]),
+        "hello\nSee greet() in src/greet.rs.\n"
+    );
+    assert_eq!(
+        repo.git(&["show", &format!("{reference}:docs/greet.md")]),
+        "greet(name) says hello\n"
+    );
 
     // Only AfterAgent configured: the turn's prompt is recorded from it.
     let alone = fixture(&repo, "gemini", "after-agent")
-        .replace("3f9e2b1a-5c4d-4e6f-8a7b-9c0d1e2f3a4b", "gemini-two");
+        .replace("ed401e60-89f6-486d-a4eb-69b541d40b2b", "gemini-two");
     hook(&repo, "gemini", &alone);
     let second = sessions(&repo).into_iter().find(|id| *id != session).expect("a second session");
     assert_eq!(kinds(&repo, &second), ["prompt", "model"]);
@@ -550,7 +608,7 @@ fn secrets_in_a_hook_payload_are_redacted_unless_configured_off() {
 
     std::fs::write(repo.home.join("cairn-config.toml"), "[transcript]\nredact_secrets = false\n")
         .unwrap();
-    hook(&repo, "claude-code", &payload.replace("8c35adc1", "9d46bed2"));
+    hook(&repo, "claude-code", &payload.replace("2fd86723", "9d46bed2"));
     let plain =
         sessions(&repo).into_iter().map(|id| TestRepo::session_ref(&id)).collect::<Vec<_>>();
     let raw: String = plain
@@ -680,7 +738,7 @@ async fn resume_continues_a_hook_made_session_with_its_conversation() {
     let seen = requests.last().unwrap().body["messages"].as_array().unwrap().clone();
     let text = serde_json::to_string(&seen).unwrap();
     assert!(text.contains("Add a greet function in src/greet.rs"), "the hook's prompt: {text}");
-    assert!(text.contains("toolu_01DUWrite7Kq2"), "the Write call: {text}");
+    assert!(text.contains("toolu_mock01"), "the Write call: {text}");
     assert!(text.contains("what is next?"));
     assert_eq!(only_session(&repo), session);
     let all = kinds(&repo, &session);
@@ -733,7 +791,8 @@ fn codex_notify_and_stop_hook_together_record_each_turn_once() {
             serde_json::from_str(&fixture(&repo, "codex", "notify-agent-turn-complete")).unwrap();
         notify["thread-id"] = stop_payload["session_id"].clone();
         notify["turn-id"] = turn.into();
-        notify["input-messages"] = json!(["Add a CHANGES file and list the files"]);
+        notify["input-messages"] =
+            json!(["Add a greet function in src/greet.rs and mention it in the README"]);
         notify.to_string()
     };
     let notify = |payload: String| {
@@ -755,7 +814,7 @@ fn codex_notify_and_stop_hook_together_record_each_turn_once() {
     assert_eq!(kinds(&repo, &session), ["prompt", "model"]);
 
     // The next turn's notify arriving before its Stop hook: still one model step.
-    let next = "019a2f6e-9999-7c11-b2d4-5e6f7a8b9c0d";
+    let next = "01a23c47-ce57-7cc3-9437-999999999999";
     repo.write("CHANGES", "- add CHANGES\n- list the files\n");
     notify(notify_for(next));
     hook(&repo, "codex", &stop.replace(&turn, next));
@@ -769,7 +828,7 @@ fn codex_notify_and_stop_hook_together_record_each_turn_once() {
 /// Writes Gemini CLI's JSONL transcript for the PreCompress tests: a metadata line and one
 /// line per message.
 fn gemini_transcript(path: &Path, ids: &[&str]) {
-    let mut text = json!({"sessionId": "3f9e2b1a-5c4d-4e6f-8a7b-9c0d1e2f3a4b", "projectHash": "p", "startTime": "2026-11-24T15:30:00.000Z"}).to_string();
+    let mut text = json!({"sessionId": "ed401e60-89f6-486d-a4eb-69b541d40b2b", "projectHash": "p", "startTime": "2026-11-24T15:30:00.000Z"}).to_string();
     text.push('\n');
     for id in ids {
         text.push_str(&json!({"id": id, "timestamp": "2026-11-24T15:30:01.000Z", "type": "user", "content": [{"text": id}]}).to_string());
@@ -793,7 +852,10 @@ fn gemini_precompress_is_a_compact_step_only_when_the_history_was_compressed() {
     // Gemini fires PreCompress before each model request; below its threshold nothing
     // follows.
     hook(&repo, "gemini", &with_transcript("pre-compress"));
-    repo.write("hello.py", "print('hello')\n");
+    repo.write(
+        "src/greet.rs",
+        "pub fn greet(name: &str) -> String {\n    format!(\"Hello, {name}!\")\n}\n",
+    );
     hook(&repo, "gemini", &with_transcript("after-tool-write-file"));
     hook(&repo, "gemini", &with_transcript("pre-compress"));
     hook(&repo, "gemini", &with_transcript("after-agent"));
@@ -807,14 +869,17 @@ fn gemini_precompress_is_a_compact_step_only_when_the_history_was_compressed() {
     text.push_str(&json!({"$set": {"messages": [{"id": "summary"}, {"id": "m4"}]}}).to_string());
     text.push('\n');
     std::fs::write(&transcript, text).unwrap();
-    repo.write("out.txt", "hello\n");
+    repo.write("docs/greet.md", "greet(name) says hello\n");
     hook(&repo, "gemini", &with_transcript("after-tool-run-shell-command"));
     assert_eq!(
         kinds_and_subjects(&repo, &session)[3..],
         [
-            ("prompt", "prompt: Create hello.py and fix the README title"),
+            ("prompt", "prompt: Add a greet function in src/greet.rs and mention it in the README"),
             ("compact", "compact (auto)"),
-            ("tool", "run_shell_command: python3 hello.py > out.txt")
+            (
+                "tool",
+                "run_shell_command: mkdir -p docs && echo 'greet(name) says hello' > docs/greet.md"
+            )
         ]
         .map(|(kind, subject)| (kind.to_string(), subject.to_string()))
     );
