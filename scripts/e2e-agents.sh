@@ -12,10 +12,13 @@
 # 2. Starts scripts/e2e/mock_models.py on 127.0.0.1, a scripted model server speaking the
 #    Anthropic Messages API, the OpenAI Responses API and the Gemini API with SSE streaming.
 # 3. For each agent, makes <scratch>/<agent>/project (a git repository with README.md
-#    "hello") and <scratch>/<agent>/home, writes the hook settings by hand —
-#    `.claude/settings.json`; `~/.codex/config.toml` with `[hooks]` and `notify` (run with
-#    `codex exec --dangerously-bypass-hook-trust`); `.gemini/settings.json` with the folder
-#    trusted in `~/.gemini/trustedFolders.json` — each running `cairn hook <agent>`, and
+#    "hello") and <scratch>/<agent>/home, configures the hooks with `cairn hook install`
+#    — the project's `.claude/settings.json`; `~/.codex/config.toml` (`--user`, merged into
+#    the provider settings the script writes, plus `notify`; run with
+#    `codex exec --dangerously-bypass-hook-trust`); the project's `.gemini/settings.json`
+#    with the folder trusted in `~/.gemini/trustedFolders.json` — and checks that
+#    `cairn hook status` sees them (in capture mode it writes them by hand instead, with
+#    the extra events, SessionStart and SessionEnd, that fixtures record); then it
 #    runs the agent headless on the prompt "Add a greet function in src/greet.rs and
 #    mention it in the README". The mock makes it write src/greet.rs, edit README.md, run
 #    a command that succeeds and one that fails (`cat docs/missing.md`, exit 1), then
@@ -170,9 +173,23 @@ commit_project() { # dir
 # A clean environment for an agent: only what it needs, HOME in the scratch folder.
 agent_env() { # agent
   local home="$scratch/$1/home"
-  echo env -i "PATH=$cli/node_modules/.bin:$(dirname "$(command -v node)"):/usr/local/bin:/usr/bin:/bin" \
+  echo env -i "PATH=$(dirname "$cairn"):$cli/node_modules/.bin:$(dirname "$(command -v node)"):/usr/local/bin:/usr/bin:/bin" \
     "HOME=$home" "USER=${USER:-e2e}" "TERM=dumb" "LANG=C.UTF-8" "TMPDIR=$scratch/$1/tmp" \
     "XDG_CONFIG_HOME=$home/.config" "NO_COLOR=1" "CI=1"
+}
+
+# `cairn hook install <agent> [flags]` and `cairn hook status <agent>` as a user would run
+# them, in the agent's scratch home; fails the agent when status does not see the hooks.
+install_hooks() { # agent project [flags]
+  local agent="$1" project="$2"; shift 2
+  (cd "$project" && $(agent_env "$agent") CODEX_HOME="$scratch/$agent/home/.codex" \
+    "$cairn" hook install "$agent" "$@" && $(agent_env "$agent") \
+    CODEX_HOME="$scratch/$agent/home/.codex" "$cairn" hook status "$agent") \
+    >"$scratch/$agent/install.txt"
+  grep -q "configured (" "$scratch/$agent/install.txt" || {
+    echo "cairn hook status does not see $agent's hooks: $scratch/$agent/install.txt" >&2
+    return 1
+  }
 }
 
 run_claude_code() {
@@ -180,6 +197,7 @@ run_claude_code() {
   cmd="$(hook_command claude-code)"
   new_project "$project"
   mkdir -p "$project/.claude" "$scratch/claude-code/tmp"
+  if [ -z "$capture" ]; then install_hooks claude-code "$project" || return 1; else
   python3 - "$cmd" >"$project/.claude/settings.json" <<'EOF'
 import json, sys
 hook = [{"type": "command", "command": sys.argv[1]}]
@@ -189,6 +207,7 @@ tools = {"PostToolUse", "PostToolUseFailure"}
 print(json.dumps({"hooks": {e: [dict({"matcher": "*"} if e in tools else {}, hooks=hook)]
                             for e in events}}, indent=2))
 EOF
+  fi
   commit_project "$project"
   (cd "$project" && $(agent_env claude-code) \
     ANTHROPIC_BASE_URL="$mock/anthropic" ANTHROPIC_API_KEY=sk-ant-mock-key \
@@ -215,9 +234,9 @@ run_codex() {
   cmd="$(hook_command codex)"
   new_project "$project"
   mkdir -p "$home/.codex" "$scratch/codex/tmp"
-  python3 - "$cmd" "$mock/openai/v1" "$project" "$compact" >"$home/.codex/config.toml" <<'EOF'
+  python3 - "$cmd" "$mock/openai/v1" "$project" "$compact" "$capture" >"$home/.codex/config.toml" <<'EOF'
 import json, sys
-cmd, base_url, project, compact = sys.argv[1:]
+cmd, base_url, project, compact, capture = sys.argv[1:]
 q = json.dumps  # a TOML basic string is a JSON string
 print(f"""model = "gpt-5.5"
 model_provider = "mock"
@@ -242,9 +261,10 @@ env_key = "MOCK_API_KEY"
 [projects.{q(project)}]
 trust_level = "trusted"
 """)
-for event in ["SessionStart", "UserPromptSubmit", "PostToolUse", "PreCompact", "Stop"]:
+for event in ["SessionStart", "UserPromptSubmit", "PostToolUse", "PreCompact", "Stop"] if capture else []:
     print(f"[[hooks.{event}]]\n[[hooks.{event}.hooks]]\ntype = \"command\"\ncommand = {q(cmd)}\n")
 EOF
+  [ -n "$capture" ] || install_hooks codex "$project" --user || return 1
   commit_project "$project"
   (cd "$project" && $(agent_env codex) CODEX_HOME="$home/.codex" MOCK_API_KEY=mock-key \
     codex exec --dangerously-bypass-hook-trust --skip-git-repo-check --json "$PROMPT" \
@@ -257,6 +277,7 @@ run_gemini() {
   cmd="$(hook_command gemini)"
   new_project "$project"
   mkdir -p "$project/.gemini" "$home/.gemini" "$scratch/gemini/tmp"
+  if [ -z "$capture" ]; then install_hooks gemini "$project" || return 1; else
   python3 - "$cmd" >"$project/.gemini/settings.json" <<'EOF'
 import json, sys
 hook = [{"name": "cairn", "type": "command", "command": sys.argv[1]}]
@@ -264,6 +285,7 @@ events = ["SessionStart", "BeforeAgent", "AfterTool", "AfterAgent", "PreCompress
 print(json.dumps({"hooks": {e: [dict({"matcher": "*"} if e == "AfterTool" else {}, hooks=hook)]
                             for e in events}}, indent=2))
 EOF
+  fi
   commit_project "$project"
   cat >"$home/.gemini/settings.json" <<'EOF'
 {

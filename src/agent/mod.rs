@@ -163,7 +163,9 @@ impl Agent {
         let mut memory = setup.memory;
         memory.notes = setup.restored.notes;
         memory.summary = setup.restored.summary;
-        let watcher = if setup.watch {
+        // With Watchman configured, every snapshot asks it (see `checkpoint::Store::scan`):
+        // a second watcher of cairn's own would only cost its set-up.
+        let watcher = if setup.watch && !setup.store.watches_with_watchman() {
             watch::Watcher::start(setup.store.root(), setup.store.scanned_dirs()).ok()
         } else {
             None

@@ -45,6 +45,19 @@ pub struct StoreOptions {
     /// `[transcript] redact_secrets`: replace secret-looking strings in everything cairn
     /// stores of its own (see [`Store::redacts_secrets`]).
     pub redact_secrets: bool,
+    /// `[snapshot] fsmonitor`: ask Watchman what changed instead of scanning.
+    pub watchman: bool,
+}
+
+impl StoreOptions {
+    /// The options `config` sets.
+    pub fn from_config(config: &crate::config::Config) -> StoreOptions {
+        StoreOptions {
+            max_new_file_size: config.max_new_file_size.value,
+            redact_secrets: config.redact_secrets.value,
+            watchman: config.fsmonitor.value != crate::config::FsMonitor::None,
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -52,6 +65,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_new_file_size: crate::config::DEFAULT_MAX_NEW_FILE_SIZE,
             redact_secrets: true,
+            watchman: false,
         }
     }
 }
@@ -70,6 +84,8 @@ pub struct Store {
     pub progress: Arc<AtomicUsize>,
     /// Whether this process has swept up after killed ones yet (see [`temp`]).
     swept: std::cell::Cell<bool>,
+    /// Why the last snapshot scanned although Watchman is configured.
+    watchman_note: std::cell::RefCell<Option<String>>,
 }
 
 impl Store {
@@ -112,6 +128,7 @@ impl Store {
             options,
             progress: Arc::default(),
             swept: std::cell::Cell::new(false),
+            watchman_note: std::cell::RefCell::default(),
         })
     }
 
@@ -175,14 +192,34 @@ impl Store {
         // The stat cache is checked against the disk as it is now (see `stat_cache`).
         objects::refresh(&self.repo);
         let cache_path = self.stat_cache_path();
-        snapshot::scan(&snapshot::ScanContext {
+        let ctx = snapshot::ScanContext {
             repo: &self.repo,
             sync: &self.sync,
             root: &self.root,
             cache_path: &cache_path,
             max_new_file_size: self.options.max_new_file_size,
             progress: &self.progress,
-        })
+        };
+        if !self.options.watchman {
+            return snapshot::scan(&ctx);
+        }
+        let state_path = self.worktree_dir.join("fsmonitor");
+        std::fs::create_dir_all(&self.worktree_dir)
+            .map_err(|err| Error::io(format!("creating {}", self.worktree_dir.display()), err))?;
+        let (snapshot, update, why) = snapshot::scan_with_watchman(&ctx, &state_path)?;
+        *self.watchman_note.borrow_mut() = why;
+        Ok((snapshot, update))
+    }
+
+    /// Whether snapshots ask Watchman first (`[snapshot] fsmonitor`).
+    pub fn watches_with_watchman(&self) -> bool {
+        self.options.watchman
+    }
+
+    /// With `[snapshot] fsmonitor` on: why the last snapshot of this process scanned the
+    /// workspace instead of asking Watchman (`None`: it asked Watchman, or took none).
+    pub fn watchman_note(&self) -> Option<String> {
+        self.watchman_note.borrow().clone()
     }
 
     /// The directories the last full scan entered, relative to the workspace root (the root

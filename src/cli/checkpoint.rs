@@ -42,6 +42,9 @@ pub struct Args {
     /// tool.
     #[arg(long, value_parser = parse_kind)]
     kind: Option<StepKind>,
+    /// Say on stderr how the workspace was read: through Watchman, or why it was scanned.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 fn parse_agent(name: &str) -> Result<String, String> {
@@ -107,6 +110,15 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         }
     };
     store.set_current_session(&session.info.id)?;
+    if args.verbose {
+        match (store.watches_with_watchman(), store.watchman_note()) {
+            (false, _) => eprintln!(
+                "cairn checkpoint: scanned the workspace ([snapshot] fsmonitor = \"none\")"
+            ),
+            (true, None) => eprintln!("cairn checkpoint: read what Watchman reported changed"),
+            (true, Some(why)) => eprintln!("cairn checkpoint: scanned the workspace: {why}"),
+        }
+    }
     if recorded.reserved_path_present {
         eprintln!(
             "warning: the workspace has a `.cairn` entry; that name is reserved and is never recorded"
@@ -139,10 +151,7 @@ fn open() -> Result<Store, CommandError> {
     let project = super::config::project_at(&cwd);
     let config = config::load(project.as_ref(), &Env::from_process(), &Flags::default())
         .map_err(config_error)?;
-    let options = StoreOptions {
-        max_new_file_size: config.max_new_file_size.value,
-        redact_secrets: config.redact_secrets.value,
-    };
+    let options = StoreOptions::from_config(&config);
     Ok(Store::discover(&cwd, options)?)
 }
 

@@ -10,10 +10,20 @@ use crate::checkpoint::{self, Store, StoreOptions};
 
 use super::CommandError;
 
-/// Opens the store for the current directory.
+/// Opens the store for the current directory, with the snapshot settings of its
+/// configuration (the defaults when that does not load: reading commands must not fail
+/// for it, and the commands that use the rest of the configuration report its errors).
 pub fn open_store() -> Result<Store, CommandError> {
     let cwd = std::env::current_dir()?;
-    Store::discover(&cwd, StoreOptions::default()).map_err(CommandError::from)
+    let project = super::config::project_at(&cwd);
+    let options = crate::config::load(
+        project.as_ref(),
+        &crate::config::Env::from_process(),
+        &crate::config::Flags::default(),
+    )
+    .map(|config| StoreOptions::from_config(&config))
+    .unwrap_or_default();
+    Store::discover(&cwd, options).map_err(CommandError::from)
 }
 
 impl From<crate::history::land::Error> for CommandError {

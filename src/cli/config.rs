@@ -151,6 +151,10 @@ fn settings_text(listing: &mut Listing, config: &Config) {
         format!("max_new_file_size = {}", quote(&format_size(size.value))),
         size.source.to_string(),
     );
+    listing.line(
+        format!("fsmonitor = {}", quote(config.fsmonitor.value.as_str())),
+        config.fsmonitor.source.to_string(),
+    );
     listing.table("[transcript]".into());
     listing.line(
         format!("redact_secrets = {}", config.redact_secrets.value),
@@ -357,7 +361,10 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
         "model": model,
         "model_error": model_error,
         "approval": sourced_json(&Sourced::new(config.approval.value.as_str(), config.approval.source.clone())),
-        "snapshot": {"max_new_file_size": sourced_json(&config.max_new_file_size)},
+        "snapshot": {
+            "max_new_file_size": sourced_json(&config.max_new_file_size),
+            "fsmonitor": sourced_json(&Sourced::new(config.fsmonitor.value.as_str(), config.fsmonitor.source.clone())),
+        },
         "transcript": {"redact_secrets": sourced_json(&config.redact_secrets)},
         "memory": {
             "inject_tokens": sourced_json(&config.memory.inject_tokens),

@@ -153,10 +153,7 @@ fn open(cwd: &std::path::Path, note: &dyn Fn(&str)) -> Result<Store, String> {
             config::Config::built_in()
         }
     };
-    let options = StoreOptions {
-        max_new_file_size: config.max_new_file_size.value,
-        redact_secrets: config.redact_secrets.value,
-    };
+    let options = StoreOptions::from_config(&config);
     let store = Store::discover(cwd, options).map_err(|err| match err {
         crate::checkpoint::Error::NotARepository(_) => {
             format!("{} (the payload's cwd) is not inside a git repository", cwd.display())

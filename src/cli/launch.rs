@@ -40,13 +40,7 @@ impl Context {
         // Configuration first for the size limit; the repository is found the same way.
         let project = project_at(&cwd);
         let config = config::load(project.as_ref(), &env, &flags).map_err(config_error)?;
-        let store = Store::discover(
-            &cwd,
-            StoreOptions {
-                max_new_file_size: config.max_new_file_size.value,
-                redact_secrets: config.redact_secrets.value,
-            },
-        )?;
+        let store = Store::discover(&cwd, StoreOptions::from_config(&config))?;
         let sandbox = sandbox_plan(&config.sandbox, &env, store.root(), &git_dirs(&store));
         Ok(Context { store, config, env, sandbox })
     }

@@ -78,8 +78,13 @@ impl Config {
         if let Some(approval) = file.approval {
             self.approval = source.of(approval.into_inner());
         }
-        if let Some(size) = file.snapshot.and_then(|snapshot| snapshot.max_new_file_size) {
-            self.max_new_file_size = source.of(size.0);
+        if let Some(snapshot) = file.snapshot {
+            if let Some(size) = snapshot.max_new_file_size {
+                self.max_new_file_size = source.of(size.0);
+            }
+            if let Some(monitor) = snapshot.fsmonitor {
+                self.fsmonitor = source.of(monitor);
+            }
         }
         if let Some(redact) = file.transcript.and_then(|transcript| transcript.redact_secrets) {
             self.redact_secrets = source.of(redact);

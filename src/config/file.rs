@@ -148,6 +148,7 @@ pub(super) struct FileMemory {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileSnapshot {
     pub(super) max_new_file_size: Option<ByteSize>,
+    pub(super) fsmonitor: Option<super::FsMonitor>,
 }
 
 /// A size in bytes, written as a number (`1000`) or with a unit (`"512KiB"`, `"8MiB"`).

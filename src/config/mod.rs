@@ -50,6 +50,41 @@ pub use providers::{ApiKey, Endpoint, MaxTokensField, Provider, ProviderApi};
 pub use source::{Source, Sourced};
 pub use trust::{Project, Trust};
 
+/// `[snapshot] fsmonitor`: where snapshots learn what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum FsMonitor {
+    /// Scan the workspace (incrementally, against the stat cache).
+    None,
+    /// Ask Watchman, which must be installed; scan whenever it cannot answer.
+    Watchman,
+    /// Ask Watchman when it is installed, else scan.
+    Auto,
+}
+
+impl TryFrom<String> for FsMonitor {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        match name.as_str() {
+            "none" => Ok(FsMonitor::None),
+            "watchman" => Ok(FsMonitor::Watchman),
+            "auto" => Ok(FsMonitor::Auto),
+            _ => Err(format!("fsmonitor = \"{name}\" is none of \"none\", \"watchman\", \"auto\"")),
+        }
+    }
+}
+
+impl FsMonitor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsMonitor::None => "none",
+            FsMonitor::Watchman => "watchman",
+            FsMonitor::Auto => "auto",
+        }
+    }
+}
+
 /// How much the agent may do without asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -126,6 +161,7 @@ pub struct Config {
     pub approval: Sourced<Approval>,
     pub providers: BTreeMap<String, Provider>,
     pub max_new_file_size: Sourced<u64>,
+    pub fsmonitor: Sourced<FsMonitor>,
     /// `[transcript] redact_secrets`: replace secret-looking strings in the stored
     /// conversation with a marker (default on).
     pub redact_secrets: Sourced<bool>,
@@ -384,6 +420,7 @@ impl Config {
             approval: Sourced::new(Approval::Ask, Source::Default),
             providers,
             max_new_file_size: Sourced::new(DEFAULT_MAX_NEW_FILE_SIZE, Source::Default),
+            fsmonitor: Sourced::new(FsMonitor::None, Source::Default),
             redact_secrets: Sourced::new(true, Source::Default),
             memory: MemorySettings {
                 inject_tokens: Sourced::new(DEFAULT_INJECT_TOKENS as u64, Source::Default),

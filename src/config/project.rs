@@ -154,6 +154,16 @@ impl Config {
             );
             snapshot.max_new_file_size = None;
         }
+        if let Some(snapshot) = &mut file.snapshot
+            && snapshot.fsmonitor.is_some_and(|monitor| monitor != super::FsMonitor::None)
+        {
+            ignore(
+                ignored,
+                "snapshot.fsmonitor".into(),
+                "a project may not start a Watchman watch; it may only turn the monitor off",
+            );
+            snapshot.fsmonitor = None;
+        }
         if let Some(transcript) = &mut file.transcript
             && transcript.redact_secrets == Some(false)
             && self.redact_secrets.value

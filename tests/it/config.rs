@@ -650,7 +650,7 @@ fn config_show_explains_what_to_set_and_reports_bad_files() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "error: {project}:2:1: unknown field `max_new_file_sise`, expected `max_new_file_size`"
+            "error: {project}:2:1: unknown field `max_new_file_sise`, expected `max_new_file_size` or `fsmonitor`"
         )
     );
 

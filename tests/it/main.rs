@@ -38,3 +38,4 @@ mod tools;
 mod transcript;
 mod trust;
 mod untrusted;
+mod watchman;

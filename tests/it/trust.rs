@@ -535,3 +535,38 @@ async fn the_session_end_promotion_never_rewrites_a_remote_fact_as_the_users() {
     assert!(blob.contains("source = \"remote:origin\""), "{blob}");
     assert!(stderr(&out).contains("came from origin's memory"), "{}", stderr(&out));
 }
+
+/// A Watchman watch outlives cairn, so a cloned repository may not start one; it may turn
+/// the monitor off.
+#[test]
+fn an_untrusted_cairn_toml_may_turn_the_file_monitor_off_but_not_on() {
+    let repo = TestRepo::new();
+    let monitor = |repo: &TestRepo| -> Value {
+        let config: Value = serde_json::from_str(&repo.ok(&["config", "show", "--json"])).unwrap();
+        config["snapshot"]["fsmonitor"].clone()
+    };
+    repo.write("cairn.toml", "[snapshot]\nfsmonitor = \"watchman\"\n");
+    assert_eq!(monitor(&repo)["value"], "none");
+    let text = repo.ok(&["config", "show"]);
+    assert!(
+        text.contains("#   ignored snapshot.fsmonitor: a project may not start a Watchman watch; it may only turn the monitor off\n"),
+        "{text}"
+    );
+
+    std::fs::write(repo.home.join("cairn-config.toml"), "[snapshot]\nfsmonitor = \"auto\"\n")
+        .unwrap();
+    assert_eq!(monitor(&repo)["value"], "auto", "the user's value stands");
+    repo.write("cairn.toml", "[snapshot]\nfsmonitor = \"none\"\n");
+    assert_eq!(monitor(&repo)["value"], "none");
+    assert_eq!(monitor(&repo)["source"]["kind"], "project-file");
+    repo.write("cairn.toml", "");
+    assert_eq!(monitor(&repo)["value"], "auto");
+
+    std::fs::write(repo.home.join("cairn-config.toml"), "[snapshot]\nfsmonitor = \"inotify\"\n")
+        .unwrap();
+    let err = repo.fails(&["config", "show"]);
+    assert!(
+        err.contains("cairn-config.toml:2:13: fsmonitor = \"inotify\" is none of \"none\", \"watchman\", \"auto\""),
+        "{err}"
+    );
+}

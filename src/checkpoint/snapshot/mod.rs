@@ -15,6 +15,7 @@
 
 mod apply;
 mod attributes;
+pub mod fsmonitor;
 mod ignore;
 mod index;
 mod scan;
@@ -36,7 +37,7 @@ use crate::git::Context;
 use stat_cache::{CachedKind, StatCache};
 
 pub use apply::{PathsSnapshot, apply_paths};
-pub use scan::{ScanContext, scan};
+pub use scan::{ScanContext, scan, scan_with_watchman};
 
 /// The directories the full scan that wrote the stat cache at `cache_path` entered,
 /// relative to the workspace root (the root left out); none without a cache.
@@ -81,17 +82,22 @@ pub struct ScanCounts {
     pub trees_written: usize,
 }
 
-/// The refreshed stat cache of a scan, to be saved once the objects it names are
-/// persisted.
+/// What a snapshot learnt for the next one: the refreshed stat cache of a full scan and
+/// Watchman's state ([`fsmonitor`]), to be saved once the objects they name are persisted.
 pub struct StatCacheUpdate {
-    cache: StatCache,
-    path: PathBuf,
+    cache: Option<(StatCache, PathBuf)>,
+    monitor: Option<(fsmonitor::MonitorState, PathBuf)>,
 }
 
 impl StatCacheUpdate {
     pub fn save(self) {
         // A cache that cannot be written only costs speed next time; the snapshot stands.
-        let _ = self.cache.save(&self.path);
+        if let Some((cache, path)) = self.cache {
+            let _ = cache.save(&path);
+        }
+        if let Some((state, path)) = self.monitor {
+            state.save(&path);
+        }
     }
 }
 /// A file whose content must be read and hashed.

@@ -8,16 +8,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gix::ObjectId;
 use gix::bstr::BString;
+use gix::objs::Exists as _;
 use rayon::prelude::*;
 
 use super::attributes::index_holds_raw_bytes;
+use super::fsmonitor::{self, Answer, MonitorState};
 use super::ignore::{DirRules, GlobalRules};
 use super::index::LazyIndex;
 use super::stat::{FileStat, Timestamp};
 use super::stat_cache::StatCache;
 use super::tree::{BuildOutput, write_tree};
 use super::walk::{Mode, ScannedDir, Walker};
-use super::{HashOutcome, ScanCounts, Snapshot, StatCacheUpdate, read_blob, store_blob};
+use super::{
+    HashOutcome, RESERVED_DIR, ScanCounts, Snapshot, StatCacheUpdate, apply_paths, read_blob,
+    store_blob,
+};
 use crate::checkpoint::error::Result;
 use crate::git::objects;
 use crate::git::{Context, IoContext};
@@ -75,16 +80,106 @@ pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
     };
     let BuildOutput { dirs, mut skipped, counts, .. } = out;
     let cache = StatCacheUpdate {
-        cache: StatCache {
-            written: Timestamp::default(),
-            rules: Some(rules),
-            index: index_stat,
-            dirs,
-        },
-        path: ctx.cache_path.to_owned(),
+        cache: Some((
+            StatCache {
+                written: Timestamp::default(),
+                rules: Some(rules),
+                index: index_stat,
+                dirs,
+            },
+            ctx.cache_path.to_owned(),
+        )),
+        monitor: None,
     };
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((Snapshot { tree, skipped, reserved_path_present, counts }, cache))
+}
+
+/// A snapshot from what Watchman says changed since the last one (see [`fsmonitor`]),
+/// or a full scan when that cannot be trusted; the reason for the full scan comes back
+/// too. `state_path` holds Watchman's state between snapshots.
+pub fn scan_with_watchman(
+    ctx: &ScanContext<'_>,
+    state_path: &Path,
+) -> Result<(Snapshot, StatCacheUpdate, Option<String>)> {
+    let global = GlobalRules::load(ctx.repo).io_context(|| "reading ignore rules".into())?;
+    let rules = rules_fingerprint(&global, ctx.max_new_file_size)?.to_string();
+    let index_stat =
+        std::fs::symlink_metadata(ctx.repo.index_path()).ok().map(|m| FileStat::from_metadata(&m));
+    let index = fsmonitor::index_key(index_stat);
+    let saved = MonitorState::load(state_path).filter(|state| state.root == ctx.root);
+    let (clock, why) =
+        match (fsmonitor::ask(ctx.root, saved.as_ref().map(|s| s.clock.as_str())), saved) {
+            (Answer::Changed { clock, paths }, Some(saved)) => {
+                match changed_paths(ctx, &saved, &rules, index, &paths)? {
+                    Ok(snapshot) => {
+                        let state = MonitorState {
+                            root: ctx.root.to_owned(),
+                            clock,
+                            tree: snapshot.tree.to_string(),
+                            rules,
+                            index,
+                        };
+                        let update = StatCacheUpdate {
+                            cache: None,
+                            monitor: Some((state, state_path.to_owned())),
+                        };
+                        return Ok((snapshot, update, None));
+                    }
+                    Err(why) => (Some(clock), why),
+                }
+            }
+            (Answer::Changed { clock, .. }, None) => {
+                (Some(clock), "no saved Watchman state".to_string())
+            }
+            (Answer::Rescan { clock, why }, _) => (clock, why),
+        };
+    let (snapshot, mut update) = scan(ctx)?;
+    if let Some(clock) = clock {
+        let state = MonitorState {
+            root: ctx.root.to_owned(),
+            clock,
+            tree: snapshot.tree.to_string(),
+            rules,
+            index,
+        };
+        update.monitor = Some((state, state_path.to_owned()));
+    }
+    Ok((snapshot, update, Some(why)))
+}
+
+/// The snapshot of `saved`'s tree with `paths` brought up to date, or why it cannot be
+/// trusted.
+fn changed_paths(
+    ctx: &ScanContext<'_>,
+    saved: &MonitorState,
+    rules: &str,
+    index: Option<(i64, i64, u64, u64)>,
+    paths: &[std::path::PathBuf],
+) -> Result<std::result::Result<Snapshot, String>> {
+    if saved.rules != rules {
+        return Ok(Err("the ignore rules or the size limit changed".into()));
+    }
+    if saved.index != index {
+        return Ok(Err("the index changed, which can change what is tracked".into()));
+    }
+    let Some(base) = saved.tree_id().filter(|tree| objects::presence(ctx.repo).exists(tree)) else {
+        return Ok(Err("the last snapshot's tree is gone".into()));
+    };
+    // `.cairn` at the root is reserved and never recorded.
+    let paths: Vec<std::path::PathBuf> = paths
+        .iter()
+        .filter(|path| path.components().next().is_none_or(|c| c.as_os_str() != RESERVED_DIR))
+        .cloned()
+        .collect();
+    let applied = match apply_paths(ctx.repo, ctx.root, base, &paths, ctx.max_new_file_size) {
+        Ok(Some(applied)) => applied,
+        Ok(None) => return Ok(Err("a changed path is a directory".into())),
+        Err(err) => return Ok(Err(format!("a changed path could not be applied: {err}"))),
+    };
+    let reserved_path_present = std::fs::symlink_metadata(ctx.root.join(RESERVED_DIR)).is_ok();
+    let counts = ScanCounts { files_hashed: paths.len(), ..ScanCounts::default() };
+    Ok(Ok(Snapshot { tree: applied.tree, skipped: applied.skipped, reserved_path_present, counts }))
 }
 
 /// The walk phase: the workspace listed against the stat cache, then the blob ids of files

@@ -1,0 +1,181 @@
+//! The hook case: one `cairn checkpoint` process after one file changed, as every hook call
+//! of another agent is, side by side with the git-CLI warm method, at monorepo sizes.
+//!
+//! ```sh
+//! cargo bench --locked --bench hook                          # 200,000 files
+//! CAIRN_BENCH_FILES=100000,200000 cargo bench --locked --bench hook
+//! ```
+//!
+//! Three ways, alternating each run: `cairn checkpoint` with `[snapshot] fsmonitor =
+//! "watchman"` (a private Watchman server of the benchmark's own; skipped where `watchman`
+//! is not installed), `cairn checkpoint` with the incremental scan, and the git-CLI warm
+//! method (a private index kept between runs, `git add -A`, `git write-tree`,
+//! `git commit-tree`). Figures are whole-process wall time and peak RSS, medians over
+//! `CAIRN_BENCH_RUNS` runs (default 15), each after one file was edited.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmarks fail loudly")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Watchman {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Watchman {
+    fn start(dir: &Path) -> Option<Watchman> {
+        Command::new("watchman").arg("--version").output().ok()?;
+        let socket = dir.join("watchman.sock");
+        let child = Command::new("watchman")
+            .arg(format!("--sockname={}", socket.display()))
+            .arg(format!("--logfile={}", dir.join("watchman.log").display()))
+            .arg(format!("--pidfile={}", dir.join("watchman.pid").display()))
+            .arg(format!("--statefile={}", dir.join("watchman.state").display()))
+            .args(["--no-save-state", "--foreground"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let started = Instant::now();
+        while !socket.exists() && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Watchman { child, socket })
+    }
+}
+
+impl Drop for Watchman {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wall time and peak RSS (KiB) of one process, read with `wait4`.
+fn measure(command: &mut Command) -> (Duration, i64) {
+    let start = Instant::now();
+    #[expect(clippy::zombie_processes, reason = "wait4 below reaps it")]
+    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that `wait4` fills in; `pid` is our child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = start.elapsed();
+    assert_eq!(waited, pid, "wait4 failed");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{command:?} failed");
+    (elapsed, usage.ru_maxrss)
+}
+
+struct Mode {
+    name: &'static str,
+    home: PathBuf,
+    samples: Samples,
+    peak_kib: i64,
+}
+
+impl Mode {
+    fn new(name: &'static str, base: &Path, config: &str) -> Mode {
+        let home = base.join(name.replace(' ', "-"));
+        std::fs::create_dir_all(home.join(".config/cairn")).unwrap();
+        std::fs::write(home.join(".config/cairn/config.toml"), config).unwrap();
+        Mode { name, home, samples: Samples::default(), peak_kib: 0 }
+    }
+
+    fn checkpoint(&self, repo: &Path, watchman: Option<&Watchman>) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        command.args(["checkpoint", "-m", "hook"]).current_dir(repo).env("HOME", &self.home);
+        command.env_remove("XDG_CONFIG_HOME");
+        if let Some(watchman) = watchman {
+            command.env("WATCHMAN_SOCK", &watchman.socket);
+        }
+        command
+    }
+}
+
+fn bench(files: usize, runs: usize) -> BoxResult<()> {
+    let dir = tempfile::tempdir()?;
+    let repo = dir.path().join("repo");
+    eprintln!("building {files} files in {}", repo.display());
+    let layout = build_workspace(&repo, files)?;
+    git_init(&repo)?;
+    git(&repo, &["add", "-A"])?;
+    git(&repo, &["commit", "-qm", "base"])?;
+    let watchman = Watchman::start(dir.path());
+    let mut modes =
+        vec![Mode::new("cairn, scan", dir.path(), "[snapshot]\nfsmonitor = \"none\"\n")];
+    if watchman.is_some() {
+        modes.push(Mode::new(
+            "cairn, watchman",
+            dir.path(),
+            "[snapshot]\nfsmonitor = \"watchman\"\n",
+        ));
+    } else {
+        eprintln!("watchman is not installed: its mode is skipped");
+    }
+    let index = dir.path().join("git-cli.index");
+    let git_method = |repo: &Path| -> BoxResult<()> {
+        run(git_cmd(repo, Some(&index)).args(["add", "-A"]))?;
+        let tree = run(git_cmd(repo, Some(&index)).args(["write-tree"]))?;
+        run(git_cmd(repo, Some(&index)).args(["commit-tree", &tree, "-m", "hook"]))?;
+        Ok(())
+    };
+    // Warm: each mode's cache or Watchman state, and git's private index.
+    for mode in &modes {
+        for _ in 0..2 {
+            measure(&mut mode.checkpoint(&repo, watchman.as_ref()));
+        }
+    }
+    git_method(&repo)?;
+    let mut git_samples = Samples::default();
+    for round in 0..runs {
+        let path = layout.pick(round, 1).remove(0);
+        edit_file(&repo.join(&path), "hook", round as u64)?;
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..modes.len()).collect()
+        } else {
+            (0..modes.len()).rev().collect()
+        };
+        for index in order {
+            let mode = &mut modes[index];
+            let (elapsed, peak) = measure(&mut mode.checkpoint(&repo, watchman.as_ref()));
+            mode.samples.push(elapsed);
+            mode.peak_kib = mode.peak_kib.max(peak);
+        }
+        git_samples.time(|| git_method(&repo))?;
+    }
+    println!("\n{files} files, {runs} runs, one file changed before each");
+    let git_median = git_samples.median().as_secs_f64();
+    println!("  {:<18} {}", "git-CLI method", git_samples.summary());
+    for mode in &modes {
+        println!(
+            "  {:<18} {}  ratio to git {:.2}  peak RSS {:.1} MiB",
+            mode.name,
+            mode.samples.summary(),
+            mode.samples.median().as_secs_f64() / git_median,
+            mode.peak_kib as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+fn main() -> BoxResult<()> {
+    let sizes: Vec<usize> = match std::env::var("CAIRN_BENCH_FILES") {
+        Ok(list) => list.split(',').map(|n| n.trim().parse()).collect::<Result<_, _>>()?,
+        Err(_) => vec![200_000],
+    };
+    let runs = match std::env::var("CAIRN_BENCH_RUNS") {
+        Ok(n) => n.parse()?,
+        Err(_) => 15,
+    };
+    for files in sizes {
+        bench(files, runs)?;
+    }
+    Ok(())
+}

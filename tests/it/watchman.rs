@@ -1,0 +1,257 @@
+//! `[snapshot] fsmonitor = "watchman"`: `cairn checkpoint` against a real Watchman server
+//! of the test's own (its own socket, state and log), each step's tree checked against the
+//! git CLI's view of the workspace. Skipped, saying so, where `watchman` is not installed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::TestRepo;
+
+/// A Watchman server for one test, stopped when dropped.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts one, or `None` (after saying so) where Watchman is not installed.
+    fn start() -> Option<Server> {
+        if Command::new("watchman").arg("--version").output().is_err() {
+            eprintln!("skipping: `watchman` is not installed (Debian package `watchman`)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("sock");
+        let child = Command::new("watchman")
+            .arg(format!("--sockname={}", socket.display()))
+            .arg(format!("--logfile={}", dir.path().join("log").display()))
+            .arg(format!("--pidfile={}", dir.path().join("pid").display()))
+            .arg(format!("--statefile={}", dir.path().join("state").display()))
+            .args(["--no-save-state", "--foreground"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watchman starts");
+        let started = Instant::now();
+        while !socket.exists() {
+            assert!(started.elapsed() < Duration::from_secs(20), "watchman made no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Server { child, socket, _dir: dir })
+    }
+
+    /// Runs the `watchman` CLI against this server.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("watchman")
+            .arg(format!("--sockname={}", self.socket.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn watched_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    std::fs::create_dir_all(repo.home.join(".config/cairn")).unwrap();
+    std::fs::write(
+        repo.home.join(".config/cairn/config.toml"),
+        "[snapshot]\nfsmonitor = \"watchman\"\n",
+    )
+    .unwrap();
+    repo.write(".gitignore", "build/\n");
+    for dir in ["src", "docs", "old"] {
+        for n in 0..5 {
+            repo.write(&format!("{dir}/f{n}.txt"), &format!("{dir} {n}\n"));
+        }
+    }
+    repo
+}
+
+/// Runs `cairn checkpoint -v` against `server` and returns what it said about Watchman.
+fn checkpoint(repo: &TestRepo, server: &Server, message: &str) -> String {
+    checkpoint_at(repo, &server.socket, message)
+}
+
+fn checkpoint_at(repo: &TestRepo, socket: &Path, message: &str) -> String {
+    let out = repo
+        .command_in(&repo.root, &["checkpoint", "-v", "-m", message])
+        .env("WATCHMAN_SOCK", socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.lines().find(|line| line.starts_with("cairn checkpoint:")).unwrap_or("").to_string()
+}
+
+/// The workspace as git itself would snapshot it: `git add -A` into a scratch index.
+fn git_view(repo: &TestRepo) -> String {
+    let index = repo.home.join("scratch-index");
+    let _ = std::fs::remove_file(&index);
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&repo.root)
+            .env("GIT_INDEX_FILE", &index)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["add", "-A"]);
+    git(&["ls-tree", "-r", &git(&["write-tree"])])
+}
+
+/// The last step's workspace, in `git ls-tree -r` form without `.cairn/`.
+fn step_view(repo: &TestRepo) -> String {
+    let session = repo.git(&["for-each-ref", "--format=%(refname)", "refs/cairn/sessions"]);
+    let listing = repo.git(&["ls-tree", "-r", session.trim()]);
+    listing.lines().filter(|line| !line.contains("\t.cairn/")).collect::<Vec<_>>().join("\n")
+}
+
+fn assert_step_is_the_workspace(repo: &TestRepo) {
+    assert_eq!(step_view(repo), git_view(repo), "the step holds the workspace as git sees it");
+}
+
+const FROM_WATCHMAN: &str = "cairn checkpoint: read what Watchman reported changed";
+
+#[test]
+fn watchman_tells_checkpoints_what_changed_and_they_record_exactly_the_workspace() {
+    let Some(server) = Server::start() else { return };
+    let repo = watched_repo();
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    let index = std::fs::read(repo.path(".git/index")).ok();
+    assert_eq!(
+        checkpoint(&repo, &server, "first"),
+        "cairn checkpoint: scanned the workspace: no earlier Watchman clock"
+    );
+    assert_step_is_the_workspace(&repo);
+
+    // An edit, a new file, a new directory, a deletion, an ignored file, a symlink and an
+    // executable: Watchman's list is all the next snapshot reads.
+    repo.write("src/f1.txt", "changed\n");
+    repo.write("src/new.txt", "new\n");
+    repo.write("fresh/deep/file.txt", "deep\n");
+    std::fs::remove_file(repo.path("docs/f2.txt")).unwrap();
+    repo.write("build/out.o", "ignored\n");
+    std::os::unix::fs::symlink("f0.txt", repo.path("src/link")).unwrap();
+    repo.write("run.sh", "#!/bin/sh\n");
+    std::fs::set_permissions(
+        repo.path("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    assert_eq!(checkpoint(&repo, &server, "second"), FROM_WATCHMAN);
+    assert_step_is_the_workspace(&repo);
+    assert!(!step_view(&repo).contains("build/out.o"));
+
+    // Nothing changed: still Watchman, still the workspace.
+    assert_eq!(checkpoint(&repo, &server, "third"), FROM_WATCHMAN);
+    assert_step_is_the_workspace(&repo);
+
+    // A deleted directory and a changed .gitignore are scanned, and say why.
+    std::fs::remove_dir_all(repo.path("old")).unwrap();
+    let said = checkpoint(&repo, &server, "fourth");
+    assert!(said.contains("scanned the workspace:") && said.contains("old"), "{said}");
+    assert_step_is_the_workspace(&repo);
+    repo.write(".gitignore", "build/\ndocs/\n");
+    let said = checkpoint(&repo, &server, "fifth");
+    assert_eq!(said, "cairn checkpoint: scanned the workspace: .gitignore changed");
+    assert_step_is_the_workspace(&repo);
+    repo.write("src/f3.txt", "after the scan\n");
+    assert_eq!(checkpoint(&repo, &server, "sixth"), FROM_WATCHMAN);
+    assert_step_is_the_workspace(&repo);
+
+    // HEAD and the index are as they were.
+    assert_eq!(repo.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(std::fs::read(repo.path(".git/index")).ok(), index);
+    repo.assert_fsck_clean();
+    server.stop();
+}
+
+#[test]
+fn a_watchman_that_recrawls_dies_or_restarts_falls_back_to_a_scan() {
+    let Some(server) = Server::start() else { return };
+    let repo = watched_repo();
+    checkpoint(&repo, &server, "first");
+    repo.write("src/f1.txt", "one\n");
+    assert_eq!(checkpoint(&repo, &server, "second"), FROM_WATCHMAN);
+
+    // A recrawl: Watchman either answers with a fresh instance (cairn scans) or, as 4.9
+    // does, reports every file it re-found as changed (cairn reads them all); either way
+    // the step is the workspace.
+    server.cli(&["debug-recrawl", repo.root.to_str().unwrap()]);
+    repo.write("src/f2.txt", "two\n");
+    let said = checkpoint(&repo, &server, "after recrawl");
+    assert!(said.contains("fresh instance") || said == FROM_WATCHMAN, "{said}");
+    assert_step_is_the_workspace(&repo);
+
+    // The server dies mid-session: cairn scans, and records the change all the same.
+    server.stop();
+    repo.write("src/f3.txt", "three\n");
+    let said = checkpoint_at(&repo, Path::new("/nonexistent/watchman.sock"), "server gone");
+    assert!(
+        said.starts_with("cairn checkpoint: scanned the workspace: Watchman is not available"),
+        "{said}"
+    );
+    assert_step_is_the_workspace(&repo);
+
+    // A new server knows nothing of the old clock: one scan, then Watchman again.
+    let server = Server::start().unwrap();
+    repo.write("src/f4.txt", "four\n");
+    let said = checkpoint(&repo, &server, "new server");
+    assert!(said.starts_with("cairn checkpoint: scanned the workspace:"), "{said}");
+    assert_step_is_the_workspace(&repo);
+    repo.write("src/f0.txt", "zero\n");
+    assert_eq!(checkpoint(&repo, &server, "again"), FROM_WATCHMAN);
+    assert_step_is_the_workspace(&repo);
+    repo.assert_fsck_clean();
+}
+
+/// `cairn run` with Watchman configured: the shell step's changes (a new file, a deletion)
+/// are found through Watchman, without a watcher of cairn's own, and recorded exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_step_of_cairn_run_is_recorded_through_watchman() {
+    use crate::support::mock_model::{self, Reply};
+    use serde_json::json;
+    let Some(server) = Server::start() else { return };
+    let repo = watched_repo();
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[(
+            "call_1",
+            "shell",
+            json!({"command": "echo made > made.txt && rm docs/f1.txt"}),
+        )]),
+        Reply::chat_text("Done."),
+    ])
+    .await;
+    repo.use_model_with(
+        &model.base_url(),
+        "[memory]\nsummarize = false\n[snapshot]\nfsmonitor = \"watchman\"\n",
+    );
+    let mut command = repo.command_in(&repo.root, &["run", "--approval", "auto", "make it"]);
+    command.env("WATCHMAN_SOCK", &server.socket);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(repo.path("made.txt").exists());
+    assert_step_is_the_workspace(&repo);
+    let listing = step_view(&repo);
+    assert!(listing.contains("\tmade.txt") && !listing.contains("docs/f1.txt"), "{listing}");
+    // The run saved Watchman's clock for the next process.
+    let state = std::fs::read_to_string(repo.path(".git/cairn/worktrees/main/fsmonitor")).unwrap();
+    assert!(state.contains("\"clock\":\"c:"), "{state}");
+}
