@@ -47,6 +47,8 @@ fn request() -> Request {
         tools: vec![read_file_tool()],
         max_output_tokens: 1024,
         temperature: None,
+        volatile_context: None,
+        cache_key: None,
     }
 }
 
@@ -99,7 +101,12 @@ fn call(id: &str, name: &str, arguments: Value) -> ToolCall {
 }
 
 fn usage(input: u64, output: u64, cached: u64) -> Usage {
-    Usage { input_tokens: input, output_tokens: output, cached_input_tokens: cached }
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: cached,
+        ..Usage::default()
+    }
 }
 
 #[tokio::test]
@@ -624,7 +631,8 @@ async fn reasoning_and_other_endings() {
 
 /// A conversation that exercises every message shape: text, an assistant turn with two
 /// tool calls (one with arguments the model got wrong), paired results (one an error), and
-/// a follow-up.
+/// a follow-up; with a cache key (Anthropic's breakpoints; no `prompt_cache_key`, as the
+/// mock is not OpenAI's API) and a volatile context after the conversation.
 fn conversation() -> Request {
     Request {
         model: "test-model".into(),
@@ -659,6 +667,8 @@ fn conversation() -> Request {
         tools: vec![read_file_tool()],
         max_output_tokens: 2048,
         temperature: Some(0.25),
+        volatile_context: Some("Notes: none yet.".into()),
+        cache_key: Some("session-1".into()),
     }
 }
 

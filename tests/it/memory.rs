@@ -369,7 +369,15 @@ async fn caps_hold_for_notes_facts_and_injected_memory() {
     let notes =
         repo.git(&["show", &format!("{}:.cairn/memory/notes.md", TestRepo::session_ref(&session))]);
     assert_eq!(notes, "- a short note\n");
-    assert!(system_prompt(&requests[1].body).contains("# Working notes (.cairn/memory/notes.md"));
+    // The notes come after the conversation, so the system prompt (the start of the
+    // cached prefix) stays as the session started it.
+    let messages = requests[1].body["messages"].as_array().unwrap();
+    let last = messages.last().unwrap();
+    assert_eq!(last["role"], "user");
+    let last = last["content"].as_str().unwrap();
+    assert!(last.starts_with("# Working notes (.cairn/memory/notes.md"), "{last}");
+    assert!(last.ends_with("- a short note\n"), "{last}");
+    assert_eq!(system_prompt(&requests[1].body), system_prompt(&requests[0].body));
 
     // A fact over the size cap is refused and nothing is written.
     let before = repo.git(&["rev-parse", "refs/cairn/memory"]);
