@@ -245,9 +245,10 @@ impl Agent {
         Ok(response)
     }
 
-    /// One tool-less model call (summaries, promotion); its text.
+    /// One tool-less model call (summaries, promotion); its text. Its usage is kept for
+    /// the next recorded step (the `compact` or `summarize` step it serves).
     pub(super) async fn complete(
-        &self,
+        &mut self,
         system: &str,
         user: String,
         cancel: &CancellationToken,
@@ -266,6 +267,9 @@ impl Agent {
         let mut response = llm::Response::default();
         while let Some(event) = stream.next().await {
             response.apply(event?);
+        }
+        if let Some(usage) = response.usage {
+            self.unrecorded_usage = Some(self.unrecorded_usage.map_or(usage, |u| u + usage));
         }
         Ok(response.text)
     }

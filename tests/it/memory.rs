@@ -220,6 +220,16 @@ async fn compaction_keeps_the_summary_and_recent_turns_and_drops_the_rest() {
             && summary.contains("## Next action\n- answer the user"),
         "{summary}"
     );
+    // The summary call's tokens are recorded with the step it served, under its model.
+    let step: Value =
+        serde_json::from_str(&repo.git(&["show", &format!("{compact}:.cairn/state/step.json")]))
+            .unwrap();
+    assert_eq!(
+        (&step["usage"]["input_tokens"], &step["usage"]["output_tokens"]),
+        (&json!(10), &json!(5))
+    );
+    let message = repo.git(&["log", "-1", "--format=%B", &compact]);
+    assert!(message.contains("Cairn-Model: mock/scripted"), "{message}");
     let context: Value =
         serde_json::from_str(&repo.git(&["show", &format!("{compact}:.cairn/state/context.json")]))
             .unwrap();
@@ -523,6 +533,12 @@ async fn a_session_end_writes_the_summary_and_promotes_only_trusted_facts() {
     assert!(summary.contains("## Goal\n> build it, exactly as `echo built`\n"), "{summary}");
     assert!(summary.contains("## Commands that worked\n- `echo built`\n"), "{summary}");
     assert!(summary.contains("## Decisions\n- build with echo\n"), "{summary}");
+    // Both calls of the session end (summary and promotion) count in its step.
+    let step: Value =
+        serde_json::from_str(&repo.git(&["show", &format!("{tip}:.cairn/state/step.json")]))
+            .unwrap();
+    assert_eq!(step["usage"]["input_tokens"], 20);
+    assert_eq!(step["usage"]["output_tokens"], 10);
     let facts = repo.git(&["ls-tree", "--name-only", "refs/cairn/memory:facts"]);
     assert_eq!(facts, "the-build-command-is-echo-built.md\n", "the guess is not promoted");
     let fact = repo.git(&["show", "refs/cairn/memory:facts/the-build-command-is-echo-built.md"]);
