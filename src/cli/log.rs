@@ -108,7 +108,7 @@ pub fn print_steps(
         if let Some(line) = spent.text() {
             println!("      tokens: {line}");
         }
-        total = total.add(spent);
+        total = total + spent;
         if patch {
             let (from, to) = step_trees(store, step.commit)?;
             print!("{}", render::render(store.repo(), from, Some(to), false, color)?);

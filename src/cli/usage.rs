@@ -89,20 +89,6 @@ impl Spent {
         Ok(Spent { usage, cost })
     }
 
-    /// The sum of two, whose cost is known only where both are (or one used nothing).
-    pub fn add(self, other: Spent) -> Spent {
-        let cost = match (self.usage, other.usage) {
-            (None, _) => other.cost,
-            (_, None) => self.cost,
-            _ => self.cost.zip(other.cost).map(|(a, b)| a + b),
-        };
-        let usage = match (self.usage, other.usage) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
-        Spent { usage, cost }
-    }
-
     /// The steps' total.
     pub fn of_steps(
         store: &Store,
@@ -111,7 +97,7 @@ impl Spent {
     ) -> Result<Spent, CommandError> {
         let mut total = Spent::default();
         for step in steps {
-            total = total.add(Spent::of_step(store, step, prices)?);
+            total = total + Spent::of_step(store, step, prices)?;
         }
         Ok(total)
     }
@@ -135,6 +121,24 @@ impl Spent {
             parts.push(format!("~${cost:.4}"));
         }
         Some(parts.join(" · "))
+    }
+}
+
+/// The sum of two, whose cost is known only where both are (or one used nothing).
+impl std::ops::Add for Spent {
+    type Output = Spent;
+
+    fn add(self, other: Spent) -> Spent {
+        let cost = match (self.usage, other.usage) {
+            (None, _) => other.cost,
+            (_, None) => self.cost,
+            _ => self.cost.zip(other.cost).map(|(a, b)| a + b),
+        };
+        let usage = match (self.usage, other.usage) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        Spent { usage, cost }
     }
 }
 
@@ -169,9 +173,9 @@ mod tests {
         let priced = Spent { usage: Some(usage(10, 0, 0, 1)), cost: Some(0.5) };
         let unpriced = Spent { usage: Some(usage(20, 5, 0, 2)), cost: None };
         let nothing = Spent::default();
-        assert_eq!(priced.add(nothing).cost, Some(0.5));
-        assert_eq!(nothing.add(priced).add(priced).cost, Some(1.0));
-        let mixed = priced.add(unpriced);
+        assert_eq!((priced + nothing).cost, Some(0.5));
+        assert_eq!((nothing + priced + priced).cost, Some(1.0));
+        let mixed = priced + unpriced;
         assert_eq!(mixed.cost, None);
         assert_eq!(mixed.usage, Some(usage(30, 5, 0, 3)));
         assert_eq!(nothing.text(), None);

@@ -908,3 +908,32 @@ fn prompt_cache_and_price_layer_and_bad_values_name_the_key() {
         assert!(err.contains(message), "{line}: {err}");
     }
 }
+
+#[test]
+fn config_show_prints_prompt_cache_and_price() {
+    let setup = Setup::new();
+    setup.write_user(
+        "[provider.anthropic]\nprompt_cache = false\nprice = { input = 3, output = 15, cache_write = 3.75 }\n",
+    );
+    let (stdout, stderr, code) = cairn(&setup, &["config", "show"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let user = setup.user_file().display().to_string();
+    for start in ["prompt_cache = false", "price = { input = 3, output = 15, cache_write = 3.75 }"]
+    {
+        let line = stdout.lines().find(|line| line.starts_with(start));
+        assert!(
+            line.is_some_and(|line| line.ends_with(&format!("# user config {user}"))),
+            "{stdout}"
+        );
+    }
+    let (stdout, _, code) = cairn(&setup, &["config", "show", "--json"], &[]);
+    assert_eq!(code, 0);
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let anthropic = &json["providers"]["anthropic"];
+    assert_eq!(anthropic["prompt_cache"]["value"], false);
+    assert_eq!(
+        anthropic["price"]["value"],
+        json!({"input": 3.0, "output": 15.0, "cached_input": null, "cache_write": 3.75})
+    );
+    assert!(json["providers"]["openai"]["price"].is_null(), "no prices are built in");
+}
