@@ -35,7 +35,7 @@ impl Agent {
     /// Writes tier 2 from the whole session: cairn's exact ledger plus the model's
     /// summary of the current context (or a note that the call failed).
     pub(super) async fn summarize(
-        &self,
+        &mut self,
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
     ) -> String {

@@ -37,6 +37,8 @@ pub enum Event {
         input_tokens: u64,
         output_tokens: u64,
         cached_input_tokens: u64,
+        cache_write_input_tokens: u64,
+        reasoning_tokens: u64,
     },
     Retry {
         message: String,

@@ -204,10 +204,15 @@ pub fn run(name: &str, args: &Value, memory: &mut AgentMemory, origin: &Origin) 
     }
 }
 
-/// The working notes as a system-prompt section.
-pub fn notes_section(notes: &str) -> Option<String> {
+/// The working notes as the text cairn adds after the conversation of each model call. Not
+/// in the system prompt: the notes change within a session, and the system prompt must not,
+/// or every change would miss the prompt cache for the whole conversation.
+pub fn notes_message(notes: &str) -> Option<String> {
     (!notes.trim().is_empty()).then(|| {
-        format!("\n# Working notes (.cairn/memory/notes.md, written by you with `note`)\n{notes}")
+        format!(
+            "# Working notes (.cairn/memory/notes.md, written by you with `note`)\n\
+             (cairn adds these to every request; the user did not write them.)\n{notes}"
+        )
     })
 }
 

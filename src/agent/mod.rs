@@ -154,6 +154,8 @@ pub struct Agent {
     watcher: Option<watch::Watcher>,
     /// Turns run since the session's end was last summarized.
     turns: usize,
+    /// What tool-less calls (summaries, promotion) used since the last recorded step.
+    unrecorded_usage: Option<llm::Usage>,
     mcp: McpHub,
     sandbox: crate::sandbox::Plan,
 }
@@ -185,6 +187,7 @@ impl Agent {
             turn_limits: setup.turn_limits,
             watcher,
             turns: 0,
+            unrecorded_usage: None,
             mcp: setup.mcp,
             sandbox: setup.sandbox,
         }
@@ -339,6 +342,9 @@ impl Agent {
             record.state_files.push((checkpoint::NOTES_FILE.into(), Some(notes)));
             self.memory.notes_changed = false;
         }
+        if let Some(usage) = self.unrecorded_usage.take() {
+            self.add_usage(&mut record, usage);
+        }
         let kind = record.kind;
         let subject = crate::text::one_line(&record.subject);
         let scanned = matches!(record.changes, Changes::Scan);
@@ -354,6 +360,20 @@ impl Agent {
             subject,
         });
         Ok(())
+    }
+}
+
+impl Agent {
+    /// Adds `usage` to what `record` says its model calls used, naming the model, so the
+    /// tokens of summaries count and are priced like any other call's.
+    fn add_usage(&self, record: &mut StepRecord, usage: llm::Usage) {
+        let recorded = record
+            .details
+            .get("usage")
+            .and_then(|value| serde_json::from_value::<llm::Usage>(value.clone()).ok());
+        let total = recorded.map_or(usage, |recorded| recorded + usage);
+        record.details.insert("usage".into(), serde_json::to_value(total).unwrap_or_default());
+        record.model.get_or_insert_with(|| self.model_label.clone());
     }
 }
 

@@ -206,17 +206,17 @@ impl Agent {
         cancel: &CancellationToken,
         emit: &mut dyn FnMut(Event),
     ) -> Result<llm::Response, llm::LlmError> {
-        let mut system = self.system.clone();
-        if let Some(notes) = memory_tools::notes_section(&self.memory.notes) {
-            system.push_str(&notes);
-        }
+        // The system text stays as the session started it, so the cached prefix holds;
+        // the notes, which change within a session, go after it.
         let request = llm::Request {
             model: self.model.clone(),
-            system,
+            system: self.system.clone(),
             messages: self.history[self.context_from..].to_vec(),
             tools: self.tool_definitions(),
             max_output_tokens: limits.output_tokens,
             temperature: None,
+            volatile_context: memory_tools::notes_message(&self.memory.notes),
+            cache_key: Some(self.session.info.id.clone()),
         };
         let mut stream = self.client.stream(&request, cancel.child_token());
         let mut response = llm::Response::default();
@@ -245,9 +245,10 @@ impl Agent {
         Ok(response)
     }
 
-    /// One tool-less model call (summaries, promotion); its text.
+    /// One tool-less model call (summaries, promotion); its text. Its usage is kept for
+    /// the next recorded step (the `compact` or `summarize` step it serves).
     pub(super) async fn complete(
-        &self,
+        &mut self,
         system: &str,
         user: String,
         cancel: &CancellationToken,
@@ -259,11 +260,16 @@ impl Agent {
             tools: Vec::new(),
             max_output_tokens: self.client.max_output_tokens().min(SUMMARY_OUTPUT_TOKENS),
             temperature: None,
+            volatile_context: None,
+            cache_key: None,
         };
         let mut stream = self.client.stream(&request, cancel.child_token());
         let mut response = llm::Response::default();
         while let Some(event) = stream.next().await {
             response.apply(event?);
+        }
+        if let Some(usage) = response.usage {
+            self.unrecorded_usage = Some(self.unrecorded_usage.map_or(usage, |u| u + usage));
         }
         Ok(response.text)
     }
@@ -292,6 +298,8 @@ fn emit_stream_event(event: &StreamEvent, emit: &mut dyn FnMut(Event)) {
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             cached_input_tokens: usage.cached_input_tokens,
+            cache_write_input_tokens: usage.cache_write_input_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
         }),
         StreamEvent::Retry(notice) => emit(Event::Retry { message: notice.to_string() }),
         StreamEvent::Notice(message) => emit(Event::Notice { message: message.clone() }),

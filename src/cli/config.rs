@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::CommandError;
 use crate::config::{
-    self, Approval, Config, ConfigError, Env, Flags, McpServer, ModelRef, ProjectFile, Provider,
-    ProviderApi, Source, Sourced, Trust, format_size, mask_secret, trust,
+    self, Approval, Config, ConfigError, Env, Flags, McpServer, ModelRef, Price, ProjectFile,
+    Provider, ProviderApi, Source, Sourced, Trust, format_size, mask_secret, trust,
 };
 
 #[derive(Debug, clap::Args)]
@@ -224,12 +224,26 @@ fn provider_text(listing: &mut Listing, provider: &Provider, env: &Env) {
             field.source.to_string(),
         );
     }
+    if let Some(on) = &provider.prompt_cache {
+        listing.line(format!("prompt_cache = {}", on.value), on.source.to_string());
+    }
+    if let Some(price) = &provider.price {
+        listing.line(format!("price = {}", price_text(&price.value)), price.source.to_string());
+    }
     for (name, value) in &provider.headers {
         listing.line(
             format!("headers.{} = {}", quote(name), quote(&mask_secret(&value.value))),
             value.source.to_string(),
         );
     }
+}
+
+/// A price table as a file writes it: `{ input = 3, output = 15 }`.
+fn price_text(price: &Price) -> String {
+    let mut keys = vec![format!("input = {}", price.input), format!("output = {}", price.output)];
+    keys.extend(price.cached_input.map(|value| format!("cached_input = {value}")));
+    keys.extend(price.cache_write.map(|value| format!("cache_write = {value}")));
+    format!("{{ {} }}", keys.join(", "))
 }
 
 /// One `[mcp.<name>]` table, with `env` values masked.
@@ -414,6 +428,16 @@ fn provider_json(provider: &Provider, env: &Env) -> Value {
         "retries": provider.retries.as_ref().map(sourced_json),
         "max_tokens_field": (provider.kind.value == ProviderApi::OpenaiChat)
             .then(|| provider.max_tokens_field().as_str()),
+        "prompt_cache": provider.prompt_cache.as_ref().map(sourced_json),
+        "price": provider.price.as_ref().map(|price| json!({
+            "value": {
+                "input": price.value.input,
+                "output": price.value.output,
+                "cached_input": price.value.cached_input,
+                "cache_write": price.value.cache_write,
+            },
+            "source": source_json(&price.source),
+        })),
         "headers": masked_json(&provider.headers),
     })
 }

@@ -212,7 +212,8 @@ fn slash(
         }
         "log" => {
             let steps = agent.store().steps(&agent.session().info.id)?;
-            log::print_steps(agent.store(), &steps, false, color_stdout())?;
+            let prices = super::usage::Prices::configured();
+            log::print_steps(agent.store(), &steps, &prices, false, color_stdout())?;
         }
         "diff" => match agent.session().tip {
             Some(tip) => {

@@ -136,6 +136,12 @@ fn client_settings(endpoint: &Endpoint<'_>) -> llm::ClientSettings {
         config::MaxTokensField::MaxTokens => llm::MaxTokensField::MaxTokens,
         config::MaxTokensField::MaxCompletionTokens => llm::MaxTokensField::MaxCompletionTokens,
     };
+    match provider.prompt_cache.as_ref().map(|on| on.value) {
+        Some(false) => settings.prompt_cache = false,
+        // Said outright, the user vouches that the server takes `prompt_cache_key`.
+        Some(true) => settings.send_prompt_cache_key = true,
+        None => {}
+    }
     settings
 }
 

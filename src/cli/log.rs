@@ -1,14 +1,18 @@
-//! `cairn log`: the steps of a session, oldest first, optionally with each step's diff.
+//! `cairn log`: the steps of a session, oldest first, optionally with each step's diff,
+//! with the tokens each model call used and, where a `price` table is configured, what
+//! they cost.
 
 use std::process::ExitCode;
 
 use gix::ObjectId;
 
 use crate::checkpoint::{StepSummary, Store};
+use crate::llm::Usage;
 
 use super::common::{
     color_stdout, format_time, open_store, print_json, rfc3339, session_or_current,
 };
+use super::usage::{Prices, Spent};
 use super::{CommandError, render};
 
 #[derive(Debug, clap::Args)]
@@ -39,10 +43,14 @@ struct ListedStep<'a> {
     time: Option<String>,
     /// The same time, seconds since the epoch.
     time_unix: i64,
+    /// The tokens the step's model call used; `null` for steps without one.
+    usage: Option<Usage>,
+    /// Its estimated cost in dollars; `null` without a `price` table for its provider.
+    cost: Option<f64>,
 }
 
 impl<'a> ListedStep<'a> {
-    fn new(step: &'a StepSummary) -> Self {
+    fn new(step: &'a StepSummary, spent: Spent) -> Self {
         ListedStep {
             session: &step.session,
             step: step.step,
@@ -54,6 +62,8 @@ impl<'a> ListedStep<'a> {
             agent: step.agent.as_deref(),
             time: rfc3339(step.time),
             time_unix: step.time,
+            usage: spent.usage,
+            cost: spent.cost,
         }
     }
 }
@@ -62,21 +72,29 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
     let session = session_or_current(&store, args.session.as_deref())?;
     let steps = store.steps(&session)?;
+    let prices = Prices::configured();
     if args.json {
-        print_json(&steps.iter().map(ListedStep::new).collect::<Vec<_>>())?;
+        let listed = steps
+            .iter()
+            .map(|step| Ok(ListedStep::new(step, Spent::of_step(&store, step, &prices)?)))
+            .collect::<Result<Vec<_>, CommandError>>()?;
+        print_json(&listed)?;
         return Ok(ExitCode::SUCCESS);
     }
-    print_steps(&store, &steps, args.patch, color_stdout())?;
+    print_steps(&store, &steps, &prices, args.patch, color_stdout())?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints steps one per line, each followed by its diff with `patch`.
+/// Prints steps one per line, each followed by the tokens it used (if it called the model)
+/// and by its diff with `patch`; then the total, if any step used tokens.
 pub fn print_steps(
     store: &Store,
     steps: &[StepSummary],
+    prices: &Prices,
     patch: bool,
     color: bool,
 ) -> Result<(), CommandError> {
+    let mut total = Spent::default();
     for step in steps {
         println!(
             "{:>4}  {:<10}  {}  {}  {}",
@@ -86,10 +104,18 @@ pub fn print_steps(
             step.commit.to_hex_with_len(12),
             crate::text::terminal_safe(&step.subject)
         );
+        let spent = Spent::of_step(store, step, prices)?;
+        if let Some(line) = spent.text() {
+            println!("      tokens: {line}");
+        }
+        total = total + spent;
         if patch {
             let (from, to) = step_trees(store, step.commit)?;
             print!("{}", render::render(store.repo(), from, Some(to), false, color)?);
         }
+    }
+    if let Some(line) = total.text() {
+        println!("total tokens: {line}");
     }
     Ok(())
 }

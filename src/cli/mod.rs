@@ -33,6 +33,7 @@ mod sessions;
 mod show;
 mod suggest;
 mod trust;
+mod usage;
 
 use std::ffi::OsString;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};

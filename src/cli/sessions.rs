@@ -2,14 +2,18 @@
 //!
 //! Titles and agent names come from each session's `session.toml`, which a fetched
 //! session brings from another machine, so they are cleaned before they are printed.
+//! Each session's tokens and estimated cost are the sum over the steps of its current
+//! line (steps rewound away are not counted).
 
 use std::process::ExitCode;
 
-use crate::checkpoint::SessionSummary;
+use crate::checkpoint::{SessionSummary, Store};
+use crate::llm::Usage;
 use crate::title::session_title;
 
 use super::CommandError;
 use super::common::{open_store, print_json, rfc3339};
+use super::usage::{Prices, Spent};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,10 +38,15 @@ struct Listed<'a> {
     /// The agent that recorded it (`claude-code`, `codex`, `gemini`), absent for cairn's own.
     #[serde(skip_serializing_if = "Option::is_none")]
     agent: Option<&'a str>,
+    /// The tokens its steps used; `null` when none reported usage.
+    usage: Option<Usage>,
+    /// Their estimated cost in dollars; `null` unless every step that used tokens has a
+    /// `price` table for its provider.
+    cost: Option<f64>,
 }
 
 impl<'a> Listed<'a> {
-    fn new(session: &'a SessionSummary) -> Self {
+    fn new(session: &'a SessionSummary, spent: Spent) -> Self {
         Listed {
             id: &session.id,
             title: &session.title,
@@ -52,15 +61,27 @@ impl<'a> Listed<'a> {
             updated: rfc3339(session.updated),
             updated_unix: session.updated,
             agent: session.agent.as_deref(),
+            usage: spent.usage,
+            cost: spent.cost,
         }
     }
+}
+
+/// What the steps of `session`'s current line used.
+fn spent(store: &Store, session: &SessionSummary, prices: &Prices) -> Result<Spent, CommandError> {
+    Spent::of_steps(store, &store.steps(&session.id)?, prices)
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let store = open_store()?;
     let sessions = store.sessions()?;
+    let prices = Prices::configured();
     if args.json {
-        print_json(&sessions.iter().map(Listed::new).collect::<Vec<_>>())?;
+        let listed = sessions
+            .iter()
+            .map(|session| Ok(Listed::new(session, spent(&store, session, &prices)?)))
+            .collect::<Result<Vec<_>, CommandError>>()?;
+        print_json(&listed)?;
         return Ok(ExitCode::SUCCESS);
     }
     if sessions.is_empty() {
@@ -81,6 +102,9 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             agent.unwrap_or_default(),
             session_title(&session.title),
         );
+        if let Some(line) = spent(&store, session, &prices)?.text() {
+            println!("      tokens: {line}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,10 +7,10 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::file::{
-    FileConfig, FileLimits, FileMemory, FileProvider, FileSandbox, KindName, line_column,
-    parse_file,
+    FileConfig, FileLimits, FileMemory, FilePrice, FileProvider, FileSandbox, KindName,
+    line_column, parse_file,
 };
-use super::{Config, ConfigError, MaxTokensField, Provider, ProviderApi, Source};
+use super::{Config, ConfigError, MaxTokensField, Price, Provider, ProviderApi, Source};
 
 /// `[provider.*] max_output_tokens`: no model writes more than this in one response.
 const MAX_OUTPUT_TOKENS: RangeInclusive<i64> = 1..=1_000_000;
@@ -161,6 +161,7 @@ impl Config {
             .max_tokens_field
             .map(|field| max_tokens_field(locate, &key("max_tokens_field"), field, kind.value))
             .transpose()?;
+        let price = entry.price.map(|price| prices(locate, &key("price"), price)).transpose()?;
         // The ranges above fit a u32.
         let to_u32 = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
         let inherited = existing.as_ref();
@@ -189,6 +190,13 @@ impl Config {
             max_tokens_field: max_tokens_field
                 .map(|field| source.of(field))
                 .or_else(|| inherited.and_then(|p| p.max_tokens_field.clone())),
+            prompt_cache: entry
+                .prompt_cache
+                .map(|on| source.of(on))
+                .or_else(|| inherited.and_then(|p| p.prompt_cache.clone())),
+            price: price
+                .map(|price| source.of(price))
+                .or_else(|| inherited.and_then(|p| p.price.clone())),
             default_model: existing.and_then(|p| p.default_model),
         })
     }
@@ -318,6 +326,33 @@ fn max_tokens_field(
         ));
     }
     Ok(field)
+}
+
+/// `price`: each given price a finite, non-negative number of dollars per million tokens.
+fn prices(locate: &Locator<'_>, key: &str, price: FilePrice) -> Result<Price, ConfigError> {
+    let check = |name: &str, value: Spanned<f64>| {
+        let span = value.span();
+        let value = value.into_inner();
+        if value.is_finite() && value >= 0.0 {
+            Ok(value)
+        } else {
+            Err(locate.at(
+                Some(span),
+                format!(
+                    "{key}.{name} = {value} is not a price; give dollars per million tokens, \
+                     0 or more"
+                ),
+            ))
+        }
+    };
+    let optional =
+        |name: &str, value: Option<Spanned<f64>>| value.map(|value| check(name, value)).transpose();
+    Ok(Price {
+        input: check("input", price.input)?,
+        output: check("output", price.output)?,
+        cached_input: optional("cached_input", price.cached_input)?,
+        cache_write: optional("cache_write", price.cache_write)?,
+    })
 }
 
 /// `writable_paths` are absolute or start with `~/`: a relative path would be relative to

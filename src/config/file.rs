@@ -105,6 +105,18 @@ pub(super) struct FileProvider {
     pub(super) idle_timeout: Option<Spanned<i64>>,
     pub(super) retries: Option<Spanned<i64>>,
     pub(super) max_tokens_field: Option<Spanned<String>>,
+    pub(super) prompt_cache: Option<bool>,
+    pub(super) price: Option<FilePrice>,
+}
+
+/// `price = { input = 3.0, cached_input = 0.3, output = 15.0 }`: dollars per million tokens.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FilePrice {
+    pub(super) input: Spanned<f64>,
+    pub(super) output: Spanned<f64>,
+    pub(super) cached_input: Option<Spanned<f64>>,
+    pub(super) cache_write: Option<Spanned<f64>>,
 }
 
 /// A provider kind as written in a file, read through `FromStr` so that a wrong type and a

@@ -46,7 +46,7 @@ pub mod trust;
 pub use file::{format_size, parse_size};
 pub use mcp::{DEFAULT_MCP_STARTUP_TIMEOUT_MS, DEFAULT_MCP_TOOL_TIMEOUT_MS, McpSandbox, McpServer};
 pub use project::{Ignored, ProjectFile, ProjectKey};
-pub use providers::{ApiKey, Endpoint, MaxTokensField, Provider, ProviderApi};
+pub use providers::{ApiKey, Endpoint, MaxTokensField, Price, Provider, ProviderApi};
 pub use source::{Source, Sourced};
 pub use trust::{Project, Trust};
 

@@ -82,7 +82,27 @@ pub struct Provider {
     pub retries: Option<Sourced<u32>>,
     /// `max_tokens_field` (openai-chat only): the request field for the output limit.
     pub max_tokens_field: Option<Sourced<MaxTokensField>>,
+    /// `prompt_cache`: unset, the prompt cache is used and `prompt_cache_key` goes only to
+    /// OpenAI's own API; `false` turns caching off; `true` also sends `prompt_cache_key` to
+    /// other OpenAI-compatible servers.
+    pub prompt_cache: Option<Sourced<bool>>,
+    /// `price`: what the provider charges, for cost estimates. None is built in.
+    pub price: Option<Sourced<Price>>,
 }
+
+/// A provider's prices in dollars per million tokens; each is finite and not negative.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    /// Input read from the prompt cache; unset, it costs `input`.
+    pub cached_input: Option<f64>,
+    /// Input written to the prompt cache (Anthropic); unset, it costs `input`.
+    pub cache_write: Option<f64>,
+}
+
+// Every price is validated finite, so equality is an equivalence.
+impl Eq for Price {}
 
 impl Provider {
     /// The field an `openai-chat` request carries its output limit in: as configured, else
@@ -169,6 +189,8 @@ pub(super) fn built_in_providers() -> BTreeMap<String, Provider> {
                 idle_timeout: None,
                 retries: None,
                 max_tokens_field: None,
+                prompt_cache: None,
+                price: None,
             };
             (built_in.name.to_owned(), provider)
         })

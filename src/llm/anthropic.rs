@@ -19,11 +19,74 @@ use super::{
 pub(crate) const TERMINATOR: &str = "message_stop";
 pub(crate) const API_VERSION: &str = "2023-06-01";
 
-pub(crate) fn request_body(request: &Request) -> Value {
-    // Consecutive entries of one role become one turn: tool results and the user's next
-    // words share a user turn, as the API expects.
-    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
-    for message in &request.messages {
+/// A turn of the conversation: its role and content blocks.
+type Turn = (&'static str, Vec<Value>);
+
+/// The request's body. With `prompt_cache` on and a cache key set, it marks cache
+/// breakpoints (at most four, as the API allows): the last tool definition, the system
+/// text (tools come before it in the cached prefix, so this covers both), and the rolling
+/// pair in the conversation (see [`mark_conversation_breakpoints`]). The volatile context
+/// goes after all of them.
+pub(crate) fn request_body(request: &Request, prompt_cache: bool) -> Value {
+    let cache = prompt_cache && request.cache_key.is_some();
+    let mut turns = conversation_turns(&request.messages);
+    if cache {
+        mark_conversation_breakpoints(&mut turns);
+    }
+    if let Some(text) = &request.volatile_context {
+        push_blocks(&mut turns, "user", text_block(text));
+    }
+    let messages: Vec<Value> = turns
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    let mut body = json!({
+        "model": request.model,
+        "max_tokens": request.max_output_tokens,
+        "messages": messages,
+        "stream": true,
+    });
+    if !request.system.is_empty() {
+        body["system"] = if cache {
+            json!([{"type": "text", "text": request.system, "cache_control": breakpoint()}])
+        } else {
+            json!(request.system)
+        };
+    }
+    if !request.tools.is_empty() {
+        let mut tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|tool| {
+                json!({
+                    "name": tool.name,
+                    "description": tool.description,
+                    "input_schema": tool.parameters,
+                })
+            })
+            .collect();
+        if let (true, Some(last)) = (cache, tools.last_mut()) {
+            last["cache_control"] = breakpoint();
+        }
+        body["tools"] = Value::Array(tools);
+    }
+    if let Some(temperature) = request.temperature {
+        body["temperature"] = json!(temperature);
+    }
+    body
+}
+
+/// A cache breakpoint: the prefix up to and including the block that carries it is cached
+/// (for five minutes, renewed by each read).
+fn breakpoint() -> Value {
+    json!({"type": "ephemeral"})
+}
+
+/// The messages as turns. Consecutive entries of one role become one turn: tool results
+/// and the user's next words share a user turn, as the API expects.
+fn conversation_turns(messages: &[Message]) -> Vec<Turn> {
+    let mut turns = Vec::new();
+    for message in messages {
         let (role, blocks) = match message {
             Message::User { text } => ("user", text_block(text)),
             Message::Assistant { text, tool_calls } => {
@@ -47,44 +110,38 @@ pub(crate) fn request_body(request: &Request) -> Value {
                 ("user", vec![block])
             }
         };
-        if blocks.is_empty() {
-            continue;
+        push_blocks(&mut turns, role, blocks);
+    }
+    turns
+}
+
+/// Adds blocks to the last turn when it has `role`, else as a new turn.
+fn push_blocks(turns: &mut Vec<Turn>, role: &'static str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((last, content)) if *last == role => content.extend(blocks),
+        _ => turns.push((role, blocks)),
+    }
+}
+
+/// The rolling breakpoints: on the newest block, where this call's prefix ends and the next
+/// call will read from, and on the last block of the user turn before the model's latest
+/// answer, where the previous call's prefix ended. That second one makes the previous
+/// call's cache entry be read however many blocks the latest step added: on its own, the
+/// API looks for earlier entries only some 20 blocks back from a breakpoint.
+fn mark_conversation_breakpoints(turns: &mut [Turn]) {
+    let previous_end = turns
+        .iter()
+        .rposition(|(role, _)| *role == "assistant")
+        .and_then(|answer| turns[..answer].iter().rposition(|(role, _)| *role == "user"));
+    let newest = turns.len().checked_sub(1);
+    for index in [previous_end, newest].into_iter().flatten() {
+        if let Some(block) = turns[index].1.last_mut() {
+            block["cache_control"] = breakpoint();
         }
-        match turns.last_mut() {
-            Some((last, content)) if *last == role => content.extend(blocks),
-            _ => turns.push((role, blocks)),
-        }
     }
-    let messages: Vec<Value> = turns
-        .into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect();
-    let mut body = json!({
-        "model": request.model,
-        "max_tokens": request.max_output_tokens,
-        "messages": messages,
-        "stream": true,
-    });
-    if !request.system.is_empty() {
-        body["system"] = json!(request.system);
-    }
-    if !request.tools.is_empty() {
-        body["tools"] = request
-            .tools
-            .iter()
-            .map(|tool| {
-                json!({
-                    "name": tool.name,
-                    "description": tool.description,
-                    "input_schema": tool.parameters,
-                })
-            })
-            .collect();
-    }
-    if let Some(temperature) = request.temperature {
-        body["temperature"] = json!(temperature);
-    }
-    body
 }
 
 /// The API refuses empty text blocks, so empty text is no block at all.
@@ -226,6 +283,9 @@ impl Decode for Decoder {
                         input_tokens: self.input_tokens + self.cache_read + self.cache_creation,
                         output_tokens: self.output_tokens,
                         cached_input_tokens: self.cache_read,
+                        cache_write_input_tokens: self.cache_creation,
+                        // Thinking tokens are billed as output and not counted apart.
+                        reasoning_tokens: 0,
                     }));
                 }
                 let reason = self.stop_reason.as_deref().map_or(FinishReason::Stop, finish_reason);

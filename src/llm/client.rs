@@ -47,7 +47,17 @@ pub struct ClientSettings {
     pub max_output_tokens: u32,
     /// Which field of an `openai-chat` request carries the output limit.
     pub max_tokens_field: MaxTokensField,
+    /// Whether to use the provider's prompt cache: Anthropic's cache breakpoints, OpenAI's
+    /// `prompt_cache_key`. OpenAI caches a repeated prefix on its own either way.
+    pub prompt_cache: bool,
+    /// Whether `prompt_cache_key` goes to this server. By default only to OpenAI's own API
+    /// (`https://api.openai.com/`): other OpenAI-compatible servers may refuse a field they
+    /// do not know.
+    pub send_prompt_cache_key: bool,
 }
+
+/// OpenAI's own API root, which takes `prompt_cache_key`.
+const OPENAI_API: &str = "https://api.openai.com/";
 
 impl ClientSettings {
     /// Settings with the default retry policy and timeouts.
@@ -56,10 +66,12 @@ impl ClientSettings {
         kind: ProviderKind,
         base_url: impl Into<String>,
     ) -> Self {
+        let base_url = base_url.into();
         Self {
             provider: provider.into(),
             kind,
-            base_url: base_url.into(),
+            send_prompt_cache_key: base_url.starts_with(OPENAI_API),
+            base_url,
             api_key_env: None,
             api_key: None,
             headers: Vec::new(),
@@ -69,7 +81,14 @@ impl ClientSettings {
             connect_timeout: Duration::from_secs(10),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             max_tokens_field: MaxTokensField::MaxTokens,
+            prompt_cache: true,
         }
+    }
+
+    /// The `prompt_cache_key` to send with `request`, if any.
+    fn prompt_cache_key<'a>(&self, request: &'a Request) -> Option<&'a str> {
+        let send = self.prompt_cache && self.send_prompt_cache_key;
+        request.cache_key.as_deref().filter(|_| send)
     }
 
     fn idle_timeout_error(&self) -> LlmError {
@@ -91,6 +110,8 @@ impl fmt::Debug for ClientSettings {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("max_output_tokens", &self.max_output_tokens)
             .field("max_tokens_field", &self.max_tokens_field)
+            .field("prompt_cache", &self.prompt_cache)
+            .field("send_prompt_cache_key", &self.send_prompt_cache_key)
             .finish()
     }
 }
@@ -150,12 +171,14 @@ impl Client {
     /// Starts a request and returns its events as they arrive. Must be called within a
     /// tokio runtime. Cancelling `cancel` (or dropping the stream) stops the request.
     pub fn stream(&self, request: &Request, cancel: CancellationToken) -> ModelStream {
-        let body = match self.settings.kind {
+        let settings = &self.settings;
+        let cache_key = settings.prompt_cache_key(request);
+        let body = match settings.kind {
             ProviderKind::OpenaiChat => {
-                openai_chat::request_body(request, self.settings.max_tokens_field)
+                openai_chat::request_body(request, settings.max_tokens_field, cache_key)
             }
-            ProviderKind::Anthropic => anthropic::request_body(request),
-            ProviderKind::OpenaiResponses => openai_responses::request_body(request),
+            ProviderKind::Anthropic => anthropic::request_body(request, settings.prompt_cache),
+            ProviderKind::OpenaiResponses => openai_responses::request_body(request, cache_key),
         };
         let target = Target {
             provider: self.settings.provider.clone(),

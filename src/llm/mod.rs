@@ -77,6 +77,25 @@ pub struct Request {
     pub tools: Vec<ToolDefinition>,
     pub max_output_tokens: u32,
     pub temperature: Option<f32>,
+    /// Text that changes from call to call (the agent's working notes). It goes after the
+    /// cached prefix, as the conversation's last user text, so that a change to it leaves
+    /// the prompt cache's prefix (tools, system text, earlier messages) intact.
+    pub volatile_context: Option<String>,
+    /// Set on calls whose prefix the next call repeats (an agent's steps), to the session
+    /// id: the prompt cache is used for those only, since writing the prefix of a one-off
+    /// call (a summary) to Anthropic's cache costs more than sending it plainly.
+    pub cache_key: Option<String>,
+}
+
+impl Request {
+    /// The conversation as sent: the messages, then the volatile context as a user message.
+    pub(crate) fn messages_with_volatile_context(&self) -> Vec<Message> {
+        let mut messages = self.messages.clone();
+        if let Some(text) = &self.volatile_context {
+            messages.push(Message::User { text: text.clone() });
+        }
+        messages
+    }
 }
 
 /// One entry of the conversation, as the provider clients take it. Deliberately not
@@ -173,11 +192,45 @@ pub enum StreamEvent {
 /// Tokens a response cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
-    /// Every input token, including those served from the provider's prompt cache.
+    /// Every input token, including those read from or written to the prompt cache.
     pub input_tokens: u64,
+    /// Every output token, reasoning included.
     pub output_tokens: u64,
     /// The part of `input_tokens` read from the prompt cache.
     pub cached_input_tokens: u64,
+    /// The part of `input_tokens` written to the prompt cache, which Anthropic bills above
+    /// the input price. OpenAI caches without saying so: 0 there.
+    #[serde(default)]
+    pub cache_write_input_tokens: u64,
+    /// The part of `output_tokens` spent reasoning, where the provider reports it.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Input tokens neither read from nor written to the cache, billed at the plain price.
+    pub fn uncached_input_tokens(&self) -> u64 {
+        self.input_tokens
+            .saturating_sub(self.cached_input_tokens)
+            .saturating_sub(self.cache_write_input_tokens)
+    }
+}
+
+/// Field by field, saturating: the usage of several responses.
+impl std::ops::Add for Usage {
+    type Output = Usage;
+
+    fn add(self, other: Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+            cached_input_tokens: self.cached_input_tokens.saturating_add(other.cached_input_tokens),
+            cache_write_input_tokens: self
+                .cache_write_input_tokens
+                .saturating_add(other.cache_write_input_tokens),
+            reasoning_tokens: self.reasoning_tokens.saturating_add(other.reasoning_tokens),
+        }
+    }
 }
 
 /// Why the model stopped.

@@ -22,12 +22,18 @@ use super::{
 
 pub(crate) const TERMINATOR: &str = "data: [DONE]";
 
-pub(crate) fn request_body(request: &Request, max_tokens_field: MaxTokensField) -> Value {
+/// The request's body; `prompt_cache_key` is sent when given (see
+/// [`super::ClientSettings::send_prompt_cache_key`]).
+pub(crate) fn request_body(
+    request: &Request,
+    max_tokens_field: MaxTokensField,
+    prompt_cache_key: Option<&str>,
+) -> Value {
     let mut messages = Vec::new();
     if !request.system.is_empty() {
         messages.push(json!({"role": "system", "content": request.system}));
     }
-    for message in &request.messages {
+    for message in &request.messages_with_volatile_context() {
         messages.push(match message {
             Message::User { text } => json!({"role": "user", "content": text}),
             Message::Assistant { text, tool_calls } if tool_calls.is_empty() => {
@@ -78,6 +84,9 @@ pub(crate) fn request_body(request: &Request, max_tokens_field: MaxTokensField) 
     }
     if let Some(temperature) = request.temperature {
         body["temperature"] = json!(temperature);
+    }
+    if let Some(key) = prompt_cache_key {
+        body["prompt_cache_key"] = json!(key);
     }
     body
 }
@@ -214,6 +223,8 @@ impl Decode for Decoder {
                 input_tokens: count(usage, "/prompt_tokens"),
                 output_tokens: count(usage, "/completion_tokens"),
                 cached_input_tokens: count(usage, "/prompt_tokens_details/cached_tokens"),
+                cache_write_input_tokens: 0,
+                reasoning_tokens: count(usage, "/completion_tokens_details/reasoning_tokens"),
             });
         }
         let choices = chunk.get("choices").and_then(Value::as_array).map(Vec::as_slice);

@@ -23,9 +23,11 @@ use super::{
 
 pub(crate) const TERMINATOR: &str = "response.completed";
 
-pub(crate) fn request_body(request: &Request) -> Value {
+/// The request's body; `prompt_cache_key` is sent when given (see
+/// [`super::ClientSettings::send_prompt_cache_key`]).
+pub(crate) fn request_body(request: &Request, prompt_cache_key: Option<&str>) -> Value {
     let mut input = Vec::new();
-    for message in &request.messages {
+    for message in &request.messages_with_volatile_context() {
         match message {
             Message::User { text } => input.push(json!({
                 "type": "message",
@@ -86,6 +88,9 @@ pub(crate) fn request_body(request: &Request) -> Value {
     }
     if let Some(temperature) = request.temperature {
         body["temperature"] = json!(temperature);
+    }
+    if let Some(key) = prompt_cache_key {
+        body["prompt_cache_key"] = json!(key);
     }
     body
 }
@@ -177,6 +182,8 @@ impl Decoder {
                 input_tokens: count(usage, "/input_tokens"),
                 output_tokens: count(usage, "/output_tokens"),
                 cached_input_tokens: count(usage, "/input_tokens_details/cached_tokens"),
+                cache_write_input_tokens: 0,
+                reasoning_tokens: count(usage, "/output_tokens_details/reasoning_tokens"),
             }));
         }
         let finish = match finish {

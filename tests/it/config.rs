@@ -856,3 +856,84 @@ fn turn_limits_are_checked_and_an_untrusted_project_may_only_lower_them() {
     let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
     assert!(err.contains("cairn.toml:2:") && err.contains("turn_seconds = 0"), "{err}");
 }
+
+#[test]
+fn prompt_cache_and_price_layer_and_bad_values_name_the_key() {
+    use cairn::config::Price;
+    let setup = Setup::new();
+    setup.write_user(
+        "[provider.anthropic]\nprompt_cache = false\n\
+         price = { input = 3, cached_input = 0.3, output = 15.0, cache_write = 3.75 }\n\
+         [provider.openai]\nprice = { input = 1.25, output = 10 }\n",
+    );
+    let config = setup.load(&[], &Flags::default()).unwrap();
+    let anthropic = &config.providers["anthropic"];
+    assert_eq!(anthropic.prompt_cache.as_ref().map(|on| on.value), Some(false));
+    assert_eq!(
+        anthropic.price.as_ref().map(|price| price.value),
+        Some(Price { input: 3.0, output: 15.0, cached_input: Some(0.3), cache_write: Some(3.75) })
+    );
+    let openai = &config.providers["openai"];
+    assert_eq!(openai.prompt_cache, None, "unset: on, the default");
+    assert_eq!(
+        openai.price.as_ref().map(|price| price.value),
+        Some(Price { input: 1.25, output: 10.0, cached_input: None, cache_write: None })
+    );
+    assert_eq!(config.providers["ollama"].price, None, "no prices are built in");
+
+    let cases = [
+        ("prompt_cache = \"no\"", "invalid type: string \"no\", expected a boolean"),
+        (
+            "price = { input = -1, output = 15 }",
+            "[provider.anthropic] price.input = -1 is not a price; give dollars per million \
+             tokens, 0 or more",
+        ),
+        (
+            "price = { input = 3, output = 15, cached_input = nan }",
+            "[provider.anthropic] price.cached_input = NaN is not a price",
+        ),
+        (
+            "price = { input = 3, output = 15, cache_write = -inf }",
+            "[provider.anthropic] price.cache_write = -inf is not a price",
+        ),
+        ("price = { input = 3, output = 15, cached = 0.3 }", "unknown field `cached`"),
+        ("price = { input = 3 }", "missing field `output`"),
+        ("price = { input = \"3$\", output = 15 }", "invalid type: string \"3$\""),
+        ("price = 3", "invalid type: integer `3`"),
+    ];
+    for (line, message) in cases {
+        setup.write_user(&format!("[provider.anthropic]\n{line}\n"));
+        let err = setup.load(&[], &Flags::default()).unwrap_err().to_string();
+        assert!(err.contains("config.toml:2:"), "{line}: {err}");
+        assert!(err.contains(message), "{line}: {err}");
+    }
+}
+
+#[test]
+fn config_show_prints_prompt_cache_and_price() {
+    let setup = Setup::new();
+    setup.write_user(
+        "[provider.anthropic]\nprompt_cache = false\nprice = { input = 3, output = 15, cache_write = 3.75 }\n",
+    );
+    let (stdout, stderr, code) = cairn(&setup, &["config", "show"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let user = setup.user_file().display().to_string();
+    for start in ["prompt_cache = false", "price = { input = 3, output = 15, cache_write = 3.75 }"]
+    {
+        let line = stdout.lines().find(|line| line.starts_with(start));
+        assert!(
+            line.is_some_and(|line| line.ends_with(&format!("# user config {user}"))),
+            "{stdout}"
+        );
+    }
+    let (stdout, _, code) = cairn(&setup, &["config", "show", "--json"], &[]);
+    assert_eq!(code, 0);
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let anthropic = &json["providers"]["anthropic"];
+    assert_eq!(anthropic["prompt_cache"]["value"], false);
+    assert_eq!(
+        anthropic["price"]["value"],
+        json!({"input": 3.0, "output": 15.0, "cached_input": null, "cache_write": 3.75})
+    );
+    assert!(json["providers"]["openai"]["price"].is_null(), "no prices are built in");
+}

@@ -47,6 +47,8 @@ fn request() -> Request {
         tools: vec![read_file_tool()],
         max_output_tokens: 1024,
         temperature: None,
+        volatile_context: None,
+        cache_key: None,
     }
 }
 
@@ -99,7 +101,12 @@ fn call(id: &str, name: &str, arguments: Value) -> ToolCall {
 }
 
 fn usage(input: u64, output: u64, cached: u64) -> Usage {
-    Usage { input_tokens: input, output_tokens: output, cached_input_tokens: cached }
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: cached,
+        ..Usage::default()
+    }
 }
 
 #[tokio::test]
@@ -624,7 +631,8 @@ async fn reasoning_and_other_endings() {
 
 /// A conversation that exercises every message shape: text, an assistant turn with two
 /// tool calls (one with arguments the model got wrong), paired results (one an error), and
-/// a follow-up.
+/// a follow-up; with a cache key (Anthropic's breakpoints; no `prompt_cache_key`, as the
+/// mock is not OpenAI's API) and a volatile context after the conversation.
 fn conversation() -> Request {
     Request {
         model: "test-model".into(),
@@ -659,6 +667,8 @@ fn conversation() -> Request {
         tools: vec![read_file_tool()],
         max_output_tokens: 2048,
         temperature: Some(0.25),
+        volatile_context: Some("Notes: none yet.".into()),
+        cache_key: Some("session-1".into()),
     }
 }
 
@@ -695,4 +705,72 @@ async fn refusals_nameless_calls_and_unused_items_are_said() {
         ["the model sent a `custom_tool_call` output item (`apply_patch`), which cairn does not \
           handle; it was left out"]
     );
+}
+
+#[tokio::test]
+async fn cache_writes_and_reasoning_tokens_are_counted() {
+    use crate::support::mock_model::AnthropicUsage;
+    let written = AnthropicUsage { input: 12, cache_read: 3000, cache_write: 700, output: 40 };
+    let (response, _) =
+        run(ProviderKind::Anthropic, vec![Reply::anthropic_text("ok", written)]).await;
+    let expected = Usage {
+        input_tokens: 3712,
+        output_tokens: 40,
+        cached_input_tokens: 3000,
+        cache_write_input_tokens: 700,
+        reasoning_tokens: 0,
+    };
+    assert_eq!(response.unwrap().usage, Some(expected));
+    assert_eq!(expected.uncached_input_tokens(), 12);
+
+    let chat = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n\
+        data: {\"choices\":[],\"usage\":{\"prompt_tokens\":500,\"completion_tokens\":90,\
+        \"prompt_tokens_details\":{\"cached_tokens\":384},\
+        \"completion_tokens_details\":{\"reasoning_tokens\":64}}}\n\ndata: [DONE]\n\n";
+    let (response, _) = run(ProviderKind::OpenaiChat, vec![Reply::sse(chat)]).await;
+    let usage = response.unwrap().usage.unwrap();
+    assert_eq!((usage.cached_input_tokens, usage.reasoning_tokens), (384, 64));
+
+    let responses = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":\
+        {\"usage\":{\"input_tokens\":500,\"input_tokens_details\":{\"cached_tokens\":256},\
+        \"output_tokens\":90,\"output_tokens_details\":{\"reasoning_tokens\":70}}}}\n\n";
+    let (response, _) = run(ProviderKind::OpenaiResponses, vec![Reply::sse(responses)]).await;
+    let usage = response.unwrap().usage.unwrap();
+    assert_eq!((usage.cached_input_tokens, usage.reasoning_tokens), (256, 70));
+}
+
+#[tokio::test]
+async fn prompt_cache_key_goes_to_openai_itself_by_default_and_never_when_off() {
+    let mut keyed = conversation();
+    keyed.cache_key = Some("20261203-abcd".into());
+    for kind in [ProviderKind::OpenaiChat, ProviderKind::OpenaiResponses] {
+        for (base_url, prompt_cache, sent) in [
+            ("https://api.openai.com/v1", true, true),
+            ("https://api.openai.com/v1", false, false),
+            ("https://openrouter.ai/api/v1", true, false),
+        ] {
+            let mut settings = settings(kind, base_url);
+            settings.prompt_cache = prompt_cache;
+            // Decided from the configured URL; then sent to the mock in its place.
+            let model = mock_model::start([fixture_reply(kind.as_str(), "plain_text")]).await;
+            settings.base_url = model.base_url();
+            let client = Client::new(settings).unwrap();
+            client.stream(&keyed, CancellationToken::new()).collect().await.unwrap();
+            let body = &model.requests()[0].body;
+            let expected = if sent { json!("20261203-abcd") } else { Value::Null };
+            assert_eq!(body["prompt_cache_key"], expected, "{kind} {base_url} {prompt_cache}");
+        }
+    }
+    // A one-off call (no cache key) sends none, and Anthropic marks no breakpoint for it.
+    for kind in KINDS {
+        let mut one_off = conversation();
+        one_off.cache_key = None;
+        let model = mock_model::start([fixture_reply(kind.as_str(), "plain_text")]).await;
+        let mut settings = settings(kind, "https://api.openai.com/v1");
+        settings.base_url = model.base_url();
+        let client = Client::new(settings).unwrap();
+        client.stream(&one_off, CancellationToken::new()).collect().await.unwrap();
+        let body = model.requests()[0].body.to_string();
+        assert!(!body.contains("prompt_cache_key") && !body.contains("cache_control"), "{body}");
+    }
 }

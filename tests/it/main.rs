@@ -8,6 +8,7 @@ mod support;
 mod addresses;
 mod agent;
 mod blame;
+mod caching;
 mod checkpoint;
 mod cli;
 mod concurrency;

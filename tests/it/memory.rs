@@ -220,6 +220,16 @@ async fn compaction_keeps_the_summary_and_recent_turns_and_drops_the_rest() {
             && summary.contains("## Next action\n- answer the user"),
         "{summary}"
     );
+    // The summary call's tokens are recorded with the step it served, under its model.
+    let step: Value =
+        serde_json::from_str(&repo.git(&["show", &format!("{compact}:.cairn/state/step.json")]))
+            .unwrap();
+    assert_eq!(
+        (&step["usage"]["input_tokens"], &step["usage"]["output_tokens"]),
+        (&json!(10), &json!(5))
+    );
+    let message = repo.git(&["log", "-1", "--format=%B", &compact]);
+    assert!(message.contains("Cairn-Model: mock/scripted"), "{message}");
     let context: Value =
         serde_json::from_str(&repo.git(&["show", &format!("{compact}:.cairn/state/context.json")]))
             .unwrap();
@@ -369,7 +379,15 @@ async fn caps_hold_for_notes_facts_and_injected_memory() {
     let notes =
         repo.git(&["show", &format!("{}:.cairn/memory/notes.md", TestRepo::session_ref(&session))]);
     assert_eq!(notes, "- a short note\n");
-    assert!(system_prompt(&requests[1].body).contains("# Working notes (.cairn/memory/notes.md"));
+    // The notes come after the conversation, so the system prompt (the start of the
+    // cached prefix) stays as the session started it.
+    let messages = requests[1].body["messages"].as_array().unwrap();
+    let last = messages.last().unwrap();
+    assert_eq!(last["role"], "user");
+    let last = last["content"].as_str().unwrap();
+    assert!(last.starts_with("# Working notes (.cairn/memory/notes.md"), "{last}");
+    assert!(last.ends_with("- a short note\n"), "{last}");
+    assert_eq!(system_prompt(&requests[1].body), system_prompt(&requests[0].body));
 
     // A fact over the size cap is refused and nothing is written.
     let before = repo.git(&["rev-parse", "refs/cairn/memory"]);
@@ -515,6 +533,12 @@ async fn a_session_end_writes_the_summary_and_promotes_only_trusted_facts() {
     assert!(summary.contains("## Goal\n> build it, exactly as `echo built`\n"), "{summary}");
     assert!(summary.contains("## Commands that worked\n- `echo built`\n"), "{summary}");
     assert!(summary.contains("## Decisions\n- build with echo\n"), "{summary}");
+    // Both calls of the session end (summary and promotion) count in its step.
+    let step: Value =
+        serde_json::from_str(&repo.git(&["show", &format!("{tip}:.cairn/state/step.json")]))
+            .unwrap();
+    assert_eq!(step["usage"]["input_tokens"], 20);
+    assert_eq!(step["usage"]["output_tokens"], 10);
     let facts = repo.git(&["ls-tree", "--name-only", "refs/cairn/memory:facts"]);
     assert_eq!(facts, "the-build-command-is-echo-built.md\n", "the guess is not promoted");
     let fact = repo.git(&["show", "refs/cairn/memory:facts/the-build-command-is-echo-built.md"]);

@@ -172,6 +172,65 @@ impl Reply {
     }
 }
 
+/// The tokens an Anthropic reply reports: plain input, cache reads, cache writes, output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnthropicUsage {
+    pub input: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub output: u64,
+}
+
+impl Reply {
+    /// An Anthropic Messages stream answering `text`, reporting `usage`.
+    pub fn anthropic_text(text: &str, usage: AnthropicUsage) -> Self {
+        let block =
+            (json!({"type": "text", "text": ""}), json!({"type": "text_delta", "text": text}));
+        Self::sse(anthropic_stream(&[block], "end_turn", usage))
+    }
+
+    /// An Anthropic Messages stream making these tool calls, given as `(id, name, arguments)`.
+    pub fn anthropic_tool_calls(calls: &[(&str, &str, Value)], usage: AnthropicUsage) -> Self {
+        let blocks: Vec<(Value, Value)> = calls
+            .iter()
+            .map(|(id, name, arguments)| {
+                (
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    json!({"type": "input_json_delta", "partial_json": arguments.to_string()}),
+                )
+            })
+            .collect();
+        Self::sse(anthropic_stream(&blocks, "tool_use", usage))
+    }
+}
+
+/// Content blocks, each as its `content_block_start` block and its one delta.
+fn anthropic_stream(blocks: &[(Value, Value)], stop_reason: &str, usage: AnthropicUsage) -> String {
+    let event =
+        |data: Value| format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap());
+    let mut body = event(json!({"type": "message_start", "message": {
+        "id": "msg_mock", "type": "message", "role": "assistant", "model": "mock", "content": [],
+        "usage": {
+            "input_tokens": usage.input,
+            "cache_read_input_tokens": usage.cache_read,
+            "cache_creation_input_tokens": usage.cache_write,
+            "output_tokens": 1,
+        },
+    }}));
+    for (index, (start, delta)) in blocks.iter().enumerate() {
+        body +=
+            &event(json!({"type": "content_block_start", "index": index, "content_block": start}));
+        body += &event(json!({"type": "content_block_delta", "index": index, "delta": delta}));
+        body += &event(json!({"type": "content_block_stop", "index": index}));
+    }
+    body += &event(json!({
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+        "usage": {"output_tokens": usage.output},
+    }));
+    body + &event(json!({"type": "message_stop"}))
+}
+
 fn chat_stream(deltas: &[Value], finish: &str, prompt_tokens: u64) -> String {
     let chunk = |choices: Value, usage: Value| {
         let chunk = json!({

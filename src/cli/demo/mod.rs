@@ -65,7 +65,9 @@ fn demo(root: &Path) -> Result<ExitCode, CommandError> {
     let store = Store::discover(root, StoreOptions::default())?;
     let color = color_stdout();
     section("$ cairn log");
-    log::print_steps(&store, &store.steps(&id)?, false, color)?;
+    // The demo's model is canned; no price applies to it.
+    let prices = super::usage::Prices::default();
+    log::print_steps(&store, &store.steps(&id)?, &prices, false, color)?;
 
     section("$ cairn diff @~5 @   (all the agent changed, .cairn/ hidden)");
     let first = store.resolve(&format!("{id}@1"))?;
