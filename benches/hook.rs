@@ -6,6 +6,10 @@
 //! CAIRN_BENCH_FILES=100000,200000 cargo bench --locked --bench hook
 //! ```
 //!
+//! Then rewind of 10 files: each run edits 10 files, records them with `cairn checkpoint`
+//! and times `cairn rewind @~1`, which checks for unsaved edits and puts the 10 files
+//! back, with Watchman and with the scan (git has no equivalent here).
+//!
 //! Three ways, alternating each run: `cairn checkpoint` with `[snapshot] fsmonitor =
 //! "watchman"` (a private Watchman server of the benchmark's own; skipped where `watchman`
 //! is not installed), `cairn checkpoint` with the incremental scan, and the git-CLI warm
@@ -78,6 +82,7 @@ struct Mode {
     home: PathBuf,
     samples: Samples,
     peak_kib: i64,
+    rewinds: Samples,
 }
 
 impl Mode {
@@ -85,12 +90,16 @@ impl Mode {
         let home = base.join(name.replace(' ', "-"));
         std::fs::create_dir_all(home.join(".config/cairn")).unwrap();
         std::fs::write(home.join(".config/cairn/config.toml"), config).unwrap();
-        Mode { name, home, samples: Samples::default(), peak_kib: 0 }
+        Mode { name, home, samples: Samples::default(), peak_kib: 0, rewinds: Samples::default() }
     }
 
     fn checkpoint(&self, repo: &Path, watchman: Option<&Watchman>) -> Command {
+        self.cairn(repo, watchman, &["checkpoint", "-m", "hook"])
+    }
+
+    fn cairn(&self, repo: &Path, watchman: Option<&Watchman>, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        command.args(["checkpoint", "-m", "hook"]).current_dir(repo).env("HOME", &self.home);
+        command.args(args).current_dir(repo).env("HOME", &self.home);
         command.env_remove("XDG_CONFIG_HOME");
         if let Some(watchman) = watchman {
             command.env("WATCHMAN_SOCK", &watchman.socket);
@@ -150,6 +159,18 @@ fn bench(files: usize, runs: usize) -> BoxResult<()> {
         }
         git_samples.time(|| git_method(&repo))?;
     }
+    let rewind_runs = runs.min(7);
+    for round in 0..rewind_runs {
+        for mode in &mut modes {
+            for path in layout.pick(1000 + round, 10) {
+                edit_file(&repo.join(&path), "rewind", round as u64)?;
+            }
+            measure(&mut mode.checkpoint(&repo, watchman.as_ref()));
+            let (elapsed, _) =
+                measure(&mut mode.cairn(&repo, watchman.as_ref(), &["rewind", "@~1"]));
+            mode.rewinds.push(elapsed);
+        }
+    }
     println!("\n{files} files, {runs} runs, one file changed before each");
     let git_median = git_samples.median().as_secs_f64();
     println!("  {:<18} {}", "git-CLI method", git_samples.summary());
@@ -161,6 +182,10 @@ fn bench(files: usize, runs: usize) -> BoxResult<()> {
             mode.samples.median().as_secs_f64() / git_median,
             mode.peak_kib as f64 / 1024.0
         );
+    }
+    println!("rewind of 10 files (`cairn rewind @~1`, whole process)");
+    for mode in &modes {
+        println!("  {:<18} {}", mode.name, mode.rewinds.summary());
     }
     Ok(())
 }

@@ -108,23 +108,23 @@ pub fn scan_with_watchman(
         std::fs::symlink_metadata(ctx.repo.index_path()).ok().map(|m| FileStat::from_metadata(&m));
     let index = fsmonitor::index_key(index_stat);
     let saved = MonitorState::load(state_path).filter(|state| state.root == ctx.root);
+    let state = |clock: String, tree: ObjectId| {
+        let state = MonitorState {
+            root: ctx.root.to_owned(),
+            clock,
+            tree: tree.to_string(),
+            rules: rules.clone(),
+            index,
+        };
+        Some((state, state_path.to_owned()))
+    };
     let (clock, why) =
-        match (fsmonitor::ask(ctx.root, saved.as_ref().map(|s| s.clock.as_str())), saved) {
+        match (fsmonitor::ask(ctx.root, saved.as_ref().map(|s| s.clock.as_str())), &saved) {
             (Answer::Changed { clock, paths }, Some(saved)) => {
-                match changed_paths(ctx, &saved, &rules, index, &paths)? {
+                match changed_paths(ctx, saved, &rules, index, &paths)? {
                     Ok(snapshot) => {
-                        let state = MonitorState {
-                            root: ctx.root.to_owned(),
-                            clock,
-                            tree: snapshot.tree.to_string(),
-                            rules,
-                            index,
-                        };
-                        let update = StatCacheUpdate {
-                            cache: None,
-                            monitor: Some((state, state_path.to_owned())),
-                        };
-                        return Ok((snapshot, update, None));
+                        let monitor = state(clock, snapshot.tree);
+                        return Ok((snapshot, StatCacheUpdate { cache: None, monitor }, None));
                     }
                     Err(why) => (Some(clock), why),
                 }
@@ -136,14 +136,7 @@ pub fn scan_with_watchman(
         };
     let (snapshot, mut update) = scan(ctx)?;
     if let Some(clock) = clock {
-        let state = MonitorState {
-            root: ctx.root.to_owned(),
-            clock,
-            tree: snapshot.tree.to_string(),
-            rules,
-            index,
-        };
-        update.monitor = Some((state, state_path.to_owned()));
+        update.monitor = state(clock, snapshot.tree);
     }
     Ok((snapshot, update, Some(why)))
 }

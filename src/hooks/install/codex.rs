@@ -96,16 +96,13 @@ pub(super) fn snippet(hooks: &[Hook], command: &str) -> String {
     doc.to_string()
 }
 
+/// `text` with cairn's handler added for each of `hooks` not `present` already.
 pub(super) fn install(
     text: Option<&str>,
     hooks: &[Hook],
-    agent_name: &str,
+    present: &Found,
     command: &str,
 ) -> Result<Change, InstallError> {
-    let present = match text {
-        Some(text) => find(text, agent_name)?,
-        None => Found::default(),
-    };
     let mut doc = parse(text)?;
     let mut added = Vec::new();
     for hook in hooks.iter().filter(|hook| !present.has(hook.event)) {

@@ -129,16 +129,13 @@ fn group(hook: &Hook, command: &str) -> Json {
     Json::object(group)
 }
 
+/// `text` with cairn's handler added for each of `hooks` not `present` already.
 pub(super) fn install(
     text: Option<&str>,
     hooks: &[Hook],
-    agent_name: &str,
+    present: &Found,
     command: &str,
 ) -> Result<Change, InstallError> {
-    let present = match text {
-        Some(text) => find(text, agent_name)?,
-        None => Found::default(),
-    };
     let mut root = parse(text)?;
     let mut added = Vec::new();
     for hook in hooks.iter().filter(|hook| !present.has(hook.event)) {

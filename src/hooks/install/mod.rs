@@ -123,9 +123,13 @@ fn is_cairn_command(command: &str, agent_name: &str) -> bool {
 /// that are missing added.
 pub fn install(agent: AgentKind, text: Option<&str>) -> Result<Change, InstallError> {
     let hooks = recommended(agent);
+    let present = match text {
+        Some(text) => find(agent, text)?,
+        None => Found::default(),
+    };
     match agent {
-        AgentKind::Codex => codex::install(text, hooks, agent.name(), &command(agent)),
-        _ => json::install(text, hooks, agent.name(), &command(agent)),
+        AgentKind::Codex => codex::install(text, hooks, &present, &command(agent)),
+        _ => json::install(text, hooks, &present, &command(agent)),
     }
 }
 
