@@ -6,6 +6,7 @@
 //! CAIRN_BENCH_FILES=100000,200000 cargo bench --locked --bench hook
 //! ```
 //!
+//! Beside them, the floor of any scan: one `lstat` per file, in parallel, in-process.
 //! Then rewind of 10 files: each run edits 10 files, records them with `cairn checkpoint`
 //! and times `cairn rewind @~1`, which checks for unsaved edits and puts the 10 files
 //! back, with Watchman and with the scan (git has no equivalent here).
@@ -159,6 +160,22 @@ fn bench(files: usize, runs: usize) -> BoxResult<()> {
         }
         git_samples.time(|| git_method(&repo))?;
     }
+    // The floor of any scan: one `lstat` per file, in parallel, in this process.
+    let root = repo.as_path();
+    let paths: Vec<PathBuf> = layout
+        .leaves
+        .iter()
+        .flat_map(|(dir, count)| (0..*count).map(move |n| root.join(format!("{dir}/f{n:02}.txt"))))
+        .collect();
+    let mut floor = Samples::default();
+    for _ in 0..runs {
+        floor.time(|| {
+            use rayon::prelude::*;
+            paths.par_iter().for_each(|path| {
+                let _ = std::fs::symlink_metadata(path);
+            })
+        });
+    }
     let rewind_runs = runs.min(7);
     for round in 0..rewind_runs {
         for mode in &mut modes {
@@ -174,6 +191,12 @@ fn bench(files: usize, runs: usize) -> BoxResult<()> {
     println!("\n{files} files, {runs} runs, one file changed before each");
     let git_median = git_samples.median().as_secs_f64();
     println!("  {:<18} {}", "git-CLI method", git_samples.summary());
+    println!(
+        "  {:<18} {}  ratio to git {:.2}  (one lstat per tracked file, parallel, in-process)",
+        "lstat floor",
+        floor.summary(),
+        floor.median().as_secs_f64() / git_median
+    );
     for mode in &modes {
         println!(
             "  {:<18} {}  ratio to git {:.2}  peak RSS {:.1} MiB",
