@@ -35,6 +35,7 @@ pub use restore::{Applied, Change, apply_changes, check_tree, diff_step_trees, d
 pub use rewind::RewindOutcome;
 pub use session::{Session, SessionSummary};
 use snapshot::StatCacheUpdate;
+pub use snapshot::fsmonitor::server_version as watchman_version;
 pub use snapshot::{PathsSnapshot, RESERVED_DIR, ScanCounts, Skipped, Snapshot};
 pub use step::{CONTEXT_FILE, NOTES_FILE, SUMMARY_FILE, SessionInfo, StepKind, Trailers};
 

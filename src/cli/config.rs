@@ -143,6 +143,17 @@ fn to_text(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
     render(config, listing)
 }
 
+/// Whether the Watchman that `[snapshot] fsmonitor` asks for answers (`None`: it asks for
+/// none).
+fn watchman_status(config: &Config) -> Option<String> {
+    (config.fsmonitor.value != crate::config::FsMonitor::None).then(|| {
+        match crate::checkpoint::watchman_version() {
+            Ok(version) => format!("in use: Watchman {version} answers"),
+            Err(why) => format!("not in use, snapshots scan: {why}"),
+        }
+    })
+}
+
 /// `[snapshot]`, `[transcript]`, `[memory]` and `[limits]`.
 fn settings_text(listing: &mut Listing, config: &Config) {
     listing.table("[snapshot]".into());
@@ -153,7 +164,10 @@ fn settings_text(listing: &mut Listing, config: &Config) {
     );
     listing.line(
         format!("fsmonitor = {}", quote(config.fsmonitor.value.as_str())),
-        config.fsmonitor.source.to_string(),
+        match watchman_status(config) {
+            Some(status) => format!("{}; {status}", config.fsmonitor.source),
+            None => config.fsmonitor.source.to_string(),
+        },
     );
     listing.table("[transcript]".into());
     listing.line(
@@ -378,6 +392,7 @@ fn to_json(config: &Config, model: &Result<Sourced<ModelRef>, ConfigError>, env:
         "snapshot": {
             "max_new_file_size": sourced_json(&config.max_new_file_size),
             "fsmonitor": sourced_json(&Sourced::new(config.fsmonitor.value.as_str(), config.fsmonitor.source.clone())),
+            "fsmonitor_status": watchman_status(config),
         },
         "transcript": {"redact_secrets": sourced_json(&config.redact_secrets)},
         "memory": {

@@ -255,3 +255,23 @@ async fn a_shell_step_of_cairn_run_is_recorded_through_watchman() {
     let state = std::fs::read_to_string(repo.path(".git/cairn/worktrees/main/fsmonitor")).unwrap();
     assert!(state.contains("\"clock\":\"c:"), "{state}");
 }
+
+#[test]
+fn config_show_says_whether_watchman_is_in_use() {
+    let Some(server) = Server::start() else { return };
+    let repo = watched_repo();
+    let show = |socket: &Path| {
+        let out = repo
+            .command_in(&repo.root, &["config", "show"])
+            .env("WATCHMAN_SOCK", socket)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = show(&server.socket);
+    let line = text.lines().find(|line| line.starts_with("fsmonitor = ")).unwrap().to_string();
+    assert!(line.contains("in use: Watchman 4.") || line.contains("in use: Watchman 20"), "{line}");
+    let text = show(Path::new("/nonexistent/watchman.sock"));
+    let line = text.lines().find(|line| line.starts_with("fsmonitor = ")).unwrap().to_string();
+    assert!(line.contains("not in use, snapshots scan:"), "{line}");
+}

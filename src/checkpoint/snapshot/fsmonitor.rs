@@ -90,31 +90,41 @@ query_result_type! {
     }
 }
 
-/// Asks Watchman what changed under `root` since `since` (none: only the clock). Runs on
-/// a thread of its own, so it works whether or not the caller is inside an async runtime.
-pub fn ask(root: &Path, since: Option<&str>) -> Answer {
-    let root = root.to_path_buf();
-    let since = since.map(str::to_string);
+/// The version of the Watchman server that answers (starting one if need be), or why none
+/// does: what `cairn config show` reports.
+pub fn server_version() -> Result<String, String> {
+    on_own_runtime(async {
+        let client = Connector::new().connect().await.map_err(|err| err.to_string())?;
+        client.version().await.map(|version| version.version).map_err(|err| err.to_string())
+    })
+    .unwrap_or_else(Err)
+}
+
+/// Runs `task` to completion on a runtime of its own, on a thread of its own, so callers
+/// inside or outside an async runtime can wait for it; `Err` says why it could not run.
+fn on_own_runtime<T: Send>(task: impl std::future::Future<Output = T> + Send) -> Result<T, String> {
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-                match runtime {
-                    Ok(runtime) => runtime.block_on(async {
-                        match tokio::time::timeout(TIMEOUT, query(&root, since.as_deref())).await {
-                            Ok(answer) => answer,
-                            Err(_) => Answer::Rescan {
-                                clock: None,
-                                why: "Watchman did not answer within 30 s".into(),
-                            },
-                        }
-                    }),
-                    Err(err) => Answer::Rescan { clock: None, why: format!("no runtime: {err}") },
-                }
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|err| format!("no runtime: {err}"))?;
+                runtime.block_on(async {
+                    tokio::time::timeout(TIMEOUT, task)
+                        .await
+                        .map_err(|_| "Watchman did not answer within 30 s".to_string())
+                })
             })
             .join()
-            .unwrap_or_else(|_| Answer::Rescan { clock: None, why: "the query panicked".into() })
+            .unwrap_or_else(|_| Err("the Watchman query panicked".into()))
     })
+}
+
+/// Asks Watchman what changed under `root` since `since` (none: only the clock). Runs on
+/// a thread of its own, so it works whether or not the caller is inside an async runtime.
+pub fn ask(root: &Path, since: Option<&str>) -> Answer {
+    on_own_runtime(query(root, since)).unwrap_or_else(|why| Answer::Rescan { clock: None, why })
 }
 
 async fn query(root: &Path, since: Option<&str>) -> Answer {
