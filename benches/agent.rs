@@ -6,6 +6,10 @@
 //! CAIRN_BENCH_FILES=10000 cargo bench --locked --bench agent  # any size
 //! ```
 //!
+//! `CAIRN_BENCH_FSMONITOR=watchman` runs the session with `[snapshot] fsmonitor =
+//! "watchman"` against a private Watchman server (the agent then starts no watcher of its
+//! own; shell steps ask Watchman), instead of cairn's own file watcher.
+//!
 //! `CAIRN_BENCH_KEEP=1` keeps the temporary repository (under `$TMPDIR`) for inspection:
 //! each step's `.cairn/state/step.json` holds its timings.
 //!
@@ -84,6 +88,16 @@ fn bench_main() -> BoxResult<()> {
 
     let (kinds, script) = build_script(&root, &layout)?;
     let config = home.join("cairn.toml");
+    let with_watchman = std::env::var("CAIRN_BENCH_FSMONITOR").is_ok_and(|v| v == "watchman");
+    let watchman = if with_watchman {
+        Some(
+            Watchman::start(base.path())
+                .ok_or("CAIRN_BENCH_FSMONITOR=watchman: watchman does not start")?,
+        )
+    } else {
+        None
+    };
+    let fsmonitor = if with_watchman { "watchman" } else { "none" };
     let runtime = tokio::runtime::Runtime::new()?;
     eprintln!("[{files}] the scripted session ({STEPS} steps)…");
     let (model, run) = runtime.block_on(async {
@@ -94,11 +108,15 @@ fn bench_main() -> BoxResult<()> {
                 "model = \"bench/scripted\"\n[provider.bench]\nkind = \"openai-chat\"\n\
                  base_url = \"{}\"\n\
                  # The session-end summary's model calls are not steps.\n\
-                 [memory]\nsummarize = false\n",
+                 [memory]\nsummarize = false\n\
+                 [snapshot]\nfsmonitor = \"{fsmonitor}\"\n",
                 model.base_url()
             ),
         )?;
         let mut command = cairn_command(&root, &home, &config);
+        if let Some(watchman) = &watchman {
+            command.env("WATCHMAN_SOCK", &watchman.socket);
+        }
         let run = tokio::task::spawn_blocking(move || {
             run_measured(&mut command).map_err(|err| err.to_string())
         })
@@ -132,7 +150,10 @@ fn bench_main() -> BoxResult<()> {
     let scan = full_scan.median();
     let git_median = git_method.median();
     println!();
-    println!("cairn agent benchmark: {STEPS}-step scripted `cairn run --approval auto --json`");
+    println!(
+        "cairn agent benchmark: {STEPS}-step scripted `cairn run --approval auto --json`, changes from {}",
+        if with_watchman { "Watchman" } else { "cairn's file watcher" }
+    );
     println!(
         "   workspace: {} files in {} directories (+ {} ignored), committed; {} step commits recorded",
         layout.files, layout.dirs, layout.ignored_files, recorded

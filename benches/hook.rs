@@ -23,44 +23,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-struct Watchman {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Watchman {
-    fn start(dir: &Path) -> Option<Watchman> {
-        Command::new("watchman").arg("--version").output().ok()?;
-        let socket = dir.join("watchman.sock");
-        let child = Command::new("watchman")
-            .arg(format!("--sockname={}", socket.display()))
-            .arg(format!("--logfile={}", dir.join("watchman.log").display()))
-            .arg(format!("--pidfile={}", dir.join("watchman.pid").display()))
-            .arg(format!("--statefile={}", dir.join("watchman.state").display()))
-            .args(["--no-save-state", "--foreground"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let started = Instant::now();
-        while !socket.exists() && started.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Watchman { child, socket })
-    }
-}
-
-impl Drop for Watchman {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Wall time and peak RSS (KiB) of one process, read with `wait4`.
 fn measure(command: &mut Command) -> (Duration, i64) {

@@ -332,3 +332,43 @@ pub fn git_init(dir: &Path) -> BoxResult<()> {
     git(dir, &["config", "user.email", "bench@example.com"])?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// Watchman
+
+/// A Watchman server of the benchmark's own (socket, state and log under `dir`), stopped
+/// when dropped; point cairn at it with `WATCHMAN_SOCK`.
+pub struct Watchman {
+    child: std::process::Child,
+    pub socket: std::path::PathBuf,
+}
+
+impl Watchman {
+    /// `None` where `watchman` is not installed or does not start.
+    pub fn start(dir: &Path) -> Option<Watchman> {
+        Command::new("watchman").arg("--version").output().ok()?;
+        let socket = dir.join("watchman.sock");
+        let child = Command::new("watchman")
+            .arg(format!("--sockname={}", socket.display()))
+            .arg(format!("--logfile={}", dir.join("watchman.log").display()))
+            .arg(format!("--pidfile={}", dir.join("watchman.pid").display()))
+            .arg(format!("--statefile={}", dir.join("watchman.state").display()))
+            .args(["--no-save-state", "--foreground"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let started = Instant::now();
+        while !socket.exists() && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Watchman { child, socket })
+    }
+}
+
+impl Drop for Watchman {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
