@@ -114,6 +114,40 @@ fn anthropic_cases() -> Vec<Case> {
             "pydantic_thinking_stream",
             answer(PYDANTIC_THINKING_TEXT, vec![], usage(43, 282, 0, 0, 0), Stop),
         ),
+        // Two parallel calls of one tool without parameters.
+        case(
+            "simonw_parallel_tools",
+            answer(
+                "",
+                vec![
+                    ("toolu_01LtHJmixrs9NcWQkK8hu8hj", "pelican_name_generator", json!({})),
+                    ("toolu_01N8a4jWyf116qKTMqKKmjyt", "pelican_name_generator", json!({})),
+                ],
+                usage(542, 62, 0, 0, 0),
+                ToolCalls,
+            ),
+        ),
+        // reasoning: pending (thinking with its signature before the call). The thinking
+        // tokens are counted in `output_tokens_details`.
+        case(
+            "simonw_thinking_tool_use",
+            answer(
+                "",
+                vec![("toolu_01825dXWLSoJwCst1qTsiWdb", "fixed_version", json!({}))],
+                usage(598, 92, 0, 0, 53),
+                ToolCalls,
+            ),
+        ),
+        case(
+            "simonw_stop_sequence",
+            answer(
+                "\ndef pelican():\n    return \"A large waterbird with a long bill and a throat \
+                 pouch for catching fish.\"\n",
+                vec![],
+                usage(16, 28, 0, 0, 0),
+                Stop,
+            ),
+        ),
         // No content at all; why is in `stop_details`, which cairn does not show.
         case("vercel_refusal", answer("", vec![], usage(18, 5, 0, 0, 0), Refusal)),
         // Server tools (bash_code_execution) are the provider's business: only the text
