@@ -275,6 +275,22 @@ fn chat_cases() -> Vec<Case> {
                 ToolCalls,
             ),
         ),
+        // Kimi K2 through OpenRouter (Novita): the id and name repeated in each fragment,
+        // and no `finish_reason` at all; a stream that called a tool is a tool-call turn.
+        case(
+            "simonw_kimi_no_finish_reason",
+            answer("", vec![("0", "llm_version", json!({}))], usage(57, 17, 0, 0, 0), ToolCalls),
+        ),
+        // The same model and route: the name in one fragment, the arguments in the next.
+        case(
+            "simonw_kimi_call_in_two_fragments",
+            answer(
+                "",
+                vec![("llm_version:0", "llm_version", json!({}))],
+                usage(56, 12, 0, 0, 0),
+                ToolCalls,
+            ),
+        ),
         // Groq validates tool calls against the schema and ends the stream with an
         // `event: error` when the model's fails.
         case(
