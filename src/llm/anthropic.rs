@@ -277,6 +277,14 @@ impl Decode for Decoder {
                 if let Some(reason) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.stop_reason = Some(reason.to_owned());
                 }
+                // A refusal often comes without any text; this is then all the user learns.
+                let explanation = data.pointer("/delta/stop_details/explanation");
+                if let Some(explanation) = explanation.and_then(Value::as_str) {
+                    let provider = &self.provider;
+                    out.push(StreamEvent::Notice(format!(
+                        "{provider} said why it stopped: {explanation}"
+                    )));
+                }
                 let usage = data.get("usage").cloned().unwrap_or(Value::Null);
                 self.take_usage(&usage);
             }

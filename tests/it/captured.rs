@@ -148,8 +148,20 @@ fn anthropic_cases() -> Vec<Case> {
                 Stop,
             ),
         ),
-        // No content at all; why is in `stop_details`, which cairn does not show.
-        case("vercel_refusal", answer("", vec![], usage(18, 5, 0, 0, 0), Refusal)),
+        // No content at all: why is only in `stop_details`.
+        case(
+            "vercel_refusal",
+            Expect::Response {
+                text: "",
+                tool_calls: vec![],
+                usage: Some(usage(18, 5, 0, 0, 0)),
+                finish: Refusal,
+                notices: vec![
+                    "mockai said why it stopped: This request triggered restrictions on violative cyber \
+                     content and was blocked under Anthropic's Usage Policy.",
+                ],
+            },
+        ),
         // Server tools (bash_code_execution) are the provider's business: only the text
         // and the cache reads and writes of the final `message_delta` reach the agent.
         case(
