@@ -413,9 +413,12 @@ fn request() -> Request {
     }
 }
 
-async fn replay(kind: ProviderKind, body: Vec<u8>) -> Result<Response, LlmError> {
-    // An odd chunk size, so that events, lines and characters arrive split.
-    let model = mock_model::start([Reply::sse(body).chunked_every(61)]).await;
+/// Each stream is served whole, and in pieces of an odd size so that events, lines and
+/// characters arrive split.
+const CHUNK_SIZES: [usize; 2] = [usize::MAX, 61];
+
+async fn replay(kind: ProviderKind, body: Vec<u8>, chunk: usize) -> Result<Response, LlmError> {
+    let model = mock_model::start([Reply::sse(body).chunked_every(chunk)]).await;
     let mut settings = ClientSettings::new("mockai", kind, model.base_url());
     settings.retry.max_attempts = 1;
     let client = Client::new(settings).unwrap();
@@ -498,8 +501,19 @@ async fn captured_streams_give_the_agent_what_they_hold() {
     for case in &cases {
         let file = format!("{}/{}.sse", case.kind, case.name);
         let Ok(body) = std::fs::read(root.join(&file)) else { continue };
-        let got = replay(case.kind, body).await;
-        problems.extend(mismatches(&case.expect, &got).into_iter().map(|m| format!("{file}: {m}")));
+        for chunk in CHUNK_SIZES {
+            let got = replay(case.kind, body.clone(), chunk).await;
+            let served = if chunk == usize::MAX {
+                "whole".into()
+            } else {
+                format!("in {chunk}-byte chunks")
+            };
+            problems.extend(
+                mismatches(&case.expect, &got)
+                    .into_iter()
+                    .map(|m| format!("{file} ({served}): {m}")),
+            );
+        }
     }
     assert!(problems.is_empty(), "{} mismatches:\n{}", problems.len(), problems.join("\n"));
 }
