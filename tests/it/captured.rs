@@ -2,9 +2,10 @@
 //! README) replayed through the real clients against the mock server: what the agent must
 //! see of each, every mismatch reported at once with the file's name.
 //!
-//! Fixtures holding thinking or reasoning are marked `reasoning: pending`: the client does
-//! not yet keep Anthropic signatures, Responses `encrypted_content` or every Chat reasoning
-//! field, so only their text, tool calls, usage and finish are held here for now.
+//! Fixtures holding thinking or reasoning are marked `reasoning: pending`: until the client
+//! keeps Anthropic signatures, Responses `encrypted_content` and Chat `reasoning_content`
+//! for the next request, only their text, tool calls, usage and finish are held here; the
+//! reasoning itself is to be checked once that lands.
 
 use std::collections::BTreeSet;
 use std::path::Path;
