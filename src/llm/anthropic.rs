@@ -161,6 +161,7 @@ pub(crate) struct Decoder {
     cache_read: u64,
     cache_creation: u64,
     output_tokens: u64,
+    thinking_tokens: u64,
     saw_usage: bool,
     stop_reason: Option<String>,
     done: bool,
@@ -175,6 +176,7 @@ impl Decoder {
             cache_read: 0,
             cache_creation: 0,
             output_tokens: 0,
+            thinking_tokens: 0,
             saw_usage: false,
             stop_reason: None,
             done: false,
@@ -188,15 +190,16 @@ impl Decoder {
             return;
         }
         self.saw_usage = true;
-        let set = |field: &mut u64, key: &str| {
-            if let Some(value) = usage.get(key).and_then(Value::as_u64) {
+        let set = |field: &mut u64, pointer: &str| {
+            if let Some(value) = usage.pointer(pointer).and_then(Value::as_u64) {
                 *field = value;
             }
         };
-        set(&mut self.input_tokens, "input_tokens");
-        set(&mut self.cache_read, "cache_read_input_tokens");
-        set(&mut self.cache_creation, "cache_creation_input_tokens");
-        set(&mut self.output_tokens, "output_tokens");
+        set(&mut self.input_tokens, "/input_tokens");
+        set(&mut self.cache_read, "/cache_read_input_tokens");
+        set(&mut self.cache_creation, "/cache_creation_input_tokens");
+        set(&mut self.output_tokens, "/output_tokens");
+        set(&mut self.thinking_tokens, "/output_tokens_details/thinking_tokens");
     }
 }
 
@@ -274,6 +277,14 @@ impl Decode for Decoder {
                 if let Some(reason) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.stop_reason = Some(reason.to_owned());
                 }
+                // A refusal often comes without any text; this is then all the user learns.
+                let explanation = data.pointer("/delta/stop_details/explanation");
+                if let Some(explanation) = explanation.and_then(Value::as_str) {
+                    let provider = &self.provider;
+                    out.push(StreamEvent::Notice(format!(
+                        "{provider} said why it stopped: {explanation}"
+                    )));
+                }
                 let usage = data.get("usage").cloned().unwrap_or(Value::Null);
                 self.take_usage(&usage);
             }
@@ -284,8 +295,9 @@ impl Decode for Decoder {
                         output_tokens: self.output_tokens,
                         cached_input_tokens: self.cache_read,
                         cache_write_input_tokens: self.cache_creation,
-                        // Thinking tokens are billed as output and not counted apart.
-                        reasoning_tokens: 0,
+                        // Part of the output; newer models say how much in
+                        // `output_tokens_details`, older ones not at all (0).
+                        reasoning_tokens: self.thinking_tokens,
                     }));
                 }
                 let reason = self.stop_reason.as_deref().map_or(FinishReason::Stop, finish_reason);

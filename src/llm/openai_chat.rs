@@ -195,6 +195,20 @@ fn nameless_call_notice(id: &str, arguments: &str) -> String {
     )
 }
 
+/// Output tokens, reasoning included. xAI leaves the reasoning out of `completion_tokens`,
+/// which shows as a `total_tokens` of prompt + completion + reasoning; elsewhere the total
+/// is prompt + completion, the reasoning already in the completion.
+fn output_tokens(usage: &Value) -> u64 {
+    let completion = count(usage, "/completion_tokens");
+    let reasoning = count(usage, "/completion_tokens_details/reasoning_tokens");
+    let apart = count(usage, "/prompt_tokens").saturating_add(completion).saturating_add(reasoning);
+    if reasoning > 0 && count(usage, "/total_tokens") == apart {
+        completion.saturating_add(reasoning)
+    } else {
+        completion
+    }
+}
+
 fn finish_reason(reason: &str) -> FinishReason {
     match reason {
         "stop" | "eos" | "end_turn" | "stop_sequence" => FinishReason::Stop,
@@ -221,7 +235,7 @@ impl Decode for Decoder {
         if let Some(usage) = chunk.get("usage").filter(|usage| usage.is_object()) {
             self.usage = Some(Usage {
                 input_tokens: count(usage, "/prompt_tokens"),
-                output_tokens: count(usage, "/completion_tokens"),
+                output_tokens: output_tokens(usage),
                 cached_input_tokens: count(usage, "/prompt_tokens_details/cached_tokens"),
                 cache_write_input_tokens: 0,
                 reasoning_tokens: count(usage, "/completion_tokens_details/reasoning_tokens"),

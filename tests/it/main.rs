@@ -9,6 +9,7 @@ mod addresses;
 mod agent;
 mod blame;
 mod caching;
+mod captured;
 mod checkpoint;
 mod cli;
 mod concurrency;
