@@ -125,6 +125,10 @@ fn write_message(out: &mut String, message: &Value) {
             let _ = writeln!(out, "**User**\n\n{}\n", quoted(&text));
         }
         Ok(Message::Assistant { text, tool_calls }) => {
+            let reasoning = crate::transcript::readable_reasoning(message);
+            if !reasoning.is_empty() {
+                let _ = writeln!(out, "**Reasoning**\n\n{}\n", quoted(&reasoning));
+            }
             if !text.is_empty() {
                 let _ = writeln!(out, "**Assistant**\n\n{text}\n");
             }

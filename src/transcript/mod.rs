@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::llm;
 
-pub use message::{Message, ToolArguments, ToolCall};
+pub use message::{Message, Reasoning, ToolArguments, ToolCall};
 
 /// The version of the persisted session format: the messages' JSON and the `.cairn/`
 /// state beside them. `session.toml` names it as `schema`; one without the field is
@@ -34,9 +34,26 @@ pub struct DecodeError {
     pub source: serde_json::Error,
 }
 
-/// The persisted JSON of a wire message.
+/// The persisted JSON of a wire message: an assistant message's reasoning, if any, goes
+/// under its `reasoning` key.
 pub fn encode(message: &llm::Message) -> Value {
-    Message::from(message).into_json()
+    let json = Message::from(message).into_json();
+    match message {
+        llm::Message::Assistant { reasoning, .. } if !reasoning.is_empty() => {
+            let list = reasoning.iter().map(|block| Reasoning::from(block).into_json());
+            with_key(json, "reasoning", Value::Array(list.collect()))
+        }
+        _ => json,
+    }
+}
+
+/// `object` with `key` added, keys in sorted order whatever `serde_json` keeps them in
+/// (see the [`message`] module).
+fn with_key(object: Value, key: &str, value: Value) -> Value {
+    let Value::Object(map) = object else { return object };
+    let mut sorted: std::collections::BTreeMap<String, Value> = map.into_iter().collect();
+    sorted.insert(key.to_owned(), value);
+    Value::Object(sorted.into_iter().collect())
 }
 
 /// Rebuilds a conversation of wire messages from its stored JSON, in order.
@@ -44,12 +61,72 @@ pub fn decode_conversation(messages: &[Value]) -> Result<Vec<llm::Message>, Deco
     messages
         .iter()
         .enumerate()
-        .map(|(i, value)| {
-            Message::from_json(value)
-                .map(Message::into_wire)
-                .map_err(|source| DecodeError { number: i + 1, source })
-        })
+        .map(|(i, value)| decode(value).map_err(|source| DecodeError { number: i + 1, source }))
         .collect()
+}
+
+/// One stored message as a wire message, with its reasoning.
+fn decode(value: &Value) -> Result<llm::Message, serde_json::Error> {
+    let mut message = Message::from_json(value)?.into_wire();
+    if let llm::Message::Assistant { reasoning, .. } = &mut message {
+        *reasoning = Reasoning::list_in(value)?.into_iter().map(Reasoning::into_wire).collect();
+    }
+    Ok(message)
+}
+
+/// The reasoning text of a stored message that people may read, pieces apart by a blank
+/// line: never a signature or encrypted content. Empty when it has none (or it does not
+/// decode: presenting a session never fails on it).
+pub fn readable_reasoning(message: &Value) -> String {
+    let list = Reasoning::list_in(message).unwrap_or_default();
+    let texts: Vec<&str> = list.iter().map(Reasoning::text).filter(|t| !t.is_empty()).collect();
+    texts.join("\n\n")
+}
+
+/// Redacts secret-looking strings in a stored message (see [`crate::secrets`]), except the
+/// provider's opaque tokens in its reasoning, which hold nothing readable and would be
+/// refused if changed. Thinking text whose redaction changed it no longer matches its
+/// signature, so it is kept as plain reasoning text, never sent back.
+pub fn redact_message(message: &mut Value) {
+    let Some(Value::Array(list)) = message.get_mut("reasoning").map(std::mem::take) else {
+        crate::secrets::redact_json(message);
+        return;
+    };
+    crate::secrets::redact_json(message);
+    let list = list.into_iter().map(redact_reasoning).collect();
+    if let Value::Object(map) = message {
+        map.insert("reasoning".into(), Value::Array(list));
+    }
+}
+
+/// One stored reasoning entry, redacted but for its opaque token.
+fn redact_reasoning(mut entry: Value) -> Value {
+    let opaque = match entry.get("kind").and_then(Value::as_str) {
+        Some("thinking") => take_string(&mut entry, "/signature"),
+        Some("redacted_thinking") => take_string(&mut entry, "/data"),
+        Some("responses_item") => take_string(&mut entry, "/item/encrypted_content"),
+        _ => None,
+    };
+    let redacted = crate::secrets::redact_json(&mut entry) > 0;
+    match (entry.get("kind").and_then(Value::as_str), opaque) {
+        (Some("thinking"), Some(_)) if redacted => {
+            let text = entry.get("text").cloned().unwrap_or_default();
+            serde_json::json!({"kind": "text", "text": text})
+        }
+        (_, Some((pointer, token))) => {
+            if let Some(slot) = entry.pointer_mut(pointer) {
+                *slot = token;
+            }
+            entry
+        }
+        (_, None) => entry,
+    }
+}
+
+/// Replaces the string at `pointer` with an empty one, returning the pointer and the string.
+fn take_string(entry: &mut Value, pointer: &'static str) -> Option<(&'static str, Value)> {
+    let slot = entry.pointer_mut(pointer).filter(|slot| slot.is_string())?;
+    Some((pointer, std::mem::replace(slot, Value::String(String::new()))))
 }
 
 /// A tool call as `step.json` lists it under `tool_calls`: its arguments as they came, or,
