@@ -80,6 +80,7 @@ fn collect(store: &Store, last: gix::ObjectId) -> Result<Export, CommandError> {
     for StepMessages { summary, messages } in walked {
         let (from, to) = log::step_trees(store, summary.commit)?;
         let diff = render::render(store.repo(), from, Some(to), false, false)?;
+        let messages = messages.into_iter().map(crate::transcript::presentable).collect();
         steps.push(ExportedStep { summary, messages, diff });
     }
     Ok(Export { session, steps })

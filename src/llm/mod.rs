@@ -178,17 +178,6 @@ pub enum ReasoningBlock {
     ResponsesItem { item: Value, summary: String },
 }
 
-impl ReasoningBlock {
-    /// The text a person may read; empty for encrypted blocks.
-    pub fn text(&self) -> &str {
-        match self {
-            ReasoningBlock::Text { text } | ReasoningBlock::Thinking { text, .. } => text,
-            ReasoningBlock::ResponsesItem { summary, .. } => summary,
-            ReasoningBlock::RedactedThinking { .. } => "",
-        }
-    }
-}
-
 /// A tool the model may call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolDefinition {

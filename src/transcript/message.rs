@@ -131,15 +131,6 @@ impl Reasoning {
         }
     }
 
-    /// The text a person may read; empty for encrypted reasoning.
-    pub fn text(&self) -> &str {
-        match self {
-            Reasoning::Text { text } | Reasoning::Thinking { text, .. } => text,
-            Reasoning::ResponsesItem { summary, .. } => summary,
-            Reasoning::RedactedThinking { .. } => "",
-        }
-    }
-
     pub(super) fn into_json(self) -> Value {
         let mut object = Map::new();
         match self {

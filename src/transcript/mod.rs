@@ -75,11 +75,16 @@ fn decode(value: &Value) -> Result<llm::Message, serde_json::Error> {
 }
 
 /// The reasoning text of a stored message that people may read, pieces apart by a blank
-/// line: never a signature or encrypted content. Empty when it has none (or it does not
-/// decode: presenting a session never fails on it).
+/// line: never a signature or encrypted content. Read field by field, so that it works on
+/// a [`presentable`] message too and presenting a session never fails on it.
 pub fn readable_reasoning(message: &Value) -> String {
-    let list = Reasoning::list_in(message).unwrap_or_default();
-    let texts: Vec<&str> = list.iter().map(Reasoning::text).filter(|t| !t.is_empty()).collect();
+    let entries = message.get("reasoning").and_then(Value::as_array).map(Vec::as_slice);
+    let texts: Vec<&str> = entries
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entry| entry.get("text").or_else(|| entry.get("summary"))?.as_str())
+        .filter(|text| !text.is_empty())
+        .collect();
     texts.join("\n\n")
 }
 
@@ -101,32 +106,46 @@ pub fn redact_message(message: &mut Value) {
 
 /// One stored reasoning entry, redacted but for its opaque token.
 fn redact_reasoning(mut entry: Value) -> Value {
-    let opaque = match entry.get("kind").and_then(Value::as_str) {
-        Some("thinking") => take_string(&mut entry, "/signature"),
-        Some("redacted_thinking") => take_string(&mut entry, "/data"),
-        Some("responses_item") => take_string(&mut entry, "/item/encrypted_content"),
-        _ => None,
-    };
+    let pointer = opaque_pointer(&entry);
+    let token = pointer.and_then(|pointer| entry.pointer_mut(pointer)).map(Value::take);
     let redacted = crate::secrets::redact_json(&mut entry) > 0;
-    match (entry.get("kind").and_then(Value::as_str), opaque) {
-        (Some("thinking"), Some(_)) if redacted => {
+    match (pointer, token) {
+        (Some("/signature"), Some(_)) if redacted => {
             let text = entry.get("text").cloned().unwrap_or_default();
             serde_json::json!({"kind": "text", "text": text})
         }
-        (_, Some((pointer, token))) => {
+        (Some(pointer), Some(token)) => {
             if let Some(slot) = entry.pointer_mut(pointer) {
                 *slot = token;
             }
             entry
         }
-        (_, None) => entry,
+        _ => entry,
     }
 }
 
-/// Replaces the string at `pointer` with an empty one, returning the pointer and the string.
-fn take_string(entry: &mut Value, pointer: &'static str) -> Option<(&'static str, Value)> {
-    let slot = entry.pointer_mut(pointer).filter(|slot| slot.is_string())?;
-    Some((pointer, std::mem::replace(slot, Value::String(String::new()))))
+/// Where a stored reasoning entry holds the provider's opaque token, by its kind.
+fn opaque_pointer(entry: &Value) -> Option<&'static str> {
+    match entry.get("kind").and_then(Value::as_str)? {
+        "thinking" => Some("/signature"),
+        "redacted_thinking" => Some("/data"),
+        "responses_item" => Some("/item/encrypted_content"),
+        _ => None,
+    }
+}
+
+/// A stored message as a session is shown to people (`cairn export`): its reasoning's
+/// opaque tokens (signatures, encrypted content) taken out, mean nothing to a reader.
+pub fn presentable(mut message: Value) -> Value {
+    let entries = message.get_mut("reasoning").and_then(Value::as_array_mut);
+    for entry in entries.into_iter().flatten() {
+        let Some(pointer) = opaque_pointer(entry) else { continue };
+        let (parent, key) = pointer.rsplit_once('/').unwrap_or_default();
+        if let Some(Value::Object(holder)) = entry.pointer_mut(parent) {
+            holder.remove(key);
+        }
+    }
+    message
 }
 
 /// A tool call as `step.json` lists it under `tool_calls`: its arguments as they came, or,
@@ -145,4 +164,78 @@ pub fn step_tool_call(call: &llm::ToolCall) -> Value {
         }
     }
     Value::Object(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A token that looks like an API key to the redactor.
+    const KEY_LIKE: &str = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz";
+
+    #[test]
+    fn redaction_keeps_opaque_tokens_and_demotes_thinking_it_changed() {
+        let mut message = json!({
+            "role": "assistant",
+            "text": "done",
+            "reasoning": [
+                {"kind": "thinking", "text": "plain thought", "signature": format!("Eq/{KEY_LIKE}")},
+                {"kind": "thinking", "text": format!("the key is {KEY_LIKE}"), "signature": "Eq=="},
+                {"kind": "redacted_thinking", "data": format!("+{KEY_LIKE}")},
+                {"kind": "responses_item", "summary": "s", "item": {
+                    "type": "reasoning", "encrypted_content": format!("-{KEY_LIKE}"),
+                }},
+            ],
+        });
+        redact_message(&mut message);
+        let reasoning = &message["reasoning"];
+        assert_eq!(reasoning[0]["signature"], format!("Eq/{KEY_LIKE}"));
+        assert_eq!(
+            reasoning[1],
+            json!({"kind": "text", "text": "the key is [redacted Anthropic API key]"})
+        );
+        assert_eq!(reasoning[2]["data"], format!("+{KEY_LIKE}"));
+        assert_eq!(reasoning[3]["item"]["encrypted_content"], format!("-{KEY_LIKE}"));
+    }
+
+    #[test]
+    fn presentable_messages_hold_no_opaque_token_and_keep_their_text() {
+        let message = json!({"role": "assistant", "reasoning": [
+            {"kind": "thinking", "text": "thought", "signature": "SIG"},
+            {"kind": "redacted_thinking", "data": "DATA"},
+            {"kind": "responses_item", "summary": "summary", "item": {"id": "rs_1", "encrypted_content": "ENC"}},
+        ]});
+        let shown = presentable(message);
+        let text = shown.to_string();
+        assert!(!text.contains("SIG") && !text.contains("DATA") && !text.contains("ENC"), "{text}");
+        assert_eq!(readable_reasoning(&shown), "thought\n\nsummary");
+    }
+
+    #[test]
+    fn reasoning_round_trips_through_the_stored_form_and_old_messages_have_none() {
+        let message = llm::Message::Assistant {
+            reasoning: vec![
+                llm::ReasoningBlock::Thinking { text: "t".into(), signature: "s".into() },
+                llm::ReasoningBlock::RedactedThinking { data: "d".into() },
+                llm::ReasoningBlock::Text { text: "plain".into() },
+                llm::ReasoningBlock::ResponsesItem {
+                    item: json!({"id": "rs_1", "encrypted_content": "e"}),
+                    summary: "sum".into(),
+                },
+            ],
+            text: "hi".into(),
+            tool_calls: Vec::new(),
+        };
+        let stored = encode(&message);
+        let keys: Vec<&String> = stored.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["reasoning", "role", "text"]);
+        assert_eq!(decode_conversation(&[stored]).unwrap(), [message]);
+        let old = json!({"role": "assistant", "text": "hi"});
+        let decoded = decode_conversation(&[old]).unwrap();
+        assert!(
+            matches!(&decoded[0], llm::Message::Assistant { reasoning, .. } if reasoning.is_empty())
+        );
+    }
 }
