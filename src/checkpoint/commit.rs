@@ -420,7 +420,7 @@ impl Store {
             return record;
         }
         for message in &mut record.messages {
-            crate::transcript::redact_message(message);
+            crate::transcript::redact_message(message, secrets::redact_json);
         }
         for value in record.details.values_mut() {
             secrets::redact_json(value);

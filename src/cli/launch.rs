@@ -291,3 +291,13 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
         .build()
         .map_err(|err| CommandError::internal(format!("could not start the runtime: {err}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_and_client_agree_on_the_default_output_limit() {
+        assert_eq!(config::DEFAULT_MAX_OUTPUT_TOKENS, llm::DEFAULT_MAX_OUTPUT_TOKENS);
+    }
+}

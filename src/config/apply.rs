@@ -20,6 +20,9 @@ const MAX_OUTPUT_TOKENS: RangeInclusive<i64> = 1..=1_000_000;
 const IDLE_TIMEOUT: RangeInclusive<i64> = 1..=3600;
 /// `[provider.*] retries`: beyond ten, a failing service only keeps the user waiting.
 const RETRIES: RangeInclusive<i64> = 0..=10;
+/// The output limit of a provider that sets no `max_output_tokens`: the model client's
+/// default, which this layer may not name (`cli::launch` checks that they agree).
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 16_384;
 /// `[provider.*] thinking_budget`: Anthropic's smallest.
 const MIN_THINKING_BUDGET: u32 = 1024;
 /// `[limits] turn_output_tokens`.
@@ -345,8 +348,7 @@ fn reasoning(
                     ),
                 ));
             }
-            let limit =
-                max_output_tokens.map_or(crate::llm::DEFAULT_MAX_OUTPUT_TOKENS, |t| t.value);
+            let limit = max_output_tokens.map_or(DEFAULT_MAX_OUTPUT_TOKENS, |t| t.value);
             let range = i64::from(MIN_THINKING_BUDGET)..=i64::from(limit) - 1;
             let what = "tokens below max_output_tokens";
             let tokens = ranged(locate, &key("thinking_budget"), budget, range, what)?;

@@ -43,6 +43,7 @@ mod providers;
 mod source;
 pub mod trust;
 
+pub use apply::DEFAULT_MAX_OUTPUT_TOKENS;
 pub use file::{format_size, parse_size};
 pub use mcp::{DEFAULT_MCP_STARTUP_TIMEOUT_MS, DEFAULT_MCP_TOOL_TIMEOUT_MS, McpSandbox, McpServer};
 pub use project::{Ignored, ProjectFile, ProjectKey};

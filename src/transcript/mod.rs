@@ -88,27 +88,27 @@ pub fn readable_reasoning(message: &Value) -> String {
     texts.join("\n\n")
 }
 
-/// Redacts secret-looking strings in a stored message (see [`crate::secrets`]), except the
-/// provider's opaque tokens in its reasoning, which hold nothing readable and would be
-/// refused if changed. Thinking text whose redaction changed it no longer matches its
-/// signature, so it is kept as plain reasoning text, never sent back.
-pub fn redact_message(message: &mut Value) {
-    let Some(Value::Array(list)) = message.get_mut("reasoning").map(std::mem::take) else {
-        crate::secrets::redact_json(message);
+/// Redacts a stored message with `redact` (which returns how many secrets it replaced),
+/// except the provider's opaque tokens in its reasoning, which hold nothing readable and
+/// would be refused if changed. Thinking text whose redaction changed it no longer matches
+/// its signature, so it is kept as plain reasoning text, never sent back.
+pub fn redact_message(message: &mut Value, redact: impl Fn(&mut Value) -> usize) {
+    let Some(Value::Array(list)) = message.get_mut("reasoning").map(Value::take) else {
+        redact(message);
         return;
     };
-    crate::secrets::redact_json(message);
-    let list = list.into_iter().map(redact_reasoning).collect();
+    redact(message);
+    let list = list.into_iter().map(|entry| redact_reasoning(entry, &redact)).collect();
     if let Value::Object(map) = message {
         map.insert("reasoning".into(), Value::Array(list));
     }
 }
 
 /// One stored reasoning entry, redacted but for its opaque token.
-fn redact_reasoning(mut entry: Value) -> Value {
+fn redact_reasoning(mut entry: Value, redact: &impl Fn(&mut Value) -> usize) -> Value {
     let pointer = opaque_pointer(&entry);
     let token = pointer.and_then(|pointer| entry.pointer_mut(pointer)).map(Value::take);
-    let redacted = crate::secrets::redact_json(&mut entry) > 0;
+    let redacted = redact(&mut entry) > 0;
     match (pointer, token) {
         (Some("/signature"), Some(_)) if redacted => {
             let text = entry.get("text").cloned().unwrap_or_default();
@@ -175,6 +175,19 @@ mod tests {
     /// A token that looks like an API key to the redactor.
     const KEY_LIKE: &str = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz";
 
+    /// A stand-in for `secrets::redact_json` (a layer above this one) that knows one key.
+    fn redact_key_like(value: &mut Value) -> usize {
+        match value {
+            Value::String(text) if text.contains(KEY_LIKE) => {
+                *text = text.replace(KEY_LIKE, "[redacted]");
+                1
+            }
+            Value::Array(items) => items.iter_mut().map(redact_key_like).sum(),
+            Value::Object(map) => map.values_mut().map(redact_key_like).sum(),
+            _ => 0,
+        }
+    }
+
     #[test]
     fn redaction_keeps_opaque_tokens_and_demotes_thinking_it_changed() {
         let mut message = json!({
@@ -189,13 +202,10 @@ mod tests {
                 }},
             ],
         });
-        redact_message(&mut message);
+        redact_message(&mut message, redact_key_like);
         let reasoning = &message["reasoning"];
         assert_eq!(reasoning[0]["signature"], format!("Eq/{KEY_LIKE}"));
-        assert_eq!(
-            reasoning[1],
-            json!({"kind": "text", "text": "the key is [redacted Anthropic API key]"})
-        );
+        assert_eq!(reasoning[1], json!({"kind": "text", "text": "the key is [redacted]"}));
         assert_eq!(reasoning[2]["data"], format!("+{KEY_LIKE}"));
         assert_eq!(reasoning[3]["item"]["encrypted_content"], format!("-{KEY_LIKE}"));
     }
