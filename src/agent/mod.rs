@@ -122,6 +122,8 @@ pub struct AgentSetup {
     pub model: String,
     /// `provider/model`, as recorded in commits.
     pub model_label: String,
+    /// How hard the model is asked to think; `None` leaves it to the model.
+    pub reasoning: Option<llm::Reasoning>,
     pub system: String,
     /// The session's state at its tip (default for a new session).
     pub restored: Restored,
@@ -142,6 +144,7 @@ pub struct Agent {
     client: llm::Client,
     model: String,
     model_label: String,
+    reasoning: Option<llm::Reasoning>,
     system: String,
     /// Every message of the session; the model sees those from `context_from` on.
     history: Vec<Message>,
@@ -178,6 +181,7 @@ impl Agent {
             client: setup.client,
             model: setup.model,
             model_label: setup.model_label,
+            reasoning: setup.reasoning,
             system: setup.system,
             history: setup.restored.history,
             context_from: setup.restored.context_from,
@@ -225,6 +229,15 @@ impl Agent {
         self.client = client;
         self.model = model;
         self.model_label = model_label;
+    }
+
+    /// How hard the model is asked to think from now on.
+    pub fn set_reasoning(&mut self, reasoning: Option<llm::Reasoning>) {
+        self.reasoning = reasoning;
+    }
+
+    pub fn reasoning(&self) -> Option<llm::Reasoning> {
+        self.reasoning
     }
 
     /// Moves the agent to another point of its session (after a user's rewind), with the

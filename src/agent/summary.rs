@@ -110,7 +110,7 @@ pub fn transcript(
     for message in messages {
         let part = match message {
             Message::User { text } => format!("USER:\n{text}"),
-            Message::Assistant { text, tool_calls } => {
+            Message::Assistant { text, tool_calls, .. } => {
                 let mut part = format!("ASSISTANT:\n{text}");
                 for call in tool_calls {
                     part.push_str(&format!(
@@ -270,6 +270,7 @@ mod tests {
         let history = vec![
             Message::User { text: "fix the test on port 5433".into() },
             Message::Assistant {
+                reasoning: Vec::new(),
                 text: String::new(),
                 tool_calls: vec![
                     call("1", "shell", json!({"command": "cargo test --locked -p db"})),

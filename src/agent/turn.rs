@@ -157,6 +157,7 @@ impl Agent {
         emit: &mut dyn FnMut(Event),
     ) -> Result<Option<TurnEnd>, AgentError> {
         let assistant = Message::Assistant {
+            reasoning: response.reasoning_blocks.clone(),
             text: response.text.clone(),
             tool_calls: response.tool_calls.clone(),
         };
@@ -217,6 +218,7 @@ impl Agent {
             temperature: None,
             volatile_context: memory_tools::notes_message(&self.memory.notes),
             cache_key: Some(self.session.info.id.clone()),
+            reasoning: self.reasoning,
         };
         let mut stream = self.client.stream(&request, cancel.child_token());
         let mut response = llm::Response::default();
@@ -262,6 +264,8 @@ impl Agent {
             temperature: None,
             volatile_context: None,
             cache_key: None,
+            // A summary needs no deliberation, and thinking tokens would cost more.
+            reasoning: None,
         };
         let mut stream = self.client.stream(&request, cancel.child_token());
         let mut response = llm::Response::default();
@@ -303,6 +307,6 @@ fn emit_stream_event(event: &StreamEvent, emit: &mut dyn FnMut(Event)) {
         }),
         StreamEvent::Retry(notice) => emit(Event::Retry { message: notice.to_string() }),
         StreamEvent::Notice(message) => emit(Event::Notice { message: message.clone() }),
-        StreamEvent::ToolCall(_) | StreamEvent::Finish(_) => {}
+        StreamEvent::Reasoning(_) | StreamEvent::ToolCall(_) | StreamEvent::Finish(_) => {}
     }
 }

@@ -420,7 +420,7 @@ impl Store {
             return record;
         }
         for message in &mut record.messages {
-            secrets::redact_json(message);
+            crate::transcript::redact_message(message, secrets::redact_json);
         }
         for value in record.details.values_mut() {
             secrets::redact_json(value);

@@ -150,6 +150,11 @@ pub fn color_stdout() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// Whether to color stderr: a terminal, and `NO_COLOR` unset.
+pub fn color_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Runs `work`, showing a spinner with a count on stderr if it takes longer than a
 /// second and stderr is a terminal. Piped output stays clean.
 pub fn with_progress<T>(label: &str, counter: &Arc<AtomicUsize>, work: impl FnOnce() -> T) -> T {

@@ -50,7 +50,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 
 fn show(args: ShowArgs) -> Result<ExitCode, CommandError> {
     let env = Env::from_process();
-    let flags = Flags { model: args.model, approval: args.approval, sandbox: None };
+    let flags =
+        Flags { model: args.model, approval: args.approval, sandbox: None, reasoning: None };
     let project = std::env::current_dir().ok().and_then(|cwd| project_at(&cwd));
     let config = config::load(project.as_ref(), &env, &flags).map_err(config_error)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

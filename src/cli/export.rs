@@ -80,6 +80,7 @@ fn collect(store: &Store, last: gix::ObjectId) -> Result<Export, CommandError> {
     for StepMessages { summary, messages } in walked {
         let (from, to) = log::step_trees(store, summary.commit)?;
         let diff = render::render(store.repo(), from, Some(to), false, false)?;
+        let messages = messages.into_iter().map(crate::transcript::presentable).collect();
         steps.push(ExportedStep { summary, messages, diff });
     }
     Ok(Export { session, steps })
@@ -125,6 +126,10 @@ fn write_message(out: &mut String, message: &Value) {
             let _ = writeln!(out, "**User**\n\n{}\n", quoted(&text));
         }
         Ok(Message::Assistant { text, tool_calls }) => {
+            let reasoning = crate::transcript::readable_reasoning(message);
+            if !reasoning.is_empty() {
+                let _ = writeln!(out, "**Reasoning**\n\n{}\n", quoted(&reasoning));
+            }
             if !text.is_empty() {
                 let _ = writeln!(out, "**Assistant**\n\n{text}\n");
             }

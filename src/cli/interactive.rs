@@ -14,7 +14,7 @@ use crate::agent::Restored;
 use crate::agent::approval::{Action, Answer, Asker, Grant, Request};
 use crate::agent::{self, Agent, Event, TurnEnd};
 use crate::checkpoint::Session;
-use crate::config::{Approval, Flags};
+use crate::config::{Approval, Flags, Reasoning};
 use crate::sandbox::Mode;
 
 use super::common::color_stdout;
@@ -33,6 +33,12 @@ pub struct Args {
     /// The model, as provider/model.
     #[arg(long)]
     pub model: Option<String>,
+    /// How hard the model thinks: low, medium, high, or off (the model's default).
+    #[arg(long, value_parser = str::parse::<Reasoning>)]
+    pub reasoning: Option<Reasoning>,
+    /// Do not print the model's reasoning (it is still recorded).
+    #[arg(long)]
+    pub hide_reasoning: bool,
 }
 
 const HELP: &str = "\
@@ -41,6 +47,7 @@ const HELP: &str = "\
 /log          the steps of this session
 /diff         what the last step changed
 /model P/M    use another model from now on
+/reasoning [L] how hard the model thinks (low, medium, high, off); alone, the setting
 /approvals    what \"always\" answers granted; /approvals revoke N|all
 /help         this list
 /quit         leave (Ctrl-D works too)
@@ -52,12 +59,23 @@ pub fn run(args: Args, prompt: Option<String>) -> Result<ExitCode, CommandError>
         return Err(CommandError::usage("the interactive session needs a terminal")
             .with_hint("use `cairn run PROMPT` for a headless run"));
     }
-    let context =
-        Context::load(Flags { model: args.model, approval: args.approval, sandbox: args.sandbox })?;
+    let context = Context::load(Flags {
+        model: args.model,
+        approval: args.approval,
+        sandbox: args.sandbox,
+        reasoning: args.reasoning,
+    })?;
     // A placeholder until the first prompt, which titles the session (`Agent::turn`).
     let title = prompt.as_deref().unwrap_or("interactive session");
     let session = context.store.start_session(title, None, None)?;
-    run_session(context, session, Restored::default(), prompt)
+    run_session(context, session, Restored::default(), prompt, !args.hide_reasoning)
+}
+
+/// What the user chose for the rest of the session, kept across `/model`.
+struct Choices {
+    /// `--reasoning` or `/reasoning`; `None` follows the provider's setting.
+    reasoning: Option<Reasoning>,
+    show_reasoning: bool,
 }
 
 /// Runs an interactive session on `session`, continuing from `restored`.
@@ -66,7 +84,10 @@ pub fn run_session(
     mut session: Session,
     restored: Restored,
     first_prompt: Option<String>,
+    show_reasoning: bool,
 ) -> Result<ExitCode, CommandError> {
+    let reasoning = context.config.reasoning_flag.as_ref().map(|flag| flag.value);
+    let mut choices = Choices { reasoning, show_reasoning };
     if let Some(notice) = context.config_notice() {
         eprintln!("note: {notice}");
     }
@@ -99,17 +120,17 @@ pub fn run_session(
         }
         let _ = editor.add_history_entry(line.as_str());
         if let Some(command) = line.strip_prefix('/') {
-            match slash(command, &mut agent, &runtime) {
+            match slash(command, &mut agent, &runtime, &mut choices) {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(err) => eprintln!("{err}"),
             }
             continue;
         }
-        prompt_turn(&mut agent, &runtime, &screen, &line);
+        prompt_turn(&mut agent, &runtime, &screen, &line, choices.show_reasoning);
     }
     let _ = editor.save_history(&history);
-    let mut plain = super::run::Printer::new(false);
+    let mut plain = super::run::Printer::new(false, choices.show_reasoning);
     runtime.block_on(super::run::end_session(&mut agent, &mut |event| plain.event(&event)));
     runtime.block_on(agent.shutdown());
     Ok(ExitCode::SUCCESS)
@@ -144,9 +165,15 @@ fn greet(agent: &mut Agent, model: &str, servers: &[String]) {
 }
 
 /// Runs one prompt to the end of its turn, showing it as it streams.
-fn prompt_turn(agent: &mut Agent, runtime: &tokio::runtime::Runtime, screen: &Screen, line: &str) {
+fn prompt_turn(
+    agent: &mut Agent,
+    runtime: &tokio::runtime::Runtime,
+    screen: &Screen,
+    line: &str,
+    show_reasoning: bool,
+) {
     let mut printer = InteractivePrinter::new(screen.clone());
-    let mut plain = super::run::Printer::new(false);
+    let mut plain = super::run::Printer::new(false, show_reasoning);
     printer.thinking();
     let outcome =
         runtime.block_on(drive(agent, line, None, &mut |event| printer.event(&event, &mut plain)));
@@ -191,6 +218,7 @@ fn slash(
     command: &str,
     agent: &mut Agent,
     runtime: &tokio::runtime::Runtime,
+    choices: &mut Choices,
 ) -> Result<bool, CommandError> {
     let words: Vec<&str> = command.split_whitespace().collect();
     let name = words.first().copied().unwrap_or_default();
@@ -232,15 +260,40 @@ fn slash(
             let Some(name) = argument else {
                 return Err(CommandError::usage("/model takes provider/model"));
             };
-            let context =
-                Context::load(Flags { model: Some(name.to_string()), ..Flags::default() })?;
+            let context = Context::load(Flags {
+                model: Some(name.to_string()),
+                reasoning: choices.reasoning,
+                ..Flags::default()
+            })?;
             let (model, client) = runtime.block_on(context.model())?;
             agent.set_model(client, model.model.clone(), model.to_string());
+            agent.set_reasoning(launch::reasoning_for(&context.config, &model));
             eprintln!("Using {model} from now on.");
         }
+        "reasoning" => match argument {
+            None => eprintln!("Reasoning: {}.", describe_reasoning(agent.reasoning())),
+            Some(level) => {
+                let level = level.parse::<Reasoning>().map_err(CommandError::usage)?;
+                choices.reasoning = Some(level);
+                agent.set_reasoning(launch::client_reasoning(level));
+                eprintln!("Reasoning from now on: {}.", describe_reasoning(agent.reasoning()));
+            }
+        },
         other => eprintln!("unknown command /{other}; /help lists them"),
     }
     Ok(false)
+}
+
+/// A reasoning setting in words, for `/reasoning`.
+fn describe_reasoning(reasoning: Option<crate::llm::Reasoning>) -> String {
+    use crate::llm::Reasoning as Level;
+    match reasoning {
+        None => "off (the model's own default)".to_owned(),
+        Some(Level::Low) => "low".to_owned(),
+        Some(Level::Medium) => "medium".to_owned(),
+        Some(Level::High) => "high".to_owned(),
+        Some(Level::Budget(tokens)) => format!("a thinking budget of {tokens} tokens"),
+    }
 }
 
 /// The user's rewind: back to `step` (default one step back), workspace and conversation.
@@ -336,7 +389,10 @@ impl InteractivePrinter {
             Event::SessionStarted { .. } | Event::Done { .. } => {}
             // The answer streams in pieces of a line, and a tool call may ask a question:
             // the spinner goes until the next wait.
-            Event::TextDelta { .. } | Event::ToolCall { .. } | Event::Error { .. } => {
+            Event::TextDelta { .. }
+            | Event::ReasoningDelta { .. }
+            | Event::ToolCall { .. }
+            | Event::Error { .. } => {
                 self.screen.clear();
                 out.event(event);
             }

@@ -145,6 +145,22 @@ fn client_settings(endpoint: &Endpoint<'_>) -> llm::ClientSettings {
     settings
 }
 
+/// How hard `model` is asked to think, as configured (or as `--reasoning` says).
+pub fn reasoning_for(config: &Config, model: &ModelRef) -> Option<llm::Reasoning> {
+    config.reasoning_for(&model.provider).and_then(|reasoning| client_reasoning(reasoning.value))
+}
+
+/// A reasoning setting as a request takes it; `off` asks for nothing.
+pub fn client_reasoning(reasoning: config::Reasoning) -> Option<llm::Reasoning> {
+    match reasoning {
+        config::Reasoning::Off => None,
+        config::Reasoning::Low => Some(llm::Reasoning::Low),
+        config::Reasoning::Medium => Some(llm::Reasoning::Medium),
+        config::Reasoning::High => Some(llm::Reasoning::High),
+        config::Reasoning::ThinkingBudget(tokens) => Some(llm::Reasoning::Budget(tokens)),
+    }
+}
+
 /// `[limits]` as the agent takes them.
 fn turn_limits(limits: &config::LimitSettings) -> agent::TurnLimits {
     agent::TurnLimits {
@@ -239,6 +255,7 @@ pub fn agent(
         memory: guidance.as_ref(),
     });
     let policy = Policy::new(context.config.approval.value, asker);
+    let reasoning = reasoning_for(&context.config, &model);
     if let sandbox::Plan::Unavailable { explicit, .. } = &context.sandbox {
         let then = if *explicit {
             "each command is asked about (`--approval ask`) or refused"
@@ -254,6 +271,7 @@ pub fn agent(
         client,
         model: model.model.clone(),
         model_label: model.to_string(),
+        reasoning,
         system,
         restored,
         memory,
@@ -272,4 +290,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
         .enable_all()
         .build()
         .map_err(|err| CommandError::internal(format!("could not start the runtime: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_and_client_agree_on_the_default_output_limit() {
+        assert_eq!(config::DEFAULT_MAX_OUTPUT_TOKENS, llm::DEFAULT_MAX_OUTPUT_TOKENS);
+    }
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use crate::agent::{self, Event, TurnEnd, approval::Headless};
 use crate::checkpoint::{Checkpoint, Error as StoreError};
-use crate::config::{Approval, Flags};
+use crate::config::{Approval, Flags, Reasoning};
 use crate::sandbox::Mode;
 
 use super::CommandError;
@@ -42,6 +42,12 @@ pub struct Args {
     /// Stop after this many model calls (exit status 3).
     #[arg(long)]
     max_steps: Option<u32>,
+    /// How hard the model thinks: low, medium, high, or off (the model's default).
+    #[arg(long, value_parser = str::parse::<Reasoning>)]
+    reasoning: Option<Reasoning>,
+    /// Do not print the model's reasoning (it is still recorded, and in --json events).
+    #[arg(long)]
+    hide_reasoning: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
@@ -49,6 +55,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         model: args.model.clone(),
         approval: args.approval,
         sandbox: args.sandbox,
+        reasoning: args.reasoning,
     })?;
     let target = match &args.checkpoint {
         Some(name) => context.store.resolve(name)?,
@@ -94,11 +101,18 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
                 "give a PROMPT to resume headlessly; without one, cairn resume needs a terminal",
             ));
         }
-        return super::interactive::run_session(context, session, restored, args.prompt);
+        let show_reasoning = !args.hide_reasoning;
+        return super::interactive::run_session(
+            context,
+            session,
+            restored,
+            args.prompt,
+            show_reasoning,
+        );
     }
     let prompt = args.prompt.unwrap_or_default();
     let runtime = launch::runtime()?;
-    let mut printer = Printer::new(args.json);
+    let mut printer = Printer::new(args.json, !args.hide_reasoning);
     if let Some(message) = context.config_notice() {
         printer.event(&Event::Notice { message });
     }

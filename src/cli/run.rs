@@ -11,7 +11,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use crate::agent::{Event, Restored, TurnEnd, approval::Headless};
-use crate::config::{Approval, Flags};
+use crate::config::{Approval, Flags, Reasoning};
 use crate::llm::CancellationToken;
 use crate::sandbox::Mode;
 use crate::text::{TerminalStream, terminal_safe};
@@ -48,12 +48,22 @@ pub struct Args {
     /// The model, as provider/model.
     #[arg(long)]
     model: Option<String>,
+    /// How hard the model thinks: low, medium, high, or off (the model's default).
+    #[arg(long, value_parser = str::parse::<Reasoning>)]
+    reasoning: Option<Reasoning>,
+    /// Do not print the model's reasoning (it is still recorded, and in --json events).
+    #[arg(long)]
+    hide_reasoning: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
-    let context =
-        Context::load(Flags { model: args.model, approval: args.approval, sandbox: args.sandbox })?;
-    let mut printer = Printer::new(args.json);
+    let context = Context::load(Flags {
+        model: args.model,
+        approval: args.approval,
+        sandbox: args.sandbox,
+        reasoning: args.reasoning,
+    })?;
+    let mut printer = Printer::new(args.json, !args.hide_reasoning);
     // Before the model is chosen: an ignored `model` key may be why none is found.
     if let Some(message) = context.config_notice() {
         printer.event(&Event::Notice { message });
@@ -144,19 +154,34 @@ pub fn finish(
     Ok(ExitCode::from(code))
 }
 
-/// Prints events: text to stdout, activity to stderr, or JSON lines. What the model, a
-/// tool or a server said is escaped for the terminal ([`terminal_safe`]).
+/// Prints events: text to stdout, activity and the model's reasoning (dimmed) to stderr,
+/// or JSON lines. What the model, a tool or a server said is escaped for the terminal
+/// ([`terminal_safe`]).
 pub struct Printer {
     json: bool,
     /// Whether stdout's last text ended a line.
     at_line_start: bool,
     /// The streamed answer's escaping, which spans its pieces.
     answer: TerminalStream,
+    show_reasoning: bool,
+    /// Whether reasoning is being streamed to stderr, its line not yet ended.
+    reasoning_open: bool,
+    /// The streamed reasoning's escaping.
+    reasoning: TerminalStream,
+    dim: bool,
 }
 
 impl Printer {
-    pub fn new(json: bool) -> Self {
-        Printer { json, at_line_start: true, answer: TerminalStream::default() }
+    pub fn new(json: bool, show_reasoning: bool) -> Self {
+        Printer {
+            json,
+            at_line_start: true,
+            answer: TerminalStream::default(),
+            show_reasoning,
+            reasoning_open: false,
+            reasoning: TerminalStream::default(),
+            dim: super::common::color_stderr(),
+        }
     }
 
     pub fn event(&mut self, event: &Event) {
@@ -166,13 +191,17 @@ impl Printer {
             }
             return;
         }
+        if !matches!(event, Event::ReasoningDelta { .. }) {
+            self.end_reasoning();
+        }
         match event {
             Event::TextDelta { text } => {
                 print!("{}", self.answer.escape(text));
                 let _ = std::io::stdout().flush();
                 self.at_line_start = text.ends_with('\n');
             }
-            Event::ReasoningDelta { .. } | Event::Usage { .. } => {}
+            Event::ReasoningDelta { text } => self.reasoning(text),
+            Event::Usage { .. } => {}
             Event::ToolCall { name, arguments, .. } => {
                 self.end_line();
                 eprintln!("→ {}", terminal_safe(&crate::agent::describe_call(name, arguments)));
@@ -201,6 +230,34 @@ impl Printer {
                 self.end_line();
                 eprintln!("{reason}: {checkpoint}");
             }
+        }
+    }
+
+    /// Streams reasoning to stderr, dimmed on a terminal, below the answer's line.
+    fn reasoning(&mut self, text: &str) {
+        if !self.show_reasoning {
+            return;
+        }
+        if !self.reasoning_open {
+            self.end_line();
+            self.reasoning_open = true;
+        }
+        let text = self.reasoning.escape(text);
+        match self.dim {
+            true => eprint!("\x1b[2m{text}\x1b[0m"),
+            false => eprint!("{text}"),
+        }
+    }
+
+    /// Ends streamed reasoning's line before anything else is printed.
+    fn end_reasoning(&mut self) {
+        if !std::mem::take(&mut self.reasoning_open) {
+            return;
+        }
+        let held = self.reasoning.finish();
+        match self.dim {
+            true => eprintln!("\x1b[2m{held}\x1b[0m"),
+            false => eprintln!("{held}"),
         }
     }
 

@@ -10,7 +10,9 @@ use super::file::{
     FileConfig, FileLimits, FileMemory, FilePrice, FileProvider, FileSandbox, KindName,
     line_column, parse_file,
 };
-use super::{Config, ConfigError, MaxTokensField, Price, Provider, ProviderApi, Source};
+use super::{
+    Config, ConfigError, MaxTokensField, Price, Provider, ProviderApi, Reasoning, Source, Sourced,
+};
 
 /// `[provider.*] max_output_tokens`: no model writes more than this in one response.
 const MAX_OUTPUT_TOKENS: RangeInclusive<i64> = 1..=1_000_000;
@@ -18,6 +20,11 @@ const MAX_OUTPUT_TOKENS: RangeInclusive<i64> = 1..=1_000_000;
 const IDLE_TIMEOUT: RangeInclusive<i64> = 1..=3600;
 /// `[provider.*] retries`: beyond ten, a failing service only keeps the user waiting.
 const RETRIES: RangeInclusive<i64> = 0..=10;
+/// The output limit of a provider that sets no `max_output_tokens`: the model client's
+/// default, which this layer may not name (`cli::launch` checks that they agree).
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 16_384;
+/// `[provider.*] thinking_budget`: Anthropic's smallest.
+const MIN_THINKING_BUDGET: u32 = 1024;
 /// `[limits] turn_output_tokens`.
 const TURN_OUTPUT_TOKENS: RangeInclusive<i64> = 1..=100_000_000;
 /// `[limits] turn_seconds`: up to a week.
@@ -165,6 +172,11 @@ impl Config {
         // The ranges above fit a u32.
         let to_u32 = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
         let inherited = existing.as_ref();
+        let max_output_tokens = max_output_tokens
+            .map(|tokens| source.of(to_u32(tokens)))
+            .or_else(|| inherited.and_then(|p| p.max_output_tokens.clone()));
+        let settings = (entry.reasoning, entry.thinking_budget);
+        let reasoning = reasoning(locate, name, settings, kind.value, max_output_tokens.as_ref())?;
         Ok(Provider {
             name: name.to_owned(),
             kind,
@@ -178,9 +190,7 @@ impl Config {
                 .map(|value| source.of(value))
                 .or_else(|| existing.as_ref().and_then(|p| p.context_window.clone())),
             headers,
-            max_output_tokens: max_output_tokens
-                .map(|tokens| source.of(to_u32(tokens)))
-                .or_else(|| inherited.and_then(|p| p.max_output_tokens.clone())),
+            max_output_tokens,
             idle_timeout: idle_timeout
                 .map(|seconds| source.of(seconds))
                 .or_else(|| inherited.and_then(|p| p.idle_timeout.clone())),
@@ -197,6 +207,9 @@ impl Config {
             price: price
                 .map(|price| source.of(price))
                 .or_else(|| inherited.and_then(|p| p.price.clone())),
+            reasoning: reasoning
+                .map(|reasoning| source.of(reasoning))
+                .or_else(|| inherited.and_then(|p| p.reasoning.clone())),
             default_model: existing.and_then(|p| p.default_model),
         })
     }
@@ -299,6 +312,49 @@ fn ranged(
                 range.end()
             ),
         )),
+    }
+}
+
+/// `reasoning` or `thinking_budget`, whichever the table sets (not both). A thinking
+/// budget is for Anthropic, at least the API's minimum and below the output limit that
+/// holds it.
+fn reasoning(
+    locate: &Locator<'_>,
+    name: &str,
+    (level, budget): (Option<Spanned<String>>, Option<Spanned<i64>>),
+    kind: ProviderApi,
+    max_output_tokens: Option<&Sourced<u32>>,
+) -> Result<Option<Reasoning>, ConfigError> {
+    let key = |field: &str| format!("[provider.{name}] {field}");
+    match (level, budget) {
+        (Some(_), Some(budget)) => Err(locate.at(
+            Some(budget.span()),
+            format!(
+                "{} and {} are two ways to say one thing; set one",
+                key("reasoning"),
+                key("thinking_budget")
+            ),
+        )),
+        (Some(level), None) => level.get_ref().parse().map(Some).map_err(|message| {
+            locate.at(Some(level.span()), format!("{}: {message}", key("reasoning")))
+        }),
+        (None, Some(budget)) => {
+            if kind != ProviderApi::Anthropic {
+                return Err(locate.at(
+                    Some(budget.span()),
+                    format!(
+                        "{} is for providers of kind anthropic; this one is {kind}",
+                        key("thinking_budget")
+                    ),
+                ));
+            }
+            let limit = max_output_tokens.map_or(DEFAULT_MAX_OUTPUT_TOKENS, |t| t.value);
+            let range = i64::from(MIN_THINKING_BUDGET)..=i64::from(limit) - 1;
+            let what = "tokens below max_output_tokens";
+            let tokens = ranged(locate, &key("thinking_budget"), budget, range, what)?;
+            Ok(Some(Reasoning::ThinkingBudget(u32::try_from(tokens).unwrap_or(u32::MAX))))
+        }
+        (None, None) => Ok(None),
     }
 }
 

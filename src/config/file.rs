@@ -107,6 +107,8 @@ pub(super) struct FileProvider {
     pub(super) max_tokens_field: Option<Spanned<String>>,
     pub(super) prompt_cache: Option<bool>,
     pub(super) price: Option<FilePrice>,
+    pub(super) reasoning: Option<Spanned<String>>,
+    pub(super) thinking_budget: Option<Spanned<i64>>,
 }
 
 /// `price = { input = 3.0, cached_input = 0.3, output = 15.0 }`: dollars per million tokens.

@@ -43,10 +43,11 @@ mod providers;
 mod source;
 pub mod trust;
 
+pub use apply::DEFAULT_MAX_OUTPUT_TOKENS;
 pub use file::{format_size, parse_size};
 pub use mcp::{DEFAULT_MCP_STARTUP_TIMEOUT_MS, DEFAULT_MCP_TOOL_TIMEOUT_MS, McpSandbox, McpServer};
 pub use project::{Ignored, ProjectFile, ProjectKey};
-pub use providers::{ApiKey, Endpoint, MaxTokensField, Price, Provider, ProviderApi};
+pub use providers::{ApiKey, Endpoint, MaxTokensField, Price, Provider, ProviderApi, Reasoning};
 pub use source::{Source, Sourced};
 pub use trust::{Project, Trust};
 
@@ -173,6 +174,8 @@ pub struct Config {
     pub sandbox: SandboxSettings,
     /// `[limits]`: what one turn may spend.
     pub limits: LimitSettings,
+    /// `--reasoning`: how hard the model is asked to think, whatever its provider says.
+    pub reasoning_flag: Option<Sourced<Reasoning>>,
     /// The files that were read, in the order they were applied.
     pub files: Vec<Source>,
     /// The project's `cairn.toml`, when there is one: whether it is trusted, and what
@@ -288,6 +291,7 @@ pub struct Flags {
     pub model: Option<String>,
     pub approval: Option<Approval>,
     pub sandbox: Option<Mode>,
+    pub reasoning: Option<Reasoning>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -408,6 +412,7 @@ pub fn load(project: Option<&Project>, env: &Env, flags: &Flags) -> Result<Confi
     if let Some(mode) = flags.sandbox {
         config.sandbox.mode = Sourced::new(mode, Source::Flag("--sandbox"));
     }
+    config.reasoning_flag = flags.reasoning.map(|r| Sourced::new(r, Source::Flag("--reasoning")));
     Ok(config)
 }
 
@@ -437,9 +442,17 @@ impl Config {
                 writable_paths: Sourced::new(Vec::new(), Source::Default),
             },
             limits: LimitSettings::default(),
+            reasoning_flag: None,
             files: Vec::new(),
             project: None,
         }
+    }
+
+    /// How hard models of `provider` are asked to think: as `--reasoning` says, else as
+    /// the provider's settings do.
+    pub fn reasoning_for(&self, provider: &str) -> Option<&Sourced<Reasoning>> {
+        let configured = self.providers.get(provider).and_then(|p| p.reasoning.as_ref());
+        self.reasoning_flag.as_ref().or(configured)
     }
 
     /// The environment variables holding API keys: every provider's `api_key_env`, and

@@ -60,6 +60,47 @@ impl MaxTokensField {
     }
 }
 
+/// How hard a model is asked to think: `reasoning = "off|low|medium|high"` (also
+/// `--reasoning` and `/reasoning`), or for Anthropic `thinking_budget = N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reasoning {
+    /// Ask for nothing: the model's own default.
+    Off,
+    Low,
+    Medium,
+    High,
+    /// Anthropic's extended thinking with this many tokens of budget.
+    ThinkingBudget(u32),
+}
+
+impl Reasoning {
+    /// The levels a `reasoning` value names, in the order an error message lists them.
+    pub const LEVELS: [Reasoning; 4] =
+        [Reasoning::Low, Reasoning::Medium, Reasoning::High, Reasoning::Off];
+}
+
+impl fmt::Display for Reasoning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reasoning::Off => f.write_str("off"),
+            Reasoning::Low => f.write_str("low"),
+            Reasoning::Medium => f.write_str("medium"),
+            Reasoning::High => f.write_str("high"),
+            Reasoning::ThinkingBudget(tokens) => write!(f, "a thinking budget of {tokens} tokens"),
+        }
+    }
+}
+
+impl std::str::FromStr for Reasoning {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Reasoning::LEVELS.into_iter().find(|level| level.to_string() == text).ok_or_else(|| {
+            format!("`{text}` is not a reasoning level; expected low, medium, high or off")
+        })
+    }
+}
+
 /// One provider, built in or configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
@@ -88,6 +129,8 @@ pub struct Provider {
     pub prompt_cache: Option<Sourced<bool>>,
     /// `price`: what the provider charges, for cost estimates. None is built in.
     pub price: Option<Sourced<Price>>,
+    /// `reasoning` or `thinking_budget`: how hard its models are asked to think.
+    pub reasoning: Option<Sourced<Reasoning>>,
 }
 
 /// A provider's prices in dollars per million tokens; each is finite and not negative.
@@ -191,6 +234,7 @@ pub(super) fn built_in_providers() -> BTreeMap<String, Provider> {
                 max_tokens_field: None,
                 prompt_cache: None,
                 price: None,
+                reasoning: None,
             };
             (built_in.name.to_owned(), provider)
         })

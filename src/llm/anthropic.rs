@@ -5,6 +5,11 @@
 //! fragments, thinking), `message_delta` (stop reason and cumulative usage), `ping`,
 //! `error`, and `message_stop`, which marks a complete answer. Requests carry the system
 //! text as a top-level field and tool results as `tool_result` blocks inside user turns.
+//!
+//! With reasoning asked for, a request enables extended thinking. The answer's `thinking`
+//! blocks (their text and `signature`) and `redacted_thinking` blocks are kept and sent
+//! back unchanged at the start of their assistant turn, before its `tool_use` blocks: the
+//! API checks the signature and requires the thinking that led to a tool call with it.
 
 use std::collections::BTreeMap;
 
@@ -12,12 +17,15 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::{
-    Decode, FinishReason, LlmError, Message, Request, StreamEvent, ToolArguments, ToolCall, Usage,
-    count, parse_json, stream_error,
+    Decode, FinishReason, LlmError, Message, ReasoningBlock, Request, StreamEvent, ToolArguments,
+    ToolCall, Usage, count, parse_json, stream_error,
 };
 
 pub(crate) const TERMINATOR: &str = "message_stop";
 pub(crate) const API_VERSION: &str = "2023-06-01";
+
+/// The API's smallest thinking budget.
+const MIN_THINKING_BUDGET: u32 = 1024;
 
 /// A turn of the conversation: its role and content blocks.
 type Turn = (&'static str, Vec<Value>);
@@ -29,7 +37,8 @@ type Turn = (&'static str, Vec<Value>);
 /// goes after all of them.
 pub(crate) fn request_body(request: &Request, prompt_cache: bool) -> Value {
     let cache = prompt_cache && request.cache_key.is_some();
-    let mut turns = conversation_turns(&request.messages);
+    let thinking_budget = thinking_budget(request);
+    let mut turns = conversation_turns(&request.messages, thinking_budget.is_some());
     if cache {
         mark_conversation_breakpoints(&mut turns);
     }
@@ -73,7 +82,19 @@ pub(crate) fn request_body(request: &Request, prompt_cache: bool) -> Value {
     if let Some(temperature) = request.temperature {
         body["temperature"] = json!(temperature);
     }
+    if let Some(budget) = thinking_budget {
+        body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+    }
     body
+}
+
+/// The thinking budget to ask for, if any. The API wants it below `max_tokens`, so a
+/// level's budget is cut to fit the call's output limit; a call with too small a limit
+/// for the API's minimum budget thinks not at all.
+fn thinking_budget(request: &Request) -> Option<u32> {
+    let wanted = request.reasoning?.thinking_budget();
+    let budget = wanted.min(request.max_output_tokens.saturating_sub(1));
+    (budget >= MIN_THINKING_BUDGET).then_some(budget)
 }
 
 /// A cache breakpoint: the prefix up to and including the block that carries it is cached
@@ -83,14 +104,19 @@ fn breakpoint() -> Value {
 }
 
 /// The messages as turns. Consecutive entries of one role become one turn: tool results
-/// and the user's next words share a user turn, as the API expects.
-fn conversation_turns(messages: &[Message]) -> Vec<Turn> {
+/// and the user's next words share a user turn, as the API expects. Thinking blocks go
+/// back only to a request that thinks too.
+fn conversation_turns(messages: &[Message], thinking: bool) -> Vec<Turn> {
     let mut turns = Vec::new();
     for message in messages {
         let (role, blocks) = match message {
             Message::User { text } => ("user", text_block(text)),
-            Message::Assistant { text, tool_calls } => {
-                let mut blocks = text_block(text);
+            Message::Assistant { reasoning, text, tool_calls } => {
+                let mut blocks: Vec<Value> = match thinking {
+                    true => reasoning.iter().filter_map(thinking_block).collect(),
+                    false => Vec::new(),
+                };
+                blocks.extend(text_block(text));
                 blocks.extend(tool_calls.iter().map(|call| {
                     // The API only accepts an object as input.
                     let input = match call.arguments.to_wire_value() {
@@ -113,6 +139,19 @@ fn conversation_turns(messages: &[Message]) -> Vec<Turn> {
         push_blocks(&mut turns, role, blocks);
     }
     turns
+}
+
+/// A thinking block as the model sent it; `None` for another protocol's reasoning.
+fn thinking_block(block: &ReasoningBlock) -> Option<Value> {
+    match block {
+        ReasoningBlock::Thinking { text, signature } => {
+            Some(json!({"type": "thinking", "thinking": text, "signature": signature}))
+        }
+        ReasoningBlock::RedactedThinking { data } => {
+            Some(json!({"type": "redacted_thinking", "data": data}))
+        }
+        ReasoningBlock::Text { .. } | ReasoningBlock::ResponsesItem { .. } => None,
+    }
 }
 
 /// Adds blocks to the last turn when it has `role`, else as a new turn.
@@ -151,6 +190,8 @@ fn text_block(text: &str) -> Vec<Value> {
 
 enum Block {
     ToolUse { id: String, name: String, json: String, start_input: Value },
+    Thinking { text: String, signature: String },
+    RedactedThinking { data: String },
     Other,
 }
 
@@ -203,6 +244,28 @@ impl Decoder {
     }
 }
 
+/// What a closed content block makes: a tool call or a reasoning block to keep.
+fn closed_block(block: Block) -> Option<StreamEvent> {
+    match block {
+        Block::ToolUse { id, name, json, start_input } => {
+            let arguments = match start_input {
+                Value::Object(map) if json.trim().is_empty() && !map.is_empty() => {
+                    ToolArguments::Json(Value::Object(map))
+                }
+                _ => ToolArguments::parse(&json),
+            };
+            Some(StreamEvent::ToolCall(ToolCall { id, name, arguments }))
+        }
+        Block::Thinking { text, signature } => {
+            Some(StreamEvent::Reasoning(ReasoningBlock::Thinking { text, signature }))
+        }
+        Block::RedactedThinking { data } => {
+            Some(StreamEvent::Reasoning(ReasoningBlock::RedactedThinking { data }))
+        }
+        Block::Other => None,
+    }
+}
+
 fn finish_reason(reason: &str) -> FinishReason {
     match reason {
         "end_turn" | "stop_sequence" => FinishReason::Stop,
@@ -239,6 +302,18 @@ impl Decode for Decoder {
                         out.push(StreamEvent::TextDelta(text("text").to_owned()));
                         Block::Other
                     }
+                    "thinking" => {
+                        if !text("thinking").is_empty() {
+                            out.push(StreamEvent::ReasoningDelta(text("thinking").to_owned()));
+                        }
+                        Block::Thinking {
+                            text: text("thinking").to_owned(),
+                            signature: text("signature").to_owned(),
+                        }
+                    }
+                    "redacted_thinking" => {
+                        Block::RedactedThinking { data: text("data").to_owned() }
+                    }
                     _ => Block::Other,
                 };
                 self.blocks.insert(index, state);
@@ -249,28 +324,31 @@ impl Decode for Decoder {
                 match text("type") {
                     "text_delta" => out.push(StreamEvent::TextDelta(text("text").to_owned())),
                     "thinking_delta" => {
+                        if let Some(Block::Thinking { text: thought, .. }) =
+                            self.blocks.get_mut(&index)
+                        {
+                            thought.push_str(text("thinking"));
+                        }
                         out.push(StreamEvent::ReasoningDelta(text("thinking").to_owned()));
+                    }
+                    "signature_delta" => {
+                        if let Some(Block::Thinking { signature, .. }) = self.blocks.get_mut(&index)
+                        {
+                            signature.push_str(text("signature"));
+                        }
                     }
                     "input_json_delta" => {
                         if let Some(Block::ToolUse { json, .. }) = self.blocks.get_mut(&index) {
                             json.push_str(text("partial_json"));
                         }
                     }
-                    // signature_delta, citations_delta: nothing cairn shows.
+                    // citations_delta: nothing cairn shows.
                     _ => {}
                 }
             }
             "content_block_stop" => {
-                if let Some(Block::ToolUse { id, name, json, start_input }) =
-                    self.blocks.remove(&index)
-                {
-                    let arguments = match start_input {
-                        Value::Object(map) if json.trim().is_empty() && !map.is_empty() => {
-                            ToolArguments::Json(Value::Object(map))
-                        }
-                        _ => ToolArguments::parse(&json),
-                    };
-                    out.push(StreamEvent::ToolCall(ToolCall { id, name, arguments }));
+                if let Some(block) = self.blocks.remove(&index) {
+                    out.extend(closed_block(block));
                 }
             }
             "message_delta" => {

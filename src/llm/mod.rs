@@ -85,6 +85,9 @@ pub struct Request {
     /// id: the prompt cache is used for those only, since writing the prefix of a one-off
     /// call (a summary) to Anthropic's cache costs more than sending it plainly.
     pub cache_key: Option<String>,
+    /// How hard the model is asked to think; `None` asks nothing and leaves it to the
+    /// model's default.
+    pub reasoning: Option<Reasoning>,
 }
 
 impl Request {
@@ -107,6 +110,9 @@ pub enum Message {
         text: String,
     },
     Assistant {
+        /// What the model reasoned before its text and tool calls, in order; each client
+        /// sends back the blocks of its own protocol and leaves out the others.
+        reasoning: Vec<ReasoningBlock>,
         text: String,
         tool_calls: Vec<ToolCall>,
     },
@@ -116,6 +122,60 @@ pub enum Message {
         content: String,
         is_error: bool,
     },
+}
+
+/// How hard a model is asked to think: an effort level, or (for Anthropic) a budget of
+/// thinking tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reasoning {
+    Low,
+    Medium,
+    High,
+    /// Anthropic's `budget_tokens`; other protocols take the nearest effort level.
+    Budget(u32),
+}
+
+impl Reasoning {
+    /// The Anthropic thinking budget of each level.
+    pub const LOW_BUDGET: u32 = 2048;
+    pub const MEDIUM_BUDGET: u32 = 8192;
+    pub const HIGH_BUDGET: u32 = 24_576;
+
+    /// The effort level OpenAI's `reasoning_effort` and `reasoning.effort` name.
+    pub fn effort(self) -> &'static str {
+        match self {
+            Reasoning::Low => "low",
+            Reasoning::Medium => "medium",
+            Reasoning::High => "high",
+            Reasoning::Budget(tokens) if tokens <= Self::LOW_BUDGET => "low",
+            Reasoning::Budget(tokens) if tokens <= Self::MEDIUM_BUDGET => "medium",
+            Reasoning::Budget(_) => "high",
+        }
+    }
+
+    /// Anthropic's thinking budget in tokens.
+    pub fn thinking_budget(self) -> u32 {
+        match self {
+            Reasoning::Low => Self::LOW_BUDGET,
+            Reasoning::Medium => Self::MEDIUM_BUDGET,
+            Reasoning::High => Self::HIGH_BUDGET,
+            Reasoning::Budget(tokens) => tokens,
+        }
+    }
+}
+
+/// One piece of a model's reasoning, as its protocol needs it sent back. The text is for
+/// people; signatures and encrypted content are opaque and go back byte for byte.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReasoningBlock {
+    /// Reasoning text only (Chat Completions' `reasoning_content`), never sent back.
+    Text { text: String },
+    /// An Anthropic `thinking` block with its signature.
+    Thinking { text: String, signature: String },
+    /// An Anthropic `redacted_thinking` block: encrypted, with no text to show.
+    RedactedThinking { data: String },
+    /// An OpenAI Responses `reasoning` output item, verbatim, and its summary text.
+    ResponsesItem { item: Value, summary: String },
 }
 
 /// A tool the model may call.
@@ -179,6 +239,9 @@ pub enum StreamEvent {
     Retry(RetryNotice),
     TextDelta(String),
     ReasoningDelta(String),
+    /// A complete reasoning block, to keep with the answer and send back; its text came as
+    /// [`StreamEvent::ReasoningDelta`]s before.
+    Reasoning(ReasoningBlock),
     ToolCall(ToolCall),
     /// Something about the response the user should know that is not part of it: an
     /// output item cairn cannot use, a tool call that could not be parsed.
@@ -254,6 +317,7 @@ pub enum FinishReason {
 pub struct Response {
     pub text: String,
     pub reasoning: String,
+    pub reasoning_blocks: Vec<ReasoningBlock>,
     pub tool_calls: Vec<ToolCall>,
     pub usage: Option<Usage>,
     pub finish: Option<FinishReason>,
@@ -268,6 +332,7 @@ impl Response {
             StreamEvent::Retry(notice) => self.retries.push(notice),
             StreamEvent::TextDelta(text) => self.text.push_str(&text),
             StreamEvent::ReasoningDelta(text) => self.reasoning.push_str(&text),
+            StreamEvent::Reasoning(block) => self.reasoning_blocks.push(block),
             StreamEvent::ToolCall(call) => self.tool_calls.push(call),
             StreamEvent::Notice(notice) => self.notices.push(notice),
             StreamEvent::Usage(usage) => self.usage = Some(usage),

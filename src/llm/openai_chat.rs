@@ -9,15 +9,16 @@
 //! (OpenRouter, Ollama). A refusal streams as `refusal` text, shown like content, and ends
 //! the response as [`FinishReason::Refusal`]. A tool call whose first fragment (the one
 //! with its name) never came is passed on nameless, with a notice, for the agent to answer
-//! as unparseable. It is strict about the one thing that tells a complete answer
+//! as unparseable. Reasoning text is kept with the answer but never sent back: DeepSeek
+//! refuses `reasoning_content` in a request, and the others ignore it. It is strict about the one thing that tells a complete answer
 //! from a cut one: the `data: [DONE]` line.
 
 use serde_json::{Value, json};
 
 use super::sse::SseEvent;
 use super::{
-    Decode, FinishReason, LlmError, MaxTokensField, Message, Request, StreamEvent, ToolArguments,
-    ToolCall, Usage, count, parse_json, stream_error,
+    Decode, FinishReason, LlmError, MaxTokensField, Message, ReasoningBlock, Request, StreamEvent,
+    ToolArguments, ToolCall, Usage, count, parse_json, stream_error,
 };
 
 pub(crate) const TERMINATOR: &str = "data: [DONE]";
@@ -36,10 +37,10 @@ pub(crate) fn request_body(
     for message in &request.messages_with_volatile_context() {
         messages.push(match message {
             Message::User { text } => json!({"role": "user", "content": text}),
-            Message::Assistant { text, tool_calls } if tool_calls.is_empty() => {
+            Message::Assistant { text, tool_calls, .. } if tool_calls.is_empty() => {
                 json!({"role": "assistant", "content": text})
             }
-            Message::Assistant { text, tool_calls } => {
+            Message::Assistant { text, tool_calls, .. } => {
                 let calls: Vec<Value> = tool_calls
                     .iter()
                     .map(|call| {
@@ -88,6 +89,9 @@ pub(crate) fn request_body(
     if let Some(key) = prompt_cache_key {
         body["prompt_cache_key"] = json!(key);
     }
+    if let Some(reasoning) = request.reasoning {
+        body["reasoning_effort"] = json!(reasoning.effort());
+    }
     body
 }
 
@@ -103,6 +107,7 @@ pub(crate) struct Decoder {
     provider: String,
     completion_id: Option<String>,
     calls: Vec<PartialCall>,
+    reasoning: String,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
     /// Whether the model streamed `refusal` text.
@@ -116,6 +121,7 @@ impl Decoder {
             provider: provider.to_owned(),
             completion_id: None,
             calls: Vec::new(),
+            reasoning: String::new(),
             usage: None,
             finish: None,
             refused: false,
@@ -161,6 +167,10 @@ impl Decoder {
     }
 
     fn finish(&mut self, out: &mut Vec<StreamEvent>) {
+        if !self.reasoning.is_empty() {
+            let text = std::mem::take(&mut self.reasoning);
+            out.push(StreamEvent::Reasoning(ReasoningBlock::Text { text }));
+        }
         let prefix = self.completion_id.as_deref().map(|id| format!("{id}_")).unwrap_or_default();
         for (position, call) in std::mem::take(&mut self.calls).into_iter().enumerate() {
             let id = if call.id.is_empty() { format!("{prefix}call_{position}") } else { call.id };
@@ -247,6 +257,7 @@ impl Decode for Decoder {
             for key in ["reasoning_content", "reasoning"] {
                 if let Some(text) = delta.get(key).and_then(Value::as_str).filter(|t| !t.is_empty())
                 {
+                    self.reasoning.push_str(text);
                     out.push(StreamEvent::ReasoningDelta(text.to_owned()));
                 }
             }

@@ -10,6 +10,12 @@
 //! messages, reasoning and function calls (`custom_tool_call`, built-in tool calls) are
 //! left out with a notice naming their type; a refusal is shown as text and ends the
 //! response as [`FinishReason::Refusal`].
+//!
+//! With reasoning asked for, a request sends `reasoning.effort` and asks for the reasoning
+//! items' `encrypted_content`, the only way to hand a model its reasoning back without
+//! `store`. Reasoning items are kept whole and sent back verbatim in their place, before
+//! the message and function calls they preceded; one without encrypted content cannot be
+//! (its id means nothing to a server that stored nothing) and is kept only for its summary.
 
 use std::collections::HashMap;
 
@@ -17,8 +23,8 @@ use serde_json::{Value, json};
 
 use super::sse::SseEvent;
 use super::{
-    Decode, FinishReason, LlmError, Message, Request, StreamEvent, ToolArguments, ToolCall, Usage,
-    count, parse_json, stream_error,
+    Decode, FinishReason, LlmError, Message, ReasoningBlock, Request, StreamEvent, ToolArguments,
+    ToolCall, Usage, count, parse_json, stream_error,
 };
 
 pub(crate) const TERMINATOR: &str = "response.completed";
@@ -34,7 +40,8 @@ pub(crate) fn request_body(request: &Request, prompt_cache_key: Option<&str>) ->
                 "role": "user",
                 "content": [{"type": "input_text", "text": text}],
             })),
-            Message::Assistant { text, tool_calls } => {
+            Message::Assistant { reasoning, text, tool_calls } => {
+                input.extend(reasoning.iter().filter_map(reasoning_item));
                 if !text.is_empty() {
                     input.push(json!({
                         "type": "message",
@@ -92,7 +99,36 @@ pub(crate) fn request_body(request: &Request, prompt_cache_key: Option<&str>) ->
     if let Some(key) = prompt_cache_key {
         body["prompt_cache_key"] = json!(key);
     }
+    if let Some(reasoning) = request.reasoning {
+        body["reasoning"] = json!({"effort": reasoning.effort()});
+        body["include"] = json!(["reasoning.encrypted_content"]);
+    }
     body
+}
+
+/// A reasoning item to send back: one this protocol made, with its encrypted content.
+fn reasoning_item(block: &ReasoningBlock) -> Option<Value> {
+    match block {
+        ReasoningBlock::ResponsesItem { item, .. } if has_encrypted_content(item) => {
+            Some(item.clone())
+        }
+        _ => None,
+    }
+}
+
+fn has_encrypted_content(item: &Value) -> bool {
+    item.get("encrypted_content").and_then(Value::as_str).is_some_and(|content| !content.is_empty())
+}
+
+/// A closed reasoning item, kept whole, with its summary's text.
+fn reasoning_block(item: &Value) -> ReasoningBlock {
+    let parts = item.get("summary").and_then(Value::as_array).map(Vec::as_slice);
+    let summary: Vec<&str> = parts
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|part| part.get("text").and_then(Value::as_str))
+        .collect();
+    ReasoningBlock::ResponsesItem { item: item.clone(), summary: summary.join("\n\n") }
 }
 
 /// The output item types cairn takes into a response.
@@ -242,6 +278,9 @@ impl Decode for Decoder {
             }
             "response.output_item.done" => {
                 let item = data.get("item").unwrap_or(&Value::Null);
+                if item.get("type").and_then(Value::as_str) == Some("reasoning") {
+                    out.push(StreamEvent::Reasoning(reasoning_block(item)));
+                }
                 if item.get("type").and_then(Value::as_str) == Some("function_call") {
                     let id = item
                         .get("id")

@@ -33,6 +33,25 @@ pub enum Message {
     },
 }
 
+/// One piece of what a model reasoned before an assistant message, listed in order under
+/// that message's `reasoning` key and tagged by `kind`. It is kept beside [`Message`]
+/// rather than in it, so an assistant message without reasoning is built, read and
+/// written exactly as before. Signatures and encrypted content are the provider's opaque
+/// tokens, stored as they came so they can be sent back.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reasoning {
+    /// `{"kind": "text", "text": …}`: text only, never sent back.
+    Text { text: String },
+    /// `{"kind": "thinking", "signature": …, "text": …}`: Anthropic's, signed.
+    Thinking { text: String, signature: String },
+    /// `{"data": …, "kind": "redacted_thinking"}`: Anthropic's, encrypted.
+    RedactedThinking { data: String },
+    /// `{"item": {…}, "kind": "responses_item", "summary": …}`: an OpenAI Responses
+    /// reasoning item, verbatim (with its `encrypted_content`), and its summary's text.
+    ResponsesItem { item: Value, summary: String },
+}
+
 /// A tool call the model made: `{"arguments": …, "id": …, "name": …}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ToolCall {
@@ -86,16 +105,82 @@ impl Message {
         Value::Object(object)
     }
 
-    /// The message as the provider clients take it.
+    /// The message as the provider clients take it, without reasoning (which is stored
+    /// beside it: see [`Reasoning::list_in`]).
     pub fn into_wire(self) -> llm::Message {
         match self {
             Message::User { text } => llm::Message::User { text },
             Message::Assistant { text, tool_calls } => llm::Message::Assistant {
+                reasoning: Vec::new(),
                 text,
                 tool_calls: tool_calls.into_iter().map(ToolCall::into_wire).collect(),
             },
             Message::ToolResult { call_id, content, is_error } => {
                 llm::Message::ToolResult { call_id, content, is_error }
+            }
+        }
+    }
+}
+
+impl Reasoning {
+    /// The reasoning stored with a message: its `reasoning` list, empty when it has none.
+    pub fn list_in(message: &Value) -> Result<Vec<Reasoning>, serde_json::Error> {
+        match message.get("reasoning") {
+            Some(list) => Vec::<Reasoning>::deserialize(list),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub(super) fn into_json(self) -> Value {
+        let mut object = Map::new();
+        match self {
+            Reasoning::Text { text } => {
+                object.insert("kind".into(), "text".into());
+                object.insert("text".into(), text.into());
+            }
+            Reasoning::Thinking { text, signature } => {
+                object.insert("kind".into(), "thinking".into());
+                object.insert("signature".into(), signature.into());
+                object.insert("text".into(), text.into());
+            }
+            Reasoning::RedactedThinking { data } => {
+                object.insert("data".into(), data.into());
+                object.insert("kind".into(), "redacted_thinking".into());
+            }
+            Reasoning::ResponsesItem { item, summary } => {
+                object.insert("item".into(), item);
+                object.insert("kind".into(), "responses_item".into());
+                object.insert("summary".into(), summary.into());
+            }
+        }
+        Value::Object(object)
+    }
+
+    /// The reasoning as the provider clients take it.
+    pub fn into_wire(self) -> llm::ReasoningBlock {
+        match self {
+            Reasoning::Text { text } => llm::ReasoningBlock::Text { text },
+            Reasoning::Thinking { text, signature } => {
+                llm::ReasoningBlock::Thinking { text, signature }
+            }
+            Reasoning::RedactedThinking { data } => llm::ReasoningBlock::RedactedThinking { data },
+            Reasoning::ResponsesItem { item, summary } => {
+                llm::ReasoningBlock::ResponsesItem { item, summary }
+            }
+        }
+    }
+}
+
+impl From<&llm::ReasoningBlock> for Reasoning {
+    fn from(block: &llm::ReasoningBlock) -> Reasoning {
+        match block.clone() {
+            llm::ReasoningBlock::Text { text } => Reasoning::Text { text },
+            llm::ReasoningBlock::Thinking { text, signature } => {
+                Reasoning::Thinking { text, signature }
+            }
+            llm::ReasoningBlock::RedactedThinking { data } => Reasoning::RedactedThinking { data },
+            llm::ReasoningBlock::ResponsesItem { item, summary } => {
+                Reasoning::ResponsesItem { item, summary }
             }
         }
     }
@@ -146,7 +231,7 @@ impl From<&llm::Message> for Message {
     fn from(message: &llm::Message) -> Message {
         match message {
             llm::Message::User { text } => Message::User { text: text.clone() },
-            llm::Message::Assistant { text, tool_calls } => Message::Assistant {
+            llm::Message::Assistant { text, tool_calls, .. } => Message::Assistant {
                 text: text.clone(),
                 tool_calls: tool_calls.iter().map(ToolCall::from).collect(),
             },

@@ -170,6 +170,7 @@ base_url = "http://gpu-box:11434/v1"
         model: Some("openai/gpt-5-mini".into()),
         approval: Some(Approval::Auto),
         sandbox: None,
+        reasoning: None,
     };
     let config = setup.load(&[], &flags).unwrap();
     let chosen = config.model.unwrap();
@@ -545,6 +546,7 @@ async fn auto_detection_order() {
                 model: Some("openrouter/deepseek/deepseek-chat".into()),
                 approval: None,
                 sandbox: None,
+                reasoning: None,
             },
         )
         .unwrap();

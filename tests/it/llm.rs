@@ -49,6 +49,7 @@ fn request() -> Request {
         temperature: None,
         volatile_context: None,
         cache_key: None,
+        reasoning: None,
     }
 }
 
@@ -640,6 +641,7 @@ fn conversation() -> Request {
         messages: vec![
             Message::User { text: "What is in a.txt and b.txt?".into() },
             Message::Assistant {
+                reasoning: Vec::new(),
                 text: "Reading both.".into(),
                 tool_calls: vec![
                     call("call_1", "read_file", json!({"path": "a.txt"})),
@@ -661,7 +663,11 @@ fn conversation() -> Request {
                 is_error: true,
             },
             Message::User { text: "And now?".into() },
-            Message::Assistant { text: "a.txt holds apple.".into(), tool_calls: vec![] },
+            Message::Assistant {
+                reasoning: Vec::new(),
+                text: "a.txt holds apple.".into(),
+                tool_calls: vec![],
+            },
             Message::User { text: "Thanks.".into() },
         ],
         tools: vec![read_file_tool()],
@@ -669,6 +675,7 @@ fn conversation() -> Request {
         temperature: Some(0.25),
         volatile_context: Some("Notes: none yet.".into()),
         cache_key: Some("session-1".into()),
+        reasoning: None,
     }
 }
 

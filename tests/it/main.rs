@@ -29,6 +29,7 @@ mod layers;
 mod llm;
 mod mcp;
 mod memory;
+mod reasoning;
 mod redaction;
 mod regressions;
 mod rewind;

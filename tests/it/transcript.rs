@@ -37,11 +37,16 @@ fn each_message_kind_is_stored_as_pinned_json() {
             "{\n  \"role\": \"user\",\n  \"text\": \"fix the test\"\n}",
         ),
         (
-            Message::Assistant { text: "Done.".into(), tool_calls: Vec::new() },
+            Message::Assistant {
+                reasoning: Vec::new(),
+                text: "Done.".into(),
+                tool_calls: Vec::new(),
+            },
             "{\n  \"role\": \"assistant\",\n  \"text\": \"Done.\"\n}",
         ),
         (
             Message::Assistant {
+                reasoning: Vec::new(),
                 text: String::new(),
                 tool_calls: vec![call(
                     "call_1",
@@ -67,6 +72,7 @@ fn each_message_kind_is_stored_as_pinned_json() {
         ),
         (
             Message::Assistant {
+                reasoning: Vec::new(),
                 text: "Checking.".into(),
                 tool_calls: vec![call(
                     "call_2",

@@ -124,7 +124,7 @@ fn run_session(root: &Path) -> Result<(String, u64), CommandError> {
         .map_err(CommandError::internal_error)?;
         let mut agent = demo_agent(store, session, client, system, memory);
         section(&format!("$ cairn run \"{PROMPT}\""));
-        let mut printer = Printer::new(false);
+        let mut printer = Printer::new(false, true);
         let outcome = drive(&mut agent, PROMPT, Some(10), &mut |event| printer.event(&event)).await;
         Ok::<_, CommandError>(outcome.map(|_| agent.session().steps))
     })?;
@@ -147,6 +147,7 @@ fn demo_agent(
         client,
         model: "scripted".into(),
         model_label: "demo/scripted".into(),
+        reasoning: None,
         system,
         restored: Default::default(),
         memory,

@@ -311,7 +311,7 @@ fn messages(out: &mut String, messages: &[Value]) {
         })
         .flatten()
         .collect();
-    for message in &parsed {
+    for (message, raw) in parsed.iter().zip(messages) {
         match message {
             Ok(Message::User { text: prompt }) => {
                 let _ = writeln!(
@@ -321,6 +321,14 @@ fn messages(out: &mut String, messages: &[Value]) {
                 );
             }
             Ok(Message::Assistant { text: said, tool_calls }) => {
+                let reasoning = crate::transcript::readable_reasoning(raw);
+                if !reasoning.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "<div class=\"msg assistant\"><div class=\"who\">Reasoning</div><div class=\"text\">{}</div></div>",
+                        text(&truncate_middle(&reasoning, MAX_TEXT_BYTES))
+                    );
+                }
                 if !said.is_empty() {
                     let _ = writeln!(
                         out,
