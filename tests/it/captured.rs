@@ -411,6 +411,7 @@ fn request() -> Request {
         temperature: None,
         volatile_context: None,
         cache_key: None,
+        reasoning: None,
     }
 }
 
