@@ -2,17 +2,16 @@
 //! README) replayed through the real clients against the mock server: what the agent must
 //! see of each, every mismatch reported at once with the file's name.
 //!
-//! Fixtures holding thinking or reasoning are marked `reasoning: pending`: until the client
-//! keeps Anthropic signatures, Responses `encrypted_content` and Chat `reasoning_content`
-//! for the next request, only their text, tool calls, usage and finish are held here; the
-//! reasoning itself is to be checked once that lands.
+//! Reasoning is checked as the next request needs it: the kinds of blocks in order, each
+//! with something in it, and every signature, redacted block and Responses item's
+//! `encrypted_content` exactly as the stream carried it (it goes back verbatim).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use cairn::llm::{
     CancellationToken, Client, ClientSettings, FinishReason, LlmError, Message, ProviderKind,
-    Request, Response, ToolArguments, Usage,
+    ReasoningBlock, Request, Response, ToolArguments, Usage,
 };
 use serde_json::{Value, json};
 
@@ -28,6 +27,9 @@ enum Expect {
         finish: FinishReason,
         /// A part of each notice, in order.
         notices: Vec<&'static str>,
+        /// The reasoning blocks' kinds, in order: `thinking`, `redacted_thinking`, `text`,
+        /// `responses_item`.
+        reasoning: Vec<&'static str>,
     },
     /// The stream fails; the error's kind and a part of its message.
     Error { kind: fn(&LlmError) -> bool, message: &'static str },
@@ -55,7 +57,74 @@ fn answer(
     usage: Usage,
     finish: FinishReason,
 ) -> Expect {
-    Expect::Response { text, tool_calls, usage: Some(usage), finish, notices: Vec::new() }
+    Expect::Response {
+        text,
+        tool_calls,
+        usage: Some(usage),
+        finish,
+        notices: Vec::new(),
+        reasoning: Vec::new(),
+    }
+}
+
+/// The streams that carry reasoning, and the blocks it must come to; every other stream
+/// must come to none.
+const REASONING: [(&str, &[&str]); 10] = [
+    ("vercel_thinking_signature", &["thinking"]),
+    ("pydantic_thinking_stream", &["thinking"]),
+    ("simonw_thinking_tool_use", &["thinking"]),
+    ("vercel_deepseek_reasoning", &["text"]),
+    ("vercel_deepseek_tool_call_cached", &["text"]),
+    ("vercel_xai_tool_call", &["text"]),
+    ("vercel_reasoning_encrypted_function_call", &["responses_item"]),
+    ("pydantic_reasoning_function_call", &["responses_item"]),
+    ("pydantic_deepseek_function_tool", &["responses_item"]),
+    ("pydantic_web_search_cached", &["responses_item", "responses_item"]),
+];
+
+/// Sets the reasoning blocks `case` must carry, from [`REASONING`].
+fn expect_reasoning(case: &mut Case) {
+    if let Some((_, kinds)) = REASONING.iter().find(|(name, _)| *name == case.name)
+        && let Expect::Response { reasoning, .. } = &mut case.expect
+    {
+        *reasoning = kinds.to_vec();
+    }
+}
+
+fn kind_of(block: &ReasoningBlock) -> &'static str {
+    match block {
+        ReasoningBlock::Text { .. } => "text",
+        ReasoningBlock::Thinking { .. } => "thinking",
+        ReasoningBlock::RedactedThinking { .. } => "redacted_thinking",
+        ReasoningBlock::ResponsesItem { .. } => "responses_item",
+    }
+}
+
+/// What is wrong with `block` for sending it back, given the stream `body` it came from.
+fn reasoning_problem(block: &ReasoningBlock, body: &str) -> Option<String> {
+    let carried = |token: &str| body.contains(token);
+    match block {
+        ReasoningBlock::Text { text } if text.trim().is_empty() => Some("empty text".into()),
+        ReasoningBlock::Thinking { text, signature } => {
+            if text.trim().is_empty() || signature.is_empty() {
+                Some("a thinking block without text or signature".into())
+            } else if !carried(signature) {
+                Some("a signature the stream did not carry verbatim".into())
+            } else {
+                None
+            }
+        }
+        ReasoningBlock::RedactedThinking { data } if !carried(data) => {
+            Some("redacted data the stream did not carry verbatim".into())
+        }
+        ReasoningBlock::ResponsesItem { item, .. } => match item["encrypted_content"].as_str() {
+            Some(content) if !carried(content) => {
+                Some("encrypted_content the stream did not carry verbatim".into())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn is_provider(err: &LlmError) -> bool {
@@ -105,12 +174,12 @@ fn anthropic_cases() -> Vec<Case> {
                 ToolCalls,
             ),
         ),
-        // reasoning: pending (the thinking text and its signature_delta).
+        // With reasoning: the thinking text and its signature_delta.
         case(
             "vercel_thinking_signature",
             answer("925 ÷ 5 = 185", vec![], usage(69, 53, 0, 0, 0), Stop),
         ),
-        // reasoning: pending. Recorded raw, with the API's space padding inside the events.
+        // With reasoning. Recorded raw, with the API's space padding inside the events.
         case(
             "pydantic_thinking_stream",
             answer(PYDANTIC_THINKING_TEXT, vec![], usage(43, 282, 0, 0, 0), Stop),
@@ -128,7 +197,7 @@ fn anthropic_cases() -> Vec<Case> {
                 ToolCalls,
             ),
         ),
-        // reasoning: pending (thinking with its signature before the call). The thinking
+        // With reasoning: thinking with its signature before the call. The thinking
         // tokens are counted in `output_tokens_details`.
         case(
             "simonw_thinking_tool_use",
@@ -161,6 +230,7 @@ fn anthropic_cases() -> Vec<Case> {
                     "mockai said why it stopped: This request triggered restrictions on violative cyber \
                      content and was blocked under Anthropic's Usage Policy.",
                 ],
+                reasoning: Vec::new(),
             },
         ),
         // Server tools (bash_code_execution) are the provider's business: only the text
@@ -243,7 +313,7 @@ fn chat_cases() -> Vec<Case> {
             ),
         ),
         case("openai_python_max_tokens", answer("{\"", vec![], usage(79, 1, 0, 0, 0), Length)),
-        // reasoning: pending (DeepSeek's `reasoning_content`).
+        // With reasoning: DeepSeek's `reasoning_content`.
         case(
             "vercel_deepseek_reasoning",
             answer(
@@ -253,7 +323,7 @@ fn chat_cases() -> Vec<Case> {
                 Stop,
             ),
         ),
-        // reasoning: pending. Cache reads in `prompt_tokens_details.cached_tokens`.
+        // With reasoning. Cache reads in `prompt_tokens_details.cached_tokens`.
         case(
             "vercel_deepseek_tool_call_cached",
             answer(
@@ -267,7 +337,7 @@ fn chat_cases() -> Vec<Case> {
                 ToolCalls,
             ),
         ),
-        // reasoning: pending. xAI's `completion_tokens` leaves the reasoning out
+        // With reasoning. xAI's `completion_tokens` leaves the reasoning out
         // (total 513 = 291 + 26 + 196).
         case(
             "vercel_xai_tool_call",
@@ -326,7 +396,7 @@ fn responses_cases() -> Vec<Case> {
     use FinishReason::{Stop, ToolCalls};
     let case = |name, expect| Case { kind: ProviderKind::OpenaiResponses, name, expect };
     vec![
-        // reasoning: pending (a reasoning item with `encrypted_content` and a summary).
+        // With reasoning: a reasoning item with `encrypted_content` and a summary.
         case(
             "vercel_reasoning_encrypted_function_call",
             answer(
@@ -344,7 +414,7 @@ fn responses_cases() -> Vec<Case> {
             "vercel_text_after_tools",
             answer("The final result is **570**.", vec![], usage(299, 12, 0, 0, 0), Stop),
         ),
-        // reasoning: pending (an encrypted reasoning item without a summary).
+        // With reasoning: an encrypted reasoning item without a summary.
         case(
             "pydantic_reasoning_function_call",
             answer(
@@ -354,7 +424,7 @@ fn responses_cases() -> Vec<Case> {
                 ToolCalls,
             ),
         ),
-        // reasoning: pending. DeepSeek's Responses API, with cache reads.
+        // With reasoning. DeepSeek's Responses API, with cache reads.
         case(
             "pydantic_deepseek_function_tool",
             answer(
@@ -368,7 +438,7 @@ fn responses_cases() -> Vec<Case> {
                 ToolCalls,
             ),
         ),
-        // reasoning: pending. Hosted web search: its items are named, not used.
+        // With reasoning. Hosted web search: its items are named, not used.
         case(
             "pydantic_web_search_cached",
             Expect::Response {
@@ -377,6 +447,7 @@ fn responses_cases() -> Vec<Case> {
                 usage: Some(usage(9463, 582, 8320, 0, 512)),
                 finish: Stop,
                 notices: vec!["`web_search_call` output item"],
+                reasoning: Vec::new(),
             },
         ),
         case(
@@ -387,6 +458,7 @@ fn responses_cases() -> Vec<Case> {
                 usage: Some(usage(50, 20, 0, 0, 0)),
                 finish: Stop,
                 notices: vec!["`custom_tool_call` output item (`write_sql`)"],
+                reasoning: Vec::new(),
             },
         ),
         // An `error` event, then `response.failed`: the first one is the error.
@@ -427,14 +499,26 @@ async fn replay(kind: ProviderKind, body: Vec<u8>, chunk: usize) -> Result<Respo
     client.stream(&request(), CancellationToken::new()).collect().await
 }
 
-/// Each way `got` differs from `expect`, one line each.
-fn mismatches(expect: &Expect, got: &Result<Response, LlmError>) -> Vec<String> {
+/// Each way `got` differs from `expect`, one line each; `body` is the stream served.
+fn mismatches(expect: &Expect, got: &Result<Response, LlmError>, body: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut differ = |what: &str, expected: &dyn std::fmt::Debug, actual: &dyn std::fmt::Debug| {
         found.push(format!("{what}: expected {expected:?}, got {actual:?}"));
     };
     match (expect, got) {
-        (Expect::Response { text, tool_calls, usage, finish, notices }, Ok(response)) => {
+        (
+            Expect::Response { text, tool_calls, usage, finish, notices, reasoning },
+            Ok(response),
+        ) => {
+            let kinds: Vec<&str> = response.reasoning_blocks.iter().map(kind_of).collect();
+            if kinds != *reasoning {
+                differ("reasoning blocks", reasoning, &kinds);
+            }
+            for problem in
+                response.reasoning_blocks.iter().filter_map(|b| reasoning_problem(b, body))
+            {
+                differ("reasoning", &"a block fit to send back", &problem);
+            }
             if response.text != *text {
                 differ("text", text, &response.text);
             }
@@ -476,8 +560,9 @@ fn mismatches(expect: &Expect, got: &Result<Response, LlmError>) -> Vec<String> 
 #[tokio::test]
 async fn captured_streams_give_the_agent_what_they_hold() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sse/captured");
-    let cases: Vec<Case> =
+    let mut cases: Vec<Case> =
         [anthropic_cases(), chat_cases(), responses_cases()].into_iter().flatten().collect();
+    cases.iter_mut().for_each(expect_reasoning);
     let mut problems = Vec::new();
 
     // Every fixture has its expectation, and every expectation its fixture.
@@ -511,7 +596,7 @@ async fn captured_streams_give_the_agent_what_they_hold() {
                 format!("in {chunk}-byte chunks")
             };
             problems.extend(
-                mismatches(&case.expect, &got)
+                mismatches(&case.expect, &got, &String::from_utf8_lossy(&body))
                     .into_iter()
                     .map(|m| format!("{file} ({served}): {m}")),
             );
