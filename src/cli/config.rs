@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::CommandError;
 use crate::config::{
     self, Approval, Config, ConfigError, Env, Flags, McpServer, ModelRef, Price, ProjectFile,
-    Provider, ProviderApi, Source, Sourced, Trust, format_size, mask_secret, trust,
+    Provider, ProviderApi, Reasoning, Source, Sourced, Trust, format_size, mask_secret, trust,
 };
 
 #[derive(Debug, clap::Args)]
@@ -245,6 +245,13 @@ fn provider_text(listing: &mut Listing, provider: &Provider, env: &Env) {
     if let Some(price) = &provider.price {
         listing.line(format!("price = {}", price_text(&price.value)), price.source.to_string());
     }
+    if let Some(reasoning) = &provider.reasoning {
+        let setting = match reasoning.value {
+            Reasoning::ThinkingBudget(tokens) => format!("thinking_budget = {tokens}"),
+            level => format!("reasoning = {}", quote(&level.to_string())),
+        };
+        listing.line(setting, reasoning.source.to_string());
+    }
     for (name, value) in &provider.headers {
         listing.line(
             format!("headers.{} = {}", quote(name), quote(&mask_secret(&value.value))),
@@ -445,6 +452,13 @@ fn provider_json(provider: &Provider, env: &Env) -> Value {
         "max_tokens_field": (provider.kind.value == ProviderApi::OpenaiChat)
             .then(|| provider.max_tokens_field().as_str()),
         "prompt_cache": provider.prompt_cache.as_ref().map(sourced_json),
+        "reasoning": provider.reasoning.as_ref().map(|reasoning| json!({
+            "value": match reasoning.value {
+                Reasoning::ThinkingBudget(tokens) => json!({"thinking_budget": tokens}),
+                level => json!(level.to_string()),
+            },
+            "source": source_json(&reasoning.source),
+        })),
         "price": provider.price.as_ref().map(|price| json!({
             "value": {
                 "input": price.value.input,

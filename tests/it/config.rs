@@ -939,3 +939,24 @@ fn config_show_prints_prompt_cache_and_price() {
     );
     assert!(json["providers"]["openai"]["price"].is_null(), "no prices are built in");
 }
+
+#[test]
+fn config_show_lists_each_providers_reasoning() {
+    let setup = Setup::new();
+    setup.write_user(
+        "[provider.anthropic]\nthinking_budget = 4096\n[provider.openai]\nreasoning = \"high\"\n",
+    );
+    let (text, stderr, code) = cairn(&setup, &["config", "show"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(text.contains("\nthinking_budget = 4096 "), "{text}");
+    assert!(text.contains("\nreasoning = \"high\" "), "{text}");
+    let (stdout, _, _) = cairn(&setup, &["config", "show", "--json"], &[]);
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        json["providers"]["anthropic"]["reasoning"]["value"],
+        json!({"thinking_budget": 4096})
+    );
+    assert_eq!(json["providers"]["openai"]["reasoning"]["value"], "high");
+    assert_eq!(json["providers"]["openai"]["reasoning"]["source"]["kind"], "user-file");
+    assert!(json["providers"]["ollama"]["reasoning"].is_null());
+}
