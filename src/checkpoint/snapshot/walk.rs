@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::ignore::{DirRules, GlobalRules};
 use super::index::LazyIndex;
-use super::stat::FileStat;
+use super::stat::{DirStat, FileStat};
 use super::stat_cache::{CachedKind, DirRecord, StatCache};
 use super::{HashJob, HashOutcome, RESERVED_DIR, basename, cmp_names, join};
 use crate::checkpoint::error::Result;
@@ -159,19 +159,19 @@ impl Walker<'_> {
         mode: Mode,
     ) -> Vec<(BString, FileStat, Mode)> {
         let mut subdirs = Vec::new();
+        let dir = DirStat::open(&self.abs(scanned.rel.as_bstr()));
         for (name, hint) in names {
             self.progress.fetch_add(1, Ordering::Relaxed);
             let rel_path = join(scanned.rel.as_bstr(), name.as_bstr());
-            let meta = match std::fs::symlink_metadata(self.abs(rel_path.as_bstr())) {
-                Ok(meta) => meta,
+            let stat = match dir.lstat(&name) {
+                Ok(stat) => stat,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => {
                     scanned.entries.push(ScannedEntry::skipped(name, format!("unreadable: {err}")));
                     continue;
                 }
             };
-            let stat = FileStat::from_metadata(&meta);
-            let file_type = meta.file_type();
+            let file_type = stat.file_type();
             if file_type.is_dir() {
                 if hint == CachedKind::Gitlink
                     && let Some(entry) = self.gitlink_entry(name.clone(), rel_path.as_bstr(), stat)
