@@ -1004,6 +1004,15 @@ fn hook_install_refuses_a_projects_settings_that_lead_outside_it() {
     assert_eq!(std::fs::read_to_string(outside.join("settings.json")).unwrap(), CLAUDE_SETTINGS);
     assert!(!outside.join("settings.json.cairn-backup").exists());
 
+    // The same for Codex's project config, through a symlinked file inside a real directory.
+    let theirs = repo.home.join("codex-config.toml");
+    std::fs::write(&theirs, "model = \"theirs\"\n").unwrap();
+    std::fs::create_dir_all(repo.path(".codex")).unwrap();
+    std::os::unix::fs::symlink(&theirs, repo.path(".codex/config.toml")).unwrap();
+    let err = repo.fails(&["hook", "install", "codex"]);
+    assert!(err.contains("config.toml is a symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "model = \"theirs\"\n");
+
     // A settings file that is not plain JSON is left as it is.
     let gemini = "{\n  // mine\n  \"theme\": \"dark\"\n}\n";
     repo.write(".gemini/settings.json", gemini);

@@ -570,3 +570,34 @@ fn an_untrusted_cairn_toml_may_turn_the_file_monitor_off_but_not_on() {
         "{err}"
     );
 }
+
+/// The keys added for caching, cost and reasoning live in `[provider.*]`, which a cloned
+/// repository may not set: a project that tries (to send the session id as a cache key
+/// to any server, fake prices or force long thinking) changes nothing, and config show
+/// says so.
+#[test]
+fn an_untrusted_cairn_toml_cannot_set_caching_prices_or_reasoning() {
+    let repo = TestRepo::new();
+    repo.write(
+        "cairn.toml",
+        "[provider.anthropic]\nprompt_cache = true\nthinking_budget = 30000\n\
+         price = { input = 0.0, output = 0.0 }\n\
+         [provider.openai]\nprompt_cache = true\nreasoning = \"high\"\n",
+    );
+    let before = repo.user_state();
+    let config: Value = serde_json::from_str(&repo.ok(&["config", "show", "--json"])).unwrap();
+    for provider in ["anthropic", "openai"] {
+        let table = &config["providers"][provider];
+        for key in ["prompt_cache", "price", "reasoning"] {
+            assert!(table[key].is_null(), "{provider}.{key} applied: {table}");
+        }
+    }
+    let text = repo.ok(&["config", "show"]);
+    for key in ["anthropic.prompt_cache", "anthropic.thinking_budget", "openai.reasoning"] {
+        let line = format!(
+            "#   ignored provider.{key}: a provider decides where your conversation is sent\n"
+        );
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    assert_eq!(repo.user_state(), before, "reading the file changed nothing");
+}
