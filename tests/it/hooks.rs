@@ -51,6 +51,17 @@ fn assert_quiet_success(out: &Output) {
     );
 }
 
+/// Runs `cairn hook codex PAYLOAD` as Codex's `notify` does (the payload as the last
+/// argument, nothing on stdin) and asserts it recorded quietly.
+fn codex_notify(repo: &TestRepo, payload: &str) {
+    let out = repo
+        .command_in(&repo.home, &["hook", "codex", payload])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_quiet_success(&out);
+}
+
 /// The ids of all sessions, by their refs.
 fn sessions(repo: &TestRepo) -> Vec<String> {
     repo.git(&["for-each-ref", "--format=%(refname:lstrip=3)", "refs/cairn/sessions"])
@@ -344,12 +355,7 @@ fn codex_notify_passes_the_payload_as_its_last_argument() {
 
     repo.write("README.md", "hello\nSee greet() in src/greet.rs.\n");
     let payload = fixture(&repo, "codex", "notify-agent-turn-complete");
-    let out = repo
-        .command_in(&repo.home, &["hook", "codex", &payload])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_quiet_success(&out);
+    codex_notify(&repo, &payload);
 
     let session = only_session(&repo);
     let reference = TestRepo::session_ref(&session);
@@ -386,12 +392,7 @@ fn codex_notify_passes_the_payload_as_its_last_argument() {
         "\"turn-id\": \"01a23c47-ce57-7cc3-9437-078e7628b541\"",
         "\"turn-id\": \"01a23c47-ce57-7cc3-9437-078e7628b542\"",
     );
-    let out = repo
-        .command_in(&repo.home, &["hook", "codex", &next])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_quiet_success(&out);
+    codex_notify(&repo, &next);
     assert_eq!(kinds(&repo, &only_session(&repo)), ["prompt", "model", "prompt", "model"]);
     assert_eq!(repo.user_state(), before);
 
@@ -399,12 +400,7 @@ fn codex_notify_passes_the_payload_as_its_last_argument() {
     let unborn = TestRepo::empty();
     unborn.write("notes.txt", "salutation\n");
     let payload = fixture(&unborn, "codex", "notify-agent-turn-complete");
-    let out = unborn
-        .command_in(&unborn.home, &["hook", "codex", &payload])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_quiet_success(&out);
+    codex_notify(&unborn, &payload);
     let reference = TestRepo::session_ref(&only_session(&unborn));
     assert!(unborn.tree_files(&format!("{reference}~1")).is_empty());
     assert_eq!(unborn.tree_files(&reference).keys().collect::<Vec<_>>(), ["notes.txt"]);
@@ -795,14 +791,7 @@ fn codex_notify_and_stop_hook_together_record_each_turn_once() {
             json!(["Add a greet function in src/greet.rs and mention it in the README"]);
         notify.to_string()
     };
-    let notify = |payload: String| {
-        let out = repo
-            .command_in(&repo.home, &["hook", "codex", &payload])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_quiet_success(&out);
-    };
+    let notify = |payload: String| codex_notify(&repo, &payload);
     let turn = stop_payload["turn_id"].as_str().unwrap().to_string();
 
     // The hook first, then notify for the same turn.

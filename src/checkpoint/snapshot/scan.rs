@@ -54,14 +54,22 @@ const HASH_BATCH: usize = 256;
 /// New objects stay in `ctx.repo`'s object memory, except that a large scan writes them
 /// out as it goes.
 pub fn scan(ctx: &ScanContext<'_>) -> Result<(Snapshot, StatCacheUpdate)> {
+    let global = GlobalRules::load(ctx.repo).io_context(|| "reading ignore rules".into())?;
+    scan_with_rules(ctx, &global)
+}
+
+/// [`scan`] under ignore rules already loaded.
+fn scan_with_rules(
+    ctx: &ScanContext<'_>,
+    global: &GlobalRules,
+) -> Result<(Snapshot, StatCacheUpdate)> {
     let repo = ctx.repo;
-    let global = GlobalRules::load(repo).io_context(|| "reading ignore rules".into())?;
     let mut cache = StatCache::load_verified(ctx.cache_path, &objects::presence(repo));
-    let rules = rules_fingerprint(&global, ctx.max_new_file_size)?;
+    let rules = rules_fingerprint(global, ctx.max_new_file_size)?;
     let index_path = repo.index_path();
     let index_stat =
         std::fs::symlink_metadata(&index_path).ok().map(|m| FileStat::from_metadata(&m));
-    let walked = walk(ctx, &global, &cache, rules, LazyIndex::new(index_path), index_stat)?;
+    let walked = walk(ctx, global, &cache, rules, LazyIndex::new(index_path), index_stat)?;
     let (mut root, files_reused) = walked;
     let files_hashed = hash_pending(ctx, &mut root)?;
     let reserved_path_present = root.reserved_present;
@@ -134,7 +142,7 @@ pub fn scan_with_watchman(
             }
             (Answer::Rescan { clock, why }, _) => (clock, why),
         };
-    let (snapshot, mut update) = scan(ctx)?;
+    let (snapshot, mut update) = scan_with_rules(ctx, &global)?;
     if let Some(clock) = clock {
         update.monitor = state(clock, snapshot.tree);
     }
