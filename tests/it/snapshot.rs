@@ -323,3 +323,51 @@ fn a_first_snapshot_takes_blob_ids_from_the_users_index() {
     let git_tree = repo.git(&["write-tree"]);
     assert_eq!(snapshot.tree.to_string(), git_tree.trim());
 }
+
+/// A change to one file appends its directories' records to the stat cache's journal, not
+/// a new cache; a torn or garbled journal is ignored (its files are read again) and the
+/// next snapshot writes the cache anew. Every tree matches the files, as git reads them.
+#[test]
+fn a_small_change_goes_to_the_stat_cache_journal_and_a_damaged_journal_is_ignored() {
+    let repo = aged_repo(5, 4);
+    let store = store(&repo);
+    store.snapshot().unwrap();
+    let cache_dir = repo.root.join(".git/cairn/worktrees/main");
+    let base_path = cache_dir.join("stat-cache");
+    let journal = cache_dir.join("stat-cache.log");
+    let base = std::fs::read(&base_path).unwrap();
+    assert!(!journal.exists());
+    let file_in = |tree: gix::ObjectId, path: &str| repo.git(&["show", &format!("{tree}:{path}")]);
+
+    repo.write("d1/f1.txt", "changed once\n");
+    age(&repo.path("d1/f1.txt"));
+    let changed = store.snapshot().unwrap();
+    assert_eq!(changed.counts.files_hashed, 1);
+    assert_eq!(std::fs::read(&base_path).unwrap(), base, "one change rewrote the whole cache");
+    let appended = std::fs::read(&journal).unwrap();
+    assert!(!appended.is_empty() && appended.len() < base.len(), "{} bytes", appended.len());
+    let again = store.snapshot().unwrap();
+    assert_eq!(
+        (again.tree, again.counts.files_hashed),
+        (changed.tree, 0),
+        "the journal was not read"
+    );
+
+    for damaged in [&appended[..appended.len() - 3], b"no journal at all".as_slice()] {
+        std::fs::write(&journal, damaged).unwrap();
+        let rescanned = store.snapshot().unwrap();
+        assert_eq!(rescanned.tree, changed.tree);
+        assert_eq!(rescanned.counts.files_hashed, 1, "the damaged record was trusted");
+        assert!(!journal.exists(), "appended after damaged bytes");
+        assert_ne!(std::fs::read(&base_path).unwrap(), base, "the cache was not written anew");
+        // Back to the first cache with its journal, for the next round.
+        std::fs::write(&base_path, &base).unwrap();
+    }
+    std::fs::remove_file(&base_path).unwrap();
+    repo.write("d2/f2.txt", "changed too\n");
+    age(&repo.path("d2/f2.txt"));
+    let last = store.snapshot().unwrap();
+    assert_eq!(file_in(last.tree, "d1/f1.txt"), "changed once\n");
+    assert_eq!(file_in(last.tree, "d2/f2.txt"), "changed too\n");
+    assert_eq!(file_in(last.tree, "d3/f3.txt"), "dir 3 file 3\n");
+}

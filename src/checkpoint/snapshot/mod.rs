@@ -7,9 +7,11 @@
 //!
 //! - [`scan`] walks the whole workspace in three phases: a parallel walk that `lstat`s
 //!   entries and compares them with the [stat cache](stat_cache), skipping the
-//!   `readdir` of directories whose metadata is unchanged; parallel hashing of the files
-//!   that changed; and a bottom-up tree build that reuses the tree id of every directory
-//!   whose entries are unchanged. Its cost follows what changed, plus one `lstat` per entry.
+//!   `readdir` of directories whose metadata is unchanged and copying nothing of a
+//!   directory whose files are all unchanged; parallel hashing of the files that changed;
+//!   and a bottom-up tree build that reuses the tree id (and the cache record) of every
+//!   directory whose entries are unchanged, writing the next cache as it goes. Its cost
+//!   follows what changed, plus one `lstat` per entry.
 //! - [`apply_paths`] is the fast path for callers that know what they changed (the agent's
 //!   edit tools): it reads only those paths and rewrites only the trees above them.
 
@@ -43,10 +45,9 @@ pub use scan::{ScanContext, scan, scan_with_watchman};
 /// relative to the workspace root (the root left out); none without a cache.
 pub fn scanned_dirs(cache_path: &Path) -> Vec<PathBuf> {
     StatCache::load(cache_path)
-        .dirs
-        .into_keys()
+        .dir_paths()
         .filter(|rel| !rel.is_empty())
-        .map(|rel| PathBuf::from(OsStr::from_bytes(&rel)))
+        .map(|rel| PathBuf::from(OsStr::from_bytes(rel)))
         .collect()
 }
 
@@ -85,15 +86,15 @@ pub struct ScanCounts {
 /// What a snapshot learnt for the next one: the refreshed stat cache of a full scan and
 /// Watchman's state ([`fsmonitor`]), to be saved once the objects they name are persisted.
 pub struct StatCacheUpdate {
-    cache: Option<(StatCache, PathBuf)>,
+    cache: Option<stat_cache::PendingCache>,
     monitor: Option<(fsmonitor::MonitorState, PathBuf)>,
 }
 
 impl StatCacheUpdate {
     pub fn save(self) {
         // A cache that cannot be written only costs speed next time; the snapshot stands.
-        if let Some((cache, path)) = self.cache {
-            let _ = cache.save(&path);
+        if let Some(cache) = self.cache {
+            let _ = cache.save();
         }
         if let Some((state, path)) = self.monitor {
             state.save(&path);

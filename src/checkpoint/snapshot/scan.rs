@@ -1,7 +1,6 @@
 //! The full scan: walk the workspace against the stat cache, hash what changed, build
 //! the trees; see [`super`] for the three phases.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +14,8 @@ use super::attributes::index_holds_raw_bytes;
 use super::fsmonitor::{self, Answer, MonitorState};
 use super::ignore::{DirRules, GlobalRules};
 use super::index::LazyIndex;
-use super::stat::{FileStat, Timestamp};
-use super::stat_cache::StatCache;
+use super::stat::FileStat;
+use super::stat_cache::{CacheWriter, StatCache, scan_clock};
 use super::tree::{BuildOutput, write_tree};
 use super::walk::{Mode, ScannedDir, Walker};
 use super::{
@@ -64,7 +63,8 @@ fn scan_with_rules(
     global: &GlobalRules,
 ) -> Result<(Snapshot, StatCacheUpdate)> {
     let repo = ctx.repo;
-    let mut cache = StatCache::load_verified(ctx.cache_path, &objects::presence(repo));
+    let started = scan_clock();
+    let cache = StatCache::load(ctx.cache_path);
     let rules = rules_fingerprint(global, ctx.max_new_file_size)?;
     let index_path = repo.index_path();
     let index_stat =
@@ -74,11 +74,9 @@ fn scan_with_rules(
     let files_hashed = hash_pending(ctx, &mut root)?;
     let reserved_path_present = root.reserved_present;
 
-    let old_dirs = std::mem::take(&mut cache.dirs);
     let mut out = BuildOutput {
         repo,
-        dirs: HashMap::with_capacity(old_dirs.len().max(64)),
-        old_dirs,
+        writer: CacheWriter::create(ctx.cache_path, &cache, started, Some(rules), index_stat),
         skipped: Vec::new(),
         counts: ScanCounts { files_hashed, files_reused, ..ScanCounts::default() },
     };
@@ -86,19 +84,8 @@ fn scan_with_rules(
         Some(id) => id,
         None => write_tree(repo, Vec::new())?,
     };
-    let BuildOutput { dirs, mut skipped, counts, .. } = out;
-    let cache = StatCacheUpdate {
-        cache: Some((
-            StatCache {
-                written: Timestamp::default(),
-                rules: Some(rules),
-                index: index_stat,
-                dirs,
-            },
-            ctx.cache_path.to_owned(),
-        )),
-        monitor: None,
-    };
+    let BuildOutput { writer, mut skipped, counts, .. } = out;
+    let cache = StatCacheUpdate { cache: writer.finish(), monitor: None };
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((Snapshot { tree, skipped, reserved_path_present, counts }, cache))
 }
@@ -186,14 +173,14 @@ fn changed_paths(
 /// The walk phase: the workspace listed against the stat cache, then the blob ids of files
 /// it could not vouch for taken from the user's index where that pays. Returns the scanned
 /// root and how many files kept a known blob id.
-fn walk(
-    ctx: &ScanContext<'_>,
-    global: &GlobalRules,
-    cache: &StatCache,
+fn walk<'c>(
+    ctx: &'c ScanContext<'_>,
+    global: &'c GlobalRules,
+    cache: &'c StatCache,
     rules: ObjectId,
     index: LazyIndex,
     index_stat: Option<FileStat>,
-) -> Result<(ScannedDir, usize)> {
+) -> Result<(ScannedDir<'c>, usize)> {
     let walker = Walker {
         root: ctx.root,
         global,
@@ -214,6 +201,7 @@ fn walk(
         false,
         Mode::Normal,
     )?;
+    root.verify_cached_ids(&objects::presence(ctx.repo));
     // Files the stat cache could not vouch for. The user's index may know their blob ids
     // (a first snapshot, a checkout), but decoding it costs about as much as hashing one
     // file in sixty-four of those it lists: only worth it when many files are pending.
@@ -229,7 +217,7 @@ fn walk(
 
 /// The hashing phase: reads and hashes every pending file in parallel batches, storing new
 /// blobs, and puts the outcomes back into `root`. Returns how many files were hashed.
-fn hash_pending(ctx: &ScanContext<'_>, root: &mut ScannedDir) -> Result<usize> {
+fn hash_pending(ctx: &ScanContext<'_>, root: &mut ScannedDir<'_>) -> Result<usize> {
     let mut pending = Vec::new();
     root.collect_pending(&mut pending);
     let mut outcomes = Vec::with_capacity(pending.len());

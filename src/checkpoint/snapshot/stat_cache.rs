@@ -9,22 +9,54 @@
 //! its tree id. The cache lives under `<git common dir>/cairn/` and is only a cache: a
 //! missing, stale or corrupt file is ignored and rebuilt, never trusted.
 //!
-//! Nor are the object ids it names: the objects of a scan no step recorded, or of a session
-//! since deleted, are unreachable, and `git gc --prune=now` deletes them. So
-//! [`StatCache::load_verified`] checks that each id is still in the repository (one index
-//! probe per id) and forgets those that are not: their files are read again and their
-//! trees written again, and a step never names a missing object.
+//! The cache is a base file and a journal beside it (`stat-cache.log`). The base is read
+//! in place: it is mapped, checked once from end to end, and each directory's record is
+//! decoded only when the scan reaches it, so a scan holds no copy of the tree of names. A
+//! scan that changed a few directories appends just their records to the journal, as one
+//! checksummed segment per scan (later records win); only when the journal outgrows an
+//! eighth of the base, or the rules or the index changed, is the whole cache written anew,
+//! to a temporary file renamed over the base, carrying each unchanged record over as the
+//! bytes it was read as. A torn or foreign segment is ignored, and segments name the base
+//! they extend, so those of a replaced base are ignored too. Each record keeps the time
+//! its scan began: a file whose mtime is not older is "racy" and read again (see
+//! [`super::stat`]).
+//!
+//! Nor are the object ids it names trusted: the objects of a scan no step recorded, or of a
+//! session since deleted, are unreachable, and `git gc --prune=now` deletes them. The scan
+//! checks that each directory's tree id is still in the repository before reusing it (one
+//! index probe per directory). A tree that is there vouches for every object below it, the
+//! rule git's own cache-tree relies on and git's pruning keeps (an object kept because it is
+//! reachable or recent keeps everything it reaches). Where a directory's tree is gone, each
+//! blob id of its entries is probed instead, and files whose blob is gone are read again.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
-use gix::bstr::BString;
+use gix::bstr::{BStr, BString, ByteSlice};
 
 use super::stat::{FileStat, Timestamp};
 
-const MAGIC: &[u8; 8] = b"CAIRNSC\x01";
+const MAGIC: &[u8; 8] = b"CAIRNSC\x02";
+const SEGMENT_MAGIC: &[u8; 4] = b"CSJ\x01";
+/// Magic, generation, time, length of the records.
+const SEGMENT_HEADER_BYTES: usize = 4 + 8 + 12 + 4;
+/// A journal larger than this is not read (nor appended to: the next scan rewrites).
+const MAX_JOURNAL_BYTES: u64 = 64 << 20;
+/// The journal may grow to this share of the base (1/8), or this many bytes, whichever is
+/// larger, before the next scan writes the cache anew.
+const JOURNAL_SHARE: u64 = 8;
+const JOURNAL_FLOOR_BYTES: u64 = 256 << 10;
+
+/// Encoded size of a [`FileStat`].
+const STAT_BYTES: usize = 52;
+/// Encoded size of an entry after its name: kind, stat, object id.
+const ENTRY_FIXED_BYTES: usize = 1 + STAT_BYTES + 20;
+/// Smaller caches are read into memory rather than mapped.
+const MAP_AT_LEAST: u64 = 64 << 10;
 
 /// What a directory entry was when last scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +73,18 @@ pub enum CachedKind {
     TooLarge,
 }
 
+impl CachedKind {
+    pub fn is_dir(self) -> bool {
+        matches!(self, CachedKind::Dir | CachedKind::IgnoredDir)
+    }
+
+    /// Whether the entry's id names a blob (as opposed to a tree or a gitlink commit).
+    pub fn is_blob(self) -> bool {
+        matches!(self, CachedKind::File | CachedKind::Executable | CachedKind::Symlink)
+    }
+}
+
+/// An entry as a scan records it for the next one.
 #[derive(Debug, Clone)]
 pub struct EntryRecord {
     pub name: BString,
@@ -50,14 +94,26 @@ pub struct EntryRecord {
     pub oid: ObjectId,
 }
 
-impl CachedKind {
-    pub fn is_dir(self) -> bool {
-        matches!(self, CachedKind::Dir | CachedKind::IgnoredDir)
+/// An entry as the cache holds it, borrowed from the cache file.
+#[derive(Debug, Clone, Copy)]
+pub struct CachedEntry<'a> {
+    pub name: &'a BStr,
+    pub kind: CachedKind,
+    pub stat: FileStat,
+    pub oid: ObjectId,
+}
+
+impl CachedEntry<'_> {
+    pub fn to_record(self) -> EntryRecord {
+        EntryRecord { name: self.name.to_owned(), kind: self.kind, stat: self.stat, oid: self.oid }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct DirRecord {
+/// What the last scan knew of one directory, borrowed from the cache file.
+#[derive(Debug, Clone, Copy)]
+pub struct DirRecord<'a> {
+    /// When the scan that wrote this record began (the racy guard).
+    pub written: Timestamp,
     pub stat: FileStat,
     /// Metadata of this directory's `.gitignore`, which decides its entries' fate.
     pub gitignore: Option<FileStat>,
@@ -66,145 +122,523 @@ pub struct DirRecord {
     pub depends_on_index: bool,
     /// The tree written for this directory; `None` when it holds nothing to snapshot.
     pub tree: Option<ObjectId>,
-    /// Entries in git tree order.
-    pub entries: Vec<EntryRecord>,
+    entry_count: u32,
+    /// The encoded entries, in git tree order.
+    entries: &'a [u8],
+    /// The whole encoded record, path included, for [`CacheWriter::copy_record`].
+    raw: &'a [u8],
 }
 
-#[derive(Debug, Default)]
+impl<'a> DirRecord<'a> {
+    /// The entries in git tree order.
+    pub fn entries(&self) -> CachedEntries<'a> {
+        CachedEntries { input: Reader { bytes: self.entries, pos: 0 }, left: self.entry_count }
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.entry_count as usize
+    }
+}
+
+/// The entries of a [`DirRecord`], decoded one at a time.
+pub struct CachedEntries<'a> {
+    input: Reader<'a>,
+    left: u32,
+}
+
+impl<'a> Iterator for CachedEntries<'a> {
+    type Item = CachedEntry<'a>;
+
+    fn next(&mut self) -> Option<CachedEntry<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // Every record was checked when the cache was loaded, so this only fails on a
+        // cache that was not: the listing then ends early, which costs a re-read.
+        self.input.entry()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left as usize))
+    }
+}
+
+/// The bytes of a cache file.
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Read(bytes) => bytes,
+        }
+    }
+}
+
+/// Where a directory's record lies in the cache file.
+#[derive(Debug, Clone)]
+struct RecordSpan {
+    in_journal: bool,
+    written: Timestamp,
+    raw: Range<usize>,
+    body: Range<usize>,
+}
+
+#[derive(Default)]
 pub struct StatCache {
-    /// When the cache file was written, by the file system's clock (the racy guard).
-    pub written: Timestamp,
     /// A hash of everything outside the workspace that decides what is snapshotted
     /// (global ignore rules, the index, the size limit). A mismatch means listings are
     /// re-read, though unchanged files still keep their blob ids.
     pub rules: Option<ObjectId>,
     /// The metadata of the user's index when the cache was written.
     pub index: Option<FileStat>,
+    /// Names the base, so that a journal segment extends only the base it was written for.
+    generation: u64,
+    base: Option<Bytes>,
+    journal: Vec<u8>,
+    /// The journal holds bytes past its last whole segment (a torn append, or damage):
+    /// segments appended after them could not be read, so the next cache is a new base.
+    journal_damaged: bool,
     /// Keyed by the directory's path relative to the workspace root (`""` is the root).
-    pub dirs: HashMap<BString, DirRecord>,
+    dirs: HashMap<BString, RecordSpan>,
 }
 
 impl StatCache {
-    /// Reads the cache at `path`, or returns an empty one if it is missing or unreadable.
+    /// Reads the cache at `path` (and its journal), or returns an empty one if the base is
+    /// missing, unreadable or not wholly well-formed. Of the journal, the segments that
+    /// are whole and extend this base are used.
     pub fn load(path: &Path) -> StatCache {
-        let Ok(bytes) = std::fs::read(path) else { return StatCache::default() };
-        let Ok(meta) = std::fs::metadata(path) else { return StatCache::default() };
-        let written = FileStat::from_metadata(&meta).mtime;
-        match decode(&bytes) {
-            Some((rules, index, dirs)) => StatCache { written, rules, index, dirs },
-            None => StatCache::default(),
+        let Some(base) = read_base(path) else { return StatCache::default() };
+        let Some(header) = index_base(&base) else { return StatCache::default() };
+        let mut cache = StatCache {
+            rules: header.rules,
+            index: header.index,
+            generation: header.generation,
+            base: Some(base),
+            journal: Vec::new(),
+            journal_damaged: false,
+            dirs: header.dirs,
+        };
+        let journal = journal_path(path);
+        if std::fs::symlink_metadata(&journal).is_ok_and(|m| m.len() <= MAX_JOURNAL_BYTES)
+            && let Ok(bytes) = std::fs::read(&journal)
+        {
+            let (records, whole) = index_journal(&bytes, cache.generation);
+            for (path, span) in records {
+                cache.dirs.insert(path, span);
+            }
+            cache.journal = bytes;
+            cache.journal_damaged = !whole;
         }
-    }
-
-    /// [`StatCache::load`], then [`StatCache::forget_missing`] against `on_disk`.
-    pub fn load_verified(path: &Path, on_disk: &dyn gix::objs::Exists) -> StatCache {
-        let mut cache = StatCache::load(path);
-        cache.forget_missing(on_disk);
         cache
     }
 
-    /// Forgets what the cache knows of every blob and tree that `on_disk` does not hold:
-    /// such a file's recorded metadata is cleared (no file has all-zero metadata, so the
-    /// next scan reads and hashes it again), and such a directory's tree id dropped (so its
-    /// tree is written again). Returns how many ids were forgotten.
-    pub fn forget_missing(&mut self, on_disk: &dyn gix::objs::Exists) -> usize {
-        let mut forgotten = 0;
-        for dir in self.dirs.values_mut() {
-            if dir.tree.is_some_and(|tree| !on_disk.exists(&tree)) {
-                dir.tree = None;
-                forgotten += 1;
-            }
-            for entry in &mut dir.entries {
-                let is_blob = matches!(
-                    entry.kind,
-                    CachedKind::File | CachedKind::Executable | CachedKind::Symlink
-                );
-                if is_blob && !entry.oid.is_null() && !on_disk.exists(&entry.oid) {
-                    entry.stat = FileStat::default();
-                    forgotten += 1;
-                }
-            }
-        }
-        forgotten
+    /// The record of the directory at `rel` (`""` is the root).
+    pub fn dir(&self, rel: &[u8]) -> Option<DirRecord<'_>> {
+        let span = self.dirs.get(rel.as_bstr())?;
+        let bytes = if span.in_journal { &self.journal[..] } else { self.base.as_deref()? };
+        record(span.written, &bytes[span.raw.clone()], &bytes[span.body.clone()])
     }
 
-    /// Writes the cache atomically (temporary file, then rename), streaming it: at 100,000
-    /// files the encoded cache is about 9 MiB that need not sit in memory at once.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let file = tempfile::Builder::new().prefix(&crate::git::temp::prefix()).tempfile_in(dir)?;
-        let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
-        encode(&mut writer, self.rules, self.index, &self.dirs)?;
-        let file = writer.into_inner().map_err(std::io::IntoInnerError::into_error)?;
-        file.persist(path).map_err(|err| err.error)?;
-        Ok(())
+    /// The paths of the directories the cache holds.
+    pub fn dir_paths(&self) -> impl Iterator<Item = &BStr> {
+        self.dirs.keys().map(|path| path.as_bstr())
+    }
+
+    /// Whether the next cache can extend this one with a journal segment: there is a base,
+    /// written under the same rules and index, and the journal has room.
+    fn extendable(&self, rules: Option<ObjectId>, index: Option<FileStat>) -> bool {
+        let base_len = self.base.as_deref().map_or(0, <[u8]>::len) as u64;
+        self.base.is_some()
+            && !self.journal_damaged
+            && self.rules == rules
+            && self.index == index
+            && (self.journal.len() as u64) < (base_len / JOURNAL_SHARE).max(JOURNAL_FLOOR_BYTES)
     }
 }
 
-fn encode(
-    writer: &mut impl Write,
+fn read_base(path: &Path) -> Option<Bytes> {
+    let file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len >= MAP_AT_LEAST {
+        // SAFETY: a cache file is only ever replaced by renaming a new file over it,
+        // never written in place, so the mapped file does not change while mapped.
+        // (One that is truncated under us by another program faults the process, as
+        // git's and gix's mapped packs would.)
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        Some(Bytes::Mapped(map))
+    } else {
+        let mut bytes = Vec::with_capacity(len as usize);
+        std::io::Read::read_to_end(&mut &file, &mut bytes).ok()?;
+        Some(Bytes::Read(bytes))
+    }
+}
+
+/// The journal of the cache at `path`.
+fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".log");
+    path.with_file_name(name)
+}
+
+struct BaseHeader {
+    generation: u64,
     rules: Option<ObjectId>,
     index: Option<FileStat>,
-    dirs: &HashMap<BString, DirRecord>,
-) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(4096);
-    out.extend_from_slice(MAGIC);
-    put_oid(&mut out, rules);
-    put_stat_opt(&mut out, index.as_ref());
-    out.extend_from_slice(&(dirs.len() as u64).to_le_bytes());
-    for (path, dir) in dirs {
-        put_bytes(&mut out, path);
-        put_stat(&mut out, &dir.stat);
-        put_stat_opt(&mut out, dir.gitignore.as_ref());
-        out.push(u8::from(dir.depends_on_index));
-        put_oid(&mut out, dir.tree);
-        out.extend_from_slice(&(dir.entries.len() as u64).to_le_bytes());
-        for entry in &dir.entries {
-            put_bytes(&mut out, &entry.name);
-            out.push(kind_code(entry.kind));
-            put_stat(&mut out, &entry.stat);
-            out.extend_from_slice(entry.oid.as_bytes());
-        }
-        writer.write_all(&out)?;
-        out.clear();
-    }
-    writer.write_all(&out)
+    dirs: HashMap<BString, RecordSpan>,
 }
 
-type Decoded = (Option<ObjectId>, Option<FileStat>, HashMap<BString, DirRecord>);
-
-fn decode(bytes: &[u8]) -> Option<Decoded> {
+/// Reads the base's header, then every record once, checking each from end to end.
+fn index_base(bytes: &[u8]) -> Option<BaseHeader> {
     let mut input = Reader { bytes, pos: 0 };
     if input.take(MAGIC.len())? != MAGIC {
         return None;
     }
+    let generation = input.u64()?;
+    let written = input.timestamp()?;
     let rules = input.oid_opt()?;
     let index = input.stat_opt()?;
-    let dir_count = input.u64()? as usize;
-    let mut dirs = HashMap::with_capacity(dir_count.min(1 << 20));
-    for _ in 0..dir_count {
-        let path = BString::from(input.bytes()?);
-        let stat = input.stat()?;
-        let gitignore = input.stat_opt()?;
-        let depends_on_index = match input.u8()? {
-            0 => false,
-            1 => true,
-            _ => return None,
-        };
-        let tree = input.oid_opt()?;
-        let entry_count = input.u64()? as usize;
-        let mut entries = Vec::with_capacity(entry_count.min(1 << 20));
-        for _ in 0..entry_count {
-            let name = BString::from(input.bytes()?);
-            let kind = kind_from_code(input.u8()?)?;
-            let stat = input.stat()?;
-            let oid = ObjectId::try_from(input.take(20)?).ok()?;
-            entries.push(EntryRecord { name, kind, stat, oid });
+    let trailer = bytes.len().checked_sub(8)?;
+    let mut records = Reader { bytes: &bytes[..trailer], pos: input.pos };
+    let mut dirs = HashMap::new();
+    while records.pos < trailer {
+        let (path, span) = next_record(&mut records, false, written)?;
+        if dirs.insert(path, span).is_some() {
+            return None;
         }
-        dirs.insert(path, DirRecord { stat, gitignore, depends_on_index, tree, entries });
     }
-    (input.pos == bytes.len()).then_some((rules, index, dirs))
+    input.pos = trailer;
+    let count = input.u64()?;
+    (count == dirs.len() as u64).then_some(BaseHeader { generation, rules, index, dirs })
+}
+
+/// The records of the journal's whole segments that extend the base `generation`, in
+/// order (a later one replaces an earlier one of the same directory), and whether the
+/// journal was whole segments from end to end.
+fn index_journal(bytes: &[u8], generation: u64) -> (Vec<(BString, RecordSpan)>, bool) {
+    let mut out = Vec::new();
+    let mut input = Reader { bytes, pos: 0 };
+    while input.pos < bytes.len() {
+        let start = input.pos;
+        let Some(segment) = (|| {
+            if input.take(SEGMENT_MAGIC.len())? != SEGMENT_MAGIC {
+                return None;
+            }
+            let segment_generation = input.u64()?;
+            let written = input.timestamp()?;
+            let len = input.u32()? as usize;
+            let records_start = input.pos;
+            input.take(len)?;
+            let checksum = input.u32()?;
+            let covered = &bytes[start..records_start + len];
+            (crc32fast::hash(covered) == checksum).then_some((
+                segment_generation,
+                written,
+                records_start..records_start + len,
+            ))
+        })() else {
+            // A torn last segment (a crash mid-append) or bytes that are no journal.
+            return (out, false);
+        };
+        let (segment_generation, written, range) = segment;
+        if segment_generation != generation {
+            continue;
+        }
+        let mut records = Reader { bytes: &bytes[..range.end], pos: range.start };
+        let mut parsed = Vec::new();
+        while records.pos < range.end {
+            match next_record(&mut records, true, written) {
+                Some(record) => parsed.push(record),
+                None => return (out, false),
+            }
+        }
+        out.extend(parsed);
+    }
+    (out, true)
+}
+
+/// Reads one record (path, body length, body) and checks its body from end to end.
+fn next_record(
+    input: &mut Reader<'_>,
+    in_journal: bool,
+    written: Timestamp,
+) -> Option<(BString, RecordSpan)> {
+    let start = input.pos;
+    let path = input.bytes()?;
+    let body_len = input.u32()? as usize;
+    let body_start = input.pos;
+    input.take(body_len)?;
+    let span =
+        RecordSpan { in_journal, written, raw: start..input.pos, body: body_start..input.pos };
+    let record = record(written, &input.bytes[span.raw.clone()], &input.bytes[span.body.clone()])?;
+    let mut entries = record.entries();
+    for _ in 0..record.entry_count {
+        entries.next()?;
+    }
+    (entries.input.pos == record.entries.len()).then(|| (BString::from(path), span))
+}
+
+/// The record whose encoded body is `body` (within `raw`, the whole record).
+fn record<'a>(written: Timestamp, raw: &'a [u8], body: &'a [u8]) -> Option<DirRecord<'a>> {
+    let mut input = Reader { bytes: body, pos: 0 };
+    let stat = input.stat()?;
+    let gitignore = input.stat_opt()?;
+    let depends_on_index = match input.u8()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let tree = input.oid_opt()?;
+    let entry_count = input.u32()?;
+    let entries = &body[input.pos..];
+    Some(DirRecord { written, stat, gitignore, depends_on_index, tree, entry_count, entries, raw })
+}
+
+/// Writes the next cache while a scan builds its trees, a directory at a time: as a
+/// journal segment of the records that changed when the cache read can be extended, else
+/// as a new base streamed to a temporary file. Write errors are remembered, not raised: a
+/// cache that cannot be written only costs speed next time.
+pub struct CacheWriter<'c> {
+    path: PathBuf,
+    /// When the scan began, by the file system's clock (see [`scan_clock`]).
+    written: Timestamp,
+    rules: Option<ObjectId>,
+    index: Option<FileStat>,
+    /// The cache being extended, while the records that changed still fit its journal.
+    extending: Option<&'c StatCache>,
+    /// Records carried over unchanged, while extending: a new base needs them.
+    carried: Vec<&'c [u8]>,
+    /// Records that changed, while extending.
+    changed: Vec<u8>,
+    /// A new base being written, once not extending.
+    base: Option<BufWriter<tempfile::NamedTempFile>>,
+    count: u64,
+    failed: bool,
+    scratch: Vec<u8>,
+}
+
+impl<'c> CacheWriter<'c> {
+    /// Starts the cache that will follow `old`, the one at `path`; `written` is when the
+    /// scan began.
+    pub fn create(
+        path: &Path,
+        old: &'c StatCache,
+        written: Timestamp,
+        rules: Option<ObjectId>,
+        index: Option<FileStat>,
+    ) -> CacheWriter<'c> {
+        let mut writer = CacheWriter {
+            path: path.to_owned(),
+            written,
+            rules,
+            index,
+            extending: old.extendable(rules, index).then_some(old),
+            carried: Vec::new(),
+            changed: Vec::new(),
+            base: None,
+            count: 0,
+            failed: false,
+            scratch: Vec::with_capacity(4096),
+        };
+        if writer.extending.is_none() {
+            writer.start_base();
+        }
+        writer
+    }
+
+    /// Carries a directory's record over from the old cache unchanged.
+    pub fn copy_record(&mut self, record: &DirRecord<'c>) {
+        self.count += 1;
+        match self.extending {
+            Some(_) => self.carried.push(record.raw),
+            None => self.write_base(record.raw),
+        }
+    }
+
+    /// Writes a directory's record; `entries` in git tree order.
+    pub fn write_dir(
+        &mut self,
+        rel: &[u8],
+        stat: &FileStat,
+        gitignore: Option<&FileStat>,
+        depends_on_index: bool,
+        tree: Option<ObjectId>,
+        entries: &[EntryRecord],
+    ) {
+        let mut record = std::mem::take(&mut self.scratch);
+        record.clear();
+        let encoded =
+            encode_record(&mut record, rel, stat, gitignore, depends_on_index, tree, entries);
+        self.count += 1;
+        match (encoded, self.extending) {
+            (None, _) => self.failed = true,
+            (Some(()), Some(old)) => {
+                self.changed.extend_from_slice(&record);
+                if (old.journal.len() + self.changed.len()) as u64
+                    >= (old.base.as_deref().map_or(0, <[u8]>::len) as u64 / JOURNAL_SHARE)
+                        .max(JOURNAL_FLOOR_BYTES)
+                {
+                    self.start_base();
+                }
+            }
+            (Some(()), None) => self.write_base(&record),
+        }
+        self.scratch = record;
+    }
+
+    /// Stops extending: a new base is written, starting with what was collected.
+    fn start_base(&mut self) {
+        self.extending = None;
+        let created = (|| {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let file =
+                tempfile::Builder::new().prefix(&crate::git::temp::prefix()).tempfile_in(dir)?;
+            let mut out = BufWriter::with_capacity(1 << 16, file);
+            let mut header = Vec::with_capacity(128);
+            header.extend_from_slice(MAGIC);
+            header.extend_from_slice(&fastrand::u64(..).to_le_bytes());
+            put_timestamp(&mut header, self.written);
+            put_oid(&mut header, self.rules);
+            put_stat_opt(&mut header, self.index.as_ref());
+            out.write_all(&header)?;
+            for record in std::mem::take(&mut self.carried) {
+                out.write_all(record)?;
+            }
+            out.write_all(&std::mem::take(&mut self.changed))?;
+            std::io::Result::Ok(out)
+        })();
+        match created {
+            Ok(out) => self.base = Some(out),
+            Err(_) => self.failed = true,
+        }
+    }
+
+    fn write_base(&mut self, bytes: &[u8]) {
+        if let Some(out) = &mut self.base
+            && out.write_all(bytes).is_err()
+        {
+            self.failed = true;
+        }
+    }
+
+    /// Completes the cache; [`PendingCache::save`] then puts it in place. `None` when
+    /// there is nothing to write (nothing changed) or it could not be written.
+    pub fn finish(self) -> Option<PendingCache> {
+        if self.failed {
+            return None;
+        }
+        let journal = journal_path(&self.path);
+        if let Some(old) = self.extending {
+            if self.changed.is_empty() {
+                return None;
+            }
+            let mut segment = Vec::with_capacity(SEGMENT_HEADER_BYTES + self.changed.len() + 4);
+            segment.extend_from_slice(SEGMENT_MAGIC);
+            segment.extend_from_slice(&old.generation.to_le_bytes());
+            put_timestamp(&mut segment, self.written);
+            segment.extend_from_slice(&u32::try_from(self.changed.len()).ok()?.to_le_bytes());
+            segment.extend_from_slice(&self.changed);
+            let checksum = crc32fast::hash(&segment);
+            segment.extend_from_slice(&checksum.to_le_bytes());
+            return Some(PendingCache::Append { journal, segment });
+        }
+        let mut out = self.base?;
+        out.write_all(&self.count.to_le_bytes()).ok()?;
+        let file = out.into_inner().ok()?;
+        Some(PendingCache::Replace { file, path: self.path, journal })
+    }
+}
+
+/// The time a scan begins, by the clock the kernel stamps files with (the coarse real
+/// time clock, behind the precise one by up to a tick): a file changed at or after it has
+/// an mtime no older, and so is racy.
+pub fn scan_clock() -> Timestamp {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid timespec for the call to fill in.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } == 0;
+    if ok {
+        Timestamp { secs: now.tv_sec, nanos: now.tv_nsec as u32 }
+    } else {
+        // Without that clock, nothing is vouched for by time: every entry is racy.
+        Timestamp::default()
+    }
+}
+
+/// A complete next cache, not yet in place: it is saved only once the objects it names
+/// are persisted.
+pub enum PendingCache {
+    /// A segment for the journal of the base it extends.
+    Append { journal: PathBuf, segment: Vec<u8> },
+    /// A new base, with the journal of the old one to remove.
+    Replace { file: tempfile::NamedTempFile, path: PathBuf, journal: PathBuf },
+}
+
+impl PendingCache {
+    pub fn save(self) -> std::io::Result<()> {
+        match self {
+            PendingCache::Append { journal, segment } => {
+                // One `write` of the whole segment: appends of other processes cannot
+                // interleave with it, and a torn one fails its checksum.
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o600)
+                    .open(&journal)?;
+                file.write_all(&segment)
+            }
+            PendingCache::Replace { file, path, journal } => {
+                // The old journal first: a crash between leaves the old base alone, which
+                // is stale but true.
+                match std::fs::remove_file(&journal) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                    _ => {}
+                }
+                file.persist(&path).map_err(|err| err.error)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Encodes one directory's record (path, body length, body) onto `out`; `None` when a
+/// length does not fit the format.
+#[allow(clippy::too_many_arguments, reason = "the record's fields")]
+fn encode_record(
+    out: &mut Vec<u8>,
+    rel: &[u8],
+    stat: &FileStat,
+    gitignore: Option<&FileStat>,
+    depends_on_index: bool,
+    tree: Option<ObjectId>,
+    entries: &[EntryRecord],
+) -> Option<()> {
+    out.extend_from_slice(&u32::try_from(rel.len()).ok()?.to_le_bytes());
+    out.extend_from_slice(rel);
+    let body_len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let body_start = out.len();
+    put_stat(out, stat);
+    put_stat_opt(out, gitignore);
+    out.push(u8::from(depends_on_index));
+    put_oid(out, tree);
+    out.extend_from_slice(&u32::try_from(entries.len()).ok()?.to_le_bytes());
+    for entry in entries {
+        out.extend_from_slice(&u32::try_from(entry.name.len()).ok()?.to_le_bytes());
+        out.extend_from_slice(&entry.name);
+        out.push(kind_code(entry.kind));
+        put_stat(out, &entry.stat);
+        out.extend_from_slice(entry.oid.as_bytes());
+    }
+    let body_len = u32::try_from(out.len() - body_start).ok()?;
+    out[body_len_at..body_start].copy_from_slice(&body_len.to_le_bytes());
+    Some(())
 }
 
 fn kind_code(kind: CachedKind) -> u8 {
@@ -232,11 +666,6 @@ fn kind_from_code(code: u8) -> Option<CachedKind> {
     })
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
 fn put_oid(out: &mut Vec<u8>, oid: Option<ObjectId>) {
     match oid {
         Some(oid) => {
@@ -257,11 +686,14 @@ fn put_stat_opt(out: &mut Vec<u8>, stat: Option<&FileStat>) {
     }
 }
 
+fn put_timestamp(out: &mut Vec<u8>, time: Timestamp) {
+    out.extend_from_slice(&time.secs.to_le_bytes());
+    out.extend_from_slice(&time.nanos.to_le_bytes());
+}
+
 fn put_stat(out: &mut Vec<u8>, stat: &FileStat) {
-    for time in [stat.mtime, stat.ctime] {
-        out.extend_from_slice(&time.secs.to_le_bytes());
-        out.extend_from_slice(&time.nanos.to_le_bytes());
-    }
+    put_timestamp(out, stat.mtime);
+    put_timestamp(out, stat.ctime);
     out.extend_from_slice(&stat.ino.to_le_bytes());
     out.extend_from_slice(&stat.dev.to_le_bytes());
     out.extend_from_slice(&stat.size.to_le_bytes());
@@ -280,20 +712,24 @@ impl<'a> Reader<'a> {
         Some(slice)
     }
 
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
     fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
 
     fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+        Some(u32::from_le_bytes(self.array()?))
     }
 
     fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        Some(u64::from_le_bytes(self.array()?))
     }
 
     fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        Some(i64::from_le_bytes(self.array()?))
     }
 
     fn bytes(&mut self) -> Option<&'a [u8]> {
@@ -301,10 +737,14 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
+    fn oid(&mut self) -> Option<ObjectId> {
+        Some(ObjectId::from(self.array::<20>()?))
+    }
+
     fn oid_opt(&mut self) -> Option<Option<ObjectId>> {
         match self.u8()? {
             0 => Some(None),
-            1 => Some(Some(ObjectId::try_from(self.take(20)?).ok()?)),
+            1 => Some(Some(self.oid()?)),
             _ => None,
         }
     }
@@ -317,9 +757,13 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn timestamp(&mut self) -> Option<Timestamp> {
+        Some(Timestamp { secs: self.i64()?, nanos: self.u32()? })
+    }
+
     fn stat(&mut self) -> Option<FileStat> {
-        let mtime = Timestamp { secs: self.i64()?, nanos: self.u32()? };
-        let ctime = Timestamp { secs: self.i64()?, nanos: self.u32()? };
+        let mtime = self.timestamp()?;
+        let ctime = self.timestamp()?;
         Some(FileStat {
             mtime,
             ctime,
@@ -329,90 +773,187 @@ impl<'a> Reader<'a> {
             mode: self.u32()?,
         })
     }
+
+    fn entry(&mut self) -> Option<CachedEntry<'a>> {
+        let name = self.bytes()?.as_bstr();
+        // One bounds check for the fixed part; the reads below cannot then fail.
+        self.bytes.get(self.pos..self.pos.checked_add(ENTRY_FIXED_BYTES)?)?;
+        let kind = kind_from_code(self.u8()?)?;
+        let stat = self.stat()?;
+        let oid = self.oid()?;
+        Some(CachedEntry { name, kind, stat, oid })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample() -> HashMap<BString, DirRecord> {
-        let stat = FileStat {
+    fn stat(ino: u64) -> FileStat {
+        FileStat {
             mtime: Timestamp { secs: 10, nanos: 5 },
             ctime: Timestamp { secs: 11, nanos: 6 },
-            ino: 7,
+            ino,
             dev: 8,
             size: 9,
             mode: 0o100755,
-        };
-        let oid = ObjectId::empty_blob(gix::hash::Kind::Sha1);
-        let entries = vec![
-            EntryRecord { name: "a b\n".into(), kind: CachedKind::Executable, stat, oid },
-            EntryRecord { name: b"\xff".as_slice().into(), kind: CachedKind::Dir, stat, oid },
-        ];
-        let mut dirs = HashMap::new();
-        dirs.insert(
-            BString::from("src"),
-            DirRecord {
-                stat,
-                gitignore: Some(stat),
-                depends_on_index: true,
-                tree: Some(oid),
-                entries,
-            },
-        );
-        dirs.insert(
-            BString::from(""),
-            DirRecord {
-                stat,
-                gitignore: None,
-                depends_on_index: false,
-                tree: None,
-                entries: vec![],
-            },
-        );
-        dirs
+        }
     }
 
-    fn encoded(
-        rules: Option<ObjectId>,
-        index: Option<FileStat>,
-        dirs: &HashMap<BString, DirRecord>,
-    ) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        encode(&mut bytes, rules, index, dirs).expect("writing to memory");
-        bytes
+    fn blob() -> ObjectId {
+        ObjectId::empty_blob(gix::hash::Kind::Sha1)
+    }
+
+    const WRITTEN: Timestamp = Timestamp { secs: 100, nanos: 1 };
+
+    fn rules() -> Option<ObjectId> {
+        Some(ObjectId::empty_tree(gix::hash::Kind::Sha1))
+    }
+
+    /// Writes `src` (one file whose inode is `ino`) and the root, carrying records over
+    /// from `old` where it has them and `ino` is unchanged.
+    fn scan(path: &Path, ino: u64, written: Timestamp) -> Option<PendingCache> {
+        let old = StatCache::load(path);
+        let mut writer = CacheWriter::create(path, &old, written, rules(), Some(stat(1)));
+        let unchanged =
+            old.dir(b"src").filter(|src| src.entries().next().is_some_and(|e| e.stat.ino == ino));
+        match unchanged {
+            Some(src) => writer.copy_record(&src),
+            None => {
+                let entries = vec![
+                    EntryRecord {
+                        name: "a b\n".into(),
+                        kind: CachedKind::Executable,
+                        stat: stat(ino),
+                        oid: blob(),
+                    },
+                    EntryRecord {
+                        name: b"\xff".as_slice().into(),
+                        kind: CachedKind::Dir,
+                        stat: stat(2),
+                        oid: blob(),
+                    },
+                ];
+                writer.write_dir(b"src", &stat(3), Some(&stat(4)), true, Some(blob()), &entries);
+            }
+        }
+        match old.dir(b"") {
+            Some(root) => writer.copy_record(&root),
+            None => writer.write_dir(b"", &stat(5), None, false, None, &[]),
+        }
+        writer.finish()
+    }
+
+    fn file_ino(cache: &StatCache) -> u64 {
+        let src = cache.dir(b"src").expect("src");
+        src.entries().next().expect("an entry").stat.ino
     }
 
     #[test]
     fn round_trips_every_field() {
-        let dirs = sample();
-        let rules = Some(ObjectId::empty_tree(gix::hash::Kind::Sha1));
-        let index = Some(dirs[&BString::from("src")].stat);
-        let (decoded_rules, decoded_index, decoded) =
-            decode(&encoded(rules, index, &dirs)).expect("decodes");
-        assert_eq!(decoded_rules, rules);
-        assert_eq!(decoded_index, index);
-        assert_eq!(decoded.len(), 2);
-        let src = &decoded[&BString::from("src")];
-        assert_eq!(src.entries.len(), 2);
-        assert_eq!(src.entries[0].name, "a b\n");
-        assert_eq!(src.entries[0].kind, CachedKind::Executable);
-        assert_eq!(src.entries[1].name, b"\xff".as_slice());
-        assert_eq!(src.stat, dirs[&BString::from("src")].stat);
-        assert_eq!(src.gitignore, Some(src.stat));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        scan(&path, 7, WRITTEN).expect("a first cache").save().expect("saved");
+        let cache = StatCache::load(&path);
+        assert_eq!(cache.rules, rules());
+        assert_eq!(cache.index, Some(stat(1)));
+        assert_eq!(cache.dir_paths().count(), 2);
+        let src = cache.dir(b"src").expect("src");
+        let entries: Vec<_> = src.entries().collect();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].name, "a b\n");
+        assert_eq!(entries[0].kind, CachedKind::Executable);
+        assert_eq!(entries[0].stat, stat(7));
+        assert_eq!(entries[1].name, b"\xff".as_slice());
+        assert_eq!(entries[1].kind, CachedKind::Dir);
+        assert_eq!((src.stat, src.gitignore, src.written), (stat(3), Some(stat(4)), WRITTEN));
         assert!(src.depends_on_index);
-        assert!(decoded[&BString::from("")].tree.is_none());
+        assert_eq!(src.tree, Some(blob()));
+        let root = cache.dir(b"").expect("root");
+        assert!(root.tree.is_none());
+        assert_eq!(root.entries().count(), 0);
     }
 
     #[test]
-    fn rejects_truncated_or_foreign_bytes() {
-        let bytes = encoded(None, None, &sample());
-        for cut in [0, 3, MAGIC.len(), bytes.len() / 2, bytes.len() - 1] {
-            assert!(decode(&bytes[..cut]).is_none(), "accepted a cache cut at {cut}");
+    fn a_scan_that_changed_nothing_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        scan(&path, 7, WRITTEN).expect("a first cache").save().expect("saved");
+        assert!(scan(&path, 7, WRITTEN).is_none());
+    }
+
+    #[test]
+    fn changed_records_go_to_the_journal_and_win_over_the_base() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        scan(&path, 7, WRITTEN).expect("a first cache").save().expect("saved");
+        let base = std::fs::read(&path).expect("base");
+        let later = Timestamp { secs: 200, nanos: 0 };
+        let pending = scan(&path, 8, later).expect("a change");
+        assert!(matches!(pending, PendingCache::Append { .. }));
+        pending.save().expect("appended");
+        assert_eq!(std::fs::read(&path).expect("base"), base, "the base was rewritten");
+        let cache = StatCache::load(&path);
+        assert_eq!(file_ino(&cache), 8);
+        assert_eq!(cache.dir(b"src").expect("src").written, later);
+        assert_eq!(cache.dir(b"").expect("root").written, WRITTEN);
+
+        // A second segment wins over the first.
+        scan(&path, 9, later).expect("a change").save().expect("appended");
+        assert_eq!(file_ino(&StatCache::load(&path)), 9);
+    }
+
+    #[test]
+    fn a_torn_or_foreign_segment_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        let journal = journal_path(&path);
+        scan(&path, 7, WRITTEN).expect("a first cache").save().expect("saved");
+        scan(&path, 8, WRITTEN).expect("a change").save().expect("appended");
+        let whole = std::fs::read(&journal).expect("journal");
+        for cut in [1, 4, whole.len() / 2, whole.len() - 1] {
+            std::fs::write(&journal, &whole[..cut]).expect("cut");
+            let cache = StatCache::load(&path);
+            assert_eq!(file_ino(&cache), 7, "used a segment cut at {cut}");
+            assert!(!cache.extendable(rules(), Some(stat(1))), "would append after torn bytes");
+        }
+        let mut flipped = whole.clone();
+        let at = flipped.len() - 30;
+        flipped[at] ^= 0x40;
+        std::fs::write(&journal, &flipped).expect("flip");
+        assert_eq!(file_ino(&StatCache::load(&path)), 7, "used a segment failing its checksum");
+
+        // A segment of another base: the base is replaced by a scan under other rules.
+        std::fs::write(&journal, &whole).expect("restore");
+        let old = StatCache::load(&path);
+        let mut writer = CacheWriter::create(&path, &old, WRITTEN, None, None);
+        writer.write_dir(b"", &stat(5), None, false, None, &[]);
+        writer.finish().expect("a new base").save().expect("saved");
+        assert!(!journal.exists(), "the old base's journal was kept");
+        std::fs::write(&journal, &whole).expect("an old segment back");
+        let cache = StatCache::load(&path);
+        assert!(cache.dir(b"src").is_none(), "used a segment of another base");
+        assert!(cache.dir(b"").is_some());
+    }
+
+    #[test]
+    fn rejects_truncated_or_foreign_bases() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        scan(&path, 7, WRITTEN).expect("a first cache").save().expect("saved");
+        let bytes = std::fs::read(&path).expect("read");
+        for cut in [0, 3, MAGIC.len(), bytes.len() / 2, bytes.len() - 9, bytes.len() - 1] {
+            assert!(index_base(&bytes[..cut]).is_none(), "accepted a cache cut at {cut}");
         }
         let mut extra = bytes.clone();
         extra.push(0);
-        assert!(decode(&extra).is_none(), "accepted trailing garbage");
-        assert!(decode(b"not a cache at all").is_none());
+        assert!(index_base(&extra).is_none(), "accepted trailing garbage");
+        let mut bad_kind = bytes.clone();
+        // The first entry's kind code sits after its name; 0xee is no kind.
+        let name_at = bad_kind.windows(3).position(|w| w == b"a b").expect("name");
+        bad_kind[name_at + 4] = 0xee;
+        assert!(index_base(&bad_kind).is_none(), "accepted an unknown kind");
+        assert!(index_base(b"not a cache at all").is_none());
+        assert!(index_base(&bytes).is_some());
     }
 }

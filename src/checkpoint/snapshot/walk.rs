@@ -13,8 +13,8 @@ use rayon::prelude::*;
 
 use super::ignore::{DirRules, GlobalRules};
 use super::index::LazyIndex;
-use super::stat::{DirStat, FileStat};
-use super::stat_cache::{CachedKind, DirRecord, StatCache};
+use super::stat::{DirStat, FileStat, Timestamp};
+use super::stat_cache::{CachedEntry, CachedKind, DirRecord, StatCache};
 use super::{HashJob, HashOutcome, RESERVED_DIR, basename, cmp_names, join};
 use crate::checkpoint::error::Result;
 use crate::git::IoContext;
@@ -43,15 +43,22 @@ pub(super) struct Walker<'a> {
 }
 
 /// One directory as the walk found it, before hashing and tree building.
-pub(super) struct ScannedDir {
+pub(super) struct ScannedDir<'c> {
     pub(super) rel: BString,
     pub(super) stat: FileStat,
     pub(super) gitignore: Option<FileStat>,
     pub(super) depends_on_index: bool,
     /// Listed only for the tracked files inside (the directory itself is ignored).
     pub(super) tracked_only: bool,
-    pub(super) entries: Vec<ScannedEntry>,
-    pub(super) subdirs: Vec<ScannedDir>,
+    /// What the stat cache knew of this directory; its tree is forgotten when the
+    /// repository no longer has it.
+    pub(super) cached: Option<DirRecord<'c>>,
+    /// The files are exactly those of `cached`: same names, kinds and metadata. The common
+    /// case, which costs no copy of the names; `files` is then empty.
+    pub(super) files_as_cached: bool,
+    /// Files and gitlinks.
+    pub(super) files: Vec<ScannedEntry>,
+    pub(super) subdirs: Vec<ScannedDir<'c>>,
     /// This directory is itself a repository (it has a `.git`).
     pub(super) is_repository: bool,
     pub(super) reserved_present: bool,
@@ -67,11 +74,18 @@ pub(super) struct ScannedEntry {
 
 pub(super) enum EntryState {
     Known(ObjectId),
+    /// Known from the stat cache, which vouches for the id only while the directory's
+    /// cached tree is in the repository (see [`ScannedDir::verify_cached_ids`]).
+    Cached(ObjectId),
     Pending,
     Skipped(String),
     Vanished,
 }
-impl Walker<'_> {
+
+/// A subdirectory to scan: its path, metadata and mode.
+type Subdir = (BString, FileStat, Mode);
+
+impl<'a> Walker<'a> {
     pub(super) fn abs(&self, rel: &BStr) -> PathBuf {
         if rel.is_empty() { self.root.to_owned() } else { self.root.join(OsStr::from_bytes(rel)) }
     }
@@ -85,42 +99,47 @@ impl Walker<'_> {
         parent_rules: Arc<DirRules>,
         parent_rules_changed: bool,
         mode: Mode,
-    ) -> Result<ScannedDir> {
+    ) -> Result<ScannedDir<'a>> {
         let abs = self.abs(rel.as_bstr());
-        let cached = self.cache.dirs.get(&rel);
-        let (gitignore, rules) = self.dir_rules(&abs, parent_rules, mode)?;
+        let dir = DirStat::open(&abs);
+        let cached = self.cache.dir(&rel);
+        let (gitignore, rules) = self.dir_rules(&dir, &abs, parent_rules, mode)?;
         let rules_changed = parent_rules_changed || cached.is_none_or(|c| c.gitignore != gitignore);
         let reusable = cached.filter(|c| {
             self.listings_valid
                 && !rules_changed
                 && c.stat == stat
-                && !stat.is_racy(self.cache.written)
+                && !stat.is_racy(c.written)
                 && !(self.index_changed && c.depends_on_index)
         });
-        let listed = reusable.is_none();
-        let listing = match reusable {
-            Some(record) => Listing::reuse(record),
-            None => match self.read_listing(&rel, &abs, &rules, mode) {
-                Some(listing) => listing,
-                None => return Ok(ScannedDir::repository(rel, stat)),
-            },
-        };
         let mut scanned = ScannedDir {
             rel,
             stat,
             gitignore,
-            depends_on_index: listing.depends_on_index,
+            depends_on_index: false,
             tracked_only: mode == Mode::OnlyTracked,
-            entries: Vec::with_capacity(listing.names.len()),
+            cached,
+            files_as_cached: false,
+            files: Vec::new(),
             subdirs: Vec::new(),
             is_repository: false,
-            reserved_present: listing.reserved_present,
-            listed,
+            reserved_present: false,
+            listed: reusable.is_none(),
         };
-        for (name, reason) in listing.refused {
-            scanned.entries.push(ScannedEntry::skipped(name, reason));
-        }
-        let subdirs = self.visit_entries(&mut scanned, listing.names, cached, mode);
+        let subdirs = match reusable {
+            Some(record) => {
+                scanned.depends_on_index = record.depends_on_index;
+                self.visit_cached(&mut scanned, &dir, record, mode)
+            }
+            None => {
+                let Some(listing) = self.read_listing(&scanned.rel, &abs, &rules, mode) else {
+                    return Ok(ScannedDir::repository(scanned.rel, stat));
+                };
+                scanned.depends_on_index = listing.depends_on_index;
+                scanned.reserved_present = listing.reserved_present;
+                self.visit_listed(&mut scanned, &dir, listing, mode)
+            }
+        };
         self.scan_subdirs(&mut scanned, subdirs, &rules, rules_changed)?;
         Ok(scanned)
     }
@@ -128,84 +147,183 @@ impl Walker<'_> {
     /// The directory's `.gitignore` (its stat) and the rules that hold inside it.
     fn dir_rules(
         &self,
+        dir: &DirStat,
         abs: &Path,
         parent_rules: Arc<DirRules>,
         mode: Mode,
     ) -> Result<(Option<FileStat>, Arc<DirRules>)> {
-        let gitignore_path = abs.join(".gitignore");
-        let gitignore = std::fs::symlink_metadata(&gitignore_path)
-            .ok()
-            .filter(|meta| meta.is_file())
-            .map(|meta| FileStat::from_metadata(&meta));
+        let gitignore = dir.lstat(b".gitignore").ok().filter(|stat| stat.file_type().is_file());
         let rules = match (gitignore, mode) {
-            (Some(_), Mode::Normal) => match std::fs::read(&gitignore_path) {
-                Ok(bytes) => parent_rules
-                    .child(Some(&bytes), &gitignore_path, self.root)
-                    .io_context(|| format!("reading {}", gitignore_path.display()))?,
-                Err(_) => parent_rules,
-            },
+            (Some(_), Mode::Normal) => {
+                let gitignore_path = abs.join(".gitignore");
+                match std::fs::read(&gitignore_path) {
+                    Ok(bytes) => parent_rules
+                        .child(Some(&bytes), &gitignore_path, self.root)
+                        .io_context(|| format!("reading {}", gitignore_path.display()))?,
+                    Err(_) => parent_rules,
+                }
+            }
             _ => parent_rules,
         };
         Ok((gitignore, rules))
     }
 
-    /// `lstat`s each listed name: files (and gitlinks) go into `scanned`'s entries; the
-    /// subdirectories to scan are returned, with the mode to scan each in.
-    fn visit_entries(
+    /// `lstat`s the entries of an unchanged directory's cached listing. While every file
+    /// is as the cache has it, nothing is copied; the first that is not turns the files
+    /// into a list of their own. Returns the subdirectories to scan.
+    fn visit_cached(
         &self,
-        scanned: &mut ScannedDir,
-        names: Vec<(BString, CachedKind)>,
-        cached: Option<&DirRecord>,
+        scanned: &mut ScannedDir<'a>,
+        dir: &DirStat,
+        record: DirRecord<'a>,
         mode: Mode,
-    ) -> Vec<(BString, FileStat, Mode)> {
+    ) -> Vec<Subdir> {
+        self.progress.fetch_add(record.entry_count(), Ordering::Relaxed);
         let mut subdirs = Vec::new();
-        let dir = DirStat::open(&self.abs(scanned.rel.as_bstr()));
-        for (name, hint) in names {
-            self.progress.fetch_add(1, Ordering::Relaxed);
-            let rel_path = join(scanned.rel.as_bstr(), name.as_bstr());
+        let mut files: Option<Vec<ScannedEntry>> = None;
+        let mut unchanged = 0;
+        for (position, entry) in record.entries().enumerate() {
+            let stat = dir.lstat(entry.name);
+            if files.is_none() {
+                if let Ok(current) = &stat {
+                    if entry.kind.is_dir() && current.file_type().is_dir() {
+                        let child_mode = if entry.kind == CachedKind::IgnoredDir {
+                            Mode::OnlyTracked
+                        } else {
+                            mode
+                        };
+                        subdirs.push((
+                            join(scanned.rel.as_bstr(), entry.name),
+                            *current,
+                            child_mode,
+                        ));
+                        continue;
+                    }
+                    if entry.kind.is_blob()
+                        && file_kind(current) == Some(entry.kind)
+                        && entry.stat == *current
+                        && !current.is_racy(record.written)
+                    {
+                        unchanged += 1;
+                        continue;
+                    }
+                }
+                // The first difference: the files so far, as the cache has them.
+                let mut list = Vec::with_capacity(record.entry_count());
+                for before in record.entries().take(position).filter(|e| !e.kind.is_dir()) {
+                    list.push(ScannedEntry::cached(before));
+                }
+                files = Some(list);
+            }
+            let Some(list) = files.as_mut() else { continue };
+            let entry_stat = match stat {
+                Ok(stat) => stat,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => {
+                    list.push(ScannedEntry::skipped(entry.name.to_owned(), unreadable(&err)));
+                    continue;
+                }
+            };
+            let name = entry.name.to_owned();
+            if let Some(subdir) = self.visit_entry(
+                scanned.rel.as_bstr(),
+                list,
+                name,
+                entry.kind,
+                entry_stat,
+                Some((entry, record.written)),
+                mode,
+            ) {
+                subdirs.push(subdir);
+            }
+        }
+        self.files_reused.fetch_add(unchanged, Ordering::Relaxed);
+        match files {
+            Some(list) => scanned.files = list,
+            None => scanned.files_as_cached = true,
+        }
+        subdirs
+    }
+
+    /// `lstat`s each name of a directory just listed; returns the subdirectories to scan.
+    fn visit_listed(
+        &self,
+        scanned: &mut ScannedDir<'_>,
+        dir: &DirStat,
+        listing: Listing,
+        mode: Mode,
+    ) -> Vec<Subdir> {
+        self.progress.fetch_add(listing.names.len(), Ordering::Relaxed);
+        let previous: Vec<CachedEntry<'_>> =
+            scanned.cached.map(|record| record.entries().collect()).unwrap_or_default();
+        let written = scanned.cached.map(|record| record.written).unwrap_or_default();
+        let mut list = Vec::with_capacity(listing.names.len() + listing.refused.len());
+        for (name, reason) in listing.refused {
+            list.push(ScannedEntry::skipped(name, reason));
+        }
+        let mut subdirs = Vec::new();
+        for (name, hint) in listing.names {
             let stat = match dir.lstat(&name) {
                 Ok(stat) => stat,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => {
-                    scanned.entries.push(ScannedEntry::skipped(name, format!("unreadable: {err}")));
+                    list.push(ScannedEntry::skipped(name, unreadable(&err)));
                     continue;
                 }
             };
-            let file_type = stat.file_type();
-            if file_type.is_dir() {
-                if hint == CachedKind::Gitlink
-                    && let Some(entry) = self.gitlink_entry(name.clone(), rel_path.as_bstr(), stat)
-                {
-                    scanned.entries.push(entry);
-                    continue;
-                }
-                let child_mode =
-                    if hint == CachedKind::IgnoredDir { Mode::OnlyTracked } else { mode };
-                subdirs.push((rel_path, stat, child_mode));
-                continue;
+            let cached = previous
+                .binary_search_by(|e| cmp_names(e.name, e.kind.is_dir(), &name, false))
+                .ok()
+                .map(|idx| (previous[idx], written));
+            if let Some(subdir) =
+                self.visit_entry(scanned.rel.as_bstr(), &mut list, name, hint, stat, cached, mode)
+            {
+                subdirs.push(subdir);
             }
-            let kind = if file_type.is_symlink() {
-                CachedKind::Symlink
-            } else if file_type.is_file() {
-                if stat.is_executable() { CachedKind::Executable } else { CachedKind::File }
-            } else {
-                continue; // FIFOs, sockets and devices are never snapshotted.
-            };
-            scanned.entries.push(self.classify_file(name, rel_path.as_bstr(), kind, stat, cached));
         }
+        scanned.files = list;
         subdirs
+    }
+
+    /// Files (and gitlinks) go into `list`; a subdirectory to scan is returned.
+    #[allow(clippy::too_many_arguments, reason = "one entry's whole context")]
+    fn visit_entry(
+        &self,
+        dir: &BStr,
+        list: &mut Vec<ScannedEntry>,
+        name: BString,
+        hint: CachedKind,
+        stat: FileStat,
+        cached: Option<(CachedEntry<'_>, Timestamp)>,
+        mode: Mode,
+    ) -> Option<Subdir> {
+        let rel_path = join(dir, name.as_bstr());
+        if stat.file_type().is_dir() {
+            if hint == CachedKind::Gitlink
+                && let Some(entry) = self.gitlink_entry(name, rel_path.as_bstr(), stat)
+            {
+                list.push(entry);
+                return None;
+            }
+            let child_mode = if hint == CachedKind::IgnoredDir { Mode::OnlyTracked } else { mode };
+            return Some((rel_path, stat, child_mode));
+        }
+        // FIFOs, sockets and devices are never snapshotted.
+        let kind = file_kind(&stat)?;
+        list.push(self.classify_file(name, rel_path.as_bstr(), kind, stat, cached));
+        None
     }
 
     /// Scans `subdirs` in parallel into `scanned`; one that turns out to be a repository
     /// of its own becomes a gitlink entry instead.
     fn scan_subdirs(
         &self,
-        scanned: &mut ScannedDir,
-        subdirs: Vec<(BString, FileStat, Mode)>,
+        scanned: &mut ScannedDir<'a>,
+        subdirs: Vec<Subdir>,
         rules: &Arc<DirRules>,
         rules_changed: bool,
     ) -> Result<()> {
-        let results: Vec<Result<ScannedDir>> = subdirs
+        let results: Vec<Result<ScannedDir<'a>>> = subdirs
             .into_par_iter()
             .map(|(rel_path, stat, child_mode)| {
                 self.scan_dir(rel_path, stat, Arc::clone(rules), rules_changed, child_mode)
@@ -220,7 +338,7 @@ impl Walker<'_> {
                     .unwrap_or_else(|| {
                         ScannedEntry::skipped(name, "nested repository could not be opened".into())
                     });
-                scanned.entries.push(entry);
+                scanned.scanned_files().push(entry);
             } else {
                 scanned.subdirs.push(dir);
             }
@@ -252,24 +370,17 @@ impl Walker<'_> {
         rel_path: &BStr,
         kind: CachedKind,
         stat: FileStat,
-        cached: Option<&DirRecord>,
+        previous: Option<(CachedEntry<'_>, Timestamp)>,
     ) -> ScannedEntry {
-        let previous = cached.and_then(|record| {
-            record
-                .entries
-                .binary_search_by(|e| cmp_names(&e.name, e.kind.is_dir(), &name, false))
-                .ok()
-                .map(|idx| &record.entries[idx])
-        });
-        if let Some(previous) = previous {
+        if let Some((previous, written)) = previous {
             let same_kind = previous.kind == kind
                 || (previous.kind == CachedKind::TooLarge && kind != CachedKind::Symlink);
-            if same_kind && previous.stat == stat && !stat.is_racy(self.cache.written) {
+            if same_kind && previous.stat == stat && !stat.is_racy(written) {
                 if previous.kind == CachedKind::TooLarge {
                     return ScannedEntry::too_large(name, stat, self.max_new_file_size);
                 }
                 self.files_reused.fetch_add(1, Ordering::Relaxed);
-                return ScannedEntry::known(name, kind, stat, previous.oid);
+                return ScannedEntry { name, kind, stat, state: EntryState::Cached(previous.oid) };
             }
         }
         if kind != CachedKind::Symlink
@@ -358,21 +469,16 @@ pub(super) struct Listing {
     pub(super) reserved_present: bool,
 }
 
-impl Listing {
-    pub(super) fn reuse(record: &DirRecord) -> Self {
-        Listing {
-            names: record.entries.iter().map(|e| (e.name.clone(), e.kind)).collect(),
-            // Reported when the directory was listed; a reused listing is unchanged.
-            refused: Vec::new(),
-            depends_on_index: record.depends_on_index,
-            // The root's listing is reused only while unchanged, and it had no `.cairn`
-            // worth reporting again.
-            reserved_present: false,
-        }
-    }
-}
-
 impl ScannedEntry {
+    fn is_pending(&self) -> bool {
+        matches!(self.state, EntryState::Pending)
+    }
+
+    fn cached(entry: CachedEntry<'_>) -> Self {
+        let CachedEntry { name, kind, stat, oid } = entry;
+        ScannedEntry { name: name.to_owned(), kind, stat, state: EntryState::Cached(oid) }
+    }
+
     pub(super) fn known(name: BString, kind: CachedKind, stat: FileStat, id: ObjectId) -> Self {
         ScannedEntry { name, kind, stat, state: EntryState::Known(id) }
     }
@@ -393,7 +499,7 @@ impl ScannedEntry {
     }
 }
 
-impl ScannedDir {
+impl<'c> ScannedDir<'c> {
     pub(super) fn repository(rel: BString, stat: FileStat) -> Self {
         ScannedDir {
             rel,
@@ -401,7 +507,9 @@ impl ScannedDir {
             gitignore: None,
             depends_on_index: false,
             tracked_only: false,
-            entries: Vec::new(),
+            cached: None,
+            files_as_cached: false,
+            files: Vec::new(),
             subdirs: Vec::new(),
             is_repository: true,
             reserved_present: false,
@@ -409,12 +517,51 @@ impl ScannedDir {
         }
     }
 
+    /// The files as a list of their own, copied from the cache record if need be.
+    pub(super) fn scanned_files(&mut self) -> &mut Vec<ScannedEntry> {
+        if std::mem::take(&mut self.files_as_cached)
+            && let Some(record) = self.cached
+        {
+            let cached = record.entries().filter(|e| !e.kind.is_dir()).map(ScannedEntry::cached);
+            self.files = cached.collect();
+        }
+        &mut self.files
+    }
+
+    /// Checks the ids taken from the stat cache against the repository (`on_disk`): a
+    /// directory's cached tree, while there, vouches for every id of its record; where it
+    /// is gone, each blob id is probed, and files whose blob is gone become pending.
+    pub(super) fn verify_cached_ids(&mut self, on_disk: &dyn gix::objs::Exists) {
+        let tree_gone =
+            self.cached.is_some_and(|r| r.tree.is_none_or(|tree| !on_disk.exists(&tree)));
+        if tree_gone {
+            if let Some(record) = &mut self.cached {
+                record.tree = None;
+            }
+            for entry in self.scanned_files() {
+                if let EntryState::Cached(id) = entry.state
+                    && entry.kind.is_blob()
+                    && !on_disk.exists(&id)
+                {
+                    entry.state = EntryState::Pending;
+                }
+            }
+        }
+        for dir in &mut self.subdirs {
+            dir.verify_cached_ids(on_disk);
+        }
+    }
+
     /// The `.gitattributes` files found, as paths from the root.
     pub(super) fn attribute_files(&self, out: &mut Vec<BString>) {
-        for entry in &self.entries {
-            if entry.name == ".gitattributes" && entry.kind == CachedKind::File {
-                out.push(join(self.rel.as_bstr(), entry.name.as_bstr()));
-            }
+        let is_attributes =
+            |name: &BStr, kind| name == ".gitattributes" && kind == CachedKind::File;
+        let found = match self.cached.filter(|_| self.files_as_cached) {
+            Some(record) => record.entries().any(|e| is_attributes(e.name, e.kind)),
+            None => self.files.iter().any(|e| is_attributes(e.name.as_bstr(), e.kind)),
+        };
+        if found {
+            out.push(join(self.rel.as_bstr(), b".gitattributes".as_bstr()));
         }
         for dir in &self.subdirs {
             dir.attribute_files(out);
@@ -422,7 +569,7 @@ impl ScannedDir {
     }
 
     pub(super) fn count_pending(&self) -> usize {
-        let here = self.entries.iter().filter(|e| matches!(e.state, EntryState::Pending)).count();
+        let here = self.files.iter().filter(|e| e.is_pending()).count();
         here + self.subdirs.iter().map(ScannedDir::count_pending).sum::<usize>()
     }
 
@@ -430,26 +577,22 @@ impl ScannedDir {
     /// matches; returns how many.
     pub(super) fn resolve_from_index(&mut self, index: &LazyIndex) -> usize {
         let mut resolved = 0;
-        for entry in &mut self.entries {
-            if matches!(entry.state, EntryState::Pending) {
-                let path = join(self.rel.as_bstr(), entry.name.as_bstr());
-                if let Some(id) = index.blob_if_unchanged(path.as_bstr(), &entry.stat, entry.kind) {
-                    entry.state = EntryState::Known(id);
-                    resolved += 1;
-                }
+        for entry in self.files.iter_mut().filter(|e| e.is_pending()) {
+            let path = join(self.rel.as_bstr(), entry.name.as_bstr());
+            if let Some(id) = index.blob_if_unchanged(path.as_bstr(), &entry.stat, entry.kind) {
+                entry.state = EntryState::Known(id);
+                resolved += 1;
             }
         }
         resolved + self.subdirs.iter_mut().map(|dir| dir.resolve_from_index(index)).sum::<usize>()
     }
 
     pub(super) fn collect_pending(&self, out: &mut Vec<HashJob>) {
-        for entry in &self.entries {
-            if matches!(entry.state, EntryState::Pending) {
-                out.push(HashJob {
-                    rel_path: join(self.rel.as_bstr(), entry.name.as_bstr()),
-                    kind: entry.kind,
-                });
-            }
+        for entry in self.files.iter().filter(|e| e.is_pending()) {
+            out.push(HashJob {
+                rel_path: join(self.rel.as_bstr(), entry.name.as_bstr()),
+                kind: entry.kind,
+            });
         }
         for dir in &self.subdirs {
             dir.collect_pending(out);
@@ -458,19 +601,33 @@ impl ScannedDir {
 
     /// Puts hash outcomes back in the order `collect_pending` took the jobs out.
     pub(super) fn fill_pending(&mut self, outcomes: &mut impl Iterator<Item = HashOutcome>) {
-        for entry in &mut self.entries {
-            if matches!(entry.state, EntryState::Pending) {
-                entry.state = match outcomes.next() {
-                    Some(HashOutcome::Blob(id)) => EntryState::Known(id),
-                    Some(HashOutcome::Unreadable(reason)) => EntryState::Skipped(reason),
-                    Some(HashOutcome::Vanished) | None => EntryState::Vanished,
-                };
-            }
+        for entry in self.files.iter_mut().filter(|e| e.is_pending()) {
+            entry.state = match outcomes.next() {
+                Some(HashOutcome::Blob(id)) => EntryState::Known(id),
+                Some(HashOutcome::Unreadable(reason)) => EntryState::Skipped(reason),
+                Some(HashOutcome::Vanished) | None => EntryState::Vanished,
+            };
         }
         for dir in &mut self.subdirs {
             dir.fill_pending(outcomes);
         }
     }
+}
+
+/// The kind of snapshot entry a non-directory is; `None` for FIFOs, sockets and devices.
+fn file_kind(stat: &FileStat) -> Option<CachedKind> {
+    let file_type = stat.file_type();
+    if file_type.is_symlink() {
+        Some(CachedKind::Symlink)
+    } else if file_type.is_file() {
+        Some(if stat.is_executable() { CachedKind::Executable } else { CachedKind::File })
+    } else {
+        None
+    }
+}
+
+fn unreadable(err: &std::io::Error) -> String {
+    format!("unreadable: {err}")
 }
 
 pub(super) enum GitlinkState {
