@@ -13,8 +13,9 @@
 //! `max_output_tokens` with `response.completed` all the same; one whose output used every
 //! token the request asked for is taken as cut ([`FinishReason::Length`]).
 //!
-//! With reasoning asked for, a request sends `reasoning.effort` and asks for the reasoning
-//! items' `encrypted_content`, the only way to hand a model its reasoning back without
+//! With reasoning asked for, a request sends `reasoning.effort` with `summary: "auto"`
+//! (the summary streams as reasoning text) and asks for the reasoning items'
+//! `encrypted_content`, the only way to hand a model its reasoning back without
 //! `store`. Reasoning items are kept whole and sent back verbatim in their place, before
 //! the message and function calls they preceded; one without encrypted content cannot be
 //! (its id means nothing to a server that stored nothing) and is kept only for its summary.
@@ -102,7 +103,9 @@ pub(crate) fn request_body(request: &Request, prompt_cache_key: Option<&str>) ->
         body["prompt_cache_key"] = json!(key);
     }
     if let Some(reasoning) = request.reasoning {
-        body["reasoning"] = json!({"effort": reasoning.effort()});
+        // `summary: "auto"` asks for the readable summary of the reasoning, streamed as
+        // `response.reasoning_summary_text.delta`; the reasoning itself stays encrypted.
+        body["reasoning"] = json!({"effort": reasoning.effort(), "summary": "auto"});
         body["include"] = json!(["reasoning.encrypted_content"]);
     }
     body

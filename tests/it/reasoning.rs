@@ -226,7 +226,8 @@ async fn responses_reasoning_items_go_back_verbatim_in_their_place() {
 
     let requests: Vec<Value> = model.requests().into_iter().map(|r| r.body).collect();
     for body in &requests {
-        assert_eq!(body["reasoning"], json!({"effort": "medium"}), "{body}");
+        // The summary is asked for: it is the only reasoning text a Responses model shows.
+        assert_eq!(body["reasoning"], json!({"effort": "medium", "summary": "auto"}), "{body}");
         assert_eq!(body["include"], json!(["reasoning.encrypted_content"]), "{body}");
         assert_eq!(body["store"], false);
     }
