@@ -10,6 +10,9 @@
 //! blocks (their text and `signature`) and `redacted_thinking` blocks are kept and sent
 //! back unchanged at the start of their assistant turn, before its `tool_use` blocks: the
 //! API checks the signature and requires the thinking that led to a tool call with it.
+//! A tool-use loop is one assistant turn with one thinking mode: a loop in progress keeps
+//! its thinking blocks when reasoning is switched off, and one that began without thinking
+//! is finished without when it is switched on.
 
 use std::collections::BTreeMap;
 
@@ -37,8 +40,16 @@ type Turn = (&'static str, Vec<Value>);
 /// goes after all of them.
 pub(crate) fn request_body(request: &Request, prompt_cache: bool) -> Value {
     let cache = prompt_cache && request.cache_key.is_some();
-    let thinking_budget = thinking_budget(request);
-    let mut turns = conversation_turns(&request.messages, thinking_budget.is_some());
+    let in_progress = turn_in_progress(&request.messages);
+    let mut thinking_budget = thinking_budget(request);
+    // Reasoning switched on in the middle of a tool-use loop that began without thinking:
+    // the API wants one thinking mode per assistant turn, and thinking enabled on a turn
+    // whose messages start with no thinking block is refused. The loop goes on without;
+    // the next turn thinks.
+    if in_progress.is_some_and(|start| !thinks(&request.messages[start..])) {
+        thinking_budget = None;
+    }
+    let mut turns = conversation_turns(&request.messages, thinking_budget.is_some(), in_progress);
     if cache {
         mark_conversation_breakpoints(&mut turns);
     }
@@ -103,16 +114,61 @@ fn breakpoint() -> Value {
     json!({"type": "ephemeral"})
 }
 
+/// Where the assistant turn in progress starts, if the conversation ends in one. To the
+/// API a tool-use loop is one assistant turn: its assistant messages with tool calls and
+/// the results answering them, up to the end (the user's next words, after a turn cut
+/// short, share the results' user turn and do not end it).
+fn turn_in_progress(messages: &[Message]) -> Option<usize> {
+    let mut at = messages.len();
+    while at > 0 && matches!(messages[at - 1], Message::User { .. }) {
+        at -= 1;
+    }
+    let mut start = None;
+    loop {
+        let results_end = at;
+        while at > 0 && matches!(messages[at - 1], Message::ToolResult { .. }) {
+            at -= 1;
+        }
+        match at.checked_sub(1).map(|index| &messages[index]) {
+            Some(Message::Assistant { tool_calls, .. })
+                if at < results_end && !tool_calls.is_empty() =>
+            {
+                at -= 1;
+                start = Some(at);
+            }
+            _ => return start,
+        }
+    }
+}
+
+/// Whether any of these assistant messages carries a thinking block to send back.
+fn thinks(messages: &[Message]) -> bool {
+    messages.iter().any(|message| match message {
+        Message::Assistant { reasoning, .. } => {
+            reasoning.iter().any(|b| thinking_block(b).is_some())
+        }
+        _ => false,
+    })
+}
+
 /// The messages as turns. Consecutive entries of one role become one turn: tool results
 /// and the user's next words share a user turn, as the API expects. Thinking blocks go
-/// back only to a request that thinks too.
-fn conversation_turns(messages: &[Message], thinking: bool) -> Vec<Turn> {
+/// back to a request that thinks, and, whatever the request, within the assistant turn in
+/// progress (from `in_progress` on): the API wants them with the tool calls they led to,
+/// and a loop keeps the thinking it began with. A request without thinking leaves out
+/// those of finished turns, which the API would ignore.
+fn conversation_turns(
+    messages: &[Message],
+    thinking: bool,
+    in_progress: Option<usize>,
+) -> Vec<Turn> {
     let mut turns = Vec::new();
-    for message in messages {
+    for (index, message) in messages.iter().enumerate() {
+        let keep_thinking = thinking || in_progress.is_some_and(|start| index >= start);
         let (role, blocks) = match message {
             Message::User { text } => ("user", text_block(text)),
             Message::Assistant { reasoning, text, tool_calls } => {
-                let mut blocks: Vec<Value> = match thinking {
+                let mut blocks: Vec<Value> = match keep_thinking {
                     true => reasoning.iter().filter_map(thinking_block).collect(),
                     false => Vec::new(),
                 };

@@ -313,7 +313,11 @@ impl Call {
                 (Box::new(anthropic::Decoder::new(provider)), anthropic::TERMINATOR)
             }
             ProviderKind::OpenaiResponses => {
-                (Box::new(openai_responses::Decoder::new(provider)), openai_responses::TERMINATOR)
+                let limit = self.body.get("max_output_tokens").and_then(Value::as_u64);
+                (
+                    Box::new(openai_responses::Decoder::new(provider, limit)),
+                    openai_responses::TERMINATOR,
+                )
             }
         };
         let mut sse = SseDecoder::default();

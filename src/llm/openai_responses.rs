@@ -9,10 +9,13 @@
 //! carries the whole conversation, as with the other protocols. Output items other than
 //! messages, reasoning and function calls (`custom_tool_call`, built-in tool calls) are
 //! left out with a notice naming their type; a refusal is shown as text and ends the
-//! response as [`FinishReason::Refusal`].
+//! response as [`FinishReason::Refusal`]. llama.cpp's server ends a response cut at
+//! `max_output_tokens` with `response.completed` all the same; one whose output used every
+//! token the request asked for is taken as cut ([`FinishReason::Length`]).
 //!
-//! With reasoning asked for, a request sends `reasoning.effort` and asks for the reasoning
-//! items' `encrypted_content`, the only way to hand a model its reasoning back without
+//! With reasoning asked for, a request sends `reasoning.effort` with `summary: "auto"`
+//! (the summary streams as reasoning text) and asks for the reasoning items'
+//! `encrypted_content`, the only way to hand a model its reasoning back without
 //! `store`. Reasoning items are kept whole and sent back verbatim in their place, before
 //! the message and function calls they preceded; one without encrypted content cannot be
 //! (its id means nothing to a server that stored nothing) and is kept only for its summary.
@@ -100,7 +103,9 @@ pub(crate) fn request_body(request: &Request, prompt_cache_key: Option<&str>) ->
         body["prompt_cache_key"] = json!(key);
     }
     if let Some(reasoning) = request.reasoning {
-        body["reasoning"] = json!({"effort": reasoning.effort()});
+        // `summary: "auto"` asks for the readable summary of the reasoning, streamed as
+        // `response.reasoning_summary_text.delta`; the reasoning itself stays encrypted.
+        body["reasoning"] = json!({"effort": reasoning.effort(), "summary": "auto"});
         body["include"] = json!(["reasoning.encrypted_content"]);
     }
     body
@@ -153,6 +158,9 @@ struct PartialCall {
 
 pub(crate) struct Decoder {
     provider: String,
+    /// The request's `max_output_tokens`, to tell a response cut there that a server
+    /// reports as `completed` (llama.cpp does) from a finished one.
+    max_output_tokens: Option<u64>,
     /// Open function calls by item id.
     calls: HashMap<String, PartialCall>,
     /// Item ids by output index, for deltas that name only the index.
@@ -166,9 +174,10 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(provider: &str) -> Self {
+    pub fn new(provider: &str, max_output_tokens: Option<u64>) -> Self {
         Self {
             provider: provider.to_owned(),
+            max_output_tokens,
             calls: HashMap::new(),
             by_index: HashMap::new(),
             order: Vec::new(),
@@ -213,16 +222,25 @@ impl Decoder {
         for id in std::mem::take(&mut self.order) {
             self.emit_call(&id, None, out);
         }
-        if let Some(usage) = response.get("usage").filter(|usage| usage.is_object()) {
-            out.push(StreamEvent::Usage(Usage {
-                input_tokens: count(usage, "/input_tokens"),
-                output_tokens: count(usage, "/output_tokens"),
-                cached_input_tokens: count(usage, "/input_tokens_details/cached_tokens"),
-                cache_write_input_tokens: 0,
-                reasoning_tokens: count(usage, "/output_tokens_details/reasoning_tokens"),
-            }));
+        let usage = response.get("usage").filter(|usage| usage.is_object()).map(|usage| Usage {
+            input_tokens: count(usage, "/input_tokens"),
+            output_tokens: count(usage, "/output_tokens"),
+            cached_input_tokens: count(usage, "/input_tokens_details/cached_tokens"),
+            cache_write_input_tokens: 0,
+            reasoning_tokens: count(usage, "/output_tokens_details/reasoning_tokens"),
+        });
+        if let Some(usage) = usage {
+            out.push(StreamEvent::Usage(usage));
         }
+        // OpenAI ends a response cut at `max_output_tokens` with `response.incomplete`;
+        // llama.cpp's server says `completed` all the same. Output that used every token
+        // asked for was cut.
+        let spent_all = match (usage, self.max_output_tokens) {
+            (Some(usage), Some(limit)) => usage.output_tokens >= limit,
+            _ => false,
+        };
         let finish = match finish {
+            FinishReason::Stop if spent_all => FinishReason::Length,
             FinishReason::Stop if self.refused => FinishReason::Refusal,
             FinishReason::Stop if self.called => FinishReason::ToolCalls,
             other => other,

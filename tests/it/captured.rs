@@ -136,7 +136,7 @@ const WEB_SEARCH_TEXT: &str = "San Francisco weather today (Tuesday, September 1
     around 58°F. A light jacket is useful for the cooler evening. ";
 
 fn anthropic_cases() -> Vec<Case> {
-    use FinishReason::{Refusal, Stop, ToolCalls};
+    use FinishReason::{Length, Refusal, Stop, ToolCalls};
     let case = |name, expect| Case { kind: ProviderKind::Anthropic, name, expect };
     vec![
         case(
@@ -250,8 +250,30 @@ fn anthropic_cases() -> Vec<Case> {
             "pydantic_compaction_cache_read",
             answer("Hello! 👋", vec![], usage(181, 8, 0, 0, 0), Stop),
         ),
+        // llama.cpp's server: cache reads in `message_start`, the input counted apart.
+        case(
+            "llamacpp_text",
+            answer(LLAMACPP_ANTHROPIC_TEXT, vec![], usage(338, 25, 282, 0, 0), Stop),
+        ),
+        // Asked for 48 tokens: `stop_reason: max_tokens` mid-sentence.
+        case(
+            "llamacpp_max_tokens",
+            answer(LLAMACPP_ANTHROPIC_CUT, vec![], usage(355, 48, 282, 0, 0), Length),
+        ),
     ]
 }
+
+const LLAMACPP_ANTHROPIC_TEXT: &str =
+    "Awesome, I'm sorry for the confusion. I will make it clear: The capital of France is Paris.";
+const LLAMACPP_ANTHROPIC_CUT: &str = "The story of a dragon who learned to bake bread is a tale \
+    of magical and magical. It begins with a whisper, a flame that blazed and changed the lives \
+    of a small village. The village's residents had always been good, but";
+const LLAMACPP_CHAT_CUT: &str = "The story of a dragon who learned to bake bread is a tale of \
+    sacrifice and rebirth. It begins with a dawn of pure bliss, the first step being the \
+    creation of a humble baker. The dragon, in this moment, is a being";
+const LLAMACPP_RESPONSES_CUT: &str = "The story of a dragon who learned to bake bread is a tale \
+    of creativity, resilience, and the power of culinary innovation. In the vast expanse of the \
+    ancient world of medieval Europe, a young dragon named Thoros was born with the ability";
 
 const PYDANTIC_THINKING_TEXT: &str = "Here are the basic steps for safely crossing the street:\n\n\
     **At intersections with traffic lights:**\n\
@@ -389,11 +411,20 @@ fn chat_cases() -> Vec<Case> {
             "pydantic_openrouter_token_limit",
             Expect::Error { kind: is_provider, message: "Token limit reached (400)" },
         ),
+        // llama.cpp's server: an empty first delta, usage in a final chunk with `timings`.
+        case(
+            "llamacpp_text",
+            answer("Paris is the capital of France.", vec![], usage(337, 8, 0, 0, 0), Stop),
+        ),
+        case(
+            "llamacpp_length",
+            answer(LLAMACPP_CHAT_CUT, vec![], usage(354, 48, 282, 0, 0), Length),
+        ),
     ]
 }
 
 fn responses_cases() -> Vec<Case> {
-    use FinishReason::{Stop, ToolCalls};
+    use FinishReason::{Length, Stop, ToolCalls};
     let case = |name, expect| Case { kind: ProviderKind::OpenaiResponses, name, expect };
     vec![
         // With reasoning: a reasoning item with `encrypted_content` and a summary.
@@ -470,16 +501,37 @@ fn responses_cases() -> Vec<Case> {
                           details.",
             },
         ),
+        // llama.cpp's server: a message item, `response.completed`.
+        case(
+            "llamacpp_text",
+            answer(
+                "Sure, just for fun, I'll just use the title.\nParis is the capital of France.",
+                vec![],
+                usage(337, 22, 282, 0, 0),
+                Stop,
+            ),
+        ),
+        // Asked for 48 tokens, cut there, and still `status: "completed"`: every token
+        // asked for was spent, so it was cut.
+        case(
+            "llamacpp_cut_completed",
+            answer(LLAMACPP_RESPONSES_CUT, vec![], usage(354, 48, 282, 0, 0), Length),
+        ),
     ]
 }
 
-fn request() -> Request {
+/// The streams recorded with a request for fewer output tokens than [`request`]'s 1024:
+/// they are replayed for a request of that size, as they were answered.
+const ASKED_TOKENS: [(&str, u32); 3] =
+    [("llamacpp_max_tokens", 48), ("llamacpp_length", 48), ("llamacpp_cut_completed", 48)];
+
+fn request(max_output_tokens: u32) -> Request {
     Request {
         model: "test-model".into(),
         system: "You are terse.".into(),
         messages: vec![Message::User { text: "hi".into() }],
         tools: vec![],
-        max_output_tokens: 1024,
+        max_output_tokens,
         temperature: None,
         volatile_context: None,
         cache_key: None,
@@ -491,12 +543,14 @@ fn request() -> Request {
 /// characters arrive split.
 const CHUNK_SIZES: [usize; 2] = [usize::MAX, 61];
 
-async fn replay(kind: ProviderKind, body: Vec<u8>, chunk: usize) -> Result<Response, LlmError> {
+async fn replay(case: &Case, body: Vec<u8>, chunk: usize) -> Result<Response, LlmError> {
+    let kind = case.kind;
+    let asked = ASKED_TOKENS.iter().find(|(name, _)| *name == case.name).map_or(1024, |(_, n)| *n);
     let model = mock_model::start([Reply::sse(body).chunked_every(chunk)]).await;
     let mut settings = ClientSettings::new("mockai", kind, model.base_url());
     settings.retry.max_attempts = 1;
     let client = Client::new(settings).unwrap();
-    client.stream(&request(), CancellationToken::new()).collect().await
+    client.stream(&request(asked), CancellationToken::new()).collect().await
 }
 
 /// Each way `got` differs from `expect`, one line each; `body` is the stream served.
@@ -589,7 +643,7 @@ async fn captured_streams_give_the_agent_what_they_hold() {
         let file = format!("{}/{}.sse", case.kind, case.name);
         let Ok(body) = std::fs::read(root.join(&file)) else { continue };
         for chunk in CHUNK_SIZES {
-            let got = replay(case.kind, body.clone(), chunk).await;
+            let got = replay(case, body.clone(), chunk).await;
             let served = if chunk == usize::MAX {
                 "whole".into()
             } else {

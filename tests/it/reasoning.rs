@@ -226,7 +226,8 @@ async fn responses_reasoning_items_go_back_verbatim_in_their_place() {
 
     let requests: Vec<Value> = model.requests().into_iter().map(|r| r.body).collect();
     for body in &requests {
-        assert_eq!(body["reasoning"], json!({"effort": "medium"}), "{body}");
+        // The summary is asked for: it is the only reasoning text a Responses model shows.
+        assert_eq!(body["reasoning"], json!({"effort": "medium", "summary": "auto"}), "{body}");
         assert_eq!(body["include"], json!(["reasoning.encrypted_content"]), "{body}");
         assert_eq!(body["store"], false);
     }
@@ -314,4 +315,81 @@ fn bad_reasoning_settings_are_errors_naming_the_key() {
         assert!(!out.status.success(), "{extra}");
         assert!(stderr.contains(expected), "{extra}: {stderr}");
     }
+}
+
+/// The first assistant turn of `body`'s conversation.
+fn first_assistant_content(body: &Value) -> Vec<Value> {
+    let messages = body["messages"].as_array().unwrap();
+    let assistant = messages.iter().find(|message| message["role"] == "assistant").unwrap();
+    assistant["content"].as_array().unwrap().clone()
+}
+
+/// `--reasoning off` on resuming a tool-use loop that was cut short (`--max-steps`) with
+/// thinking: to the API the loop is one assistant turn, so its thinking blocks still go
+/// back, in their place, while the request asks for no thinking. Once the loop has ended
+/// with an answer, a request without thinking leaves them out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasoning_off_mid_tool_loop_keeps_the_loops_thinking_and_later_drops_it() {
+    let repo = TestRepo::new();
+    let model = mock_model::start([anthropic_thinking_then_tool_use()]).await;
+    use_provider(&repo, "anthropic", &model.base_url(), "reasoning = \"medium\"\n");
+    let out =
+        cairn(&repo, &["run", "what does the README say?", "--max-steps", "1", "--json"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let session = session_of(&out);
+
+    let resumed =
+        mock_model::start([anthropic_text("It says hello."), anthropic_text("Bye.")]).await;
+    use_provider(&repo, "anthropic", &resumed.base_url(), "reasoning = \"medium\"\n");
+    let go_on = ["resume", session.as_str(), "go on", "--reasoning", "off", "--json"];
+    assert_ok(&cairn(&repo, &go_on).await);
+    let body = &resumed.requests()[0].body;
+    assert!(body.get("thinking").is_none(), "{body}");
+    assert_thinking_sent_back(body);
+    // The results and the user's words share the user turn that continues the loop.
+    let last = body["messages"].as_array().unwrap().last().unwrap();
+    let kinds: Vec<&str> =
+        last["content"].as_array().unwrap().iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["tool_result", "text"], "{body}");
+
+    let again = ["resume", session.as_str(), "anything else?", "--reasoning", "off", "--json"];
+    assert_ok(&cairn(&repo, &again).await);
+    let body = &resumed.requests()[1].body;
+    assert!(body.get("thinking").is_none(), "{body}");
+    let content = first_assistant_content(body);
+    assert_eq!(content.len(), 1, "the finished turn's thinking is left out: {body}");
+    assert_eq!(content[0]["type"], "tool_use");
+}
+
+/// Reasoning switched on when resuming a tool-use loop that began without thinking: a
+/// request that thinks would be refused (the loop's messages do not start with a thinking
+/// block), so the loop is finished without; the next turn thinks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasoning_on_mid_tool_loop_waits_for_the_next_turn() {
+    let repo = TestRepo::new();
+    let usage = mock_model::AnthropicUsage { input: 10, output: 5, ..Default::default() };
+    let call = Reply::anthropic_tool_calls(
+        &[("toolu_1", "read_file", json!({"path": "README.md"}))],
+        usage,
+    );
+    let model = mock_model::start([call]).await;
+    use_provider(&repo, "anthropic", &model.base_url(), "");
+    let out =
+        cairn(&repo, &["run", "what does the README say?", "--max-steps", "1", "--json"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(model.requests()[0].body.get("thinking").is_none());
+    let session = session_of(&out);
+
+    let resumed =
+        mock_model::start([anthropic_text("It says hello."), anthropic_text("Bye.")]).await;
+    use_provider(&repo, "anthropic", &resumed.base_url(), "");
+    let go_on = ["resume", session.as_str(), "go on", "--reasoning", "high", "--json"];
+    assert_ok(&cairn(&repo, &go_on).await);
+    let body = &resumed.requests()[0].body;
+    assert!(body.get("thinking").is_none(), "no thinking within the loop: {body}");
+
+    let again = ["resume", session.as_str(), "anything else?", "--reasoning", "high", "--json"];
+    assert_ok(&cairn(&repo, &again).await);
+    let body = &resumed.requests()[1].body;
+    assert_eq!(body["thinking"]["type"], "enabled", "the next turn thinks: {body}");
 }

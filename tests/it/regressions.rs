@@ -65,3 +65,53 @@ fn git_gc_prune_between_checkpoints_left_a_step_naming_a_missing_object() {
     repo.checkpoint(&["-m", "unchanged"]);
     assert!(durability::assert_every_step_readable(&repo) > 0);
 }
+
+/// llama.cpp's `/v1/responses` ends a response cut at `max_output_tokens` with
+/// `response.completed` (`status: "completed"`), not `response.incomplete`, so a rambling
+/// model stopped at `[limits] turn_output_tokens` ended the turn as done, exit 0, with
+/// no notice and the text cut mid-sentence. Replayed from the real capture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_llamacpp_responses_stream_cut_at_the_limit_ended_the_turn_as_done() {
+    let cut =
+        || Reply::sse(mock_model::fixture("captured/openai-responses", "llamacpp_cut_completed"));
+    let settings = [
+        // The turn's limit asks for 48 tokens.
+        (
+            "[limits]\nturn_output_tokens = 48\n",
+            "",
+            "turn-output-tokens",
+            "turn_output_tokens = 48",
+        ),
+        // The provider's own limit is 48.
+        ("", "max_output_tokens = 48\n", "output-limit", "raise `max_output_tokens`"),
+    ];
+    for (limits, provider, reason, notice) in settings {
+        let repo = TestRepo::new();
+        let model = mock_model::start([cut()]).await;
+        let config = format!(
+            "model = \"mock/scripted\"\n[memory]\nsummarize = false\n{limits}\n\
+             [provider.mock]\nkind = \"openai-responses\"\nbase_url = \"{}\"\n{provider}",
+            model.base_url()
+        );
+        std::fs::write(repo.home.join("cairn-config.toml"), config).unwrap();
+        let out = crate::support::cairn(&repo, &["run", "write a long story", "--json"]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{reason}: {stderr}");
+        assert_eq!(model.requests()[0].body["max_output_tokens"], 48);
+        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON event"))
+            .collect();
+        let said = events.iter().any(|event| {
+            event["type"] == "notice" && event["message"].as_str().unwrap().contains(notice)
+        });
+        assert!(said, "{reason}: {events:?}");
+        assert_eq!(events.last().unwrap()["reason"], reason);
+        let text: String = events
+            .iter()
+            .filter(|event| event["type"] == "text_delta")
+            .map(|event| event["text"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(text.ends_with("was born with the ability"), "{text}");
+    }
+}
