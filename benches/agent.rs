@@ -597,15 +597,16 @@ fn bench_main() -> BoxResult<()> {
     println!("{:<58} | {:<30} |", "baselines", "");
     println!("{}", "-".repeat(110));
     println!(
-        "{:<58} | {:<30} |",
+        "{:<58} | {:<30} | shell step with the watcher / full scan = {:.3}",
         "full snapshot, nothing changed (before+after)",
-        full_scan.summary()
+        full_scan.summary(),
+        ratio(report.shell(Mode::Watcher), scan),
     );
     println!(
-        "{:<58} | {:<30} | shell step with the watcher / full scan = {:.3}",
+        "{:<58} | {:<30} | full scan / git = {:.2}",
         "git-CLI method per step (add -A, write-tree)",
         git_method.summary(),
-        ratio(report.shell(Mode::Watcher), scan),
+        ratio(scan, git_method.median()),
     );
     println!(
         "{:<58} | {:<30} | < 5 ms {}",
@@ -674,14 +675,14 @@ impl Report<'_> {
         let mut line = format!("{label:<36}");
         for &mode in self.modes {
             let text = if self.of(mode).is_empty() { "-".to_string() } else { cell(mode) };
-            line.push_str(&format!(" | {text:<24}"));
+            line.push_str(&format!(" | {text:<26}"));
         }
         println!("{}", line.trim_end());
     }
 
     fn table(&self) {
         self.row("", |mode| mode.label().to_string());
-        println!("{}", "-".repeat(36 + 27 * self.modes.len()));
+        println!("{}", "-".repeat(36 + 29 * self.modes.len()));
         let rounds = self.runs.iter().map(Vec::len).max().unwrap_or(0);
         self.row(&format!("session, wall clock (n={rounds})"), |mode| {
             spread(&self.samples(mode, |r| vec![r.wall]))
