@@ -39,7 +39,9 @@
 //! running the tool, recording the step commit, flushing user edits, building and sending
 //! the next request; the model's own time is outside it. For Codex the mock writes the same
 //! two instants per request (`--timings`). Peak memory is the `ru_maxrss` that `wait4`
-//! reports for the process.
+//! reports for the process, read by a small wrapper process (this binary again, see
+//! [`measured_command`]) since Linux would count the benchmark's own peak in a child of it;
+//! wall times are the wrapper's too, start-up includes its `exec` (about a millisecond).
 //!
 //! Baselines in the same run: a full incremental snapshot of the workspace with nothing
 //! changed (what a step pays that must scan), the git-CLI snapshot method other agents run
@@ -75,7 +77,14 @@ const DEFAULT_FILES: usize = 200_000;
 const DEFAULT_ROUNDS: usize = 3;
 const PROMPT: &str = "edit the files and check the build";
 
+/// The first argument that makes this binary the peak-memory wrapper ([`measure_child`]).
+const MEASURE_ARG: &str = "--measure-child";
+
 fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|arg| arg == MEASURE_ARG) {
+        std::process::exit(measure_child(&args[2..]));
+    }
     if let Err(err) = bench_main() {
         eprintln!("benchmark failed: {err}");
         std::process::exit(1);
@@ -250,7 +259,8 @@ impl Bench {
                     model.base_url()
                 ),
             )?;
-            let mut command = cairn_command(&self.root, &self.home, &config);
+            let report = self.scratch.join("peak-memory");
+            let mut command = cairn_command(&self.root, &self.home, &config, &report);
             match mode {
                 Mode::Watchman => {
                     let watchman = self.watchman.as_ref().ok_or("no Watchman")?;
@@ -265,7 +275,7 @@ impl Bench {
                 Mode::Watcher | Mode::Codex => {}
             }
             let run = tokio::task::spawn_blocking(move || {
-                run_measured(&mut command).map_err(|err| err.to_string())
+                run_measured(&mut command, &report).map_err(|err| err.to_string())
             })
             .await??;
             BoxResult::Ok((model, run))
@@ -346,7 +356,8 @@ impl Bench {
             ),
         )?;
         let out = std::fs::File::create(dir.join(format!("out-{n}.jsonl")))?;
-        let mut command = Command::new(codex);
+        let report = dir.join("peak-memory");
+        let mut command = measured_command(codex, &report);
         command
             .args(["exec", "--skip-git-repo-check", "--json", PROMPT])
             .current_dir(&self.root)
@@ -363,7 +374,7 @@ impl Bench {
             .stdout(out)
             .stderr(Stdio::piped());
         let spawned = monotonic();
-        let run = run_measured(&mut command)?;
+        let run = run_measured(&mut command, &report)?;
         let exited = monotonic();
         drop(mock);
         if !run.success {
@@ -870,8 +881,8 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(f64::EPSILON)
 }
 
-fn cairn_command(root: &Path, home: &Path, config: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+fn cairn_command(root: &Path, home: &Path, config: &Path, report: &Path) -> Command {
+    let mut command = measured_command(Path::new(env!("CARGO_BIN_EXE_cairn")), report);
     command
         .args(["run", PROMPT, "--approval", "auto", "--json"])
         .args(["--max-steps", &(REQUESTS + 10).to_string()])
@@ -889,6 +900,58 @@ fn cairn_command(root: &Path, home: &Path, config: &Path) -> Command {
     command
 }
 
+/// A command that runs `program` through this binary as [`measure_child`], which writes
+/// the program's peak RSS and wall time to `report`. Arguments, environment, directory and
+/// standard streams set on it reach `program` unchanged.
+///
+/// Why not `wait4` on `program` directly: Linux carries the spawning process's peak RSS
+/// over into the child's `ru_maxrss` (the memory a `fork` or `vfork` child shares counts
+/// at its `exec`), so a child of this benchmark, which holds a whole workspace's stat cache
+/// after its baseline scans, would report at least the benchmark's own peak. The wrapper
+/// is a fresh, small process, so what it reads is the program's.
+fn measured_command(program: &Path, report: &Path) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("the benchmark's own path"));
+    command.arg(MEASURE_ARG).arg(report).arg("--").arg(program);
+    command
+}
+
+/// The wrapper's side of [`measured_command`]: `args` are `REPORT -- PROGRAM ARGS…`. Runs
+/// the program, writes `<ru_maxrss in KiB> <wall nanoseconds>` to REPORT, and exits as the
+/// program did.
+fn measure_child(args: &[std::ffi::OsString]) -> i32 {
+    let [report, separator, program, rest @ ..] = args else {
+        eprintln!("{MEASURE_ARG} REPORT -- PROGRAM [ARGS…]");
+        return 2;
+    };
+    if separator != "--" {
+        eprintln!("{MEASURE_ARG} REPORT -- PROGRAM [ARGS…]");
+        return 2;
+    }
+    let started = Instant::now();
+    let child = match Command::new(program).args(rest).spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            eprintln!("{}: {err}", program.to_string_lossy());
+            return 127;
+        }
+    };
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else { return 125 };
+    let mut status = 0;
+    // SAFETY: `usage` is a plain C struct that wait4 fills in; `pid` is our own child, not
+    // yet reaped (std's `Child` is never waited on).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    if reaped != pid {
+        eprintln!("wait4: {}", std::io::Error::last_os_error());
+        return 125;
+    }
+    if std::fs::write(report, format!("{} {}", usage.ru_maxrss, wall.as_nanos())).is_err() {
+        return 125;
+    }
+    if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) }
+}
+
 struct MeasuredRun {
     success: bool,
     stdout: String,
@@ -899,8 +962,10 @@ struct MeasuredRun {
     max_rss: u64,
 }
 
-/// Runs `command` to completion and reads its peak resident set size from `wait4`.
-fn run_measured(command: &mut Command) -> BoxResult<MeasuredRun> {
+/// Runs `command`, made by [`measured_command`] with `report`, to completion, and reads the
+/// program's peak resident set size and wall time from the report.
+fn run_measured(command: &mut Command, report: &Path) -> BoxResult<MeasuredRun> {
+    let _ = std::fs::remove_file(report);
     let started = Instant::now();
     let mut child = command.spawn()?;
     let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
@@ -914,27 +979,22 @@ fn run_measured(command: &mut Command) -> BoxResult<MeasuredRun> {
     };
     let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-    let pid = libc::pid_t::try_from(child.id())?;
-    let mut status = 0;
-    // SAFETY: `usage` is a plain C struct that wait4 fills in; `pid` is our own child, not
-    // yet reaped (std's `Child` is never waited on below).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if reaped != pid {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()).into());
-    }
+    let status = child.wait()?;
     let ended = Instant::now();
     let stdout = stdout.join().map_err(|_| "stdout reader panicked")?;
     let stderr = stderr.join().map_err(|_| "stderr reader panicked")?;
+    let text = std::fs::read_to_string(report)
+        .map_err(|err| format!("no peak-memory report ({err}):\n{stderr}"))?;
+    let (kib, nanos) = text.split_once(' ').ok_or("a malformed peak-memory report")?;
     Ok(MeasuredRun {
-        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        success: status.success(),
         stdout,
         stderr,
         started,
         ended,
-        wall: ended - started,
+        wall: Duration::from_nanos(nanos.trim().parse()?),
         // Linux reports kilobytes.
-        max_rss: u64::try_from(usage.ru_maxrss)? * 1024,
+        max_rss: kib.trim().parse::<u64>()? * 1024,
     })
 }
 
