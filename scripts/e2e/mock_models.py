@@ -26,11 +26,19 @@ Routes (the agent's base URL is given in brackets):
   (``data: {"candidates": [...functionCall...], "usageMetadata": ...}``);
   ``:generateContent`` (side questions, answered as JSON) and ``:countTokens`` too.
 
+``--plan FILE`` replaces that turn with another, for every agent: a JSON list of steps,
+each ``["replace", PATH, [OLD, NEW]]`` (an edit replacing the lines OLD with NEW; Codex
+only), ``["edit", PATH, [OLD, NEW]]``, ``["write", PATH, CONTENT]``, ``["shell", COMMAND,
+null]`` or ``["answer", TEXT, null]``. ``benches/agent.rs`` drives Codex with one, and
+with ``--timings FILE``, where each POST appends ``{"path", "received", "replied"}``
+(``time.monotonic()`` seconds: the whole request read, the last byte of the answer sent).
+
 The workspace each agent works in is given with ``--workspace AGENT=DIR`` (AGENT one of
 claude-code, codex, gemini) so tools that want absolute paths get them. Every request is
 appended to ``--log`` (JSON Lines: method, path, body) for debugging.
 
-Usage: mock_models.py --port-file FILE [--port N] [--log FILE] --workspace codex=/tmp/p ...
+Usage: mock_models.py --port-file FILE [--port N] [--log FILE] [--plan FILE]
+                      [--timings FILE] --workspace codex=/tmp/p ...
 It prints nothing; it writes the port it listens on to --port-file once it is ready.
 """
 
@@ -39,6 +47,7 @@ import json
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # The turn every agent is asked to do, and what the model does for it.
@@ -57,7 +66,9 @@ ANSWER = (
 SUMMARY = "MOCK-SUMMARY: greet() was added, documented and tested; only the answer is left."
 
 WORKSPACES = {}
+PLAN = None
 LOG = None
+TIMINGS = None
 LOG_LOCK = threading.Lock()
 
 
@@ -75,7 +86,9 @@ def ws(agent, rel):
 
 
 def steps(agent):
-    """The scripted turn for `agent`: a list of ("tool", kind, detail) or ("text", answer)."""
+    """The scripted turn for `agent`: a list of (kind, what, detail)."""
+    if PLAN is not None:
+        return PLAN
     plan = [("write", "src/greet.rs", GREET)]
     if agent == "claude-code":
         plan.append(("read", "README.md", None))
@@ -212,8 +225,14 @@ def openai_plan(body, items, tool_defs):
     plan = steps("codex")
     kind, what, extra = plan[min(done, len(plan) - 1)]
     call_id = f"call_mock{done + 1:02d}"
-    if kind in ("write", "edit"):
-        if kind == "write":
+    if kind in ("write", "edit", "replace"):
+        if kind == "replace":
+            old, new = extra
+            lines = [f"-{line}" for line in old.splitlines()]
+            lines += [f"+{line}" for line in new.splitlines()]
+            patch = (f"*** Begin Patch\n*** Update File: {what}\n@@\n" + "\n".join(lines)
+                     + "\n*** End Patch\n")
+        elif kind == "write":
             patch = f"*** Begin Patch\n*** Add File: {what}\n" + "".join(
                 f"+{line}\n" for line in extra.splitlines()) + "*** End Patch\n"
         else:
@@ -410,6 +429,17 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
+        received = time.monotonic()
+        try:
+            self.answer_post(raw)
+        finally:
+            if TIMINGS is not None:
+                entry = {"path": self.path, "received": received, "replied": time.monotonic()}
+                with LOG_LOCK:
+                    with open(TIMINGS, "a", encoding="utf-8") as out:
+                        out.write(json.dumps(entry) + "\n")
+
+    def answer_post(self, raw):
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -441,16 +471,21 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global LOG
+    global LOG, PLAN, TIMINGS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--log")
     parser.add_argument("--workspace", action="append", default=[], metavar="AGENT=DIR")
+    parser.add_argument("--plan", help="a JSON file holding the turn to play instead")
+    parser.add_argument("--timings", help="append when each POST arrived and was answered")
     parser.add_argument("--compact", action="store_true",
                         help="report a nearly full context once, so agents compact (auto)")
     args = parser.parse_args()
-    LOG = args.log
+    LOG, TIMINGS = args.log, args.timings
+    if args.plan:
+        with open(args.plan, encoding="utf-8") as plan:
+            PLAN = [tuple(step) for step in json.load(plan)]
     for spec in args.workspace:
         agent, _, root = spec.partition("=")
         WORKSPACES[agent] = root.rstrip("/")

@@ -132,6 +132,10 @@ pub struct AgentSetup {
     pub turn_limits: TurnLimits,
     /// Watch the workspace for the user's edits (else scan before each model call).
     pub watch: bool,
+    /// Benchmark-only (`CAIRN_BENCH_NO_SNAPSHOTS=1`, see `benches/agent.rs`): run the same
+    /// loop but take no snapshot, record no step and start no watcher, so the benchmark can
+    /// tell what checkpointing costs. Not a feature: such a session leaves no history.
+    pub bench_no_snapshots: bool,
     /// The session's MCP servers (none: `McpHub::default()`).
     pub mcp: McpHub,
     /// How `shell` commands run.
@@ -155,6 +159,8 @@ pub struct Agent {
     policy: Policy,
     turn_limits: TurnLimits,
     watcher: Option<watch::Watcher>,
+    /// See [`AgentSetup::bench_no_snapshots`].
+    bench_no_snapshots: bool,
     /// Turns run since the session's end was last summarized.
     turns: usize,
     /// What tool-less calls (summaries, promotion) used since the last recorded step.
@@ -169,12 +175,14 @@ impl Agent {
         memory.notes = setup.restored.notes;
         memory.summary = setup.restored.summary;
         // With Watchman configured, every snapshot asks it (see `checkpoint::Store::scan`):
-        // a second watcher of cairn's own would only cost its set-up.
-        let watcher = if setup.watch && !setup.store.watches_with_watchman() {
-            watch::Watcher::start(setup.store.root(), setup.store.scanned_dirs()).ok()
-        } else {
-            None
-        };
+        // a second watcher of cairn's own would only cost its set-up. Without snapshots
+        // there is nothing to watch for.
+        let watcher =
+            if setup.watch && !setup.store.watches_with_watchman() && !setup.bench_no_snapshots {
+                watch::Watcher::start(setup.store.root(), setup.store.scanned_dirs()).ok()
+            } else {
+                None
+            };
         Agent {
             store: setup.store,
             session: setup.session,
@@ -190,6 +198,7 @@ impl Agent {
             policy: setup.policy,
             turn_limits: setup.turn_limits,
             watcher,
+            bench_no_snapshots: setup.bench_no_snapshots,
             turns: 0,
             unrecorded_usage: None,
             mcp: setup.mcp,
@@ -301,7 +310,7 @@ impl Agent {
         agent_paths: &BTreeSet<PathBuf>,
         emit: &mut dyn FnMut(Event),
     ) -> Result<bool, AgentError> {
-        if self.session.tip.is_none() {
+        if self.session.tip.is_none() || self.bench_no_snapshots {
             return Ok(true);
         }
         let changes = match &self.watcher {
@@ -357,6 +366,9 @@ impl Agent {
         }
         if let Some(usage) = self.unrecorded_usage.take() {
             self.add_usage(&mut record, usage);
+        }
+        if self.bench_no_snapshots {
+            return Ok(());
         }
         let kind = record.kind;
         let subject = crate::text::one_line(&record.subject);

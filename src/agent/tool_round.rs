@@ -287,6 +287,10 @@ impl Agent {
         mut details: serde_json::Map<String, Value>,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), AgentError> {
+        if self.bench_no_snapshots {
+            // The step's subject, changes and record exist only to be committed.
+            return Ok(());
+        }
         details.insert(
             "tool_calls".into(),
             Value::Array(response.tool_calls.iter().map(transcript::step_tool_call).collect()),

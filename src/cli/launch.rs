@@ -207,6 +207,47 @@ pub async fn start_mcp(context: &Context) -> McpHub {
     hub
 }
 
+/// Switches for `benches/agent.rs` only, set in the environment: they let the benchmark
+/// measure what the file watcher and checkpointing cost by turning them off. They are not
+/// settings (a session run without snapshots has no history to rewind to), and each one
+/// set says so on stderr when the agent starts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BenchSwitches {
+    /// `CAIRN_BENCH_NO_SNAPSHOTS=1`: no snapshots, no step commits, no watcher.
+    pub no_snapshots: bool,
+    /// `CAIRN_BENCH_NO_WATCHER=1`: no file watcher of cairn's own, so user edits and what a
+    /// command changed are found by scanning, as where no watcher can run.
+    pub no_watcher: bool,
+}
+
+impl BenchSwitches {
+    pub const NO_SNAPSHOTS: &str = "CAIRN_BENCH_NO_SNAPSHOTS";
+    pub const NO_WATCHER: &str = "CAIRN_BENCH_NO_WATCHER";
+
+    /// The switches `env` sets; only the value `1` turns one on.
+    pub fn from_env(env: &Env) -> BenchSwitches {
+        let on = |name: &str| env.get(name) == Some("1");
+        BenchSwitches { no_snapshots: on(Self::NO_SNAPSHOTS), no_watcher: on(Self::NO_WATCHER) }
+    }
+
+    /// Says on stderr which switches are on.
+    fn warn(self) {
+        if self.no_snapshots {
+            eprintln!(
+                "warning: {}=1 (a benchmark-only switch): this session takes no snapshots and \
+                 records no steps",
+                Self::NO_SNAPSHOTS
+            );
+        }
+        if self.no_watcher {
+            eprintln!(
+                "warning: {}=1 (a benchmark-only switch): no file watcher, every step scans",
+                Self::NO_WATCHER
+            );
+        }
+    }
+}
+
 /// Builds the agent for `session`, continuing from `restored`, with the MCP servers of `mcp`.
 pub fn agent(
     context: Context,
@@ -265,6 +306,8 @@ pub fn agent(
         eprintln!("warning: {}; {then}", context.sandbox.describe());
     }
     let sandbox = context.sandbox.clone();
+    let bench = BenchSwitches::from_env(&context.env);
+    bench.warn();
     Ok(Agent::new(AgentSetup {
         store: context.store,
         session,
@@ -277,7 +320,8 @@ pub fn agent(
         memory,
         policy,
         turn_limits: turn_limits(&context.config.limits),
-        watch: true,
+        watch: !bench.no_watcher,
+        bench_no_snapshots: bench.no_snapshots,
         mcp,
         sandbox,
     }))
@@ -295,6 +339,22 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bench_switches_are_off_unless_set_to_1() {
+        let switches = |pairs: &[(&str, &str)]| {
+            BenchSwitches::from_env(&Env::from_pairs(pairs.iter().copied()))
+        };
+        assert_eq!(switches(&[]), BenchSwitches::default());
+        assert_eq!(
+            switches(&[(BenchSwitches::NO_SNAPSHOTS, "0"), (BenchSwitches::NO_WATCHER, "yes")]),
+            BenchSwitches::default()
+        );
+        assert_eq!(
+            switches(&[(BenchSwitches::NO_SNAPSHOTS, "1"), (BenchSwitches::NO_WATCHER, "1")]),
+            BenchSwitches { no_snapshots: true, no_watcher: true }
+        );
+    }
 
     #[test]
     fn configuration_and_client_agree_on_the_default_output_limit() {

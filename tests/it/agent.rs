@@ -428,6 +428,45 @@ async fn each_shell_step_holds_exactly_what_its_command_changed() {
     repo.assert_fsck_clean();
 }
 
+/// `CAIRN_BENCH_NO_SNAPSHOTS=1`, the agent benchmark's switch, runs the same loop with the
+/// same tools but checkpoints nothing: no step, no session ref, no current session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_switch_without_snapshots_runs_the_tools_and_records_no_step() {
+    let repo = TestRepo::new();
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[(
+            "c1",
+            "edit_file",
+            json!({"path": "README.md", "old_string": "hello", "new_string": "hello there"}),
+        )]),
+        Reply::chat_tool_calls(&[("c2", "shell", json!({"command": "echo ran > out.txt"}))]),
+        Reply::chat_text("Done."),
+    ])
+    .await;
+    repo.use_model(&model.base_url());
+    let mut command = repo.command_in(&repo.root, &["run", "work", "--approval", "auto", "--json"]);
+    command.env("CAIRN_BENCH_NO_SNAPSHOTS", "1");
+    let out =
+        tokio::task::spawn_blocking(move || command.output().expect("cairn runs")).await.unwrap();
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("CAIRN_BENCH_NO_SNAPSHOTS=1 (a benchmark-only switch)"), "{stderr}");
+    assert_eq!(model.requests().len(), 3);
+    let results: Vec<bool> = events(&out)
+        .iter()
+        .filter(|e| e["type"] == "tool_result")
+        .map(|e| e["is_error"].as_bool().unwrap())
+        .collect();
+    assert_eq!(results, [false, false], "both tools ran");
+    assert!(!events(&out).iter().any(|e| e["type"] == "step_recorded"));
+    assert_eq!(repo.read("README.md"), "hello there\n");
+    assert_eq!(repo.read("out.txt"), "ran\n");
+    assert_eq!(repo.git(&["for-each-ref", "refs/cairn/"]), "");
+    let git_dir = repo.root.join(".git");
+    assert!(!git_dir.join("cairn/main/current-session").exists());
+}
+
 async fn wait_for_requests(model: &MockModel, count: usize) {
     for _ in 0..500 {
         if model.requests().len() >= count {

@@ -154,6 +154,7 @@ fn demo_agent(
         policy: Policy::new(Approval::Auto, Box::new(Headless)),
         turn_limits: Default::default(),
         watch: false,
+        bench_no_snapshots: false,
         mcp: Default::default(),
         // The demo runs no commands.
         sandbox: crate::sandbox::Plan::Off,
