@@ -16,7 +16,8 @@
 //! is not installed), `cairn checkpoint` with the incremental scan, and the git-CLI warm
 //! method (a private index kept between runs, `git add -A`, `git write-tree`,
 //! `git commit-tree`). Figures are whole-process wall time and peak RSS, medians over
-//! `CAIRN_BENCH_RUNS` runs (default 15), each after one file was edited.
+//! `CAIRN_BENCH_RUNS` runs (default 15), each after one file was edited. Peak RSS is read by
+//! a small wrapper process, as in `benches/agent.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmarks fail loudly")]
 
@@ -24,24 +25,23 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
-/// Wall time and peak RSS (KiB) of one process, read with `wait4`.
+/// Wall time and peak RSS (KiB) of one process, read by a wrapper process
+/// ([`measured_command`]), since a direct child would report this benchmark's own peak.
 fn measure(command: &mut Command) -> (Duration, i64) {
-    let start = Instant::now();
-    #[expect(clippy::zombie_processes, reason = "wait4 below reaps it")]
-    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: `rusage` is plain data that `wait4` fills in; `pid` is our child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let elapsed = start.elapsed();
-    assert_eq!(waited, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{command:?} failed");
-    (elapsed, usage.ru_maxrss)
+    let report = report_path();
+    let status = command.stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    assert!(status.success(), "{command:?} failed");
+    let (kib, wall) = read_measure_report(&report).unwrap();
+    (wall, kib as i64)
+}
+
+/// The report file [`measure`] reads.
+fn report_path() -> PathBuf {
+    std::env::temp_dir().join(format!("cairn-hook-bench-{}", std::process::id()))
 }
 
 struct Mode {
@@ -65,7 +65,7 @@ impl Mode {
     }
 
     fn cairn(&self, repo: &Path, watchman: Option<&Watchman>, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        let mut command = measured_command(Path::new(env!("CARGO_BIN_EXE_cairn")), &report_path());
         command.args(args).current_dir(repo).env("HOME", &self.home);
         command.env_remove("XDG_CONFIG_HOME");
         if let Some(watchman) = watchman {
@@ -180,6 +180,10 @@ fn bench(files: usize, runs: usize) -> BoxResult<()> {
 }
 
 fn main() -> BoxResult<()> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|arg| arg == MEASURE_ARG) {
+        std::process::exit(measure_child(&args[2..]));
+    }
     let sizes: Vec<usize> = match std::env::var("CAIRN_BENCH_FILES") {
         Ok(list) => list.split(',').map(|n| n.trim().parse()).collect::<Result<_, _>>()?,
         Err(_) => vec![200_000],

@@ -372,3 +372,68 @@ impl Drop for Watchman {
         let _ = self.child.wait();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Peak memory of a child process
+
+/// The first argument that makes this binary the peak-memory wrapper ([`measure_child`]).
+pub const MEASURE_ARG: &str = "--measure-child";
+
+/// A command that runs `program` through this binary as [`measure_child`], which writes
+/// the program's peak RSS and wall time to `report`. Arguments, environment, directory and
+/// standard streams set on it reach `program` unchanged.
+///
+/// Why not `wait4` on `program` directly: Linux carries the spawning process's peak RSS
+/// over into the child's `ru_maxrss` (the memory a `fork` or `vfork` child shares counts
+/// at its `exec`), so a child of this benchmark, which holds a whole workspace's stat cache
+/// after its baseline scans, would report at least the benchmark's own peak. The wrapper
+/// is a fresh, small process, so what it reads is the program's.
+pub fn measured_command(program: &Path, report: &Path) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("the benchmark's own path"));
+    command.arg(MEASURE_ARG).arg(report).arg("--").arg(program);
+    command
+}
+
+/// The wrapper's side of [`measured_command`]: `args` are `REPORT -- PROGRAM ARGS…`. Runs
+/// the program, writes `<ru_maxrss in KiB> <wall nanoseconds>` to REPORT, and exits as the
+/// program did.
+pub fn measure_child(args: &[std::ffi::OsString]) -> i32 {
+    let [report, separator, program, rest @ ..] = args else {
+        eprintln!("{MEASURE_ARG} REPORT -- PROGRAM [ARGS…]");
+        return 2;
+    };
+    if separator != "--" {
+        eprintln!("{MEASURE_ARG} REPORT -- PROGRAM [ARGS…]");
+        return 2;
+    }
+    let started = Instant::now();
+    let child = match Command::new(program).args(rest).spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            eprintln!("{}: {err}", program.to_string_lossy());
+            return 127;
+        }
+    };
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else { return 125 };
+    let mut status = 0;
+    // SAFETY: `usage` is a plain C struct that wait4 fills in; `pid` is our own child, not
+    // yet reaped (std's `Child` is never waited on).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    if reaped != pid {
+        eprintln!("wait4: {}", std::io::Error::last_os_error());
+        return 125;
+    }
+    if std::fs::write(report, format!("{} {}", usage.ru_maxrss, wall.as_nanos())).is_err() {
+        return 125;
+    }
+    if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) }
+}
+
+/// Reads what [`measure_child`] wrote to `report`: peak RSS in KiB, and wall time.
+pub fn read_measure_report(report: &Path) -> BoxResult<(u64, Duration)> {
+    let text = std::fs::read_to_string(report)?;
+    let (kib, nanos) = text.split_once(' ').ok_or("a malformed peak-memory report")?;
+    Ok((kib.trim().parse()?, Duration::from_nanos(nanos.trim().parse()?)))
+}

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::Result;
 use crate::git::Context;
-use stat_cache::{CachedKind, StatCache};
+use stat_cache::CachedKind;
 
 pub use apply::{PathsSnapshot, apply_paths};
 pub use scan::{ScanContext, scan, scan_with_watchman};
@@ -44,11 +44,10 @@ pub use scan::{ScanContext, scan, scan_with_watchman};
 /// The directories the full scan that wrote the stat cache at `cache_path` entered,
 /// relative to the workspace root (the root left out); none without a cache.
 pub fn scanned_dirs(cache_path: &Path) -> Vec<PathBuf> {
-    StatCache::load(cache_path)
-        .dir_paths()
-        .filter(|rel| !rel.is_empty())
-        .map(|rel| PathBuf::from(OsStr::from_bytes(rel)))
-        .collect()
+    let mut dirs = stat_cache::list_dirs(cache_path);
+    dirs.sort_unstable();
+    dirs.dedup();
+    dirs.into_iter().map(|rel| PathBuf::from(OsStr::from_bytes(&rel))).collect()
 }
 
 /// The name of the reserved directory that holds cairn's state in a step's tree.

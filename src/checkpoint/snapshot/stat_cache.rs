@@ -246,11 +246,6 @@ impl StatCache {
         record(span.written, &bytes[span.raw.clone()], &bytes[span.body.clone()])
     }
 
-    /// The paths of the directories the cache holds.
-    pub fn dir_paths(&self) -> impl Iterator<Item = &BStr> {
-        self.dirs.keys().map(|path| path.as_bstr())
-    }
-
     /// Whether the next cache can extend this one with a journal segment: there is a base,
     /// written under the same rules and index, and the journal has room.
     fn extendable(&self, rules: Option<ObjectId>, index: Option<FileStat>) -> bool {
@@ -261,6 +256,78 @@ impl StatCache {
             && self.index == index
             && (self.journal.len() as u64) < (base_len / JOURNAL_SHARE).max(JOURNAL_FLOOR_BYTES)
     }
+}
+
+/// The paths of the directories the cache at `path` holds (in no order, possibly twice),
+/// read as a stream of record headers without mapping or checking the records: a list of
+/// what to watch needs neither, and mapping would cost the process the cache's size in
+/// memory. Paths that are not plain relative ones are left out.
+pub fn list_dirs(path: &Path) -> Vec<BString> {
+    let mut dirs = Vec::new();
+    let Ok(file) = std::fs::File::open(path) else { return dirs };
+    let Some(records_end) = file.metadata().ok().and_then(|m| m.len().checked_sub(8)) else {
+        return dirs;
+    };
+    let mut input = std::io::BufReader::with_capacity(64 << 10, file);
+    let Some(generation) = list_base_dirs(&mut input, records_end, &mut dirs) else {
+        return dirs;
+    };
+    let journal = journal_path(path);
+    if std::fs::symlink_metadata(&journal).is_ok_and(|m| m.len() <= MAX_JOURNAL_BYTES)
+        && let Ok(bytes) = std::fs::read(&journal)
+    {
+        dirs.extend(index_journal(&bytes, generation).0.into_iter().map(|(path, _)| path));
+    }
+    dirs.retain(|dir| is_plain_relative(dir));
+    dirs
+}
+
+/// Reads the base's header and the path of each record into `dirs`, skipping the bodies;
+/// returns the base's generation, or `None` where the bytes are no cache.
+fn list_base_dirs(
+    input: &mut std::io::BufReader<std::fs::File>,
+    records_end: u64,
+    dirs: &mut Vec<BString>,
+) -> Option<u64> {
+    use std::io::Read as _;
+    let mut fixed = [0u8; 8 + 8 + 12];
+    input.read_exact(&mut fixed).ok()?;
+    if &fixed[..8] != MAGIC {
+        return None;
+    }
+    let generation = u64::from_le_bytes(fixed[8..16].try_into().ok()?);
+    let mut pos = fixed.len() as u64;
+    for present_len in [20, STAT_BYTES] {
+        let mut flag = [0u8; 1];
+        input.read_exact(&mut flag).ok()?;
+        pos += 1;
+        if flag[0] == 1 {
+            input.seek_relative(present_len as i64).ok()?;
+            pos += present_len as u64;
+        }
+    }
+    let mut len = [0u8; 4];
+    while pos < records_end {
+        input.read_exact(&mut len).ok()?;
+        let path_len = u32::from_le_bytes(len) as usize;
+        // No directory path is this long; bytes that say so are no cache.
+        if path_len > 1 << 16 {
+            return Some(generation);
+        }
+        let mut path = vec![0; path_len];
+        input.read_exact(&mut path).ok()?;
+        input.read_exact(&mut len).ok()?;
+        let body_len = u32::from_le_bytes(len);
+        input.seek_relative(i64::from(body_len)).ok()?;
+        pos += 8 + path_len as u64 + u64::from(body_len);
+        dirs.push(BString::from(path));
+    }
+    Some(generation)
+}
+
+/// Whether `path` is a relative path of plain components (no `..`, no root, no empty one).
+fn is_plain_relative(path: &[u8]) -> bool {
+    path.split(|&b| b == b'/').all(|part| !part.is_empty() && part != b"." && part != b"..")
 }
 
 fn read_base(path: &Path) -> Option<Bytes> {
@@ -857,7 +924,7 @@ mod tests {
         let cache = StatCache::load(&path);
         assert_eq!(cache.rules, rules());
         assert_eq!(cache.index, Some(stat(1)));
-        assert_eq!(cache.dir_paths().count(), 2);
+        assert_eq!(cache.dirs.len(), 2);
         let src = cache.dir(b"src").expect("src");
         let entries: Vec<_> = src.entries().collect();
         assert_eq!(entries.len(), 2);
@@ -934,6 +1001,27 @@ mod tests {
         let cache = StatCache::load(&path);
         assert!(cache.dir(b"src").is_none(), "used a segment of another base");
         assert!(cache.dir(b"").is_some());
+    }
+
+    #[test]
+    fn dirs_are_listed_from_the_base_and_the_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        scan(&path, 7, WRITTEN).expect("a first cache").save().expect("saved");
+        // The root ("") is left out, as no plain relative path.
+        assert_eq!(list_dirs(&path), vec![BString::from("src")]);
+        let old = StatCache::load(&path);
+        let mut writer = CacheWriter::create(&path, &old, WRITTEN, rules(), Some(stat(1)));
+        for rel in ["src/new", "../outside", "/etc", "a//b"] {
+            writer.write_dir(rel.as_bytes(), &stat(3), None, false, None, &[]);
+        }
+        writer.finish().expect("a segment").save().expect("appended");
+        let mut listed = list_dirs(&path);
+        listed.sort();
+        assert_eq!(listed, vec![BString::from("src"), BString::from("src/new")]);
+        assert!(list_dirs(&dir.path().join("missing")).is_empty());
+        std::fs::write(&path, b"CAIRNSC\x02 but then nothing").expect("write");
+        assert!(list_dirs(&path).is_empty());
     }
 
     #[test]
