@@ -529,19 +529,10 @@ impl<'c> CacheWriter<'c> {
     }
 
     /// Writes a directory's record; `entries` in git tree order.
-    pub fn write_dir(
-        &mut self,
-        rel: &[u8],
-        stat: &FileStat,
-        gitignore: Option<&FileStat>,
-        depends_on_index: bool,
-        tree: Option<ObjectId>,
-        entries: &[EntryRecord],
-    ) {
+    pub fn write_dir(&mut self, rel: &[u8], head: &DirHead, entries: &[EntryRecord]) {
         let mut record = std::mem::take(&mut self.scratch);
         record.clear();
-        let encoded =
-            encode_record(&mut record, rel, stat, gitignore, depends_on_index, tree, entries);
+        let encoded = encode_record(&mut record, rel, head, entries);
         self.count += 1;
         match (encoded, self.extending) {
             (None, _) => self.failed = true,
@@ -674,16 +665,20 @@ impl PendingCache {
     }
 }
 
+/// A directory's own fields in its record (see [`DirRecord`]).
+pub struct DirHead {
+    pub stat: FileStat,
+    pub gitignore: Option<FileStat>,
+    pub depends_on_index: bool,
+    pub tree: Option<ObjectId>,
+}
+
 /// Encodes one directory's record (path, body length, body) onto `out`; `None` when a
 /// length does not fit the format.
-#[allow(clippy::too_many_arguments, reason = "the record's fields")]
 fn encode_record(
     out: &mut Vec<u8>,
     rel: &[u8],
-    stat: &FileStat,
-    gitignore: Option<&FileStat>,
-    depends_on_index: bool,
-    tree: Option<ObjectId>,
+    head: &DirHead,
     entries: &[EntryRecord],
 ) -> Option<()> {
     out.extend_from_slice(&u32::try_from(rel.len()).ok()?.to_le_bytes());
@@ -691,10 +686,10 @@ fn encode_record(
     let body_len_at = out.len();
     out.extend_from_slice(&[0; 4]);
     let body_start = out.len();
-    put_stat(out, stat);
-    put_stat_opt(out, gitignore);
-    out.push(u8::from(depends_on_index));
-    put_oid(out, tree);
+    put_stat(out, &head.stat);
+    put_stat_opt(out, head.gitignore.as_ref());
+    out.push(u8::from(head.depends_on_index));
+    put_oid(out, head.tree);
     out.extend_from_slice(&u32::try_from(entries.len()).ok()?.to_le_bytes());
     for entry in entries {
         out.extend_from_slice(&u32::try_from(entry.name.len()).ok()?.to_le_bytes());
@@ -871,6 +866,10 @@ mod tests {
         ObjectId::empty_blob(gix::hash::Kind::Sha1)
     }
 
+    fn plain_head() -> DirHead {
+        DirHead { stat: stat(5), gitignore: None, depends_on_index: false, tree: None }
+    }
+
     const WRITTEN: Timestamp = Timestamp { secs: 100, nanos: 1 };
 
     fn rules() -> Option<ObjectId> {
@@ -901,12 +900,18 @@ mod tests {
                         oid: blob(),
                     },
                 ];
-                writer.write_dir(b"src", &stat(3), Some(&stat(4)), true, Some(blob()), &entries);
+                let head = DirHead {
+                    stat: stat(3),
+                    gitignore: Some(stat(4)),
+                    depends_on_index: true,
+                    tree: Some(blob()),
+                };
+                writer.write_dir(b"src", &head, &entries);
             }
         }
         match old.dir(b"") {
             Some(root) => writer.copy_record(&root),
-            None => writer.write_dir(b"", &stat(5), None, false, None, &[]),
+            None => writer.write_dir(b"", &plain_head(), &[]),
         }
         writer.finish()
     }
@@ -994,7 +999,7 @@ mod tests {
         std::fs::write(&journal, &whole).expect("restore");
         let old = StatCache::load(&path);
         let mut writer = CacheWriter::create(&path, &old, WRITTEN, None, None);
-        writer.write_dir(b"", &stat(5), None, false, None, &[]);
+        writer.write_dir(b"", &plain_head(), &[]);
         writer.finish().expect("a new base").save().expect("saved");
         assert!(!journal.exists(), "the old base's journal was kept");
         std::fs::write(&journal, &whole).expect("an old segment back");
@@ -1013,7 +1018,7 @@ mod tests {
         let old = StatCache::load(&path);
         let mut writer = CacheWriter::create(&path, &old, WRITTEN, rules(), Some(stat(1)));
         for rel in ["src/new", "../outside", "/etc", "a//b"] {
-            writer.write_dir(rel.as_bytes(), &stat(3), None, false, None, &[]);
+            writer.write_dir(rel.as_bytes(), &plain_head(), &[]);
         }
         writer.finish().expect("a segment").save().expect("appended");
         let mut listed = list_dirs(&path);

@@ -4,7 +4,7 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::{Entry, EntryKind};
 
-use super::stat_cache::{CacheWriter, CachedKind, DirRecord, EntryRecord};
+use super::stat_cache::{CacheWriter, CachedKind, DirHead, DirRecord, EntryRecord};
 use super::walk::{EntryState, ScannedDir};
 use super::{ScanCounts, Skipped, basename, cmp_names, join};
 use crate::checkpoint::error::Result;
@@ -98,14 +98,13 @@ impl<'c> ScannedDir<'c> {
                 }
             }
         };
-        out.writer.write_dir(
-            &self.rel,
-            &self.stat,
-            self.gitignore.as_ref(),
-            self.depends_on_index,
+        let head = DirHead {
+            stat: self.stat,
+            gitignore: self.gitignore,
+            depends_on_index: self.depends_on_index,
             tree,
-            &records,
-        );
+        };
+        out.writer.write_dir(&self.rel, &head, &records);
         Ok(tree)
     }
 }
