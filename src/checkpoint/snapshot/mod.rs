@@ -80,6 +80,9 @@ pub struct ScanCounts {
     pub files_hashed: usize,
     pub files_reused: usize,
     pub trees_written: usize,
+    /// Whether the user's index was read (for an ignored name, an oversized file, or the
+    /// blob ids of many files the stat cache did not know).
+    pub index_read: bool,
 }
 
 /// What a snapshot learnt for the next one: the refreshed stat cache of a full scan and

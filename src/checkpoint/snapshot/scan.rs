@@ -70,7 +70,7 @@ fn scan_with_rules(
     let index_stat =
         std::fs::symlink_metadata(&index_path).ok().map(|m| FileStat::from_metadata(&m));
     let walked = walk(ctx, global, &cache, rules, LazyIndex::new(index_path), index_stat)?;
-    let (mut root, files_reused) = walked;
+    let (mut root, files_reused, index_read) = walked;
     let files_hashed = hash_pending(ctx, &mut root)?;
     let reserved_path_present = root.reserved_present;
 
@@ -78,7 +78,7 @@ fn scan_with_rules(
         repo,
         writer: CacheWriter::create(ctx.cache_path, &cache, started, Some(rules), index_stat),
         skipped: Vec::new(),
-        counts: ScanCounts { files_hashed, files_reused, ..ScanCounts::default() },
+        counts: ScanCounts { files_hashed, files_reused, index_read, ..ScanCounts::default() },
     };
     let tree = match root.build(&mut out)? {
         Some(id) => id,
@@ -172,7 +172,7 @@ fn changed_paths(
 
 /// The walk phase: the workspace listed against the stat cache, then the blob ids of files
 /// it could not vouch for taken from the user's index where that pays. Returns the scanned
-/// root and how many files kept a known blob id.
+/// root, how many files kept a known blob id, and whether the index was read.
 fn walk<'c>(
     ctx: &'c ScanContext<'_>,
     global: &'c GlobalRules,
@@ -180,7 +180,7 @@ fn walk<'c>(
     rules: ObjectId,
     index: LazyIndex,
     index_stat: Option<FileStat>,
-) -> Result<(ScannedDir<'c>, usize)> {
+) -> Result<(ScannedDir<'c>, usize, bool)> {
     let walker = Walker {
         root: ctx.root,
         global,
@@ -212,7 +212,8 @@ fn walk<'c>(
     {
         files_reused += root.resolve_from_index(&walker.index);
     }
-    Ok((root, files_reused))
+    let index_read = walker.index.index.get().is_some_and(Option::is_some);
+    Ok((root, files_reused, index_read))
 }
 
 /// The hashing phase: reads and hashes every pending file in parallel batches, storing new

@@ -71,6 +71,10 @@ pub enum CachedKind {
     Gitlink,
     /// An untracked file over the size limit, left out of snapshots.
     TooLarge,
+    /// An ignored file, or directory, with no tracked path at or below it when listed:
+    /// left out of snapshots, and kept so that listing the directory again need not ask
+    /// the user's index while it is unchanged.
+    Ignored,
 }
 
 impl CachedKind {
@@ -712,6 +716,7 @@ fn kind_code(kind: CachedKind) -> u8 {
         CachedKind::Gitlink => 4,
         CachedKind::TooLarge => 5,
         CachedKind::IgnoredDir => 6,
+        CachedKind::Ignored => 7,
     }
 }
 
@@ -724,6 +729,7 @@ fn kind_from_code(code: u8) -> Option<CachedKind> {
         4 => CachedKind::Gitlink,
         5 => CachedKind::TooLarge,
         6 => CachedKind::IgnoredDir,
+        7 => CachedKind::Ignored,
         _ => return None,
     })
 }

@@ -53,6 +53,12 @@ impl<'c> ScannedDir<'c> {
                     stat: entry.stat,
                     oid: id,
                 }),
+                EntryState::LeftOut => records.push(EntryRecord {
+                    name: entry.name,
+                    kind: entry.kind,
+                    stat: entry.stat,
+                    oid: null,
+                }),
                 EntryState::Skipped(reason) => {
                     out.skipped.push(Skipped {
                         path: join(self.rel.as_bstr(), entry.name.as_bstr())
@@ -141,7 +147,7 @@ pub(super) fn tree_mode(kind: CachedKind) -> EntryKind {
         CachedKind::Symlink => EntryKind::Link,
         CachedKind::Gitlink => EntryKind::Commit,
         CachedKind::Dir | CachedKind::IgnoredDir => EntryKind::Tree,
-        CachedKind::File | CachedKind::TooLarge => EntryKind::Blob,
+        CachedKind::File | CachedKind::TooLarge | CachedKind::Ignored => EntryKind::Blob,
     }
 }
 

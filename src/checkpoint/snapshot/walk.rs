@@ -80,6 +80,8 @@ pub(super) enum EntryState {
     Pending,
     Skipped(String),
     Vanished,
+    /// Kept in the stat cache, never in a tree (an ignored entry nothing tracked is in).
+    LeftOut,
 }
 
 /// A subdirectory to scan: its path, metadata and mode.
@@ -132,7 +134,9 @@ impl<'a> Walker<'a> {
                 self.visit_cached(&mut scanned, &dir, record, mode)
             }
             None => {
-                let Some(listing) = self.read_listing(&scanned.rel, &abs, &rules, mode) else {
+                let previous = scanned.cached.filter(|_| !self.index_changed);
+                let Some(listing) = self.read_listing(&scanned.rel, &abs, &rules, mode, previous)
+                else {
                     return Ok(ScannedDir::repository(scanned.rel, stat));
                 };
                 scanned.depends_on_index = listing.depends_on_index;
@@ -183,6 +187,14 @@ impl<'a> Walker<'a> {
         let mut files: Option<Vec<ScannedEntry>> = None;
         let mut unchanged = 0;
         for (position, entry) in record.entries().enumerate() {
+            if entry.kind == CachedKind::Ignored {
+                // Still there (the listing is unchanged) and still untracked (so is the
+                // index): nothing to look at.
+                if let Some(list) = files.as_mut() {
+                    list.push(ScannedEntry::cached(entry));
+                }
+                continue;
+            }
             let stat = dir.lstat(entry.name);
             if files.is_none() {
                 if let Ok(current) = &stat {
@@ -260,6 +272,9 @@ impl<'a> Walker<'a> {
         let mut list = Vec::with_capacity(listing.names.len() + listing.refused.len());
         for (name, reason) in listing.refused {
             list.push(ScannedEntry::skipped(name, reason));
+        }
+        for (name, is_dir) in listing.ignored {
+            list.push(ScannedEntry::left_out(name, is_dir));
         }
         let mut subdirs = Vec::new();
         for (name, hint) in listing.names {
@@ -400,8 +415,27 @@ impl<'a> Walker<'a> {
         abs: &Path,
         rules: &DirRules,
         mode: Mode,
+        previous: Option<DirRecord<'_>>,
     ) -> Option<Listing> {
         let mut listing = Listing::default();
+        let previous: Vec<CachedEntry<'_>> =
+            previous.map(|record| record.entries().collect()).unwrap_or_default();
+        // Whether an ignored name has something tracked at or below it, as the last listing
+        // found when the name was of the same kind; the index is unchanged since.
+        let decided = |name: &BStr, is_dir: bool| {
+            [true, false].into_iter().find_map(|as_dir| {
+                let idx = previous
+                    .binary_search_by(|e| cmp_names(e.name, e.kind.is_dir(), name, as_dir))
+                    .ok()?;
+                match previous[idx].kind {
+                    CachedKind::Ignored if previous[idx].stat.file_type().is_dir() == is_dir => {
+                        Some(false)
+                    }
+                    CachedKind::IgnoredDir if is_dir => Some(true),
+                    _ => None,
+                }
+            })
+        };
         let Ok(read) = std::fs::read_dir(abs) else {
             // Vanished or unreadable since its parent was listed: nothing to snapshot here.
             return Some(listing);
@@ -434,13 +468,17 @@ impl<'a> Walker<'a> {
             let mut hint = if is_dir { CachedKind::Dir } else { CachedKind::File };
             if ignored {
                 listing.depends_on_index = true;
-                if is_dir {
-                    if !self.index.has_tracked_below(rel_path.as_bstr()) {
-                        continue;
-                    }
-                    hint = CachedKind::IgnoredDir;
-                } else if !self.index.is_tracked(rel_path.as_bstr()) {
+                let tracked = match decided(name.as_bstr(), is_dir) {
+                    Some(tracked) => tracked,
+                    None if is_dir => self.index.has_tracked_below(rel_path.as_bstr()),
+                    None => self.index.is_tracked(rel_path.as_bstr()),
+                };
+                if !tracked {
+                    listing.ignored.push((name, is_dir));
                     continue;
+                }
+                if is_dir {
+                    hint = CachedKind::IgnoredDir;
                 }
             }
             // A name a restore would refuse is never recorded (Linux lets anyone create
@@ -465,6 +503,9 @@ pub(super) struct Listing {
     pub(super) names: Vec<(BString, CachedKind)>,
     /// Entries left out because a restore would refuse their names, with the rule.
     pub(super) refused: Vec<(BString, String)>,
+    /// Ignored entries with nothing tracked at or below them, and whether each is a
+    /// directory.
+    pub(super) ignored: Vec<(BString, bool)>,
     pub(super) depends_on_index: bool,
     pub(super) reserved_present: bool,
 }
@@ -476,7 +517,17 @@ impl ScannedEntry {
 
     fn cached(entry: CachedEntry<'_>) -> Self {
         let CachedEntry { name, kind, stat, oid } = entry;
-        ScannedEntry { name: name.to_owned(), kind, stat, state: EntryState::Cached(oid) }
+        let state =
+            if kind == CachedKind::Ignored { EntryState::LeftOut } else { EntryState::Cached(oid) };
+        ScannedEntry { name: name.to_owned(), kind, stat, state }
+    }
+
+    /// An ignored entry nothing tracked is in; its stat says only whether it is a
+    /// directory, which is what its record vouches for.
+    fn left_out(name: BString, is_dir: bool) -> Self {
+        let mode = if is_dir { libc::S_IFDIR } else { libc::S_IFREG };
+        let stat = FileStat { mode, ..FileStat::default() };
+        ScannedEntry { name, kind: CachedKind::Ignored, stat, state: EntryState::LeftOut }
     }
 
     pub(super) fn known(name: BString, kind: CachedKind, stat: FileStat, id: ObjectId) -> Self {
