@@ -1,7 +1,9 @@
 //! `cairn export [SESSION] [--format md|json|html]`: a session as a review document — each
 //! step's prompts, model text, tool calls with their (truncated) results, and the step's
-//! diff of the workspace (`.cairn/` hidden). `html` is a self-contained review page
-//! (`crate::history::export` reads the session, `html.rs` presents it).
+//! diff of the workspace (`.cairn/` hidden), and the tokens each step and the whole
+//! session used with their estimated cost, as `cairn log` shows them. `html` is a
+//! self-contained review page (`crate::history::export` reads the session, `html.rs`
+//! presents it).
 
 mod html;
 
@@ -12,10 +14,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::common::{format_time, open_store, print_json};
+use super::usage::{Prices, Spent};
 use super::{CommandError, log, render};
 use crate::agent::tools::output::truncate_middle;
 use crate::checkpoint::{Error, SessionInfo, StepSummary, Store};
 use crate::history::{self, export::StepMessages};
+use crate::llm::Usage;
 use crate::transcript::{Message, ToolArguments};
 
 /// Tool results longer than this keep their head and tail.
@@ -44,6 +48,11 @@ pub struct Args {
 #[derive(Serialize)]
 struct Export {
     session: SessionInfo,
+    /// The tokens the exported steps used; `null` when none reported usage.
+    usage: Option<Usage>,
+    /// Their estimated cost in dollars; `null` unless every step that used tokens has a
+    /// price table.
+    cost: Option<f64>,
     steps: Vec<ExportedStep>,
 }
 
@@ -55,6 +64,10 @@ struct ExportedStep {
     messages: Vec<Value>,
     /// The unified diff of the workspace against the previous step.
     diff: String,
+    /// The tokens the step's model calls used; `null` for steps without one.
+    usage: Option<Usage>,
+    /// Their estimated cost in dollars; `null` without a price table.
+    cost: Option<f64>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
@@ -66,24 +79,35 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             store.resolve(&session)?.commit
         }
     };
+    let prices = Prices::configured();
     match args.format {
-        Format::Json => print_json(&collect(&store, last)?)?,
-        Format::Md => print!("{}", markdown(&collect(&store, last)?)),
-        Format::Html => print!("{}", html::page(&history::export::collect(&store, last)?)),
+        Format::Json => print_json(&collect(&store, last, &prices)?)?,
+        Format::Md => print!("{}", markdown(&collect(&store, last, &prices)?)),
+        Format::Html => {
+            print!("{}", html::page(&history::export::collect(&store, last)?, &prices))
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn collect(store: &Store, last: gix::ObjectId) -> Result<Export, CommandError> {
+fn collect(store: &Store, last: gix::ObjectId, prices: &Prices) -> Result<Export, CommandError> {
     let (session, walked) = history::export::session_steps(store, last)?;
     let mut steps = Vec::with_capacity(walked.len());
+    let mut total = Spent::default();
     for StepMessages { summary, messages } in walked {
         let (from, to) = log::step_trees(store, summary.commit)?;
         let diff = render::render(store.repo(), from, Some(to), false, false)?;
         let messages = messages.into_iter().map(crate::transcript::presentable).collect();
-        steps.push(ExportedStep { summary, messages, diff });
+        let spent = Spent::of_step(store, &summary, prices)?;
+        total = total + spent;
+        steps.push(ExportedStep { summary, messages, diff, usage: spent.usage, cost: spent.cost });
     }
-    Ok(Export { session, steps })
+    Ok(Export { session, usage: total.usage, cost: total.cost, steps })
+}
+
+/// What a step or the session used, as [`Spent::text`] shows it.
+fn spent_text(usage: Option<Usage>, cost: Option<f64>) -> Option<String> {
+    Spent { usage, cost }.text()
 }
 
 fn markdown(export: &Export) -> String {
@@ -104,10 +128,17 @@ fn markdown(export: &Export) -> String {
         };
     }
     let _ = writeln!(out, "- steps: {}", export.steps.len());
+    if let Some(line) = spent_text(export.usage, export.cost) {
+        let _ = writeln!(out, "- tokens: {line}");
+    }
     for step in &export.steps {
         let s = &step.summary;
         let _ = writeln!(out, "\n## Step {} · {} · {}\n", s.step, s.kind, s.subject);
-        let _ = writeln!(out, "`{}` · {}\n", s.commit.to_hex_with_len(12), format_time(s.time));
+        let _ = write!(out, "`{}` · {}", s.commit.to_hex_with_len(12), format_time(s.time));
+        let _ = match spent_text(step.usage, step.cost) {
+            Some(line) => writeln!(out, " · tokens: {line}\n"),
+            None => writeln!(out, "\n"),
+        };
         for message in &step.messages {
             write_message(&mut out, message);
         }

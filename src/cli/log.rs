@@ -114,8 +114,8 @@ pub fn print_steps(
             print!("{}", render::render(store.repo(), from, Some(to), false, color)?);
         }
     }
-    if let Some(line) = total.text() {
-        println!("total tokens: {line}");
+    if let Some(line) = total.total_line() {
+        println!("{line}");
     }
     Ok(())
 }

@@ -112,7 +112,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     }
     let prompt = args.prompt.unwrap_or_default();
     let runtime = launch::runtime()?;
-    let mut printer = Printer::new(args.json, !args.hide_reasoning);
+    let mut printer = Printer::new(args.json, !args.hide_reasoning)
+        .priced_with(super::usage::Prices::of(&context.config));
     if let Some(message) = context.config_notice() {
         printer.event(&Event::Notice { message });
     }

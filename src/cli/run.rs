@@ -1,7 +1,8 @@
 //! `cairn run PROMPT`: one headless turn. The answer streams to stdout and tool activity
-//! to stderr; `--json` prints every event as one JSON object per line instead. Without
-//! `--approval auto`, writes and `shell` are refused (with the reason, to the model)
-//! rather than waiting on a question no one can answer.
+//! to stderr, ending with the tokens the run's steps used (and their estimated cost) as
+//! `cairn log` totals them; `--json` prints every event as one JSON object per line
+//! instead. Without `--approval auto`, writes and `shell` are refused (with the reason,
+//! to the model) rather than waiting on a question no one can answer.
 //!
 //! Exit status: 0 done, 1 failed, 2 usage error, 3 stopped at `--max-steps`, 5 ended
 //! unfinished (a refusal, an output limit, a content filter, a response with nothing
@@ -10,7 +11,10 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use gix::ObjectId;
+
 use crate::agent::{Event, Restored, TurnEnd, approval::Headless};
+use crate::checkpoint::Store;
 use crate::config::{Approval, Flags, Reasoning};
 use crate::llm::CancellationToken;
 use crate::sandbox::Mode;
@@ -18,6 +22,7 @@ use crate::text::{TerminalStream, terminal_safe};
 
 use super::CommandError;
 use super::launch::{self, Context};
+use super::usage::{Prices, Spent};
 
 /// The exit status of a turn that stopped before the model finished it.
 pub const UNFINISHED_EXIT: u8 = 5;
@@ -63,7 +68,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         sandbox: args.sandbox,
         reasoning: args.reasoning,
     })?;
-    let mut printer = Printer::new(args.json, !args.hide_reasoning);
+    let mut printer =
+        Printer::new(args.json, !args.hide_reasoning).priced_with(Prices::of(&context.config));
     // Before the model is chosen: an ignored `model` key may be why none is found.
     if let Some(message) = context.config_notice() {
         printer.event(&Event::Notice { message });
@@ -150,6 +156,7 @@ pub fn finish(
     if let Err(err) = &outcome {
         printer.event(&Event::Error { message: err.to_string() });
     }
+    printer.total(agent.store());
     printer.event(&Event::Done { session, checkpoint, reason: reason.to_string() });
     Ok(ExitCode::from(code))
 }
@@ -169,6 +176,10 @@ pub struct Printer {
     /// The streamed reasoning's escaping.
     reasoning: TerminalStream,
     dim: bool,
+    /// The steps recorded so far, whose usage [`Printer::total`] sums.
+    recorded: Vec<ObjectId>,
+    /// The price tables the total's cost is estimated with.
+    prices: Prices,
 }
 
 impl Printer {
@@ -181,6 +192,38 @@ impl Printer {
             reasoning_open: false,
             reasoning: TerminalStream::default(),
             dim: super::common::color_stderr(),
+            recorded: Vec::new(),
+            prices: Prices::default(),
+        }
+    }
+
+    /// Estimates the total's cost with `prices` (without, the total has none).
+    pub fn priced_with(mut self, prices: Prices) -> Self {
+        self.prices = prices;
+        self
+    }
+
+    /// Prints what the steps recorded so far used, `total tokens: …` as `cairn log` ends,
+    /// read back from their `step.json` so that it counts what `cairn log` counts (the
+    /// summary calls too, which stream no `usage` event). Nothing when no step reported
+    /// usage, and nothing with `--json`, whose `usage` events say it.
+    pub fn total(&mut self, store: &Store) {
+        if self.json || self.recorded.is_empty() {
+            return;
+        }
+        let spent = self.recorded.iter().try_fold(Spent::default(), |total, commit| {
+            let step = store.step_summary(*commit)?;
+            Ok::<_, CommandError>(total + Spent::of_step(store, &step, &self.prices)?)
+        });
+        self.end_reasoning();
+        self.end_line();
+        match spent {
+            Ok(spent) => {
+                if let Some(line) = spent.total_line() {
+                    eprintln!("{line}");
+                }
+            }
+            Err(err) => eprintln!("note: the run's token usage could not be read: {err}"),
         }
     }
 
@@ -211,6 +254,7 @@ impl Printer {
                 eprintln!("  {} {}", if *is_error { "✗" } else { "✓" }, terminal_safe(first));
             }
             Event::StepRecorded { step, commit, kind, .. } => {
+                self.recorded.extend(ObjectId::from_hex(commit.as_bytes()).ok());
                 self.end_line();
                 eprintln!("  [step {step}: {kind} {}]", &commit[..commit.len().min(10)]);
             }

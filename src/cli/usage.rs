@@ -1,5 +1,6 @@
-//! Token usage and its estimated cost, as `cairn log` and `cairn sessions` show them. A
-//! step's usage is read from its `step.json`; its cost is estimated with the `price` table
+//! Token usage and its estimated cost, as `cairn log`, `cairn sessions`, `cairn run` and
+//! `cairn export` show them: one formatter, [`Spent::text`], for all of them. A step's
+//! usage is read from its `step.json`; its cost is estimated with the `price` table
 //! configured now for the step's provider (none is built in), so it is only as right as
 //! that table.
 
@@ -33,7 +34,8 @@ impl Prices {
         }
     }
 
-    fn of(config: &config::Config) -> Prices {
+    /// The tables of an already loaded configuration.
+    pub fn of(config: &config::Config) -> Prices {
         Prices(
             config
                 .providers
@@ -84,9 +86,14 @@ impl Spent {
         step: &StepSummary,
         prices: &Prices,
     ) -> Result<Spent, CommandError> {
-        let usage = step_usage(store, step.commit)?;
-        let cost = usage.and_then(|usage| prices.cost(step.model.as_deref(), &usage));
-        Ok(Spent { usage, cost })
+        Ok(Spent::priced(step_usage(store, step.commit)?, step.model.as_deref(), prices))
+    }
+
+    /// `usage` by a step of `model` (`provider/model`), with its cost where that provider
+    /// has a price table.
+    pub fn priced(usage: Option<Usage>, model: Option<&str>, prices: &Prices) -> Spent {
+        let cost = usage.and_then(|usage| prices.cost(model, &usage));
+        Spent { usage, cost }
     }
 
     /// The steps' total.
@@ -121,6 +128,12 @@ impl Spent {
             parts.push(format!("~${cost:.4}"));
         }
         Some(parts.join(" · "))
+    }
+
+    /// The line a total ends a listing with (`cairn log`, `cairn run`): `total tokens: in
+    /// 1200 · …`; `None` when nothing was used.
+    pub fn total_line(&self) -> Option<String> {
+        self.text().map(|line| format!("total tokens: {line}"))
     }
 }
 
@@ -180,5 +193,10 @@ mod tests {
         assert_eq!(mixed.usage, Some(usage(30, 5, 0, 3)));
         assert_eq!(nothing.text(), None);
         assert_eq!(priced.text().as_deref(), Some("in 10 · cached 0 · out 1 · ~$0.5000"));
+        assert_eq!(nothing.total_line(), None);
+        assert_eq!(
+            unpriced.total_line().as_deref(),
+            Some("total tokens: in 20 · cached 5 · out 2")
+        );
     }
 }

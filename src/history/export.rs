@@ -46,11 +46,7 @@ pub struct ReviewStep {
     pub files: Vec<FileDiff>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
+pub use crate::llm::Usage;
 
 /// An archived branch: the steps a rewind moved the session away from.
 pub struct Fork {
@@ -122,7 +118,6 @@ pub struct Totals {
     pub first_time: Option<i64>,
     pub last_time: Option<i64>,
     pub models: Vec<String>,
-    pub usage: Usage,
 }
 
 /// Reads the review of `last`'s session, up to `last`.
@@ -251,7 +246,7 @@ fn review_steps(
     Ok(steps)
 }
 
-/// The model's token counts for a step, from its `step.json`.
+/// The model's token counts for a step, from its `step.json`; a count it leaves out is 0.
 fn usage(store: &Store, tree: ObjectId) -> Result<Option<Usage>> {
     let Some(json) = store.blob_at(tree, ".cairn/state/step.json")? else { return Ok(None) };
     let value: Value = serde_json::from_slice(&json).unwrap_or_default();
@@ -259,9 +254,13 @@ fn usage(store: &Store, tree: ObjectId) -> Result<Option<Usage>> {
     let count = |name: &str| usage[name].as_u64();
     Ok(match (count("input_tokens"), count("output_tokens")) {
         (None, None) => None,
-        (input, output) => {
-            Some(Usage { input_tokens: input.unwrap_or(0), output_tokens: output.unwrap_or(0) })
-        }
+        (input, output) => Some(Usage {
+            input_tokens: input.unwrap_or(0),
+            output_tokens: output.unwrap_or(0),
+            cached_input_tokens: count("cached_input_tokens").unwrap_or(0),
+            cache_write_input_tokens: count("cache_write_input_tokens").unwrap_or(0),
+            reasoning_tokens: count("reasoning_tokens").unwrap_or(0),
+        }),
     })
 }
 
@@ -290,12 +289,6 @@ fn totals(
         totals.first_time = Some(totals.first_time.map_or(time, |t| t.min(time)));
         totals.last_time = Some(totals.last_time.map_or(time, |t| t.max(time)));
         models.extend(step.summary.model.clone());
-        if let Some(usage) = step.usage {
-            totals.usage.input_tokens =
-                totals.usage.input_tokens.saturating_add(usage.input_tokens);
-            totals.usage.output_tokens =
-                totals.usage.output_tokens.saturating_add(usage.output_tokens);
-        }
     }
     totals.models = models.into_iter().collect();
     Ok(totals)

@@ -353,3 +353,112 @@ async fn a_30_step_session_reads_most_of_each_request_from_the_cache() {
     assert!(average(&shares) >= 0.85, "{shares:?}");
     assert!(lowest >= 0.95, "{shares:?}");
 }
+
+/// The lines of `cairn run`'s stderr.
+fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cairn_run_ends_with_the_runs_tokens_and_cost_as_cairn_log_totals_them() {
+    let repo = TestRepo::new();
+    let model = mock_model::start([
+        Reply::anthropic_tool_calls(
+            &[("t1", "read_file", json!({"path": "README.md"}))],
+            STEP_USAGE,
+        ),
+        Reply::anthropic_text("Read it.", STEP_USAGE),
+        // The session summary and the promotion pass: their tokens stream no `usage` event
+        // but count in the `summarize` step, as `cairn log` counts them.
+        Reply::anthropic_text("## Goal\n- read the readme\n", STEP_USAGE),
+        Reply::anthropic_text("", STEP_USAGE),
+    ])
+    .await;
+    let config = format!(
+        "model = \"mock/scripted\"\n[provider.mock]\nkind = \"anthropic\"\nbase_url = \"{}\"\n{PRICE}",
+        model.base_url()
+    );
+    std::fs::write(repo.home.join("cairn-config.toml"), config).unwrap();
+
+    let out = cairn(&repo, &["run", "read the readme"]).await;
+    assert_ok(&out);
+    assert_eq!(model.requests().len(), 4, "two steps, the summary and the promotion pass");
+    // Four calls of 100 plain, 9000 cached, 900 written, 50 out: 4 × $0.007125 = $0.0285.
+    let total = "total tokens: in 40000 · cached 36000 · written 3600 · out 200 · ~$0.0285";
+    let lines = stderr_lines(&out);
+    let (last, before) = lines.split_last().unwrap();
+    assert!(last.starts_with("done: "), "{lines:?}");
+    assert_eq!(before.last().map(String::as_str), Some(total), "{lines:?}");
+    assert_eq!(lines.iter().filter(|line| line.contains("tokens")).count(), 1, "{lines:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("tokens"), "usage is on stderr");
+    // The same numbers as `cairn log`'s total and `cairn sessions`' line.
+    let log = repo.ok(&["log"]);
+    assert!(log.ends_with(&format!("{total}\n")), "{log}");
+    assert!(repo.ok(&["sessions"]).contains(&format!("      tokens: {}", &total[14..])));
+
+    // The export says the same, per session and per step, in every format.
+    let md = repo.ok(&["export"]);
+    assert!(md.contains(&format!("\n- tokens: {}\n", &total[14..])), "{md}");
+    let step = "tokens: in 10000 · cached 9000 · written 900 · out 50 · ~$0.0071";
+    assert_eq!(md.matches(&format!(" · {step}\n")).count(), 2, "the two steps: {md}");
+    let html = repo.ok(&["export", "--format", "html"]);
+    assert!(
+        html.contains(&format!(
+            "<div class=\"label\">Tokens</div><div class=\"value\">{}</div>",
+            &total[14..]
+        )),
+        "{html}"
+    );
+    assert_eq!(html.matches(&format!("<span class=\"tokens\">{step}</span>")).count(), 2);
+    let export: Value = serde_json::from_str(&repo.ok(&["export", "--format", "json"])).unwrap();
+    assert_eq!(export["usage"]["input_tokens"], 40_000);
+    assert_eq!(export["usage"]["cache_write_input_tokens"], 3600);
+    assert!(close(&export["cost"], 4.0 * STEP_COST), "{}", export["cost"]);
+    let summarize = export["steps"].as_array().unwrap().last().unwrap();
+    assert_eq!(summarize["usage"]["input_tokens"], 20_000, "the summary's two calls");
+    assert!(close(&summarize["cost"], 2.0 * STEP_COST), "{summarize}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cairn_run_without_a_price_totals_tokens_only_and_without_usage_says_nothing() {
+    let repo = TestRepo::new();
+    let model = mock_model::start([
+        Reply::chat_tool_calls(&[("c1", "read_file", json!({"path": "README.md"}))]),
+        Reply::chat_text("Read it."),
+    ])
+    .await;
+    use_provider(&repo, "openai-chat", &model.base_url(), "");
+    let out = cairn(&repo, &["run", "read the readme"]).await;
+    assert_ok(&out);
+    // Two calls of 10 prompt and 5 completion tokens, no price table: no cost.
+    let lines = stderr_lines(&out);
+    assert_eq!(lines[lines.len() - 2], "total tokens: in 20 · cached 0 · out 10", "{lines:?}");
+    // A headless resume totals the steps it recorded, not the whole session.
+    model.push(Reply::chat_text("Again."));
+    let out = cairn(&repo, &["resume", "@", "again"]).await;
+    assert_ok(&out);
+    let lines = stderr_lines(&out);
+    assert_eq!(lines[lines.len() - 2], "total tokens: in 10 · cached 0 · out 5", "{lines:?}");
+
+    // A server that reports no usage: no line at all.
+    let repo = TestRepo::new();
+    let model = mock_model::start([fixture_reply("openai-chat", "no_usage")]).await;
+    use_provider(&repo, "openai-chat", &model.base_url(), PRICE);
+    let out = cairn(&repo, &["run", "hello"]).await;
+    assert_ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "No usage here.\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("tokens"), "{stderr}");
+    assert!(!repo.ok(&["export"]).contains("tokens"), "nothing to show in the export either");
+
+    // `--json` is unchanged: `usage` events, and no summary line anywhere.
+    let repo = TestRepo::new();
+    let model = mock_model::start([Reply::chat_text("Hi.")]).await;
+    use_provider(&repo, "openai-chat", &model.base_url(), PRICE);
+    let out = cairn(&repo, &["run", "hello", "--json"]).await;
+    assert_ok(&out);
+    let usage: Vec<Value> = events(&out).into_iter().filter(|e| e["type"] == "usage").collect();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0]["input_tokens"], 10);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("tokens"));
+}

@@ -56,6 +56,13 @@ async fn the_json_export_holds_every_message_once_and_each_steps_diff() {
     let diff = steps[1]["diff"].as_str().unwrap();
     assert!(diff.contains("b/notes.md") && diff.contains("+```sh"), "{diff}");
     assert_eq!(steps[0]["diff"], "", "the prompt step changed no file");
+    // Each model call's tokens, and the session's: 10 in and 5 out each, no price table.
+    assert!(steps[0]["usage"].is_null());
+    assert_eq!(steps[1]["usage"]["input_tokens"], 10);
+    assert_eq!(steps[2]["usage"]["output_tokens"], 5);
+    assert_eq!(export["usage"]["input_tokens"], 20);
+    assert_eq!(export["usage"]["output_tokens"], 10);
+    assert!(export["cost"].is_null() && steps[1]["cost"].is_null());
     assert!(!diff.contains(".cairn"), "cairn's own state is hidden: {diff}");
 }
 
@@ -70,6 +77,8 @@ async fn the_markdown_export_reads_as_a_review() {
     assert!(md.contains("**Tool call** `write_file` (`c1`)"));
     assert!(md.contains("**Tool result** (`c1`)"));
     assert!(md.contains("**Assistant**\n\nWrote notes.md."));
+    assert!(md.contains("\n- tokens: in 20 · cached 0 · out 10\n"), "the session's total: {md}");
+    assert_eq!(md.matches(" · tokens: in 10 · cached 0 · out 5\n").count(), 2, "{md}");
     // The diff holds a ``` fence, so its own fence must be longer.
     assert!(md.contains("````diff\n"), "{md}");
     assert_eq!(md.matches("<details>").count(), md.matches("</details>").count());
@@ -281,7 +290,11 @@ async fn the_html_page_shows_totals_the_timeline_and_a_rewound_branch_as_a_fork(
     assert!(text.contains("Files changed2base"), "notes.md and later.txt: {text}");
     assert!(text.contains("Lines+6 −0"), "{text}");
     assert!(text.contains("mock/scripted"), "the model is named");
-    assert!(text.contains("Tokens20 / 10"), "two model calls' usage: {text}");
+    assert!(
+        text.contains("Tokensin 20 · cached 0 · out 10all steps, archived branches too"),
+        "two model calls' usage, with no price table: {text}"
+    );
+    assert!(html.contains("<span class=\"tokens\">tokens: in 10 · cached 0 · out 5</span>"));
     // The prompt, the tool call with its result, the model's text and the diff.
     assert!(text.contains("Promptwrite the notes"));
     assert!(html.contains("<span class=\"tool-name\">write_file</span>"));

@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use crate::agent::tools::output::truncate_middle;
 use crate::checkpoint::{StepKind, StepSummary};
-use crate::history::export::{Fork, ForkParent, Review, ReviewStep, Usage};
+use crate::cli::usage::{Prices, Spent};
+use crate::history::export::{Fork, ForkParent, Review, ReviewStep};
 use crate::transcript::{Message, ToolArguments, ToolCall};
 use diff::file_diff;
 
@@ -32,8 +33,8 @@ const MAX_RESULT_BYTES: usize = 64_000;
 /// Model and prompt text longer than this keeps its head and tail.
 const MAX_TEXT_BYTES: usize = 200_000;
 
-/// The whole page.
-pub fn page(review: &Review) -> String {
+/// The whole page; token costs are estimated with `prices`.
+pub fn page(review: &Review, prices: &Prices) -> String {
     let nonce = format!("{:032x}", fastrand::u128(..));
     let title = &review.session.title;
     let mut out = String::with_capacity(64 * 1024);
@@ -49,10 +50,10 @@ pub fn page(review: &Review) -> String {
         text(title)
     );
     header(&mut out, review);
-    summary(&mut out, review);
-    timeline(&mut out, review);
+    summary(&mut out, review, prices);
+    timeline(&mut out, review, prices);
     out.push_str("<main>\n<div class=\"toolbar\"><button type=\"button\" id=\"expand-all\">Expand all</button> <button type=\"button\" id=\"collapse-all\">Collapse all</button></div>\n");
-    line_of_steps(&mut out, review, "main", &review.steps, ForkParent::Main);
+    line_of_steps(&mut out, review, prices, "main", &review.steps, ForkParent::Main);
     for (reference, why) in &review.unreadable {
         let _ = writeln!(
             out,
@@ -90,7 +91,7 @@ fn header(out: &mut String, review: &Review) {
     out.push_str("</p>\n</header>\n");
 }
 
-fn summary(out: &mut String, review: &Review) {
+fn summary(out: &mut String, review: &Review, prices: &Prices) {
     let totals = &review.totals;
     let archived: usize = review.forks.iter().map(|fork| fork.steps.len()).sum();
     let duration = match (totals.first_time, totals.last_time) {
@@ -132,9 +133,17 @@ fn summary(out: &mut String, review: &Review) {
     );
     card("Duration", duration, "first step → last".into());
     card("Models", models, String::new());
-    let usage = totals.usage;
-    let reported = usage != Usage::default();
-    card("Tokens", if reported { tokens(usage) } else { "-".into() }, "input / output".into());
+    // Every step's, the archived branches' too: their tokens were spent all the same.
+    let spent = review
+        .steps
+        .iter()
+        .chain(review.forks.iter().flat_map(|fork| &fork.steps))
+        .fold(Spent::default(), |total, step| total + spent(step, prices));
+    let (tokens, note) = match spent.text() {
+        Some(line) => (text(&line), "all steps, archived branches too".into()),
+        None => ("-".into(), "no usage reported".into()),
+    };
+    card("Tokens", tokens, note);
     out.push_str("</section>\n");
     if !totals.files.is_empty() {
         out.push_str("<section class=\"files\">\n<h2>Files changed</h2>\n<table>\n");
@@ -149,9 +158,9 @@ fn summary(out: &mut String, review: &Review) {
     }
 }
 
-fn timeline(out: &mut String, review: &Review) {
+fn timeline(out: &mut String, review: &Review, prices: &Prices) {
     out.push_str("<nav class=\"timeline\">\n<h2>Timeline</h2>\n");
-    timeline_line(out, review, "main", &review.steps, ForkParent::Main);
+    timeline_line(out, review, prices, "main", &review.steps, ForkParent::Main);
     out.push_str("</nav>\n");
 }
 
@@ -159,12 +168,13 @@ fn timeline(out: &mut String, review: &Review) {
 fn timeline_line(
     out: &mut String,
     review: &Review,
+    prices: &Prices,
     line: &str,
     steps: &[ReviewStep],
     parent: ForkParent,
 ) {
     out.push_str("<ol>\n");
-    timeline_forks(out, review, parent, 0);
+    timeline_forks(out, review, prices, parent, 0);
     for step in steps {
         let s = &step.summary;
         let _ = write!(
@@ -180,23 +190,30 @@ fn timeline_line(
         if let Some(model) = model_of(s) {
             let _ = write!(out, " <span class=\"model\">{}</span>", text(model));
         }
-        if let Some(usage) = step.usage {
-            let _ = write!(out, " <span class=\"tokens\">{}</span>", tokens(usage));
+        if let Some(line) = spent(step, prices).text() {
+            let _ = write!(out, " <span class=\"tokens\">{}</span>", text(&line));
         }
         out.push_str("</li>\n");
-        timeline_forks(out, review, parent, s.step);
+        timeline_forks(out, review, prices, parent, s.step);
     }
     out.push_str("</ol>\n");
 }
 
-fn timeline_forks(out: &mut String, review: &Review, parent: ForkParent, after_step: u64) {
+fn timeline_forks(
+    out: &mut String,
+    review: &Review,
+    prices: &Prices,
+    parent: ForkParent,
+    after_step: u64,
+) {
     for (index, fork) in forks_at(review, parent, after_step) {
         let _ = write!(
             out,
             "<li class=\"fork\"><a href=\"#fork-{index}\">↪ archived branch</a> <span class=\"when\">{}</span>",
             fork.archived_at.map(time).unwrap_or_default()
         );
-        timeline_line(out, review, &format!("fork-{index}"), &fork.steps, ForkParent::Fork(index));
+        let line = format!("fork-{index}");
+        timeline_line(out, review, prices, &line, &fork.steps, ForkParent::Fork(index));
         out.push_str("</li>\n");
     }
 }
@@ -217,18 +234,25 @@ fn forks_at(
 fn line_of_steps(
     out: &mut String,
     review: &Review,
+    prices: &Prices,
     line: &str,
     steps: &[ReviewStep],
     parent: ForkParent,
 ) {
-    fork_sections(out, review, parent, 0);
+    fork_sections(out, review, prices, parent, 0);
     for step in steps {
-        step_section(out, line, step);
-        fork_sections(out, review, parent, step.summary.step);
+        step_section(out, prices, line, step);
+        fork_sections(out, review, prices, parent, step.summary.step);
     }
 }
 
-fn fork_sections(out: &mut String, review: &Review, parent: ForkParent, after_step: u64) {
+fn fork_sections(
+    out: &mut String,
+    review: &Review,
+    prices: &Prices,
+    parent: ForkParent,
+    after_step: u64,
+) {
     for (index, fork) in forks_at(review, parent, after_step) {
         let from = match fork.after_step {
             0 => "from the session's base".to_string(),
@@ -242,12 +266,13 @@ fn fork_sections(out: &mut String, review: &Review, parent: ForkParent, after_st
             text(&fork.reference),
             archived(fork),
         );
-        line_of_steps(out, review, &format!("fork-{index}"), &fork.steps, ForkParent::Fork(index));
+        let line = format!("fork-{index}");
+        line_of_steps(out, review, prices, &line, &fork.steps, ForkParent::Fork(index));
         out.push_str("</section>\n");
     }
 }
 
-fn step_section(out: &mut String, line: &str, step: &ReviewStep) {
+fn step_section(out: &mut String, prices: &Prices, line: &str, step: &ReviewStep) {
     let s = &step.summary;
     let _ = write!(
         out,
@@ -265,8 +290,8 @@ fn step_section(out: &mut String, line: &str, step: &ReviewStep) {
     if let Some(agent) = &s.agent {
         let _ = write!(out, " <span class=\"model\">via {}</span>", text(agent));
     }
-    if let Some(usage) = step.usage {
-        let _ = write!(out, " <span class=\"tokens\">{} tokens</span>", tokens(usage));
+    if let Some(line) = spent(step, prices).text() {
+        let _ = write!(out, " <span class=\"tokens\">tokens: {}</span>", text(&line));
     }
     let _ = writeln!(out, " <code class=\"commit\">{}</code></div>", s.commit.to_hex_with_len(12));
     match s.kind {
@@ -495,8 +520,10 @@ fn duration(seconds: i64) -> String {
     }
 }
 
-fn tokens(usage: Usage) -> String {
-    format!("{} / {}", usage.input_tokens, usage.output_tokens)
+/// A step's tokens and their estimated cost, shown with [`Spent::text`] as `cairn log`
+/// shows them.
+fn spent(step: &ReviewStep, prices: &Prices) -> Spent {
+    Spent::priced(step.usage, step.summary.model.as_deref(), prices)
 }
 
 fn short(hex: &str) -> &str {
