@@ -19,7 +19,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("memory", &["git", "config", "text", "secrets", "title"]),
     (
         "history",
-        &["checkpoint", "memory", "git", "config", "transcript", "text", "secrets", "title"],
+        // `llm` for `Usage`, the token counts a step records.
+        &["checkpoint", "memory", "git", "config", "transcript", "llm", "text", "secrets", "title"],
     ),
     ("mcp", &["config", "sandbox", "text", "secrets"]),
     (
