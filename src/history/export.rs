@@ -249,10 +249,17 @@ fn review_steps(
 /// The model's token counts for a step, from its `step.json`; a count it leaves out is 0.
 fn usage(store: &Store, tree: ObjectId) -> Result<Option<Usage>> {
     let Some(json) = store.blob_at(tree, ".cairn/state/step.json")? else { return Ok(None) };
-    let value: Value = serde_json::from_slice(&json).unwrap_or_default();
+    Ok(usage_of_step_json(&json))
+}
+
+/// The usage a `step.json` records. The file comes from a session that may be someone
+/// else's: anything but a non-negative integer counts as absent, and bytes that are no
+/// JSON as no usage at all.
+fn usage_of_step_json(json: &[u8]) -> Option<Usage> {
+    let value: Value = serde_json::from_slice(json).unwrap_or_default();
     let usage = &value["usage"];
     let count = |name: &str| usage[name].as_u64();
-    Ok(match (count("input_tokens"), count("output_tokens")) {
+    match (count("input_tokens"), count("output_tokens")) {
         (None, None) => None,
         (input, output) => Some(Usage {
             input_tokens: input.unwrap_or(0),
@@ -261,7 +268,7 @@ fn usage(store: &Store, tree: ObjectId) -> Result<Option<Usage>> {
             cache_write_input_tokens: count("cache_write_input_tokens").unwrap_or(0),
             reasoning_tokens: count("reasoning_tokens").unwrap_or(0),
         }),
-    })
+    }
 }
 
 fn totals(
@@ -443,5 +450,31 @@ mod tests {
         let DiffBody::Text(hunks) = file.body else { panic!("a text diff") };
         assert_eq!(hunks[0].lines.len(), MAX_DIFF_LINES);
         assert_eq!(hunks[0].dropped, 10);
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::usage_of_step_json;
+
+    #[test]
+    fn a_crafted_step_json_gives_no_usage_or_zeros_never_a_panic() {
+        for hostile in [
+            b"not json at all".as_slice(),
+            b"",
+            br#"{"usage": "lots"}"#,
+            br#"{"usage": {"input_tokens": "1e9", "output_tokens": -5}}"#,
+            br#"{"usage": [1, 2, 3]}"#,
+        ] {
+            assert!(usage_of_step_json(hostile).is_none(), "{}", String::from_utf8_lossy(hostile));
+        }
+        let crafted = br#"{"usage": {"input_tokens": 18446744073709551615, "output_tokens": 1.5,
+            "cached_input_tokens": {"x": 1}, "reasoning_tokens": -1}}"#;
+        let usage = usage_of_step_json(crafted).expect("the one good count is kept");
+        assert_eq!(usage.input_tokens, u64::MAX);
+        assert_eq!(
+            (usage.output_tokens, usage.cached_input_tokens, usage.reasoning_tokens),
+            (0, 0, 0)
+        );
     }
 }
