@@ -179,7 +179,8 @@ impl Agent {
         // there is nothing to watch for.
         let watcher =
             if setup.watch && !setup.store.watches_with_watchman() && !setup.bench_no_snapshots {
-                watch::Watcher::start(setup.store.root(), setup.store.scanned_dirs()).ok()
+                let store = &setup.store;
+                watch::Watcher::start(store.root(), store.private_dir(), store.scanned_dirs()).ok()
             } else {
                 None
             };

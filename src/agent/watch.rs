@@ -33,6 +33,8 @@ use std::time::Duration;
 use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
+use crate::git::temp;
+
 /// More paths than this at once (a build writing thousands of files) are cheaper to find
 /// with one incremental scan than one by one.
 const MAX_PATHS: usize = 512;
@@ -101,19 +103,24 @@ pub struct Watcher {
     cookies: PathBuf,
     next_cookie: AtomicU64,
     messages: mpsc::Sender<Message>,
-    /// Holds the cookie directory; removed on drop.
+    /// Holds the cookie directory; removed on drop, or swept as abandoned (its name
+    /// carries this process's id, see [`temp`]) when the process is killed.
     _cookie_dir: tempfile::TempDir,
 }
 
 impl Watcher {
     /// Starts watching `root` and, on Linux, the workspace-relative directories `dirs`
-    /// returns. Fails only when the cookie directory or the thread cannot be made; a
-    /// watcher that cannot start later makes every take a rescan.
+    /// returns; the cookie directory is made in `private_dir`. Fails only when the cookie
+    /// directory or the thread cannot be made; a watcher that cannot start later makes
+    /// every take a rescan.
     pub fn start(
         root: &Path,
+        private_dir: &Path,
         dirs: impl FnOnce() -> Vec<PathBuf> + Send + 'static,
     ) -> std::io::Result<Watcher> {
-        let cookie_dir = tempfile::Builder::new().prefix("cairn-watch-").tempdir()?;
+        std::fs::create_dir_all(private_dir)?;
+        let cookie_dir =
+            tempfile::Builder::new().prefix(&temp::prefix()).tempdir_in(private_dir)?;
         let cookies = cookie_dir.path().canonicalize()?;
         let shared = Arc::new(Shared {
             collected: Mutex::new(Collected::default()),
@@ -412,6 +419,14 @@ mod tests {
         panic!("the watcher never became ready");
     }
 
+    /// A watcher of `dir` whose cookies live where cairn keeps them, in `.git/cairn`.
+    fn start(
+        dir: &tempfile::TempDir,
+        dirs: impl FnOnce() -> Vec<PathBuf> + Send + 'static,
+    ) -> Watcher {
+        Watcher::start(dir.path(), &dir.path().join(".git/cairn"), dirs).unwrap()
+    }
+
     fn paths(pending: Pending) -> Vec<PathBuf> {
         match pending {
             Pending::Paths(paths) => paths,
@@ -423,7 +438,7 @@ mod tests {
     fn a_take_holds_every_edit_made_before_it_and_each_once() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("src")).unwrap();
-        let watcher = Watcher::start(dir.path(), || vec![PathBuf::from("src")]).unwrap();
+        let watcher = start(&dir, || vec![PathBuf::from("src")]);
         armed(&watcher);
         std::fs::write(dir.path().join("a.txt"), "x").unwrap();
         std::fs::write(dir.path().join("src/b.rs"), "y").unwrap();
@@ -439,7 +454,7 @@ mod tests {
         for sub in ["src", "target/debug", ".git"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
-        let watcher = Watcher::start(dir.path(), || vec![PathBuf::from("src")]).unwrap();
+        let watcher = start(&dir, || vec![PathBuf::from("src")]);
         armed(&watcher);
         std::fs::write(dir.path().join("target/debug/out.o"), "o").unwrap();
         std::fs::write(dir.path().join(".git/index"), "i").unwrap();
@@ -451,7 +466,7 @@ mod tests {
     #[test]
     fn a_new_directory_means_a_rescan_and_is_watched_from_then_on() {
         let dir = tempfile::tempdir().unwrap();
-        let watcher = Watcher::start(dir.path(), Vec::new).unwrap();
+        let watcher = start(&dir, Vec::new);
         armed(&watcher);
         std::fs::create_dir_all(dir.path().join("new/deep")).unwrap();
         std::fs::write(dir.path().join("new/deep/a.txt"), "a").unwrap();
@@ -476,7 +491,7 @@ mod tests {
     fn a_renamed_directory_is_watched_under_its_new_name() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("old")).unwrap();
-        let watcher = Watcher::start(dir.path(), || vec![PathBuf::from("old")]).unwrap();
+        let watcher = start(&dir, || vec![PathBuf::from("old")]);
         armed(&watcher);
         std::fs::rename(dir.path().join("old"), dir.path().join("new")).unwrap();
         assert_eq!(watcher.take(), Pending::Rescan);
@@ -485,9 +500,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cookie_directory_is_named_for_this_process_and_removed_with_the_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join(".git/cairn");
+        let cookie_dirs = || -> Vec<_> {
+            std::fs::read_dir(&private).unwrap().map(|entry| entry.unwrap().file_name()).collect()
+        };
+        let watcher = start(&dir, Vec::new);
+        armed(&watcher);
+        let made = cookie_dirs();
+        assert_eq!(made.len(), 1, "{made:?}");
+        // A killed process's is swept by the next cairn, as every temporary name is.
+        assert_eq!(temp::owner(made[0].as_encoded_bytes()), Some(std::process::id()));
+        drop(watcher);
+        assert_eq!(cookie_dirs(), Vec::<std::ffi::OsString>::new());
+    }
+
+    #[test]
     fn a_changed_gitignore_means_a_rescan() {
         let dir = tempfile::tempdir().unwrap();
-        let watcher = Watcher::start(dir.path(), Vec::new).unwrap();
+        let watcher = start(&dir, Vec::new);
         armed(&watcher);
         std::fs::write(dir.path().join(".gitignore"), "target/\n").unwrap();
         assert_eq!(watcher.take(), Pending::Rescan);
