@@ -40,7 +40,7 @@ use gix::bstr::{BStr, BString, ByteSlice};
 
 use super::stat::{FileStat, Timestamp};
 
-const MAGIC: &[u8; 8] = b"CAIRNSC\x02";
+const MAGIC: &[u8; 8] = b"CAIRNSC\x03";
 const SEGMENT_MAGIC: &[u8; 4] = b"CSJ\x01";
 /// Magic, generation, time, length of the records.
 const SEGMENT_HEADER_BYTES: usize = 4 + 8 + 12 + 4;
@@ -51,10 +51,16 @@ const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 const JOURNAL_SHARE: u64 = 8;
 const JOURNAL_FLOOR_BYTES: u64 = 256 << 10;
 
-/// Encoded size of a [`FileStat`].
+/// Encoded size of a [`FileStat`] in the header and a directory's own fields (an entry's
+/// is compact, see [`put_entry`]).
 const STAT_BYTES: usize = 52;
-/// Encoded size of an entry after its name: kind, stat, object id.
-const ENTRY_FIXED_BYTES: usize = 1 + STAT_BYTES + 20;
+/// In an entry's first byte, below its kind code (the low four bits): its ctime is its
+/// mtime (a file last changed by a write), and its device is its directory's. Together
+/// with variable-length numbers these make an entry about 45 bytes instead of 80, which
+/// is what a scan maps: 9 MiB rather than 18 at 200,000 files.
+const KIND_BITS: u8 = 0x0f;
+const CTIME_IS_MTIME: u8 = 0x10;
+const DEV_IS_DIRS: u8 = 0x20;
 /// Smaller caches are read into memory rather than mapped.
 const MAP_AT_LEAST: u64 = 64 << 10;
 
@@ -136,7 +142,11 @@ pub struct DirRecord<'a> {
 impl<'a> DirRecord<'a> {
     /// The entries in git tree order.
     pub fn entries(&self) -> CachedEntries<'a> {
-        CachedEntries { input: Reader { bytes: self.entries, pos: 0 }, left: self.entry_count }
+        CachedEntries {
+            input: Reader { bytes: self.entries, pos: 0 },
+            dir_dev: self.stat.dev,
+            left: self.entry_count,
+        }
     }
 
     pub fn entry_count(&self) -> usize {
@@ -147,6 +157,8 @@ impl<'a> DirRecord<'a> {
 /// The entries of a [`DirRecord`], decoded one at a time.
 pub struct CachedEntries<'a> {
     input: Reader<'a>,
+    /// The directory's device, which an entry's stat names only when it differs.
+    dir_dev: u64,
     left: u32,
 }
 
@@ -160,7 +172,7 @@ impl<'a> Iterator for CachedEntries<'a> {
         self.left -= 1;
         // Every record was checked when the cache was loaded, so this only fails on a
         // cache that was not: the listing then ends early, which costs a re-read.
-        self.input.entry()
+        self.input.entry(self.dir_dev)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -696,11 +708,7 @@ fn encode_record(
     put_oid(out, head.tree);
     out.extend_from_slice(&u32::try_from(entries.len()).ok()?.to_le_bytes());
     for entry in entries {
-        out.extend_from_slice(&u32::try_from(entry.name.len()).ok()?.to_le_bytes());
-        out.extend_from_slice(&entry.name);
-        out.push(kind_code(entry.kind));
-        put_stat(out, &entry.stat);
-        out.extend_from_slice(entry.oid.as_bytes());
+        put_entry(out, entry, head.stat.dev);
     }
     let body_len = u32::try_from(out.len() - body_start).ok()?;
     out[body_len_at..body_start].copy_from_slice(&body_len.to_le_bytes());
@@ -757,6 +765,56 @@ fn put_stat_opt(out: &mut Vec<u8>, stat: Option<&FileStat>) {
 fn put_timestamp(out: &mut Vec<u8>, time: Timestamp) {
     out.extend_from_slice(&time.secs.to_le_bytes());
     out.extend_from_slice(&time.nanos.to_le_bytes());
+}
+
+/// An entry: its name's length and the name, a byte of kind and flags, its stat in
+/// variable-length numbers (ctime and device only where the flags do not stand for them),
+/// and its object id.
+fn put_entry(out: &mut Vec<u8>, entry: &EntryRecord, dir_dev: u64) {
+    let stat = &entry.stat;
+    put_varint(out, entry.name.len() as u64);
+    out.extend_from_slice(&entry.name);
+    let ctime_is_mtime = stat.ctime == stat.mtime;
+    let dev_is_dirs = stat.dev == dir_dev;
+    let mut first = kind_code(entry.kind);
+    if ctime_is_mtime {
+        first |= CTIME_IS_MTIME;
+    }
+    if dev_is_dirs {
+        first |= DEV_IS_DIRS;
+    }
+    out.push(first);
+    put_varint(out, zigzag(stat.mtime.secs));
+    put_varint(out, u64::from(stat.mtime.nanos));
+    if !ctime_is_mtime {
+        put_varint(out, zigzag(stat.ctime.secs));
+        put_varint(out, u64::from(stat.ctime.nanos));
+    }
+    if !dev_is_dirs {
+        put_varint(out, stat.dev);
+    }
+    put_varint(out, stat.ino);
+    put_varint(out, stat.size);
+    put_varint(out, u64::from(stat.mode));
+    out.extend_from_slice(entry.oid.as_bytes());
+}
+
+/// LEB128: seven bits a byte, low bits first, the high bit set on all but the last.
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Maps signed to unsigned so that numbers near zero either side stay short.
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
 }
 
 fn put_stat(out: &mut Vec<u8>, stat: &FileStat) {
@@ -842,12 +900,51 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn entry(&mut self) -> Option<CachedEntry<'a>> {
-        let name = self.bytes()?.as_bstr();
-        // One bounds check for the fixed part; the reads below cannot then fail.
-        self.bytes.get(self.pos..self.pos.checked_add(ENTRY_FIXED_BYTES)?)?;
-        let kind = kind_from_code(self.u8()?)?;
-        let stat = self.stat()?;
+    /// A number [`put_varint`] wrote; `None` past the end or beyond 64 bits.
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                return None;
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    fn varint_u32(&mut self) -> Option<u32> {
+        u32::try_from(self.varint()?).ok()
+    }
+
+    fn varint_timestamp(&mut self) -> Option<Timestamp> {
+        Some(Timestamp { secs: unzigzag(self.varint()?), nanos: self.varint_u32()? })
+    }
+
+    /// An entry as [`put_entry`] wrote it, in a directory on device `dir_dev`.
+    fn entry(&mut self, dir_dev: u64) -> Option<CachedEntry<'a>> {
+        let name_len = usize::try_from(self.varint()?).ok()?;
+        let name = self.take(name_len)?.as_bstr();
+        let first = self.u8()?;
+        if first & !(KIND_BITS | CTIME_IS_MTIME | DEV_IS_DIRS) != 0 {
+            return None;
+        }
+        let kind = kind_from_code(first & KIND_BITS)?;
+        let mtime = self.varint_timestamp()?;
+        let ctime = if first & CTIME_IS_MTIME != 0 { mtime } else { self.varint_timestamp()? };
+        let dev = if first & DEV_IS_DIRS != 0 { dir_dev } else { self.varint()? };
+        let stat = FileStat {
+            mtime,
+            ctime,
+            dev,
+            ino: self.varint()?,
+            size: self.varint()?,
+            mode: self.varint_u32()?,
+        };
         let oid = self.oid()?;
         Some(CachedEntry { name, kind, stat, oid })
     }
@@ -953,6 +1050,80 @@ mod tests {
     }
 
     #[test]
+    fn entries_round_trip_at_the_edges_of_the_compact_stat() {
+        let dir_stat = stat(5);
+        let common = FileStat {
+            mtime: Timestamp { secs: 1_764_870_000, nanos: 999_999_999 },
+            ctime: Timestamp { secs: 1_764_870_000, nanos: 999_999_999 },
+            ino: 3_000_000,
+            dev: dir_stat.dev,
+            size: 4096,
+            mode: 0o100644,
+        };
+        let edges = FileStat {
+            mtime: Timestamp { secs: i64::MIN, nanos: u32::MAX },
+            ctime: Timestamp { secs: i64::MAX, nanos: 0 },
+            ino: u64::MAX,
+            dev: u64::MAX,
+            size: u64::MAX,
+            mode: u32::MAX,
+        };
+        let entries: Vec<EntryRecord> = [("f00.rs", common), ("odd", edges)]
+            .into_iter()
+            .map(|(name, stat)| EntryRecord {
+                name: name.into(),
+                kind: CachedKind::Symlink,
+                stat,
+                oid: blob(),
+            })
+            .collect();
+        let head = DirHead { stat: dir_stat, ..plain_head() };
+        let mut common_only = Vec::new();
+        encode_record(&mut common_only, b"d", &head, &entries[..1]).expect("encoded");
+        let mut both = Vec::new();
+        encode_record(&mut both, b"d", &head, &entries).expect("encoded");
+        // The common case: the name and its length, the kind byte, five numbers (mtime
+        // seconds and nanoseconds, inode, size, mode) and the id; 47 bytes here, where a
+        // fixed layout takes 83.
+        let empty = {
+            let mut out = Vec::new();
+            encode_record(&mut out, b"d", &head, &[]).expect("encoded");
+            out.len()
+        };
+        assert_eq!(common_only.len() - empty, 1 + 6 + 1 + 5 + 5 + 4 + 2 + 3 + 20);
+
+        let span = |raw: &[u8]| {
+            let mut input = Reader { bytes: raw, pos: 0 };
+            next_record(&mut input, false, WRITTEN).expect("a well-formed record").1
+        };
+        let span = span(&both);
+        let record = record(WRITTEN, &both[span.raw], &both[span.body]).expect("a record");
+        let read: Vec<_> = record.entries().map(CachedEntry::to_record).collect();
+        assert_eq!(read.len(), 2);
+        for (read, wrote) in read.iter().zip(&entries) {
+            assert_eq!((&read.name, read.kind, read.stat), (&wrote.name, wrote.kind, wrote.stat));
+        }
+    }
+
+    #[test]
+    fn varints_past_64_bits_or_the_end_are_refused() {
+        let read = |bytes: &[u8]| Reader { bytes, pos: 0 }.varint();
+        let mut max = Vec::new();
+        put_varint(&mut max, u64::MAX);
+        assert_eq!(read(&max), Some(u64::MAX));
+        assert_eq!(read(&[0x80, 0x01]), Some(128));
+        // Ten bytes whose last carries more than the one bit left, or an eleventh.
+        let mut over = max.clone();
+        *over.last_mut().expect("a byte") = 0x02;
+        assert_eq!(read(&over), None);
+        let mut longer = max.clone();
+        *longer.last_mut().expect("a byte") |= 0x80;
+        longer.push(0x00);
+        assert_eq!(read(&longer), None);
+        assert_eq!(read(&[0x80, 0x80]), None, "ends inside a number");
+    }
+
+    #[test]
     fn a_scan_that_changed_nothing_writes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cache");
@@ -1031,7 +1202,7 @@ mod tests {
         listed.sort();
         assert_eq!(listed, vec![BString::from("src"), BString::from("src/new")]);
         assert!(list_dirs(&dir.path().join("missing")).is_empty());
-        std::fs::write(&path, b"CAIRNSC\x02 but then nothing").expect("write");
+        std::fs::write(&path, [&MAGIC[..], b" but then nothing"].concat()).expect("write");
         assert!(list_dirs(&path).is_empty());
     }
 
