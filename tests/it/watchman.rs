@@ -222,6 +222,89 @@ fn a_watchman_that_recrawls_dies_or_restarts_falls_back_to_a_scan() {
     repo.assert_fsck_clean();
 }
 
+/// Without `WATCHMAN_SOCK`, cairn asks `watchman get-sockname` once and connects to the
+/// socket it named from then on (the CLI costs a process per snapshot); a remembered socket
+/// that is no socket, or whose server is gone, means asking again.
+#[test]
+fn the_socket_get_sockname_named_is_remembered_and_asked_again_when_it_fails() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(server) = Server::start() else { return };
+    let repo = watched_repo();
+    // A `watchman` first on PATH that logs each call and hands it to the real one,
+    // pointed at the test's server.
+    let real = String::from_utf8(
+        Command::new("sh").args(["-c", "command -v watchman"]).output().unwrap().stdout,
+    )
+    .unwrap();
+    let bin = repo.home.join("bin");
+    let calls = repo.home.join("watchman-calls");
+    std::fs::create_dir_all(&bin).unwrap();
+    let point_at = |socket: &Path| {
+        let script = format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' '--sockname={}' \"$@\"\n",
+            calls.display(),
+            real.trim(),
+            socket.display()
+        );
+        std::fs::write(bin.join("watchman"), script).unwrap();
+        std::fs::set_permissions(bin.join("watchman"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    };
+    point_at(&server.socket);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let checkpoint = |message: &str| {
+        let out = repo
+            .command_in(&repo.root, &["checkpoint", "-v", "-m", message])
+            .env_remove("WATCHMAN_SOCK")
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        stderr.lines().find(|line| line.starts_with("cairn checkpoint:")).unwrap_or("").to_owned()
+    };
+    let asked =
+        || std::fs::read_to_string(&calls).unwrap_or_default().matches("get-sockname").count();
+
+    checkpoint("first");
+    assert_eq!(asked(), 1);
+    for n in 0..2 {
+        repo.write("src/f1.txt", &format!("edit {n}\n"));
+        assert_eq!(checkpoint("remembered"), FROM_WATCHMAN);
+    }
+    assert_eq!(asked(), 1, "asked the CLI although the socket was known");
+    assert_step_is_the_workspace(&repo);
+
+    // A remembered socket that is no socket (a file, as a damaged state could name) is
+    // not connected to.
+    let state_path = repo.root.join(".git/cairn/worktrees/main/fsmonitor");
+    let state = std::fs::read_to_string(&state_path).unwrap();
+    let socket = server.socket.to_str().unwrap();
+    assert!(state.contains(socket), "{state}");
+    let decoy = repo.home.join("not-a-socket");
+    std::fs::write(&decoy, "").unwrap();
+    std::fs::write(&state_path, state.replace(socket, decoy.to_str().unwrap())).unwrap();
+    repo.write("src/f2.txt", "two\n");
+    assert_eq!(checkpoint("decoy"), FROM_WATCHMAN);
+    assert_eq!(asked(), 2);
+    assert!(std::fs::read_to_string(&state_path).unwrap().contains(socket));
+
+    // The server is gone and another runs elsewhere: the dead socket fails, the CLI names
+    // the new one, which knows nothing of the old clock (one scan), then Watchman again.
+    server.stop();
+    let server = Server::start().unwrap();
+    point_at(&server.socket);
+    repo.write("src/f3.txt", "three\n");
+    let said = checkpoint("new server");
+    assert!(said.starts_with("cairn checkpoint: scanned the workspace:"), "{said}");
+    assert_eq!(asked(), 3);
+    repo.write("src/f4.txt", "four\n");
+    assert_eq!(checkpoint("again"), FROM_WATCHMAN);
+    assert_eq!(asked(), 3);
+    assert_step_is_the_workspace(&repo);
+    repo.assert_fsck_clean();
+}
+
 /// `cairn run` with Watchman configured: the shell step's changes (a new file, a deletion)
 /// are found through Watchman, without a watcher of cairn's own, and recorded exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,10 @@ pub struct MonitorState {
     pub rules: String,
     /// The user's index when it was taken: a change to it can change what is tracked.
     pub index: Option<(i64, i64, u64, u64)>,
+    /// The Watchman socket cairn found (`watchman get-sockname`), connected to directly
+    /// next time: asking the CLI costs a process, about 6 ms, on every snapshot.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
 }
 
 impl MonitorState {
@@ -121,18 +125,80 @@ fn on_own_runtime<T: Send>(task: impl std::future::Future<Output = T> + Send) ->
     })
 }
 
-/// Asks Watchman what changed under `root` since `since` (none: only the clock). Runs on
-/// a thread of its own, so it works whether or not the caller is inside an async runtime.
-pub fn ask(root: &Path, since: Option<&str>) -> Answer {
-    on_own_runtime(query(root, since)).unwrap_or_else(|why| Answer::Rescan { clock: None, why })
+/// Asks Watchman what changed under `root` since `since` (none: only the clock), through
+/// `socket` when it is still this user's Watchman socket (see [`connect`]). Returns the
+/// socket cairn found, to be passed next time. Runs on a thread of its own, so it works
+/// whether or not the caller is inside an async runtime.
+pub fn ask(root: &Path, since: Option<&str>, socket: Option<&Path>) -> (Answer, Option<PathBuf>) {
+    let asked = on_own_runtime(async {
+        match connect(socket).await {
+            Ok((client, socket)) => (query(&client, root, since).await, socket),
+            Err(why) => (Answer::Rescan { clock: None, why }, None),
+        }
+    });
+    asked.unwrap_or_else(|why| (Answer::Rescan { clock: None, why }, None))
 }
 
-async fn query(root: &Path, since: Option<&str>) -> Answer {
+/// A client of the Watchman server: at `WATCHMAN_SOCK` when that is set (as the client
+/// library reads it), else at `remembered` when that is still a socket of this user, else
+/// at the socket `watchman get-sockname` names (which starts a server if none runs). The
+/// socket comes back when cairn chose it.
+async fn connect(remembered: Option<&Path>) -> Result<(Client, Option<PathBuf>), String> {
+    let unavailable = |err: &dyn std::fmt::Display| format!("Watchman is not available: {err}");
+    if std::env::var_os("WATCHMAN_SOCK").is_some() {
+        let client = Connector::new().connect().await.map_err(|err| unavailable(&err))?;
+        return Ok((client, None));
+    }
+    if let Some(socket) = remembered.filter(|socket| is_own_socket(socket))
+        && let Ok(client) = Connector::new().unix_domain_socket(socket).connect().await
+    {
+        return Ok((client, Some(socket.to_owned())));
+    }
+    let socket = sockname().await.map_err(|err| unavailable(&err))?;
+    let client = Connector::new()
+        .unix_domain_socket(&socket)
+        .connect()
+        .await
+        .map_err(|err| unavailable(&err))?;
+    Ok((client, Some(socket)))
+}
+
+/// The socket `watchman get-sockname` names.
+async fn sockname() -> Result<PathBuf, String> {
+    #[derive(Deserialize)]
+    struct SockName {
+        sockname: Option<PathBuf>,
+        error: Option<String>,
+    }
+    let output = tokio::process::Command::new("watchman")
+        .args(["--output-encoding", "json", "--no-pretty", "get-sockname"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|err| format!("cannot run watchman: {err}"))?;
+    let answer: SockName = serde_json::from_slice(&output.stdout)
+        .map_err(|err| format!("watchman get-sockname answered no JSON: {err}"))?;
+    match answer {
+        SockName { error: Some(error), .. } => Err(format!("watchman get-sockname: {error}")),
+        SockName { sockname: Some(socket), .. } if socket.is_absolute() => Ok(socket),
+        SockName { .. } => Err("watchman get-sockname named no absolute socket".into()),
+    }
+}
+
+/// Whether `path` is an absolute path to a socket this user owns: a remembered socket is
+/// read from a file, and is connected to only while it is still what Watchman made.
+fn is_own_socket(path: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    path.is_absolute()
+        && std::fs::symlink_metadata(path)
+            .is_ok_and(|meta| meta.file_type().is_socket() && meta.uid() == uid)
+}
+
+async fn query(client: &Client, root: &Path, since: Option<&str>) -> Answer {
     let rescan = |clock: Option<String>, why: String| Answer::Rescan { clock, why };
-    let client = match Connector::new().connect().await {
-        Ok(client) => client,
-        Err(err) => return rescan(None, format!("Watchman is not available: {err}")),
-    };
     let resolved = match CanonicalPath::canonicalize(root) {
         Ok(path) => client.resolve_root(path).await,
         Err(err) => return rescan(None, format!("cannot resolve {}: {err}", root.display())),

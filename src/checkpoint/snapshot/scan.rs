@@ -103,6 +103,9 @@ pub fn scan_with_watchman(
         std::fs::symlink_metadata(ctx.repo.index_path()).ok().map(|m| FileStat::from_metadata(&m));
     let index = fsmonitor::index_key(index_stat);
     let saved = MonitorState::load(state_path).filter(|state| state.root == ctx.root);
+    let since = saved.as_ref().map(|s| s.clock.as_str());
+    let (answer, socket) =
+        fsmonitor::ask(ctx.root, since, saved.as_ref().and_then(|s| s.socket.as_deref()));
     let state = |clock: String, tree: ObjectId| {
         let state = MonitorState {
             root: ctx.root.to_owned(),
@@ -110,25 +113,25 @@ pub fn scan_with_watchman(
             tree: tree.to_string(),
             rules: rules.clone(),
             index,
+            socket: socket.clone(),
         };
         Some((state, state_path.to_owned()))
     };
-    let (clock, why) =
-        match (fsmonitor::ask(ctx.root, saved.as_ref().map(|s| s.clock.as_str())), &saved) {
-            (Answer::Changed { clock, paths }, Some(saved)) => {
-                match changed_paths(ctx, saved, &rules, index, &paths)? {
-                    Ok(snapshot) => {
-                        let monitor = state(clock, snapshot.tree);
-                        return Ok((snapshot, StatCacheUpdate { cache: None, monitor }, None));
-                    }
-                    Err(why) => (Some(clock), why),
+    let (clock, why) = match (answer, &saved) {
+        (Answer::Changed { clock, paths }, Some(saved)) => {
+            match changed_paths(ctx, saved, &rules, index, &paths)? {
+                Ok(snapshot) => {
+                    let monitor = state(clock, snapshot.tree);
+                    return Ok((snapshot, StatCacheUpdate { cache: None, monitor }, None));
                 }
+                Err(why) => (Some(clock), why),
             }
-            (Answer::Changed { clock, .. }, None) => {
-                (Some(clock), "no saved Watchman state".to_string())
-            }
-            (Answer::Rescan { clock, why }, _) => (clock, why),
-        };
+        }
+        (Answer::Changed { clock, .. }, None) => {
+            (Some(clock), "no saved Watchman state".to_string())
+        }
+        (Answer::Rescan { clock, why }, _) => (clock, why),
+    };
     let (snapshot, mut update) = scan_with_rules(ctx, &global)?;
     if let Some(clock) = clock {
         update.monitor = state(clock, snapshot.tree);
