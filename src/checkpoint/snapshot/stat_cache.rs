@@ -56,8 +56,8 @@ const JOURNAL_FLOOR_BYTES: u64 = 256 << 10;
 const STAT_BYTES: usize = 52;
 /// In an entry's first byte, below its kind code (the low four bits): its ctime is its
 /// mtime (a file last changed by a write), and its device is its directory's. Together
-/// with variable-length numbers these make an entry about 45 bytes instead of 80, which
-/// is what a scan maps: 9 MiB rather than 18 at 200,000 files.
+/// with variable-length numbers these make an entry about 47 bytes instead of 83, and the
+/// file a scan maps 10.8 MB rather than 18.4 at 200,000 files.
 const KIND_BITS: u8 = 0x0f;
 const CTIME_IS_MTIME: u8 = 0x10;
 const DEV_IS_DIRS: u8 = 0x20;
