@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{StepSummary, Store};
 use crate::config::{self, Env, Flags, Price};
+use crate::history;
 use crate::llm::Usage;
 
 use super::CommandError;
@@ -63,11 +64,11 @@ pub fn cost(price: &Price, usage: &Usage) -> f64 {
         + at(usage.output_tokens, price.output)
 }
 
-/// The usage a step's `step.json` records; `None` for steps without a model call (prompts,
-/// user edits, checkpoints) and for a provider that reported none.
+/// The usage a step's `step.json` records (see [`history::export::recorded_usage`]);
+/// `None` for steps without a model call (prompts, user edits, checkpoints) and for a
+/// provider that reported none.
 pub fn step_usage(store: &Store, commit: ObjectId) -> Result<Option<Usage>, CommandError> {
-    let Some(details) = store.step_details(commit)? else { return Ok(None) };
-    Ok(details.get("usage").and_then(|usage| serde_json::from_value(usage.clone()).ok()))
+    Ok(store.step_details(commit)?.as_ref().and_then(history::export::recorded_usage))
 }
 
 /// What a run of steps used, and cost where every step that used tokens has a price.

@@ -252,12 +252,17 @@ fn usage(store: &Store, tree: ObjectId) -> Result<Option<Usage>> {
     Ok(usage_of_step_json(&json))
 }
 
-/// The usage a `step.json` records. The file comes from a session that may be someone
-/// else's: anything but a non-negative integer counts as absent, and bytes that are no
-/// JSON as no usage at all.
+/// The usage a `step.json` records, as bytes; bytes that are no JSON hold no usage.
 fn usage_of_step_json(json: &[u8]) -> Option<Usage> {
-    let value: Value = serde_json::from_slice(json).unwrap_or_default();
-    let usage = &value["usage"];
+    recorded_usage(&serde_json::from_slice(json).unwrap_or_default())
+}
+
+/// The usage a step's details (its parsed `step.json`) record: what `cairn log`, the run
+/// total and every export format read. The file comes from a session that may be someone
+/// else's: anything but a non-negative integer counts as absent, and a step with neither
+/// an input nor an output count has no usage.
+pub fn recorded_usage(details: &Value) -> Option<Usage> {
+    let usage = &details["usage"];
     let count = |name: &str| usage[name].as_u64();
     match (count("input_tokens"), count("output_tokens")) {
         (None, None) => None,

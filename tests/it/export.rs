@@ -386,3 +386,91 @@ fn archive_refs_that_are_no_branch_of_the_session_are_named_or_left_out_not_fata
     assert!(!html.contains("id=\"fork-"), "no fork was made of either");
     assert!(html.contains("id=\"main-step-1\""));
 }
+
+/// Rewrites the session's two newest steps the way someone sharing a session could: each
+/// `step.json` claims crafted token counts (u64::MAX twice, strings, negatives, floats,
+/// markup). `cairn export` in every format still succeeds, sums without overflow, shows
+/// the markup as text, and changes nothing in the repository or the workspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_token_counts_in_a_shared_session_export_as_numbers_and_change_nothing() {
+    let repo = TestRepo::new();
+    let (session, _) = recorded_session(&repo).await;
+    let session_ref = format!("refs/cairn/sessions/{session}");
+    let index = repo.home.join("craft-index");
+    let git = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo.root)
+            .env("GIT_INDEX_FILE", &index)
+            .env("HOME", &repo.home)
+            .env("GIT_CONFIG_GLOBAL", repo.home.join(".gitconfig"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    // Each of the two newest steps, rebuilt on its (rebuilt) parent with a crafted usage.
+    let crafted = [
+        json!({"input_tokens": u64::MAX, "output_tokens": "<script>alert(1)</script>",
+               "cached_input_tokens": -5, "cache_write_input_tokens": 1.5,
+               "reasoning_tokens": {"nested": 1}}),
+        json!({"input_tokens": u64::MAX, "output_tokens": 7, "cached_input_tokens": "9"}),
+    ];
+    let old = [
+        git(&["rev-parse", &format!("{session_ref}~1")], None),
+        git(&["rev-parse", &session_ref], None),
+    ];
+    let mut parent = git(&["rev-parse", &format!("{session_ref}~2")], None);
+    for (commit, usage) in old.iter().zip(&crafted) {
+        let mut step: Value = serde_json::from_str(&git(
+            &["show", &format!("{commit}:.cairn/state/step.json")],
+            None,
+        ))
+        .unwrap();
+        step["usage"] = usage.clone();
+        let blob = git(&["hash-object", "-w", "--stdin"], Some(&step.to_string()));
+        git(&["read-tree", commit], None);
+        git(
+            &["update-index", "--cacheinfo", &format!("100644,{blob},.cairn/state/step.json")],
+            None,
+        );
+        let tree = git(&["write-tree"], None);
+        let message = git(&["log", "-1", "--format=%B", commit], None);
+        parent = git(&["commit-tree", &tree, "-p", &parent, "-F", "-"], Some(&message));
+    }
+    git(&["update-ref", &session_ref, &parent], None);
+    let before = (
+        repo.user_state(),
+        repo.git(&["for-each-ref"]),
+        repo.git(&["status", "--porcelain", "--ignored"]),
+    );
+
+    let exported: Value = serde_json::from_str(&repo.ok(&["export", "--format", "json"])).unwrap();
+    let markdown = repo.ok(&["export", "--format", "md"]);
+    let html = repo.ok(&["export", "--format", "html"]);
+
+    let after = (
+        repo.user_state(),
+        repo.git(&["for-each-ref"]),
+        repo.git(&["status", "--porcelain", "--ignored"]),
+    );
+    assert_eq!(after, before, "export only reads");
+    // Two u64::MAX inputs saturate; what is no count counts as nothing.
+    let total = &exported["usage"];
+    assert_eq!(total["input_tokens"], json!(u64::MAX), "{total}");
+    assert_eq!(total["output_tokens"], json!(7), "{total}");
+    assert_eq!(total["cached_input_tokens"], json!(0), "{total}");
+    let steps = exported["steps"].as_array().unwrap();
+    let last_two: Vec<&Value> = steps[steps.len() - 2..].iter().map(|s| &s["usage"]).collect();
+    assert_eq!(last_two[0]["output_tokens"], json!(0), "{}", last_two[0]);
+    assert_eq!(last_two[1]["output_tokens"], json!(7), "{}", last_two[1]);
+    for page in [&markdown, &html] {
+        assert!(!page.contains("<script>alert"), "a crafted count reached the page as markup");
+        assert!(page.contains(&u64::MAX.to_string()), "the saturated total is shown");
+    }
+}
