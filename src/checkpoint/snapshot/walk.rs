@@ -105,21 +105,20 @@ impl<'a> Walker<'a> {
         let abs = self.abs(rel.as_bstr());
         let dir = DirStat::open(&abs);
         let cached = self.cache.dir(&rel);
-        // An unchanged directory has the same names: one that had no `.gitignore` still
-        // has none, and need not look (a file's content can change unseen, a name cannot).
-        let none_to_look_for = cached
-            .is_some_and(|c| c.gitignore.is_none() && c.stat == stat && !stat.is_racy(c.written));
-        let (gitignore, rules) = if none_to_look_for {
+        // The directory's names are as cached: creating, deleting or renaming an entry
+        // changes its metadata (a file's content can change unseen, a name cannot).
+        let same_names = cached.is_some_and(|c| c.stat == stat && !stat.is_racy(c.written));
+        // So one that had no `.gitignore` still has none, and need not look.
+        let (gitignore, rules) = if same_names && cached.is_some_and(|c| c.gitignore.is_none()) {
             (None, parent_rules)
         } else {
             self.dir_rules(&dir, &abs, parent_rules, mode)?
         };
         let rules_changed = parent_rules_changed || cached.is_none_or(|c| c.gitignore != gitignore);
         let reusable = cached.filter(|c| {
-            self.listings_valid
+            same_names
+                && self.listings_valid
                 && !rules_changed
-                && c.stat == stat
-                && !stat.is_racy(c.written)
                 && !(self.index_changed && c.depends_on_index)
         });
         let mut scanned = ScannedDir {
