@@ -456,11 +456,6 @@ mod tests {
         assert_eq!(hunks[0].lines.len(), MAX_DIFF_LINES);
         assert_eq!(hunks[0].dropped, 10);
     }
-}
-
-#[cfg(test)]
-mod usage_tests {
-    use super::usage_of_step_json;
 
     #[test]
     fn a_crafted_step_json_gives_no_usage_or_zeros_never_a_panic() {
