@@ -396,24 +396,6 @@ async fn crafted_token_counts_in_a_shared_session_export_as_numbers_and_change_n
     let repo = TestRepo::new();
     let (session, _) = recorded_session(&repo).await;
     let session_ref = format!("refs/cairn/sessions/{session}");
-    let index = repo.home.join("craft-index");
-    let git = |args: &[&str], stdin: Option<&str>| {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&repo.root)
-            .env("GIT_INDEX_FILE", &index)
-            .env("HOME", &repo.home)
-            .env("GIT_CONFIG_GLOBAL", repo.home.join(".gitconfig"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "git {args:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
     // Each of the two newest steps, rebuilt on its (rebuilt) parent with a crafted usage.
     let crafted = [
         json!({"input_tokens": u64::MAX, "output_tokens": "<script>alert(1)</script>",
@@ -421,29 +403,16 @@ async fn crafted_token_counts_in_a_shared_session_export_as_numbers_and_change_n
                "reasoning_tokens": {"nested": 1}}),
         json!({"input_tokens": u64::MAX, "output_tokens": 7, "cached_input_tokens": "9"}),
     ];
-    let old = [
-        git(&["rev-parse", &format!("{session_ref}~1")], None),
-        git(&["rev-parse", &session_ref], None),
-    ];
-    let mut parent = git(&["rev-parse", &format!("{session_ref}~2")], None);
+    let rev = |name: String| repo.git(&["rev-parse", &name]).trim().to_string();
+    let old = [rev(format!("{session_ref}~1")), rev(session_ref.clone())];
+    let mut parent = rev(format!("{session_ref}~2"));
     for (commit, usage) in old.iter().zip(&crafted) {
-        let mut step: Value = serde_json::from_str(&git(
-            &["show", &format!("{commit}:.cairn/state/step.json")],
-            None,
-        ))
-        .unwrap();
+        let step_json = repo.git(&["show", &format!("{commit}:.cairn/state/step.json")]);
+        let mut step: Value = serde_json::from_str(&step_json).unwrap();
         step["usage"] = usage.clone();
-        let blob = git(&["hash-object", "-w", "--stdin"], Some(&step.to_string()));
-        git(&["read-tree", commit], None);
-        git(
-            &["update-index", "--cacheinfo", &format!("100644,{blob},.cairn/state/step.json")],
-            None,
-        );
-        let tree = git(&["write-tree"], None);
-        let message = git(&["log", "-1", "--format=%B", commit], None);
-        parent = git(&["commit-tree", &tree, "-p", &parent, "-F", "-"], Some(&message));
+        parent = repo.rewrite_step(commit, &parent, ".cairn/state/step.json", &step.to_string());
     }
-    git(&["update-ref", &session_ref, &parent], None);
+    repo.git(&["update-ref", &session_ref, &parent]);
     let before = (
         repo.user_state(),
         repo.git(&["for-each-ref"]),

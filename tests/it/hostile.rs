@@ -60,30 +60,8 @@ fn fifos_odd_names_and_a_sparse_2_gib_file_are_handled_and_restored() {
 fn corrupt_tip(repo: &TestRepo, session: &str, path: &str, content: &str) {
     let session_ref = TestRepo::session_ref(session);
     let tip = repo.git(&["rev-parse", &session_ref]).trim().to_string();
-    let index = repo.home.join("corrupt-index");
-    let git = |args: &[&str], input: Option<&str>| -> String {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&repo.root)
-            .env("GIT_INDEX_FILE", &index)
-            .env("HOME", &repo.home)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input.unwrap_or("").as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "git {args:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    git(&["read-tree", &tip], None);
-    let blob = git(&["hash-object", "-w", "--stdin"], Some(content));
-    git(&["update-index", "--cacheinfo", &format!("100644,{blob},{path}")], None);
-    let tree = git(&["write-tree"], None);
-    let message = repo.git(&["log", "-1", "--format=%B", &tip]);
     let parent = repo.git(&["rev-parse", &format!("{tip}^")]).trim().to_string();
-    let commit = git(&["commit-tree", &tree, "-p", &parent], Some(&message));
+    let commit = repo.rewrite_step(&tip, &parent, path, content);
     repo.git(&["update-ref", &session_ref, &commit]);
 }
 

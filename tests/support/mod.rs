@@ -221,13 +221,39 @@ impl TestRepo {
         format!("refs/cairn/sessions/{id}")
     }
 
+    /// A copy of step `commit` on `parent` whose tree has `content` at `path`, as a
+    /// hand-edited, damaged or crafted history has it; returns the copy's id. No ref moves.
+    pub fn rewrite_step(&self, commit: &str, parent: &str, path: &str, content: &str) -> String {
+        let index = self.home.join("rewrite-index");
+        let git =
+            |args: &[&str], input: &str| self.git_stdin_with_index(&index, args, input.as_bytes());
+        git(&["read-tree", commit], "");
+        let blob = git(&["hash-object", "-w", "--stdin"], content);
+        git(&["update-index", "--cacheinfo", &format!("100644,{blob},{path}")], "");
+        let tree = git(&["write-tree"], "");
+        let message = self.git(&["log", "-1", "--format=%B", commit]);
+        git(&["commit-tree", &tree, "-p", parent], &message)
+    }
+
     /// `git args` in `dir` with `input` on stdin, asserting success; stdout trimmed. For
     /// plumbing that builds objects by hand (`hash-object`, `mktree`, `commit-tree`).
     pub fn git_stdin_in(&self, dir: &Path, args: &[&str], input: &[u8]) -> String {
+        self.git_stdin(Command::new("git").current_dir(dir), args, input)
+    }
+
+    /// [`TestRepo::git_stdin_in`] at the root, with `index` as git's index.
+    fn git_stdin_with_index(&self, index: &Path, args: &[&str], input: &[u8]) -> String {
+        self.git_stdin(
+            Command::new("git").current_dir(&self.root).env("GIT_INDEX_FILE", index),
+            args,
+            input,
+        )
+    }
+
+    fn git_stdin(&self, command: &mut Command, args: &[&str], input: &[u8]) -> String {
         use std::io::Write as _;
-        let mut child = Command::new("git")
+        let mut child = command
             .args(args)
-            .current_dir(dir)
             .env("HOME", &self.home)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .stdin(std::process::Stdio::piped())
