@@ -255,7 +255,7 @@ impl Store {
             // Maintenance: if it fails, lookups are a little slower until a later step
             // merges the packs; the step itself is safely on disk.
             if objects::register(&registry, &pack).is_ok() {
-                let _ = objects::consolidate(&self.repo, &registry, objects::MAX_SMALL_PACKS);
+                let _ = objects::consolidate(&self.repo, &registry, objects::Merge::Geometric);
             }
         }
         if let Some(stat_cache) = stat_cache {

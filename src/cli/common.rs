@@ -119,6 +119,10 @@ impl From<checkpoint::Error> for CommandError {
             E::NotAStep { .. } => Some(
                 "cairn refs must point at cairn step commits; `git log` the ref to see what moved it",
             ),
+            E::Git(crate::git::Error::CorruptPack { .. }) => Some(
+                "no pack was changed or removed; `git fsck` lists the objects that can no longer \
+                 be read, and a clone or backup of the repository can supply them",
+            ),
             E::UnsafeStep { .. } | E::UnsafePath(_) => Some(
                 "nothing was changed; a session holding such a path was made by hand, not by cairn \
                  (`git ls-tree -r <step>` shows its tree)",

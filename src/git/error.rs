@@ -28,16 +28,22 @@ pub enum Error {
     /// A pack index lists an object the object database cannot produce.
     #[error("{context}: object {id} is missing")]
     MissingObject { context: String, id: ObjectId },
+    /// A pack being written whose objects do not add up (a bug in the writer's caller).
+    #[error("{context}")]
+    Pack { context: String },
+    /// A pack on disk whose bytes are not what its index says of them.
+    #[error("{context}")]
+    CorruptPack { context: String },
     /// Another process moved the ref between the caller's read and this write.
     #[error("{name} was moved by another process (expected {expected}, found {found})")]
     ConcurrentUpdate { name: String, expected: String, found: String },
 }
 
 impl Error {
-    /// Whether the user can act on this error: only a ref moved by another process (run
-    /// the command again); everything else failed underneath.
+    /// Whether the user can act on this error: a ref moved by another process (run the
+    /// command again) or a pack damaged on disk; everything else failed underneath.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::ConcurrentUpdate { .. })
+        matches!(self, Error::ConcurrentUpdate { .. } | Error::CorruptPack { .. })
     }
 }
 

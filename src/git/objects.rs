@@ -22,23 +22,22 @@
 //!
 //! A pack per step would pile up, and every pack costs each object lookup an index probe
 //! (and gix an index slot). So cairn lists the packs it wrote in `<git common
-//! dir>/cairn/packs` and, once [`MAX_SMALL_PACKS`] small ones exist, [`consolidate`]s them
-//! into one: the live pack count stays bounded. Packs cairn did not write are never
-//! touched; `git gc` remains the tool that delta-compresses everything.
+//! dir>/cairn/packs` and, once [`MAX_SMALL_PACKS`] small ones exist, [`consolidate`]s the
+//! smallest of them into one: the live pack count stays bounded. The merge copies entries
+//! byte for byte and leaves packs that are already large next to the rest alone
+//! ([`Merge::Geometric`]), so its cost does not grow with the session. Packs cairn did not
+//! write are never touched; `git gc` remains the tool that delta-compresses everything.
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
 
 use gix::objs::Exists as _;
 use gix::odb::pack;
 use gix::{ObjectId, objs::Kind};
 
-use super::temp;
 use super::{Context, Error, IoContext, Result};
+use super::{pack as pack_file, temp};
 
 /// How many buffered bytes a long scan may hold before it writes them out (bounded memory
 /// on a first snapshot of a large workspace).
@@ -86,44 +85,11 @@ fn write_pack(
 ) -> Result<Option<PathBuf>> {
     // A stable order makes the same objects give the same pack.
     objects.sort_unstable_by_key(|(id, _, _)| *id);
-    let bytes = encode_pack(objects, level)?;
-    let pack_dir = pack_dir(repo);
-    std::fs::create_dir_all(&pack_dir).io_context(|| "creating objects/pack".into())?;
-    // Written in a directory of its own first (gix's temporary files, the `.keep` it
-    // guards a fresh pack with), then moved into place: a kill at any moment leaves only
-    // that directory, which the next run sweeps up (see `sweep_pack_dir`).
-    let staging = pack_dir.join(temp::name());
-    std::fs::create_dir(&staging).io_context(|| format!("creating {}", staging.display()))?;
-    let written = pack::Bundle::write_to_directory(
-        &mut bytes.as_slice(),
-        Some(&staging),
-        &mut gix::progress::Discard,
-        &AtomicBool::new(false),
-        None::<gix::objs::find::Never>,
-        gix::hash::Kind::Sha1,
-        pack::bundle::write::Options { thread_limit: Some(1), ..Default::default() },
-    )
-    .context(|| "writing a pack".into())
-    .and_then(|outcome| {
-        let (Some(data), Some(index)) = (outcome.data_path, outcome.index_path) else {
-            return Ok(None);
-        };
-        // Durable before any name for them is: the rename publishes them.
-        for file in [&data, &index] {
-            temp::sync_file(file).io_context(|| format!("syncing {}", file.display()))?;
-        }
-        // Data before index, as git does: git only reads a pack once its index exists.
-        let mut placed = None;
-        for from in [data, index] {
-            let to = pack_dir.join(from.file_name().unwrap_or_default());
-            std::fs::rename(&from, &to).io_context(|| format!("moving {}", to.display()))?;
-            placed.get_or_insert(to);
-        }
-        temp::sync_dir(&pack_dir).io_context(|| format!("syncing {}", pack_dir.display()))?;
-        Ok(placed)
-    });
-    temp::remove(&staging);
-    written
+    let mut writer = pack_file::Writer::create(&pack_dir(repo), objects.len(), level)?;
+    for (id, kind, data) in objects.iter() {
+        writer.add(*id, *kind, data)?;
+    }
+    writer.finish().map(Some)
 }
 
 /// Sweeps up after cairn processes killed while writing a pack: their staging
@@ -220,16 +186,40 @@ fn is_pack_name(name: &str) -> bool {
         .is_some_and(|hex| hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Merges cairn's small packs into one once there are `at_least` of them; returns how
-/// many were merged (0 when there was nothing to do, or another process is merging).
-pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> Result<usize> {
-    let at_least = at_least.max(2);
-    let (small, large): (Vec<_>, Vec<_>) = registered_packs(repo, registry, at_least)
+/// Which of cairn's small packs a merge takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// After a step, once [`MAX_SMALL_PACKS`] exist: the smallest, as few as leave every
+    /// other pack at least twice the size of all smaller ones together (git's `repack
+    /// --geometric=2`). A merge then rarely copies the big packs, and each object is
+    /// copied a logarithmic number of times over its life instead of once per merge.
+    Geometric,
+    /// All of them, when at least two exist (`cairn gc`).
+    All,
+}
+
+/// Merges cairn's small packs as `merge` says; returns how many were merged (0 when there
+/// was nothing to do, or another process is merging). Entries are copied as they are
+/// stored, each checked against the CRC-32 its index holds: a pack whose bytes do not
+/// match fails the merge, and no pack is removed.
+pub fn consolidate(repo: &gix::Repository, registry: &Path, merge: Merge) -> Result<usize> {
+    let at_least = match merge {
+        Merge::Geometric => MAX_SMALL_PACKS,
+        Merge::All => 2,
+    };
+    let (mut small, large): (Vec<_>, Vec<_>) = registered_packs(repo, registry, at_least)
         .into_iter()
         .partition(|(_, size)| *size <= SMALL_PACK_BYTES);
     if small.len() < at_least {
         return Ok(0);
     }
+    small.sort_by_key(|(_, size)| *size);
+    let merged_count = match merge {
+        Merge::Geometric => {
+            geometric_split(&small.iter().map(|(_, size)| *size).collect::<Vec<_>>())
+        }
+        Merge::All => small.len(),
+    };
     let lock_path = registry.with_file_name(LOCK_FILE);
     let Some(_lock) = temp::PidLock::try_acquire(&lock_path, STALE_LOCK)
         .io_context(|| format!("locking {}", lock_path.display()))?
@@ -238,33 +228,42 @@ pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> 
     };
 
     let dir = pack_dir(repo);
-    let mut objects = Vec::new();
+    let (merging, kept) = small.split_at(merged_count);
+    let sources = merging
+        .iter()
+        .map(|(name, _)| SourcePack::open(repo, &dir.join(name)))
+        .collect::<Result<Vec<_>>>()?;
     let mut seen = HashSet::new();
+    let count =
+        sources.iter().flat_map(|source| &source.entries).filter(|e| seen.insert(e.oid)).count();
+    let mut writer = pack_file::Writer::create(&dir, count, gix::zlib::Compression::BEST_SPEED)?;
     let mut buf = Vec::new();
-    for (name, _) in &small {
-        let idx_path = dir.join(name).with_extension("idx");
-        let index = pack::index::File::at(&idx_path, repo.object_hash())
-            .context(|| format!("reading {}", idx_path.display()))?;
-        for entry in index.iter() {
-            if !seen.insert(entry.oid) {
-                continue;
+    seen.clear();
+    for source in &sources {
+        for entry in source.entries.iter().filter(|e| seen.insert(e.oid)) {
+            match source.whole_entry(entry)? {
+                Some(bytes) => writer.copy(entry.oid, bytes)?,
+                None => {
+                    // Not cairn's doing, but a delta cannot move: resolved, it is stored whole.
+                    let object = gix::objs::Find::try_find(&**repo.objects, &entry.oid, &mut buf)
+                        .context(|| format!("reading object {}", entry.oid))?
+                        .ok_or_else(|| Error::MissingObject {
+                            context: format!("consolidating {}", source.path.display()),
+                            id: entry.oid,
+                        })?;
+                    writer.add(entry.oid, object.kind, object.data)?;
+                }
             }
-            let object = gix::objs::Find::try_find(&**repo.objects, &entry.oid, &mut buf)
-                .context(|| format!("reading object {}", entry.oid))?
-                .ok_or_else(|| Error::MissingObject {
-                    context: format!("consolidating {name}"),
-                    id: entry.oid,
-                })?;
-            objects.push((entry.oid, object.kind, object.data.to_vec()));
         }
     }
-    let merged = write_pack(repo, &mut objects, gix::zlib::Compression::DEFAULT)?;
+    drop(sources);
+    let merged = writer.finish()?;
 
     // The list first (so no crash leaves it naming deleted packs as cairn's only record of
     // the new one), then the old packs, index before data as git does.
-    let mut names: Vec<String> = large.into_iter().map(|(name, _)| name).collect();
-    let merged_name = merged.as_deref().and_then(Path::file_name).and_then(|n| n.to_str());
-    names.extend(merged_name.map(str::to_owned));
+    let merged_name = merged.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let mut names: Vec<&str> = large.iter().chain(kept).map(|(name, _)| name.as_str()).collect();
+    names.push(merged_name);
     let mut list = tempfile::Builder::new()
         .prefix(&temp::prefix())
         .tempfile_in(registry.parent().unwrap_or(Path::new(".")))
@@ -274,69 +273,72 @@ pub fn consolidate(repo: &gix::Repository, registry: &Path, at_least: usize) -> 
     list.persist(registry)
         .map_err(|err| err.error)
         .io_context(|| "replacing the pack list".into())?;
-    for (name, _) in &small {
-        if Some(name.as_str()) == merged_name {
+    for (name, _) in merging {
+        if name == merged_name {
             continue;
         }
         let pack = dir.join(name);
         let _ = std::fs::remove_file(pack.with_extension("idx"));
         let _ = std::fs::remove_file(&pack);
     }
-    Ok(small.len())
+    Ok(merged_count)
 }
 
-/// The pack format (version 2): a header, each object as a type-and-size header plus its
-/// zlib-deflated data, and a SHA-1 of all that.
-fn encode_pack(
-    objects: &[(ObjectId, Kind, Vec<u8>)],
-    level: gix::zlib::Compression,
-) -> Result<Vec<u8>> {
-    let count = u32::try_from(objects.len()).context(|| "counting a pack's objects".into())?;
-    let capacity =
-        pack::data::header::SIZE + objects.iter().map(|(_, _, d)| d.len() / 2 + 16).sum::<usize>();
-    let out = SharedBuffer::default();
-    out.0.borrow_mut().reserve(capacity);
-    out.0
-        .borrow_mut()
-        .extend_from_slice(&pack::data::header::encode(pack::data::Version::V2, count));
-    // One compressor for the whole pack: setting one up zeroes a few hundred KiB.
-    let mut deflate = gix::zlib::stream::deflate::Write::new(out.clone(), level);
-    for (_, kind, data) in objects {
-        let header = match kind {
-            Kind::Blob => pack::data::entry::Header::Blob,
-            Kind::Tree => pack::data::entry::Header::Tree,
-            Kind::Commit => pack::data::entry::Header::Commit,
-            Kind::Tag => pack::data::entry::Header::Tag,
+/// How many of the packs whose sizes are `ascending` a geometric merge takes (see
+/// [`Merge::Geometric`]): every pack after them is at least twice all before it. At least
+/// two, so that each merge lowers the count.
+fn geometric_split(ascending: &[u64]) -> usize {
+    let mut split = 0;
+    let mut below = 0u64;
+    for (at, size) in ascending.iter().enumerate() {
+        if *size < below.saturating_mul(2) {
+            split = at + 1;
+        }
+        below = below.saturating_add(*size);
+    }
+    split.max(2).min(ascending.len())
+}
+
+/// One of the packs being merged: its data and its entries in pack order.
+struct SourcePack {
+    path: PathBuf,
+    data: pack::data::File,
+    entries: Vec<pack::index::Entry>,
+}
+
+impl SourcePack {
+    fn open(repo: &gix::Repository, path: &Path) -> Result<Self> {
+        let idx_path = path.with_extension("idx");
+        let index = pack::index::File::at(&idx_path, repo.object_hash())
+            .context(|| format!("reading {}", idx_path.display()))?;
+        let data = pack::data::File::at(path, repo.object_hash())
+            .context(|| format!("reading {}", path.display()))?;
+        let mut entries: Vec<_> = index.iter().collect();
+        entries.sort_unstable_by_key(|entry| entry.pack_offset);
+        Ok(SourcePack { path: path.to_path_buf(), data, entries })
+    }
+
+    /// The bytes of `entry` (one of [`SourcePack::entries`]) if it is a whole object and
+    /// they match its index's CRC-32; `None` for a delta.
+    fn whole_entry(&self, entry: &pack::index::Entry) -> Result<Option<&[u8]>> {
+        let corrupt = |what: &str| Error::CorruptPack {
+            context: format!("{}: object {} {what}", self.path.display(), entry.oid),
         };
-        header
-            .write_to(data.len() as u64, &mut *out.0.borrow_mut())
-            .io_context(|| "writing a pack".into())?;
-        deflate.reset();
-        std::io::Write::write_all(&mut deflate, data)
-            .and_then(|()| std::io::Write::flush(&mut deflate))
-            .io_context(|| "compressing an object".into())?;
-    }
-    drop(deflate);
-    let mut out = out.0.take();
-    let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
-    hasher.update(&out);
-    let checksum = hasher.try_finalize().context(|| "hashing a pack".into())?;
-    out.extend_from_slice(checksum.as_bytes());
-    Ok(out)
-}
-
-/// A byte buffer the compressor writes into while entry headers are added between objects.
-#[derive(Default, Clone)]
-struct SharedBuffer(Rc<RefCell<Vec<u8>>>);
-
-impl std::io::Write for SharedBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        let at = self.entries.partition_point(|e| e.pack_offset <= entry.pack_offset);
+        let end = self.entries.get(at).map_or(self.data.pack_end() as u64, |next| next.pack_offset);
+        let bytes = self
+            .data
+            .entry_slice(entry.pack_offset..end)
+            .filter(|bytes| !bytes.is_empty())
+            .ok_or_else(|| corrupt("lies outside the pack"))?;
+        if entry.crc32 != Some(crc32fast::hash(bytes)) {
+            return Err(corrupt("does not match the CRC-32 its index holds"));
+        }
+        let header = self
+            .data
+            .entry(entry.pack_offset)
+            .context(|| format!("reading {}", self.path.display()))?;
+        Ok(header.header.is_base().then_some(bytes))
     }
 }
 
@@ -374,4 +376,26 @@ pub fn serialize_hex<S: serde::Serializer>(
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     serializer.collect_str(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::geometric_split;
+
+    #[test]
+    fn a_geometric_merge_takes_the_smallest_packs_until_the_rest_double() {
+        // Sixteen steps' packs of about the same size: all of them.
+        assert_eq!(geometric_split(&[10; 16]), 16);
+        // Fifteen new ones beside a merged pack over twice their sum: only the new ones.
+        let mut sizes = vec![10; 15];
+        sizes.push(310);
+        assert_eq!(geometric_split(&sizes), 15);
+        // ... and one that is not: it joins them.
+        sizes[15] = 290;
+        assert_eq!(geometric_split(&sizes), 16);
+        // A progression already: the two smallest, so the count still falls.
+        assert_eq!(geometric_split(&[1, 2, 6, 20, 60]), 2);
+        // A pack under twice those below it takes them all along, however small they are.
+        assert_eq!(geometric_split(&[1, 100, 150, 1000]), 3);
+    }
 }

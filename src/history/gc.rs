@@ -66,7 +66,8 @@ pub fn gc(store: &Store, keep: Duration, dry_run: bool) -> Result<GcReport> {
                 std::fs::remove_file(path)
             };
         }
-        report.packs_merged = objects::consolidate(store.repo(), &store.pack_registry(), 2)?;
+        report.packs_merged =
+            objects::consolidate(store.repo(), &store.pack_registry(), objects::Merge::All)?;
     }
     Ok(report)
 }

@@ -400,7 +400,8 @@ impl MemoryStore {
             && objects::register(&self.pack_registry, &pack).is_ok()
         {
             // Maintenance only: a failure leaves one more small pack until a later merge.
-            let _ = objects::consolidate(&self.repo, &self.pack_registry, objects::MAX_SMALL_PACKS);
+            let _ =
+                objects::consolidate(&self.repo, &self.pack_registry, objects::Merge::Geometric);
         }
         Ok(())
     }

@@ -116,3 +116,50 @@ fn cairns_packs_are_merged_and_every_step_still_reads() {
     }
     assert_eq!(repo.ok(&["gc"]).trim(), "Nothing to remove.");
 }
+
+/// Merging copies entries as they are stored, so it checks each against the CRC-32 its
+/// index holds: one flipped byte in a pack fails `cairn gc`, naming the pack, and every
+/// pack stays as it was.
+#[test]
+fn a_pack_whose_bytes_do_not_match_its_index_is_not_merged_and_nothing_is_removed() {
+    let repo = TestRepo::new();
+    repo.checkpoint(&["-m", "start", "--new"]);
+    for n in 0..3 {
+        repo.write("counter.txt", &format!("{n}\n"));
+        repo.checkpoint(&["-m", &format!("count {n}")]);
+    }
+    let pack_dir = repo.path(".git/objects/pack");
+    let mut packs: Vec<_> = std::fs::read_dir(&pack_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    packs.sort();
+    let damaged = &packs[1];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    // The last byte of the last entry, just before the pack's trailing checksum.
+    let at = bytes.len() - 21;
+    bytes[at] ^= 0x40;
+    std::fs::write(damaged, &bytes).unwrap();
+    let object_dir = || {
+        let mut files: Vec<_> = std::fs::read_dir(&pack_dir)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                (path.clone(), std::fs::read(&path).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = (object_dir(), std::fs::read(repo.path(".git/cairn/packs")).unwrap());
+    let refs = cairn_refs(&repo);
+
+    let err = repo.fails(&["gc"]);
+    let name = damaged.file_name().unwrap().to_str().unwrap();
+    assert!(err.contains(name), "{err}");
+    assert!(err.contains("does not match the CRC-32 its index holds"), "{err}");
+    assert!(err.contains("hint: no pack was changed or removed"), "{err}");
+    assert_eq!((object_dir(), std::fs::read(repo.path(".git/cairn/packs")).unwrap()), before);
+    assert_eq!(cairn_refs(&repo), refs);
+}
