@@ -135,6 +135,10 @@ impl Store {
             }
         };
         if unchanged {
+            // Nothing to record, but the snapshot still holds: keeping its stat cache (and
+            // Watchman clock) spares the next snapshot re-reading every path this one read,
+            // which otherwise grows with each agent step since the last recorded scan.
+            self.persist(workspace.stat_cache)?;
             return Ok(None);
         }
         let record = StepRecord::new(StepKind::UserEdits, "user edits", changes);

@@ -405,3 +405,33 @@ fn listing_a_directory_again_asks_the_index_only_for_ignored_names_it_has_not_se
     assert!(third.counts.index_read, "a changed index was not read");
     assert!(files(third.tree).contains("cache/tmp.bin"), "a newly tracked ignored file is missing");
 }
+
+#[test]
+fn a_check_for_user_edits_that_finds_none_keeps_its_scan_for_the_next_one() {
+    let repo = aged_repo(5, 4);
+    let store = store(&repo);
+    let mut session = store.start_session("unchanged checks", None, None).unwrap();
+    store
+        .record_step(&mut session, StepRecord::new(StepKind::Prompt, "start", Changes::Scan))
+        .unwrap();
+    // The agent's edits are recorded by name, which leaves the stat cache as it was.
+    for f in 0..3 {
+        repo.write(&format!("d3/f{f}.txt"), &format!("edited by the agent {f}\n"));
+        age(&repo.path(&format!("d3/f{f}.txt")));
+    }
+    age(&repo.path("d3"));
+    let named = (0..3).map(|f| PathBuf::from(format!("d3/f{f}.txt"))).collect();
+    store
+        .record_step(&mut session, StepRecord::new(StepKind::Tool, "edit", Changes::Paths(named)))
+        .unwrap();
+    let tip = session.tip;
+
+    let recorded = store.record_user_edits(&mut session, Changes::Scan).unwrap();
+    assert!(recorded.is_none(), "the workspace is as the agent's step recorded it");
+    assert_eq!(session.tip, tip);
+    let next = store.snapshot().unwrap();
+    assert_eq!(next.counts.files_hashed, 0, "the check's scan was kept, nothing read again");
+    assert_eq!(next.counts.dirs_listed, 0);
+    let recorded = repo.git(&["show", &format!("{}:d3/f2.txt", session.tip.unwrap())]);
+    assert_eq!(recorded, "edited by the agent 2\n");
+}
