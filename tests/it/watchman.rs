@@ -339,6 +339,65 @@ async fn a_shell_step_of_cairn_run_is_recorded_through_watchman() {
     assert!(state.contains("\"clock\":\"c:"), "{state}");
 }
 
+/// Pipes `payload` to `cairn hook claude-code` against `server`, which must record it.
+fn claude_hook(repo: &TestRepo, server: &Server, payload: &str) {
+    use std::io::Write as _;
+    let mut child = repo
+        .command_in(&repo.home, &["hook", "claude-code"])
+        .env("WATCHMAN_SOCK", &server.socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(payload.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Watchman clock and tree cairn saved for the next snapshot.
+fn saved_monitor(repo: &TestRepo) -> (String, String) {
+    let state = std::fs::read(repo.path(".git/cairn/worktrees/main/fsmonitor")).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    (state["clock"].as_str().unwrap().to_owned(), state["tree"].as_str().unwrap().to_owned())
+}
+
+/// A prompt hook whose check for the user's edits finds none (the only change since the
+/// last Watchman snapshot is the agent's edit, already recorded by name) saves Watchman's
+/// new clock: the next check asks only about what changed since, instead of every path
+/// edited since the last recorded scan.
+#[test]
+fn a_check_for_user_edits_that_finds_none_saves_watchmans_clock() {
+    let Some(server) = Server::start() else { return };
+    let repo = watched_repo();
+    let prompt = crate::hooks::fixture(&repo, "claude-code", "user-prompt-submit");
+    let edit = crate::hooks::fixture(&repo, "claude-code", "post-tool-use-edit");
+    // The first prompt records the files written above as the user's, by a full scan.
+    claude_hook(&repo, &server, &prompt);
+    let (first_clock, first_tree) = saved_monitor(&repo);
+    // The agent's edit is recorded by the path its payload names, without Watchman.
+    repo.write("README.md", "hello\nSee greet() in src/greet.rs.\n");
+    claude_hook(&repo, &server, &edit);
+    assert_eq!(saved_monitor(&repo).0, first_clock, "a step recorded by name asks no monitor");
+
+    // Watchman reports README.md, which the tip already holds: no user-edits step, but
+    // the check's clock and tree are kept.
+    claude_hook(&repo, &server, &prompt);
+    let (clock, tree) = saved_monitor(&repo);
+    assert_ne!(clock, first_clock, "the unchanged check's Watchman clock was dropped");
+    assert_ne!(tree, first_tree);
+    assert_eq!(repo.git(&["ls-tree", "-r", &tree]).trim_end(), step_view(&repo));
+    let session = repo.git(&["for-each-ref", "--format=%(refname)", "refs/cairn/sessions"]);
+    let subjects = repo.git(&["log", "--format=%s", session.trim()]);
+    assert_eq!(subjects.lines().filter(|s| *s == "user edits").count(), 1, "{subjects}");
+    assert_step_is_the_workspace(&repo);
+    repo.assert_fsck_clean();
+}
+
 #[test]
 fn config_show_says_whether_watchman_is_in_use() {
     let Some(server) = Server::start() else { return };
