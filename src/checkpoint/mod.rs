@@ -133,6 +133,20 @@ impl Store {
         })
     }
 
+    /// This repository as configuration knows a project: its top directory and its origin
+    /// URL (trust is void when that changes). Read from the open repository, so a command
+    /// finds the repository once for its configuration and its store.
+    pub fn project(&self) -> crate::config::Project {
+        let origin_url =
+            self.repo.config_snapshot().string("remote.origin.url").map(|url| url.to_string());
+        crate::config::Project { root: self.root.clone(), origin_url }
+    }
+
+    /// Takes the snapshot settings of the configuration loaded for [`Store::project`].
+    pub fn set_options(&mut self, options: StoreOptions) {
+        self.options = options;
+    }
+
     /// Whether secret-looking strings are replaced in what cairn stores of its own: every
     /// blob under `.cairn/`, every commit and reflog message of a step, and (through
     /// [`crate::memory`]) every fact. The workspace's files are the user's and are stored

@@ -6,13 +6,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::checkpoint::{self, Changes, StepKind, StepRecord, Store, StoreOptions};
-use crate::config::{self, Env, Flags};
+use crate::checkpoint::{self, Changes, StepKind, StepRecord, Store};
+use crate::config::{Env, Flags};
 use crate::hooks::agent_transcript;
 use crate::transcript::Message;
 
 use super::CommandError;
-use super::common::{print_json, with_progress};
+use super::common::{open_configured, print_json, with_progress};
 use super::config::config_error;
 
 #[derive(Debug, clap::Args)]
@@ -148,11 +148,9 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 /// The store for the current directory, sized and redacting as the configuration says.
 fn open() -> Result<Store, CommandError> {
     let cwd = std::env::current_dir()?;
-    let project = super::config::project_at(&cwd);
-    let config = config::load(project.as_ref(), &Env::from_process(), &Flags::default())
-        .map_err(config_error)?;
-    let options = StoreOptions::from_config(&config);
-    Ok(Store::discover(&cwd, options)?)
+    let (store, config) = open_configured(&cwd, &Env::from_process(), &Flags::default())?;
+    config.map_err(config_error)?;
+    Ok(store)
 }
 
 /// The step the arguments describe.

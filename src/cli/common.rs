@@ -2,11 +2,13 @@
 //! hints, color and progress on a terminal.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::checkpoint::{self, Store, StoreOptions};
+use crate::config::{Config, ConfigError, Env, Flags};
 
 use super::CommandError;
 
@@ -15,15 +17,25 @@ use super::CommandError;
 /// for it, and the commands that use the rest of the configuration report its errors).
 pub fn open_store() -> Result<Store, CommandError> {
     let cwd = std::env::current_dir()?;
-    let project = super::config::project_at(&cwd);
-    let options = crate::config::load(
-        project.as_ref(),
-        &crate::config::Env::from_process(),
-        &crate::config::Flags::default(),
-    )
-    .map(|config| StoreOptions::from_config(&config))
-    .unwrap_or_default();
-    Store::discover(&cwd, options).map_err(CommandError::from)
+    let (store, _) = open_configured(&cwd, &Env::from_process(), &Flags::default())?;
+    Ok(store)
+}
+
+/// Opens the store for the repository holding `dir` and loads its project's configuration,
+/// finding the repository once for both (each hook call and checkpoint is a process of
+/// its own). The store takes the configuration's snapshot settings when it loads, and
+/// keeps the defaults when it does not, for the caller to report or replace.
+pub fn open_configured(
+    dir: &Path,
+    env: &Env,
+    flags: &Flags,
+) -> Result<(Store, Result<Config, ConfigError>), checkpoint::Error> {
+    let mut store = Store::discover(dir, StoreOptions::default())?;
+    let config = crate::config::load(Some(&store.project()), env, flags);
+    if let Ok(config) = &config {
+        store.set_options(StoreOptions::from_config(config));
+    }
+    Ok((store, config))
 }
 
 impl From<crate::history::land::Error> for CommandError {

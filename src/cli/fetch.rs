@@ -103,7 +103,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 /// `[memory] merge_on_fetch`, which only the user's own configuration can turn on.
 fn merge_on_fetch(store: &crate::checkpoint::Store) -> Result<bool, CommandError> {
     let config = crate::config::load(
-        super::config::project_at(store.root()).as_ref(),
+        Some(&store.project()),
         &crate::config::Env::from_process(),
         &crate::config::Flags::default(),
     )

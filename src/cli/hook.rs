@@ -144,21 +144,16 @@ fn read_stdin() -> Result<String, String> {
 /// The store for the repository holding `cwd`, redacting as configured. A broken
 /// configuration file does not stop a hook: the defaults (redaction on) apply.
 fn open(cwd: &std::path::Path, note: &dyn Fn(&str)) -> Result<Store, String> {
-    let project = super::config::project_at(cwd);
-    let env = Env::from_process();
-    let config = match config::load(project.as_ref(), &env, &Flags::default()) {
-        Ok(config) => config,
-        Err(err) => {
-            note(&format!("warning: {err}; using the default configuration"));
-            config::Config::built_in()
-        }
-    };
-    let options = StoreOptions::from_config(&config);
-    let store = Store::discover(cwd, options).map_err(|err| match err {
+    let opened = super::common::open_configured(cwd, &Env::from_process(), &Flags::default());
+    let (mut store, config) = opened.map_err(|err| match err {
         crate::checkpoint::Error::NotARepository(_) => {
             format!("{} (the payload's cwd) is not inside a git repository", cwd.display())
         }
         other => other.to_string(),
     })?;
+    if let Err(err) = config {
+        note(&format!("warning: {err}; using the default configuration"));
+        store.set_options(StoreOptions::from_config(&config::Config::built_in()));
+    }
     Ok(store)
 }

@@ -9,7 +9,7 @@ use crate::agent::{
     self, Agent, AgentMemory, AgentSetup, MemorySettings, Policy, Restored, approval,
     instructions::Instructions, prompt,
 };
-use crate::checkpoint::{Session, Store, StoreOptions};
+use crate::checkpoint::{Session, Store};
 use crate::config::{
     self, Config, ConfigError, Endpoint, Env, Flags, ModelRef, ProviderApi, SandboxSettings,
     Sourced,
@@ -19,7 +19,7 @@ use crate::mcp::{self, McpHub, Status};
 use crate::sandbox;
 
 use super::CommandError;
-use super::config::{config_error, project_at};
+use super::config::config_error;
 
 /// How long auto-detection waits for a local Ollama to answer.
 const OLLAMA_PROBE_TIMEOUT: Duration = Duration::from_millis(800);
@@ -37,10 +37,8 @@ impl Context {
     pub fn load(flags: Flags) -> Result<Context, CommandError> {
         let cwd = std::env::current_dir()?;
         let env = Env::from_process();
-        // Configuration first for the size limit; the repository is found the same way.
-        let project = project_at(&cwd);
-        let config = config::load(project.as_ref(), &env, &flags).map_err(config_error)?;
-        let store = Store::discover(&cwd, StoreOptions::from_config(&config))?;
+        let (store, config) = super::common::open_configured(&cwd, &env, &flags)?;
+        let config = config.map_err(config_error)?;
         let sandbox = sandbox_plan(&config.sandbox, &env, store.root(), &git_dirs(&store));
         Ok(Context { store, config, env, sandbox })
     }

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     // `[memory] push = true` sends project memory whenever there is some.
     let by_config = || -> Result<bool, CommandError> {
         let config = crate::config::load(
-            super::config::project_at(store.root()).as_ref(),
+            Some(&store.project()),
             &crate::config::Env::from_process(),
             &crate::config::Flags::default(),
         )
