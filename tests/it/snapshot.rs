@@ -425,10 +425,13 @@ fn a_check_for_user_edits_that_finds_none_keeps_its_scan_for_the_next_one() {
         .record_step(&mut session, StepRecord::new(StepKind::Tool, "edit", Changes::Paths(named)))
         .unwrap();
     let tip = session.tip;
+    let objects = object_files(&repo);
 
     let recorded = store.record_user_edits(&mut session, Changes::Scan).unwrap();
     assert!(recorded.is_none(), "the workspace is as the agent's step recorded it");
     assert_eq!(session.tip, tip);
+    // The step holds the workspace tree the check built: it writes no pack of its own.
+    assert_eq!(object_files(&repo), objects, "an unchanged check wrote objects");
     let next = store.snapshot().unwrap();
     assert_eq!(next.counts.files_hashed, 0, "the check's scan was kept, nothing read again");
     assert_eq!(next.counts.dirs_listed, 0);
