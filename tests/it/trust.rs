@@ -542,7 +542,15 @@ async fn the_session_end_promotion_never_rewrites_a_remote_fact_as_the_users() {
 fn an_untrusted_cairn_toml_may_turn_the_file_monitor_off_but_not_on() {
     let repo = TestRepo::new();
     let monitor = |repo: &TestRepo| -> Value {
-        let config: Value = serde_json::from_str(&repo.ok(&["config", "show", "--json"])).unwrap();
+        // `config show` asks Watchman whether it answers: a socket that does not exist,
+        // rather than `watchman get-sockname`, which would start the user's own server.
+        let out = repo
+            .command_in(&repo.root, &["config", "show", "--json"])
+            .env("WATCHMAN_SOCK", repo.home.join("no-watchman.sock"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let config: Value = serde_json::from_slice(&out.stdout).unwrap();
         config["snapshot"]["fsmonitor"].clone()
     };
     repo.write("cairn.toml", "[snapshot]\nfsmonitor = \"watchman\"\n");
