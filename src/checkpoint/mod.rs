@@ -312,3 +312,20 @@ fn discovery_error(dir: &Path, err: gix::Error) -> Error {
         Error::OpenRepository { dir: dir.to_owned(), source: Box::new(err) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StoreOptions;
+
+    /// A command whose configuration does not load keeps `StoreOptions::default()`: it must
+    /// be what the built-in configuration sets.
+    #[test]
+    fn default_options_are_the_built_in_configurations() {
+        let default = StoreOptions::default();
+        let built_in = StoreOptions::from_config(&crate::config::Config::built_in());
+        assert_eq!(
+            (default.max_new_file_size, default.redact_secrets, default.watchman),
+            (built_in.max_new_file_size, built_in.redact_secrets, built_in.watchman)
+        );
+    }
+}

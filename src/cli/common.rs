@@ -24,7 +24,8 @@ pub fn open_store() -> Result<Store, CommandError> {
 /// Opens the store for the repository holding `dir` and loads its project's configuration,
 /// finding the repository once for both (each hook call and checkpoint is a process of
 /// its own). The store takes the configuration's snapshot settings when it loads, and
-/// keeps the defaults when it does not, for the caller to report or replace.
+/// keeps the built-in ones ([`StoreOptions::default`]) when it does not, for the caller
+/// to report.
 pub fn open_configured(
     dir: &Path,
     env: &Env,

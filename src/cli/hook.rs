@@ -18,8 +18,8 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::checkpoint::{Store, StoreOptions};
-use crate::config::{self, Env, Flags};
+use crate::checkpoint::Store;
+use crate::config::{Env, Flags};
 use crate::hooks::{self, Action, AgentKind, HookOptions};
 
 use super::CommandError;
@@ -145,15 +145,15 @@ fn read_stdin() -> Result<String, String> {
 /// configuration file does not stop a hook: the defaults (redaction on) apply.
 fn open(cwd: &std::path::Path, note: &dyn Fn(&str)) -> Result<Store, String> {
     let opened = super::common::open_configured(cwd, &Env::from_process(), &Flags::default());
-    let (mut store, config) = opened.map_err(|err| match err {
+    let (store, config) = opened.map_err(|err| match err {
         crate::checkpoint::Error::NotARepository(_) => {
             format!("{} (the payload's cwd) is not inside a git repository", cwd.display())
         }
         other => other.to_string(),
     })?;
     if let Err(err) = config {
+        // The store keeps the built-in snapshot settings (redaction on).
         note(&format!("warning: {err}; using the default configuration"));
-        store.set_options(StoreOptions::from_config(&config::Config::built_in()));
     }
     Ok(store)
 }
