@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
@@ -27,7 +27,11 @@ pub(crate) fn fixture(repo: &TestRepo, agent: &str, name: &str) -> String {
 fn hook_with(repo: &TestRepo, agent: &str, args: &[&str], stdin: &str) -> Output {
     let mut all = vec!["hook", agent];
     all.extend_from_slice(args);
-    let mut command = repo.command_in(&repo.home, &all);
+    piped_output(repo.command_in(&repo.home, &all), stdin)
+}
+
+/// Runs `command` with `stdin` piped in, and returns what it printed.
+pub(crate) fn piped_output(mut command: Command, stdin: &str) -> Output {
     command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("cairn runs");
     // A usage error exits before reading: a broken pipe here is that, and the exit status
@@ -1059,4 +1063,41 @@ fn hook_status_reads_codex_reviews_and_gemini_folder_trust() {
     assert_eq!(status["agents"][0]["folder_trusted"], true, "{status}");
     let out = setup(&repo, &["install", "gemini"]);
     assert!(out.contains("next: nothing: Gemini CLI already trusts"), "{out}");
+}
+
+/// A cloned repository's `cairn.toml` that does not load (here, one that tries to turn
+/// redaction off with a value of the wrong type) does not stop a hook: it says so, records
+/// the prompt under the built-in settings (redaction on), and leaves the user's HEAD,
+/// index and refs as they were.
+#[test]
+fn a_hook_under_a_broken_project_config_records_with_the_defaults() {
+    let repo = TestRepo::new();
+    repo.write("cairn.toml", "[transcript]\nredact_secrets = \"no\"\n");
+    let before = repo.user_state();
+    let key = format!("AKIA{:0<16}", "HOOK");
+    let payload = fixture(&repo, "claude-code", "user-prompt-submit")
+        .replace("Add a greet function", &format!("Use the key {key} to add a greet function"));
+
+    let out = hook_with(&repo, "claude-code", &[], &payload);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty(), "nothing for Claude Code's prompt");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cairn.toml:2:18: invalid type: string \"no\", expected a boolean")
+            && stderr.contains("using the default configuration"),
+        "{stderr}"
+    );
+    let tip = format!("refs/cairn/sessions/{}", only_session(&repo));
+    let grep = |text: &str| {
+        let out = Command::new("git")
+            .args(["grep", "-F", "-l", text, &tip, "--", ".cairn"])
+            .current_dir(&repo.root)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(grep("Use the key [redacted AWS access key id]").contains(".cairn/"), "not recorded");
+    assert_eq!(grep(&key), "", "redaction stays on");
+    assert_eq!(repo.user_state(), before);
+    repo.assert_fsck_clean();
 }

@@ -341,17 +341,9 @@ async fn a_shell_step_of_cairn_run_is_recorded_through_watchman() {
 
 /// Pipes `payload` to `cairn hook claude-code` against `server`, which must record it.
 fn claude_hook(repo: &TestRepo, server: &Server, payload: &str) {
-    use std::io::Write as _;
-    let mut child = repo
-        .command_in(&repo.home, &["hook", "claude-code"])
-        .env("WATCHMAN_SOCK", &server.socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(payload.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut command = repo.command_in(&repo.home, &["hook", "claude-code"]);
+    command.env("WATCHMAN_SOCK", &server.socket);
+    let out = crate::hooks::piped_output(command, payload);
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "{}",
